@@ -1,0 +1,183 @@
+import math
+
+import pytest
+import torch
+import torchbearer
+from torch import nn
+from torch.distributions import Normal, kl_divergence
+from torchbearer import Trial
+from torchbearer.callbacks import on_criterion, on_criterion_validation
+
+from torchbearer_vae import KL, LOGVAR, MU, MissingStateError, divergence, kld, kld_loss, vae_loss
+
+
+def reference_kl(mu, logvar):
+    posterior = Normal(mu.double(), torch.exp(0.5 * logvar.double()))
+    return kl_divergence(posterior, Normal(torch.zeros_like(posterior.loc), torch.ones_like(posterior.loc)))
+
+
+@pytest.mark.parametrize('shape', [(16, 20), (3, 2, 5), (1, 1)])
+def test_kld_matches_torch_distributions_for_every_reduction(shape):
+    mu, logvar = torch.randn(shape) * 2, torch.randn(shape) * 3
+    per_element = reference_kl(mu, logvar)
+    per_sample = per_element.reshape(shape[0], -1).sum(1)
+    torch.testing.assert_close(kld(mu, logvar, 'sum').double(), per_element.sum(), rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(kld(mu, logvar, 'batchmean').double(), per_sample.mean(), rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(kld(mu, logvar, 'none').double(), per_sample, rtol=1e-5, atol=1e-4)
+    assert kld(mu, logvar).shape == () and kld(mu, logvar, 'none').shape == (shape[0],)
+
+
+def test_kld_is_zero_for_the_prior_and_has_the_right_gradient():
+    mu = torch.zeros(4, 3, requires_grad=True)
+    logvar = torch.zeros(4, 3, requires_grad=True)
+    value = kld(mu, logvar)
+    value.backward()
+    assert value.item() == 0.0
+    assert torch.all(mu.grad == 0) and torch.all(logvar.grad == 0)
+
+
+@pytest.mark.parametrize('logvar_value', [-80.0, -30.0, -1e-6, 1e-6, 20.0, 80.0, 88.0])
+def test_kld_is_finite_and_accurate_for_extreme_logvar(logvar_value):
+    mu = torch.full((2, 3), 1.5)
+    logvar = torch.full((2, 3), logvar_value)
+    value = kld(mu, logvar, 'none')
+    assert torch.isfinite(value).all()
+    exact = 3 * 0.5 * (1.5 ** 2 + math.expm1(logvar_value) - logvar_value)
+    torch.testing.assert_close(value.double(), torch.full((2,), exact, dtype=torch.double), rtol=1e-5, atol=1e-6)
+
+
+def test_kld_near_zero_logvar_is_precise():
+    # exp(lv) - 1 - lv loses everything to cancellation in float32 here; expm1 does not.
+    logvar = torch.full((1, 1), 1e-3)
+    exact = 0.5 * (math.expm1(1e-3) - 1e-3)
+    assert abs(kld(torch.zeros(1, 1), logvar).item() - exact) / exact < 1e-3
+
+
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+def test_kld_low_precision_inputs_do_not_overflow(dtype):
+    mu = torch.full((2, 4), 3.0, dtype=dtype)
+    logvar = torch.full((2, 4), 15.0, dtype=dtype)  # exp(15) overflows float16
+    value = kld(mu, logvar)
+    assert value.dtype == torch.float32 and torch.isfinite(value)
+    torch.testing.assert_close(value, kld(mu.float(), logvar.float()))
+
+
+@pytest.mark.parametrize('args, error, message', [
+    ((torch.zeros(2, 3), torch.zeros(2, 4)), ValueError, 'same shape'),
+    ((torch.zeros(()), torch.zeros(())), ValueError, 'batch dimension'),
+    ((torch.zeros(2, 3), torch.zeros(2, 3), 'mean'), ValueError, "reduction must be one of 'sum'"),
+    (([0.0], torch.zeros(1)), TypeError, 'tensors'),
+    ((torch.zeros(2, 3, dtype=torch.long), torch.zeros(2, 3, dtype=torch.long)), TypeError, 'floating point'),
+])
+def test_kld_bad_input(args, error, message):
+    with pytest.raises(error, match=message):
+        kld(*args)
+
+
+def test_vae_loss_is_bce_plus_kld_and_reshapes_a_flat_target():
+    recon = torch.rand(5, 1, 4, 4) * 0.98 + 0.01
+    target = torch.rand(5, 16)
+    mu, logvar = torch.randn(5, 3), torch.randn(5, 3)
+    bce = nn.functional.binary_cross_entropy(recon.view(5, 16), target, reduction='sum')
+    expected = bce + kld(mu, logvar)
+    torch.testing.assert_close(vae_loss(recon, mu, logvar, target), expected)
+    torch.testing.assert_close(vae_loss(recon, mu, logvar, target, reduction='batchmean'), expected / 5)
+    torch.testing.assert_close(vae_loss(recon, mu, logvar, target, beta=3.0), bce + 3 * kld(mu, logvar))
+    with pytest.raises(ValueError, match=r'\(5, 1, 4, 4\).*\(5, 15\)'):
+        vae_loss(recon, mu, logvar, torch.rand(5, 15))
+
+
+class FixedPosterior(nn.Module):
+    """A model whose forward stores a fixed posterior in state and returns a constant output."""
+
+    def __init__(self, mu, logvar, store=True):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(()))
+        self.mu, self.logvar, self.store = mu, logvar, store
+
+    def forward(self, x, state=None):
+        if state is not None and self.store:
+            state[MU], state[LOGVAR] = self.mu + self.weight, self.logvar
+        return x * 0 + self.weight
+
+
+def zero_criterion(y_pred, y_true):
+    return (y_pred * 0).sum()
+
+
+def run_trial(model, callbacks, validation=False):
+    data = torch.utils.data.TensorDataset(torch.rand(4, 3), torch.rand(4, 3))
+    loader = torch.utils.data.DataLoader(data, batch_size=4)
+    trial = Trial(model, torch.optim.SGD(model.parameters(), lr=0.0), zero_criterion, metrics=['loss'],
+                  callbacks=callbacks, verbose=0)
+    trial.with_generators(train_generator=loader, val_generator=loader if validation else None)
+    return trial.run(1)[0]
+
+
+def test_kld_loss_adds_the_kl_in_training_and_validation_and_stores_it():
+    mu, logvar = torch.randn(4, 2), torch.randn(4, 2)
+    seen = []
+
+    @on_criterion
+    @on_criterion_validation
+    def record(state):
+        seen.append(state[KL])
+
+    history = run_trial(FixedPosterior(mu, logvar), [kld_loss(beta=2.0), record], validation=True)
+    expected = kld(mu, logvar).item()
+    assert history['loss'] == pytest.approx(2 * expected, rel=1e-5)
+    assert history['val_loss'] == pytest.approx(2 * expected, rel=1e-5)
+    assert len(seen) == 2 and all(value.item() == pytest.approx(expected, rel=1e-5) for value in seen)
+    assert not seen[0].requires_grad  # stored detached: no graph kept alive by a printer
+
+
+def test_kld_loss_batchmean_and_callable_beta_reading_state():
+    mu, logvar = torch.randn(4, 2), torch.randn(4, 2)
+    betas = []
+
+    def beta(state):
+        betas.append(state[torchbearer.EPOCH])
+        return 0.5
+
+    history = run_trial(FixedPosterior(mu, logvar), [kld_loss(beta=beta, reduction='batchmean')])
+    assert history['loss'] == pytest.approx(0.5 * kld(mu, logvar, 'batchmean').item(), rel=1e-5)
+    assert betas == [0]
+
+
+def test_divergence_decorator_builds_a_loss_callback():
+    mu, logvar = torch.randn(4, 2), torch.randn(4, 2)
+
+    @divergence(MU, beta=3.0)
+    def mean_square(mu_value):
+        return mu_value.pow(2).sum()
+
+    history = run_trial(FixedPosterior(mu, logvar), [mean_square])
+    assert history['loss'] == pytest.approx(3 * mu.pow(2).sum().item(), rel=1e-5)
+
+
+def test_missing_state_key_says_what_the_model_must_do():
+    with pytest.raises(MissingStateError, match=r'kld_loss needs state\[torchbearer_vae.MU\].*forward'):
+        run_trial(FixedPosterior(torch.zeros(4, 2), torch.zeros(4, 2), store=False), [kld_loss()])
+
+
+def test_divergence_must_return_a_scalar():
+    @divergence(MU, LOGVAR)
+    def per_sample(mu, logvar):
+        return kld(mu, logvar, 'none')
+
+    with pytest.raises(ValueError, match=r'per_sample must return a scalar tensor.*shape \(4,\)'):
+        run_trial(FixedPosterior(torch.zeros(4, 2), torch.zeros(4, 2)), [per_sample])
+
+
+@pytest.mark.parametrize('make, error, message', [
+    (lambda: kld_loss(beta=-1), ValueError, 'beta must be a finite number >= 0'),
+    (lambda: kld_loss(beta=float('nan')), ValueError, 'beta must be a finite number'),
+    (lambda: kld_loss(beta='1'), TypeError, 'beta must be a number or a function'),
+    (lambda: kld_loss(reduction='none'), ValueError, 'reduction must be one of'),
+    (lambda: divergence(), ValueError, 'at least one state key'),
+    (lambda: divergence(42), TypeError, 'state keys'),
+    (lambda: divergence(MU)(3), TypeError, 'must decorate a function'),
+])
+def test_bad_arguments_fail_at_construction(make, error, message):
+    with pytest.raises(error, match=message):
+        make()

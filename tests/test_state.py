@@ -1,0 +1,87 @@
+import importlib
+import warnings
+
+import pytest
+import torchbearer
+import torchbearer.callbacks
+import torchbearer.cv_utils
+from torchbearer.state import StateKey
+
+import torchbearer_vae
+from torchbearer_vae import _registry
+
+REGISTERED = [
+    (torchbearer, 'MU', 'MU'),
+    (torchbearer, 'LOGVAR', 'LOGVAR'),
+    (torchbearer, 'KL', 'KL'),
+    (torchbearer.callbacks, 'ReconstructionSaver', 'ReconstructionSaver'),
+    (torchbearer.callbacks, 'kld_loss', 'kld_loss'),
+    (torchbearer.callbacks, 'divergence', 'divergence'),
+    (torchbearer.cv_utils, 'AutoEncoderDataset', 'AutoEncoderDataset'),
+]
+
+
+def test_keys_are_torchbearer_state_keys_with_plain_names():
+    assert isinstance(torchbearer_vae.MU, StateKey) and torchbearer_vae.MU.key == 'mu'
+    assert isinstance(torchbearer_vae.LOGVAR, StateKey) and torchbearer_vae.LOGVAR.key == 'logvar'
+    assert isinstance(torchbearer_vae.KL, StateKey) and torchbearer_vae.KL.key == 'kl'
+
+
+@pytest.mark.parametrize('module, name, ours', REGISTERED)
+def test_registered_into_torchbearer_namespace(module, name, ours):
+    assert getattr(module, name) is getattr(torchbearer_vae, ours)
+
+
+def test_registration_is_idempotent_and_reload_creates_no_new_key():
+    keys_before = list(torchbearer.state.__keys__)
+    mu = torchbearer_vae.MU
+    torchbearer_vae.register()
+    importlib.reload(torchbearer_vae.state)
+    importlib.reload(torchbearer_vae)
+    assert torchbearer_vae.MU is mu and torchbearer.MU is mu
+    assert torchbearer.state.__keys__ == keys_before
+    assert 'mu_1' not in torchbearer.state.__keys__
+
+
+def test_a_second_state_key_mu_is_a_different_key():
+    # The documented pitfall: torchbearer makes names unique, so users must import our keys.
+    other = torchbearer.state_key('mu')
+    assert other.key != 'mu' and other != torchbearer_vae.MU
+
+
+def test_reloaded_classes_replace_our_older_ones():
+    old = torchbearer.callbacks.ReconstructionSaver
+    importlib.reload(torchbearer_vae.callbacks)
+    importlib.reload(torchbearer_vae)
+    assert torchbearer.callbacks.ReconstructionSaver is torchbearer_vae.ReconstructionSaver is not old
+
+
+def test_never_overwrites_what_torchbearer_already_has(monkeypatch):
+    theirs = object()
+    monkeypatch.setattr(torchbearer.callbacks, 'kld_loss', theirs)
+    with pytest.warns(UserWarning, match='torchbearer.callbacks.kld_loss already exists'):
+        _registry.register()
+    assert torchbearer.callbacks.kld_loss is theirs
+
+
+def test_registration_of_a_clean_namespace_is_silent():
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        _registry.register()
+
+
+def test_every_public_name_is_documented_and_exported():
+    for name in torchbearer_vae.__all__:
+        assert hasattr(torchbearer_vae, name), name
+        if name != '__version__' and not isinstance(getattr(torchbearer_vae, name), StateKey):
+            assert getattr(torchbearer_vae, name).__doc__, f'{name} has no docstring'
+
+
+def test_import_is_side_effect_light(tmp_path):
+    import subprocess
+    import sys
+    code = ('import sys, time; t = time.time(); import torchbearer_vae; '
+            'assert "torchvision" not in sys.modules, "torchvision imported eagerly"; print(time.time() - t)')
+    result = subprocess.run([sys.executable, '-c', code], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert list(tmp_path.iterdir()) == []  # no file written

@@ -1,0 +1,51 @@
+"""register(): make the plugin's public objects reachable from torchbearer's own namespace."""
+import importlib
+import warnings
+
+import torchbearer
+import torchbearer.callbacks
+import torchbearer.cv_utils
+
+__all__ = ['register']
+
+_PACKAGE = __name__.rpartition('.')[0]
+# (torchbearer module, attribute, our module): the whole of what the plugin adds to torchbearer.
+_EXPORTS = (
+    (torchbearer, 'MU', 'state'),
+    (torchbearer, 'LOGVAR', 'state'),
+    (torchbearer, 'KL', 'state'),
+    (torchbearer.callbacks, 'ReconstructionSaver', 'callbacks'),
+    (torchbearer.callbacks, 'kld_loss', 'losses'),
+    (torchbearer.callbacks, 'divergence', 'losses'),
+    (torchbearer.cv_utils, 'AutoEncoderDataset', 'datasets'),
+)
+_MISSING = object()
+
+
+def _is_ours(value) -> bool:
+    """An object an earlier import of this package put there (e.g. before a reload)."""
+    return getattr(value, '__module__', '').split('.')[0] == _PACKAGE
+
+
+def register() -> None:
+    """Put the plugin's keys, callbacks and dataset into torchbearer's namespace.
+
+    After it, ``torchbearer.MU is torchbearer_vae.MU`` and likewise for ``LOGVAR``, ``KL``,
+    ``torchbearer.callbacks.ReconstructionSaver``, ``kld_loss``, ``divergence`` and
+    ``torchbearer.cv_utils.AutoEncoderDataset``. ``import torchbearer_vae`` calls it.
+
+    It is idempotent, and it never replaces something torchbearer itself defines: if a name is
+    already taken by another object (a future torchbearer release, say), it warns and leaves
+    torchbearer's object in place; the plugin's stays available from ``torchbearer_vae``.
+    Objects left by an earlier import of this package (before a reload) are updated.
+    """
+    for module, name, source in _EXPORTS:
+        value = getattr(importlib.import_module(f'{_PACKAGE}.{source}'), name)
+        current = getattr(module, name, _MISSING)
+        if current is value:
+            continue
+        if current is _MISSING or _is_ours(current):
+            setattr(module, name, value)
+        else:
+            warnings.warn(f"{module.__name__}.{name} already exists and is not torchbearer_vae's; keeping it. "
+                          f"Use torchbearer_vae.{name} for the plugin's version.", stacklevel=2)

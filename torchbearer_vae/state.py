@@ -1,0 +1,39 @@
+"""State keys shared by the plugin's models, losses and callbacks.
+
+torchbearer keeps its per-batch values in a :class:`torchbearer.state.State` dict keyed by
+:class:`~torchbearer.state.StateKey` objects. The keys below are created **once**, here, and
+re-exported as ``torchbearer.MU``, ``torchbearer.LOGVAR`` and ``torchbearer.KL``.
+
+.. warning::
+    Do not create these keys yourself with ``torchbearer.state_key('mu')``. torchbearer makes
+    every key name unique, so a second ``state_key('mu')`` returns a *different* key named
+    ``'mu_1'``: a model storing under it and a loss reading ``torchbearer_vae.MU`` would never
+    meet. Always import the keys: ``from torchbearer_vae import MU, LOGVAR``.
+"""
+import torchbearer
+from torchbearer.state import StateKey
+
+__all__ = ['MU', 'LOGVAR', 'KL']
+
+
+def _plugin_key(name: str, attribute: str) -> StateKey:
+    """Return the key ``name``, reusing the one an earlier import registered in torchbearer.
+
+    A reload (or a second copy of this module) must not create ``mu_1``: the key named ``name``
+    already exists when torchbearer's attribute holds a StateKey with exactly that name.
+    """
+    existing = getattr(torchbearer, attribute, None)
+    if isinstance(existing, StateKey) and existing.key == name:
+        return existing
+    return torchbearer.state_key(name)
+
+
+#: The mean of the approximate posterior q(z|x), shape ``(batch, latent_dim)``, stored by the model.
+MU = _plugin_key('mu', 'MU')
+
+#: The log-variance of q(z|x), same shape as :data:`MU`, stored by the model.
+LOGVAR = _plugin_key('logvar', 'LOGVAR')
+
+#: The unweighted divergence of the last batch (a detached scalar tensor), stored by
+#: :func:`~torchbearer_vae.divergence` callbacks such as :func:`~torchbearer_vae.kld_loss`.
+KL = _plugin_key('kl', 'KL')
