@@ -9,7 +9,14 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from torchbearer import Trial
 
-from torchbearer_vae import MissingStateError, ReconstructionSaver
+from torchbearer_vae import (
+    Interpolation,
+    LatentTraversal,
+    MissingStateError,
+    ReconstructionSaver,
+    SampleSaver,
+    kld_loss,
+)
 
 PAD = 2  # make_grid's default padding
 
@@ -183,3 +190,254 @@ def test_nothing_is_copied_on_steps_after_the_grid_is_saved(tmp_path, monkeypatc
     monkeypatch.setattr(saver, '_collect', lambda state: calls.append(1) or original(state))
     run(saver, torch.rand(12, 1, 8, 8), batch_size=2, epochs=2)
     assert len(calls) == 2  # one batch per epoch; the other five validation steps do nothing
+
+
+# -- the other picture callbacks, sharing ReconstructionSaver's machinery --
+
+class ProbeVAE(nn.Module):
+    """A VAE whose pictures can be predicted pixel by pixel.
+
+    Images are (1, 3, 3) in [0, 1]; encode reads the top row as the code, mu = 8 x - 4 (so in
+    [-4, 4]); decode paints row r of the image with (z_r + 4) / 8, the same in every column.
+    """
+
+    latent_dim = 3
+
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.tensor(1.0))
+        self.modes = []
+
+    def encode(self, x):
+        mu = x.reshape(x.shape[0], 9)[:, :3] * 8 - 4
+        return mu * self.weight, torch.zeros_like(mu)
+
+    def decode(self, z):
+        self.modes.append((self.training, torch.is_grad_enabled()))
+        return ((z + 4) / 8).reshape(-1, 1, 3, 1).expand(-1, 1, 3, 3)
+
+    def forward(self, x, state=None):
+        return self.decode(self.encode(x)[0])
+
+
+def probe_code(images):
+    return images.reshape(images.shape[0], 9)[:, :3] * 8 - 4
+
+
+def probe_picture(z):
+    return ((z + 4) / 8).reshape(-1, 1, 3, 1).expand(-1, 1, 3, 3)
+
+
+def assert_tile(grid, row, column, image, size=3):
+    """The tile equals the image to within one grey level (PNG stores 8 bits)."""
+    expected = as_pixels(image.unsqueeze(0))[0].astype(int)
+    got = tile(grid, row, column, size, size).astype(int)
+    if got.shape[-1] == 3 and expected.shape[-1] == 1:
+        expected = expected.repeat(3, axis=2)
+    assert np.abs(got - expected).max() <= 1, (row, column, got[..., 0], expected[..., 0])
+
+
+def test_sample_saver_decodes_the_same_noise_every_epoch(tmp_path, mnist):
+    from torchbearer_vae import VAE
+    model = VAE(hidden_dim=32, latent_dim=4)
+    images = torch.stack([mnist[i][0] for i in range(64)])
+    saver = SampleSaver(folder=tmp_path, num_images=6, nrow=3, seed=7)
+    trial = Trial(model, torch.optim.Adam(model.parameters(), lr=0.0), nn.BCELoss(reduction='sum'),
+                  callbacks=[kld_loss(), saver], verbose=0)
+    trial.with_train_generator(DataLoader(TensorDataset(images, images), batch_size=32)).run(2)
+    first, second = read_png(tmp_path / 'samples_0.png'), read_png(tmp_path / 'samples_1.png')
+    assert first.shape == (PAD + 2 * 30, PAD + 3 * 30, 3)
+    assert np.array_equal(first, second)  # unchanged weights, fixed noise: the same picture
+    noise = torch.randn(6, 4, generator=torch.Generator().manual_seed(7))
+    torch.testing.assert_close(saver.noise(4), noise)
+    expected = as_pixels(model.decode(noise).detach())
+    for index in range(6):
+        assert np.array_equal(tile(first, index // 3, index % 3, 28, 28)[..., 0], expected[index, ..., 0])
+
+
+def test_sample_saver_draws_in_eval_mode_without_grad_and_leaves_the_global_random_state(tmp_path):
+    model = ProbeVAE()
+    state = torch.get_rng_state()
+    path = SampleSaver(folder=tmp_path, filename='samples.png', num_images=4).save(model)
+    assert path == os.path.join(str(tmp_path), 'samples.png') and os.path.exists(path)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert model.modes == [(False, False)] and model.training  # drawn in eval mode, then restored
+
+
+class SampleOnly(nn.Module):
+    """A generative model with only sample(n), drawing from the global random state."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.tensor(1.0))
+
+    def sample(self, n):
+        return torch.rand(n, 1, 5, 5) * self.weight
+
+
+def test_sample_saver_seeds_a_model_that_only_has_sample(tmp_path):
+    saver = SampleSaver(folder=tmp_path, filename='s{epoch}.png', num_images=4, nrow=2)
+    state = torch.get_rng_state()
+    saver.save(SampleOnly(), epoch=0)
+    saver.save(SampleOnly(), epoch=1)
+    SampleSaver(folder=tmp_path, filename='other.png', num_images=4, nrow=2, seed=1).save(SampleOnly())
+    assert torch.equal(torch.get_rng_state(), state)
+    assert np.array_equal(read_png(tmp_path / 's0.png'), read_png(tmp_path / 's1.png'))
+    assert not np.array_equal(read_png(tmp_path / 's0.png'), read_png(tmp_path / 'other.png'))
+
+
+def test_sample_saver_rejects_a_model_without_decode_or_sample_before_training(tmp_path):
+    model = Scale()
+    calls = []
+    model.register_forward_hook(lambda *args: calls.append(1))
+    with pytest.raises(TypeError, match='SampleSaver needs a model with decode\\(z\\) and latent_dim, or sample'):
+        run(SampleSaver(folder=tmp_path), torch.rand(4, 1, 8, 8), model=model)
+    assert calls == []
+
+
+def test_latent_traversal_varies_one_dimension_per_row(tmp_path):
+    images = torch.rand(5, 1, 3, 3)
+    run(LatentTraversal(folder=tmp_path, dims=[2, 0], num_steps=4, value_range=(-3.0, 3.0)), images,
+        model=ProbeVAE(), batch_size=2)
+    grid = read_png(tmp_path / 'traversal_0.png')
+    assert grid.shape == (PAD + 2 * 5, PAD + 4 * 5, 3)
+    mu = probe_code(images[:1])[0]  # the first validation image
+    for row, dim in enumerate([2, 0]):
+        for column, value in enumerate(torch.linspace(-3, 3, 4)):
+            z = mu.clone()
+            z[dim] = value
+            assert_tile(grid, row, column, probe_picture(z.unsqueeze(0))[0])
+
+
+def test_latent_traversal_with_fixed_inputs_needs_no_validation_data(tmp_path):
+    fixed = torch.rand(2, 1, 3, 3)
+    saver = LatentTraversal(folder=tmp_path, num_steps=2, value_range=(-1, 1), inputs=fixed)
+    run(saver, torch.rand(4, 1, 3, 3), model=ProbeVAE(), on_validation=False, epochs=2)
+    grid = read_png(tmp_path / 'traversal_1.png')
+    assert grid.shape == (PAD + 3 * 5, PAD + 2 * 5, 3)  # all three latent dimensions, two values each
+    z = probe_code(fixed[:1])[0]
+    z[1] = 1.0
+    assert_tile(grid, 1, 1, probe_picture(z.unsqueeze(0))[0])
+
+
+def test_interpolation_rows_go_from_one_input_to_the_next(tmp_path):
+    images = torch.rand(6, 1, 3, 3)
+    run(Interpolation(folder=tmp_path, num_pairs=2, num_steps=3), images, model=ProbeVAE(), batch_size=3)
+    grid = read_png(tmp_path / 'interpolation_0.png')
+    assert grid.shape == (PAD + 2 * 5, PAD + 5 * 5, 3)  # input, three points on the line, input
+    codes = probe_code(images[:4])
+    for pair in range(2):
+        start, end = codes[2 * pair], codes[2 * pair + 1]
+        assert_tile(grid, pair, 0, images[2 * pair])
+        assert_tile(grid, pair, 4, images[2 * pair + 1])
+        for step, t in enumerate([0.0, 0.5, 1.0]):
+            assert_tile(grid, pair, 1 + step, probe_picture((start + t * (end - start)).unsqueeze(0))[0])
+
+
+def test_interpolation_uses_the_pairs_there_are(tmp_path):
+    run(Interpolation(folder=tmp_path, num_pairs=4, num_steps=2), torch.rand(3, 1, 3, 3), model=ProbeVAE())
+    assert read_png(tmp_path / 'interpolation_0.png').shape == (PAD + 1 * 5, PAD + 4 * 5, 3)
+
+
+def test_interpolation_and_traversal_of_a_real_vae_on_mnist(tmp_path, mnist):
+    from torchbearer_vae import VAE
+    model = VAE(hidden_dim=64, latent_dim=5)
+    inputs = torch.stack([mnist[i][0] for i in range(4)])
+    interpolation = Interpolation(folder=tmp_path, filename='i.png', num_pairs=2, num_steps=4)
+    traversal = LatentTraversal(folder=tmp_path, filename='t.png', num_steps=5)
+    grid = read_png(interpolation.save(model, inputs))
+    assert grid.shape == (PAD + 2 * 30, PAD + 6 * 30, 3)
+    assert np.array_equal(tile(grid, 1, 5, 28, 28)[..., 0], as_pixels(inputs[3:4])[0, ..., 0])
+    assert read_png(traversal.save(model, inputs)).shape == (PAD + 5 * 30, PAD + 5 * 30, 3)
+
+
+def test_rank_other_than_0_writes_nothing(tmp_path, monkeypatch):
+    from torchbearer_vae import callbacks
+    monkeypatch.setattr(callbacks, '_is_main_process', lambda: False)
+    savers = [ReconstructionSaver(folder=tmp_path), SampleSaver(folder=tmp_path), LatentTraversal(folder=tmp_path),
+              Interpolation(folder=tmp_path, num_pairs=1)]
+    for saver in savers:
+        run(saver, torch.rand(4, 1, 3, 3), model=ProbeVAE())
+    assert os.listdir(tmp_path) == []
+
+
+def test_handlers_receive_the_grid_that_is_written(tmp_path):
+    received = []
+    saver = SampleSaver(folder=tmp_path, num_images=4, nrow=2).with_handler(
+        lambda image, index, state: received.append((image, index, state[torchbearer.EPOCH])))
+    run(saver, torch.rand(4, 1, 3, 3), model=ProbeVAE(), epochs=2)
+    assert [(index, epoch) for _, index, epoch in received] == [(0, 0), (0, 1)]
+    assert np.array_equal(as_pixels(received[1][0].unsqueeze(0))[0], read_png(tmp_path / 'samples_1.png'))
+
+
+def test_to_tensorboard_writes_the_grid_as_an_image_event(tmp_path):
+    pytest.importorskip('tensorboardX')
+    saver = SampleSaver(folder=tmp_path / 'png', num_images=4, nrow=2).to_tensorboard(log_dir=str(tmp_path / 'logs'))
+    run(saver, torch.rand(4, 1, 3, 3), model=ProbeVAE())
+    events = list((tmp_path / 'logs' / 'torchbearer').glob('events.out.tfevents.*'))
+    assert len(events) == 1
+    content = events[0].read_bytes()
+    assert b'samples' in content and b'\x89PNG' in content  # the tag and the encoded grid
+
+
+def test_to_tensorboard_without_tensorboardx_says_what_to_install(tmp_path, monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, 'tensorboardX', None)
+    with pytest.raises(ImportError, match='pip install tensorboardX'):
+        SampleSaver(folder=tmp_path).to_tensorboard()
+
+
+def test_reconstruction_saver_save_reconstructs_outside_a_trial(tmp_path):
+    images = torch.rand(5, 1, 8, 8)
+    path = ReconstructionSaver(folder=tmp_path, filename='r.png', num_images=3).save(Scale('tuple'), images)
+    grid = read_png(path)
+    assert grid.shape == (PAD + 2 * 10, PAD + 3 * 10, 3)
+    assert np.array_equal(tile(grid, 1, 2, 8, 8)[..., 0], as_pixels(images[2:3] * 0.5)[0, ..., 0])
+
+
+def test_new_callbacks_are_registered_in_torchbearer():
+    assert torchbearer.callbacks.SampleSaver is SampleSaver
+    assert torchbearer.callbacks.LatentTraversal is LatentTraversal
+    assert torchbearer.callbacks.Interpolation is Interpolation
+
+
+@pytest.mark.parametrize('cls', [SampleSaver, LatentTraversal, Interpolation])
+@pytest.mark.parametrize('kwargs, error, message', [
+    ({'filename': 'x_{step}.png'}, ValueError, 'only field is {epoch}'),
+    ({'filename': '../x_{epoch}.png'}, ValueError, 'stay inside the folder'),
+    ({'filename': 'x_{epoch}.txt'}, ValueError, 'image extension'),
+    ({'folder': 3}, TypeError, 'folder must be a path'),
+    ({'image_shape': (3, 3)}, ValueError, 'image_shape must be'),
+    ({'output_transform': 'sigmoid'}, TypeError, 'output_transform must be callable'),
+])
+def test_shared_arguments_are_checked_the_same_way(tmp_path, cls, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        cls(**{'folder': tmp_path, **kwargs})
+
+
+@pytest.mark.parametrize('cls, kwargs, error, message', [
+    (SampleSaver, {'num_images': 0}, ValueError, 'num_images must be >= 1, got 0'),
+    (SampleSaver, {'nrow': 1.5}, TypeError, 'nrow must be an int'),
+    (SampleSaver, {'seed': -1}, ValueError, 'seed must be an int >= 0, got -1'),
+    (LatentTraversal, {'dims': []}, ValueError, 'dims must be a non-empty sequence'),
+    (LatentTraversal, {'dims': [0, -1]}, ValueError, 'dims must be a non-empty sequence'),
+    (LatentTraversal, {'num_steps': 1}, ValueError, 'num_steps must be >= 2'),
+    (LatentTraversal, {'value_range': (3, -3)}, ValueError, 'low < high'),
+    (LatentTraversal, {'value_range': 3}, ValueError, 'value_range must be two numbers'),
+    (LatentTraversal, {'on': 'test'}, ValueError, "on must be 'validation' or 'training'"),
+    (LatentTraversal, {'inputs': [1, 2]}, TypeError, 'inputs must be a floating point tensor'),
+    (LatentTraversal, {'inputs': torch.zeros(0, 1, 3, 3)}, ValueError, 'at least 1 images, got 0'),
+    (Interpolation, {'num_pairs': 0}, ValueError, 'num_pairs must be >= 1, got 0'),
+    (Interpolation, {'num_steps': 1}, ValueError, 'num_steps must be >= 2'),
+    (Interpolation, {'inputs': torch.rand(3, 1, 3, 3)}, ValueError, 'at least 8 images, got 3'),
+])
+def test_bad_arguments_of_the_new_callbacks(tmp_path, cls, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        cls(folder=tmp_path, **kwargs)
+
+
+def test_traversal_of_a_dimension_the_model_does_not_have_fails_before_training(tmp_path):
+    with pytest.raises(ValueError, match='dims must be < the latent dimension 3, got \\[0, 3\\]'):
+        run(LatentTraversal(folder=tmp_path, dims=[0, 3]), torch.rand(2, 1, 3, 3), model=ProbeVAE())
+    with pytest.raises(TypeError, match='Interpolation needs a model with encode\\(\\) and decode\\(\\)'):
+        run(Interpolation(folder=tmp_path), torch.rand(2, 1, 3, 3))

@@ -1,20 +1,198 @@
+"""The torchbearer-vae command line, end to end on the real MNIST, and every bad input it must refuse."""
+import csv
+import json
+import os
+import shutil
+import signal
 import subprocess
 import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
 
 import torchbearer_vae
+from torchbearer_vae import VAE, load_checkpoint, save_checkpoint
 from torchbearer_vae.cli import main
+
+EXECUTABLE = shutil.which('torchbearer-vae', path=os.path.dirname(sys.executable))
+COMMAND = [EXECUTABLE] if EXECUTABLE else [sys.executable, '-m', 'torchbearer_vae']
+
+
+def run_cli(*args, timeout=600, **kwargs):
+    return subprocess.run(COMMAND + [str(a) for a in args], capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+@pytest.fixture(scope='module')
+def trained(mnist_dir, tmp_path_factory):
+    """One real `torchbearer-vae train` run: 2,000 MNIST images, one epoch."""
+    out = tmp_path_factory.mktemp('cli') / 'run'
+    result = run_cli('train', '--dataset', f'idx:{mnist_dir}', '--epochs', 1, '--limit', 2000, '--out', out)
+    assert result.returncode == 0, result.stderr
+    return out, result
 
 
 def test_version_and_help(capsys):
-    try:
+    with pytest.raises(SystemExit) as exit:
         main(['--version'])
-    except SystemExit as exit:
-        assert exit.code == 0
-    assert torchbearer_vae.__version__ in capsys.readouterr().out
+    assert exit.value.code == 0 and torchbearer_vae.__version__ in capsys.readouterr().out
     assert main([]) == 0
-    assert 'torchbearer-vae' in capsys.readouterr().out
+    help_text = capsys.readouterr().out
+    assert all(command in help_text for command in ('train', 'sample', 'reconstruct', 'evaluate'))
 
 
 def test_python_dash_m_runs_the_same_command():
-    result = subprocess.run([sys.executable, '-m', 'torchbearer_vae', '--version'], capture_output=True, text=True)
-    assert result.returncode == 0 and torchbearer_vae.__version__ in result.stdout
+    result = subprocess.run([sys.executable, '-m', 'torchbearer_vae', 'train', '--help'], capture_output=True,
+                            text=True)
+    assert result.returncode == 0 and '--importance-samples' not in result.stdout and '--resume' in result.stdout
+
+
+def test_train_writes_every_output_file(trained):
+    out, result = trained
+    assert sorted(os.listdir(out)) == ['checkpoint.pt', 'loss.png', 'metrics.csv', 'reconstruction_0.png',
+                                       'samples_0.png', 'summary.json']
+    recon = np.asarray(Image.open(out / 'reconstruction_0.png'))
+    assert recon.shape == (2 + 2 * 30, 2 + 8 * 30, 3)
+    samples = np.asarray(Image.open(out / 'samples_0.png'))
+    assert samples.shape == (2 + 8 * 30, 2 + 8 * 30, 3) and samples.std() > 5
+    with open(out / 'metrics.csv') as file:
+        rows = list(csv.DictReader(file))
+    assert len(rows) == 1
+    for column in ('loss', 'recon', 'kl', 'val_loss', 'val_recon', 'val_kl'):
+        assert np.isfinite(float(rows[0][column])), column
+    assert float(rows[0]['loss']) == pytest.approx(float(rows[0]['recon']) + float(rows[0]['kl']), rel=1e-3)
+    checkpoint = torch.load(out / 'checkpoint.pt', weights_only=True)
+    assert checkpoint['epoch'] == 1 and checkpoint['model']['latent_dim'] == 20
+    summary = json.loads((out / 'summary.json').read_text())
+    assert summary['train_images'] == 1800 and summary['val_images'] == 200 and summary['epochs'] == 1
+    assert 80 < summary['val_elbo_per_image'] < 250
+    assert 80 < summary['val_loss_z_mean_per_image'] < 400
+    assert summary['versions']['torchbearer'] == '0.5.5' and summary['device'] == 'cpu'
+    assert 'validation negative ELBO' in result.stdout
+
+
+def test_resume_continues_at_the_next_epoch_with_the_optimizer_state(trained, tmp_path):
+    out = tmp_path / 'run'
+    shutil.copytree(trained[0], out)
+    first = load_checkpoint(out / 'checkpoint.pt')
+    result = run_cli('train', '--resume', '--epochs', 2, '--out', out)
+    assert result.returncode == 0, result.stderr
+    second = load_checkpoint(out / 'checkpoint.pt')
+    assert second['epoch'] == 2 and second['history'][0] == first['history'][0]
+    steps = first['optimizer_state']['state'][0]['step']
+    assert second['optimizer_state']['state'][0]['step'] == 2 * steps  # Adam's moments and steps carried on
+    with open(out / 'metrics.csv') as file:
+        assert [row['epoch'] for row in csv.DictReader(file)] == ['0', '1']
+    assert (out / 'reconstruction_1.png').exists() and (out / 'samples_1.png').exists()
+    again = run_cli('train', '--resume', '--epochs', 2, '--out', out)
+    assert again.returncode == 0 and 'nothing to do' in again.stdout
+
+
+def test_a_run_killed_mid_epoch_resumes_with_intact_files(mnist_dir, tmp_path):
+    out = tmp_path / 'run'
+    process = subprocess.Popen(COMMAND + ['train', '--dataset', f'idx:{mnist_dir}', '--epochs', '3', '--out',
+                                          str(out), '--quiet', '--batch-size', '32'],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (out / 'reconstruction_1.png').exists():
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    for name in os.listdir(out):  # every file is whole (a hidden temporary may be left mid-write)
+        if name.endswith('.png') and not name.startswith('.'):
+            Image.open(out / name).load()
+    epochs_done = load_checkpoint(out / 'checkpoint.pt')['epoch']
+    assert epochs_done in (1, 2)
+    result = run_cli('train', '--resume', '--epochs', 3, '--out', out, '--quiet')
+    assert result.returncode == 0, result.stderr
+    assert load_checkpoint(out / 'checkpoint.pt')['epoch'] == 3
+    with open(out / 'metrics.csv') as file:
+        assert [row['epoch'] for row in csv.DictReader(file)] == ['0', '1', '2']
+    assert json.loads((out / 'summary.json').read_text())['epochs'] == 3
+    assert not [name for name in os.listdir(out) if name.startswith('.')]  # temporaries cleaned up
+
+
+def test_sample_reconstruct_and_evaluate(trained, mnist_dir, tmp_path):
+    checkpoint = trained[0] / 'checkpoint.pt'
+    result = run_cli('sample', '--checkpoint', checkpoint, '--n', 16, '--out', tmp_path / 'samples.png')
+    assert result.returncode == 0, result.stderr
+    assert np.asarray(Image.open(tmp_path / 'samples.png')).shape == (2 + 4 * 30, 2 + 4 * 30, 3)
+    result = run_cli('reconstruct', '--checkpoint', checkpoint, '--dataset', f'idx:{mnist_dir}', '--n', 5,
+                     '--out', tmp_path / 'recon.png')
+    assert result.returncode == 0, result.stderr
+    assert np.asarray(Image.open(tmp_path / 'recon.png')).shape == (2 + 2 * 30, 2 + 5 * 30, 3)
+    result = run_cli('evaluate', '--checkpoint', checkpoint, '--limit', 300, '--importance-samples', 50,
+                     '--out', tmp_path / 'evaluation.json')
+    assert result.returncode == 0, result.stderr
+    evaluation = json.loads((tmp_path / 'evaluation.json').read_text())
+    assert evaluation['images'] == 300
+    assert evaluation['iwae_nll_per_image'] < evaluation['negative_elbo_per_image']  # a tighter bound
+
+
+def test_digits_dataset_trains_with_no_files_at_all(tmp_path):
+    out = tmp_path / 'digits'
+    assert main(['train', '--dataset', 'digits', '--epochs', '1', '--out', str(out), '--quiet']) == 0
+    summary = json.loads((out / 'summary.json').read_text())
+    assert summary['image_shape'] == [1, 8, 8] and summary['train_images'] + summary['val_images'] == 1797
+
+
+def error_line(capsys):
+    err = capsys.readouterr().err.strip()
+    assert 'Traceback' not in err
+    return err
+
+
+@pytest.mark.parametrize('args, message', [
+    (['train', '--dataset', 'cifar'], "unknown dataset 'cifar'"),
+    (['train', '--epochs', '0'], 'must be >= 1, got 0'),
+    (['train', '--batch-size', '-5'], 'must be >= 1, got -5'),
+    (['train', '--batch-size', 'many'], "must be a whole number >= 1, got 'many'"),
+    (['train', '--lr', '0'], "must be a finite number > 0, got '0'"),
+    (['train', '--val-fraction', '1'], 'must be a finite number > 0 and < 1'),
+    (['train', '--beta', 'nan'], 'must be a finite number >= 0'),
+    (['sample'], 'the following arguments are required: --checkpoint'),
+])
+def test_argument_errors_are_one_line_usage_errors(args, message, capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(args)
+    assert exit.value.code == 2
+    assert message in error_line(capsys)
+
+
+def test_input_errors_are_one_line_and_write_nothing(tmp_path, mnist_dir, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    file = tmp_path / 'a_file'
+    file.write_text('x')
+    cases = [
+        (['train', '--dataset', f'idx:{tmp_path}', '--out', 'runs/a'], 'no IDX files in'),
+        (['train', '--dataset', f'idx:{mnist_dir}', '--out', str(file)], 'is a file; give a folder'),
+        (['train', '--dataset', 'mnist', '--data-dir', 'nowhere', '--out', 'runs/b'], '--dataset digits'),
+        (['train', '--dataset', f'idx:{mnist_dir}', '--out', 'runs/c', '--resume'], 'no checkpoint at'),
+        (['sample', '--checkpoint', 'missing.pt'], "no checkpoint at 'missing.pt'"),
+        (['sample', '--checkpoint', str(file)], 'not a readable checkpoint'),
+    ]
+    if not torch.cuda.is_available():
+        cases.append((['train', '--dataset', 'digits', '--device', 'cuda', '--out', 'runs/d'], 'no CUDA GPU'))
+    for args, message in cases:
+        assert main(args) == 2, args
+        err = error_line(capsys)
+        assert message in err and len(err.splitlines()) == 1, (args, err)
+    assert not (tmp_path / 'runs').exists() and sorted(os.listdir(tmp_path)) == ['a_file']
+
+
+def test_incompatible_checkpoint_and_existing_run(tmp_path, mnist_dir, capsys):
+    bad = tmp_path / 'bad.pt'
+    state = VAE(latent_dim=5).state_dict()
+    save_checkpoint(bad, VAE(latent_dim=20))
+    checkpoint = torch.load(bad, weights_only=True)
+    checkpoint['model_state'] = state
+    torch.save(checkpoint, bad)
+    assert main(['sample', '--checkpoint', str(bad)]) == 2
+    assert 'does not fit this VAE: fc21.weight: checkpoint (5, 400) vs model (20, 400)' in error_line(capsys)
+    run = tmp_path / 'run'
+    run.mkdir()
+    save_checkpoint(run / 'checkpoint.pt', VAE(), options={})
+    assert main(['train', '--dataset', 'digits', '--out', str(run)]) == 2
+    assert 'already holds a run' in error_line(capsys)

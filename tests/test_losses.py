@@ -8,7 +8,18 @@ from torch.distributions import Normal, kl_divergence
 from torchbearer import Trial
 from torchbearer.callbacks import on_criterion, on_criterion_validation
 
-from torchbearer_vae import KL, LOGVAR, MU, MissingStateError, divergence, kld, kld_loss, vae_loss
+from torchbearer_vae import (
+    KL,
+    LOGVAR,
+    MU,
+    MissingStateError,
+    capacity,
+    divergence,
+    kld,
+    kld_loss,
+    linear_warmup,
+    vae_loss,
+)
 
 
 def reference_kl(mu, logvar):
@@ -181,3 +192,78 @@ def test_divergence_must_return_a_scalar():
 def test_bad_arguments_fail_at_construction(make, error, message):
     with pytest.raises(error, match=message):
         make()
+
+
+# -- free bits --
+
+def free_bits_reference(mu, logvar, free_bits):
+    """sum_j max(lambda, mean_i KL(q(z_ij | x_i) || N(0, 1))), from torch.distributions, per image."""
+    return reference_kl(mu, logvar).mean(0).clamp(min=free_bits).sum().item()
+
+
+@pytest.mark.parametrize('reduction, scale', [('batchmean', 1), ('sum', 4)])
+def test_free_bits_clamps_the_batch_mean_kl_of_every_dimension(reduction, scale):
+    # dimension 0 uses ~2 nats, dimension 1 ~0.05 nats, dimension 2 none: with 0.5 free nats,
+    # only dimension 0 counts at its value; the others count as 0.5 each.
+    mu = torch.stack([2 + 0.1 * torch.randn(4), 0.3 * torch.ones(4), torch.zeros(4)], dim=1)
+    logvar = torch.stack([0.1 * torch.randn(4), torch.zeros(4), torch.zeros(4)], dim=1)
+    seen = []
+
+    @on_criterion
+    def record(state):
+        seen.append(state[KL])
+
+    history = run_trial(FixedPosterior(mu, logvar), [kld_loss(reduction=reduction, free_bits=0.5), record])
+    expected = free_bits_reference(mu, logvar, 0.5)
+    assert expected == pytest.approx(reference_kl(mu, logvar)[:, 0].mean().item() + 0.5 + 0.5)
+    assert history['loss'] == pytest.approx(scale * expected, rel=1e-5)
+    # state[KL] (and so the 'kl' metric) keeps the true, unclamped KL
+    assert seen[0].item() == pytest.approx(kld(mu, logvar, reduction).item(), rel=1e-5)
+    assert seen[0].item() < history['loss']
+
+
+def test_free_bits_stop_the_gradient_of_dimensions_under_the_threshold():
+    class Posterior(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.mu = nn.Parameter(torch.tensor([[2.0, 0.3], [1.0, -0.3]]))
+
+        def forward(self, x, state=None):
+            state[MU], state[LOGVAR] = self.mu, torch.zeros_like(self.mu)
+            return x * 0
+
+    model = Posterior()
+    before = model.mu.detach().clone()
+    data = torch.utils.data.TensorDataset(torch.rand(2, 3), torch.rand(2, 3))
+    trial = Trial(model, torch.optim.SGD(model.parameters(), lr=0.1), zero_criterion,
+                  callbacks=[kld_loss(reduction='batchmean', free_bits=0.1)], verbose=0)
+    trial.with_generators(torch.utils.data.DataLoader(data, batch_size=2)).run(1)
+    # dimension 0: mean KL 1.25 > 0.1, gradient of (1/B) sum_i mu_i0^2 / 2 is mu_i0 / B;
+    # dimension 1: mean KL 0.045 < 0.1, clamped, no gradient at all.
+    torch.testing.assert_close(model.mu.detach()[:, 0], before[:, 0] - 0.1 * before[:, 0] / 2)
+    torch.testing.assert_close(model.mu.detach()[:, 1], before[:, 1], rtol=0, atol=0)
+
+
+def test_free_bits_combine_with_a_weight():
+    mu, logvar = torch.randn(4, 3), torch.randn(4, 3)
+    history = run_trial(FixedPosterior(mu, logvar), [kld_loss(beta=2.0, reduction='batchmean', free_bits=0.2)])
+    assert history['loss'] == pytest.approx(2 * free_bits_reference(mu, logvar, 0.2), rel=1e-5)
+
+
+@pytest.mark.parametrize('make, error, message', [
+    (lambda: kld_loss(free_bits=-0.1), ValueError, 'free_bits must be a finite number >= 0, got -0.1'),
+    (lambda: kld_loss(free_bits=float('nan')), ValueError, 'free_bits must be a finite number'),
+    (lambda: kld_loss(free_bits='0.5'), TypeError, 'free_bits must be a number of nats, got str'),
+    (lambda: kld_loss(free_bits=0.5, beta=capacity(5.0, 100)), ValueError, 'free_bits and beta=capacity'),
+])
+def test_bad_free_bits_fail_at_construction(make, error, message):
+    with pytest.raises(error, match=message):
+        make()
+
+
+def test_the_callback_keeps_its_function_keys_and_beta():
+    warmup = linear_warmup(10)
+    callback = kld_loss(beta=warmup)
+    assert callback.keys == (MU, LOGVAR) and callback.beta is warmup
+    assert callback.function(torch.ones(2, 1), torch.zeros(2, 1)).item() == 1.0  # kld(..., 'sum')
+    assert callback.state_dict() == {'step': 0, 'epoch': 0}

@@ -50,10 +50,18 @@ def test_a_second_state_key_mu_is_a_different_key():
 
 
 def test_reloaded_classes_replace_our_older_ones():
-    old = torchbearer.callbacks.ReconstructionSaver
-    importlib.reload(torchbearer_vae.callbacks)
-    importlib.reload(torchbearer_vae)
-    assert torchbearer.callbacks.ReconstructionSaver is torchbearer_vae.ReconstructionSaver is not old
+    # In a subprocess: reloading creates new classes, which would leak into the other tests.
+    import subprocess
+    import sys
+    code = (
+        'import importlib, torchbearer, torchbearer_vae\n'
+        'old = torchbearer.callbacks.ReconstructionSaver\n'
+        'importlib.reload(torchbearer_vae.callbacks)\n'
+        'importlib.reload(torchbearer_vae)\n'
+        'assert torchbearer.callbacks.ReconstructionSaver is torchbearer_vae.ReconstructionSaver is not old\n'
+    )
+    result = subprocess.run([sys.executable, '-W', 'error', '-c', code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
 
 
 def test_never_overwrites_what_torchbearer_already_has(monkeypatch):

@@ -4,19 +4,38 @@ Importing the package registers its public objects into torchbearer's namespace
 (``torchbearer.MU``, ``torchbearer.callbacks.kld_loss``, ...): see :func:`register`.
 """
 from ._registry import register
-from .callbacks import ReconstructionSaver
-from .datasets import AutoEncoderDataset, IDXDataset, load_mnist, read_idx, train_val_split
+from .callbacks import Interpolation, LatentTraversal, PictureSaver, ReconstructionSaver, SampleSaver
+from .checkpoints import (
+                          Checkpointer,
+                          CheckpointError,
+                          load_checkpoint,
+                          load_model_state,
+                          model_from_checkpoint,
+                          save_checkpoint,
+)
+from .datasets import AutoEncoderDataset, IDXDataset, ImageDataset, load_digits, load_mnist, read_idx, train_val_split
+from .evaluation import importance_weighted_nll, negative_elbo
+from .loaders import TensorLoader
 from .losses import MissingStateError, divergence, kld, kld_loss, vae_loss
-from .models import VAE
-from .state import KL, LOGVAR, MU
+from .metrics import ActiveUnits, KLMetric, ReconstructionMetric
+from .models import VAE, BaseVAE, ConvVAE
+from .records import MetricsCSV, plot_history, write_json
+from .schedules import Schedule, capacity, constant, cyclical, linear_warmup
+from .state import GLOBAL_EPOCH, GLOBAL_STEP, KL, LOGVAR, MU, RECON
 from .version import __version__
 
 __all__ = [
-    'MU', 'LOGVAR', 'KL',
+    'MU', 'LOGVAR', 'KL', 'RECON', 'GLOBAL_STEP', 'GLOBAL_EPOCH',
     'kld', 'vae_loss', 'divergence', 'kld_loss', 'MissingStateError',
-    'ReconstructionSaver',
-    'AutoEncoderDataset', 'train_val_split', 'read_idx', 'IDXDataset', 'load_mnist',
-    'VAE',
+    'Schedule', 'constant', 'linear_warmup', 'cyclical', 'capacity',
+    'KLMetric', 'ReconstructionMetric', 'ActiveUnits',
+    'ReconstructionSaver', 'SampleSaver', 'LatentTraversal', 'Interpolation', 'PictureSaver',
+    'AutoEncoderDataset', 'train_val_split', 'read_idx', 'ImageDataset', 'IDXDataset', 'load_mnist', 'load_digits',
+    'TensorLoader',
+    'VAE', 'BaseVAE', 'ConvVAE',
+    'importance_weighted_nll', 'negative_elbo',
+    'save_checkpoint', 'load_checkpoint', 'model_from_checkpoint', 'load_model_state', 'Checkpointer',
+    'CheckpointError', 'MetricsCSV', 'plot_history', 'write_json',
     'register',
     '__version__',
 ]

@@ -1,9 +1,33 @@
 """File writing shared by everything the package saves: always atomic."""
 import os
+import re
 import tempfile
 from typing import Callable, Union
 
 PathLike = Union[str, 'os.PathLike[str]']
+
+
+_TMP_MARK = '.tmp'
+# What atomic_write names its temporary files: '.' + stem + '.' + mkstemp's 8 random characters + '.tmp' + extension.
+_TEMPORARY = re.compile(r'^\..+\.[a-z0-9_]{8}' + re.escape(_TMP_MARK) + r'(\.[^.]+)?$')
+
+
+def remove_stale_temporaries(folder: PathLike) -> int:
+    """Delete temporary files that an interrupted :func:`atomic_write` left in ``folder``.
+
+    A process killed between writing a temporary file and renaming it leaves the temporary
+    behind (the real file is untouched). Call this when (re)starting work in a folder.
+
+    Returns:
+        int: How many were removed.
+    """
+    removed = 0
+    if os.path.isdir(folder):
+        for name in os.listdir(folder):
+            if _TEMPORARY.match(name) and os.path.isfile(os.path.join(folder, name)):
+                os.remove(os.path.join(folder, name))
+                removed += 1
+    return removed
 
 
 def _umask() -> int:
@@ -23,7 +47,7 @@ def atomic_write(path: PathLike, write: Callable[[str], None]) -> None:
     folder, name = os.path.split(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     stem, extension = os.path.splitext(name)
-    fd, tmp_path = tempfile.mkstemp(prefix='.' + stem + '.', suffix='.tmp' + extension, dir=folder)
+    fd, tmp_path = tempfile.mkstemp(prefix='.' + stem + '.', suffix=_TMP_MARK + extension, dir=folder)
     os.close(fd)
     try:
         write(tmp_path)

@@ -5,6 +5,7 @@ import warnings
 import torchbearer
 import torchbearer.callbacks
 import torchbearer.cv_utils
+import torchbearer.metrics
 
 __all__ = ['register']
 
@@ -14,10 +15,22 @@ _EXPORTS = (
     (torchbearer, 'MU', 'state'),
     (torchbearer, 'LOGVAR', 'state'),
     (torchbearer, 'KL', 'state'),
+    (torchbearer, 'RECON', 'state'),
+    (torchbearer, 'GLOBAL_STEP', 'state'),
+    (torchbearer, 'GLOBAL_EPOCH', 'state'),
     (torchbearer.callbacks, 'ReconstructionSaver', 'callbacks'),
+    (torchbearer.callbacks, 'SampleSaver', 'callbacks'),
+    (torchbearer.callbacks, 'LatentTraversal', 'callbacks'),
+    (torchbearer.callbacks, 'Interpolation', 'callbacks'),
     (torchbearer.callbacks, 'kld_loss', 'losses'),
     (torchbearer.callbacks, 'divergence', 'losses'),
     (torchbearer.cv_utils, 'AutoEncoderDataset', 'datasets'),
+)
+# (metric name, our class in .metrics): names for Trial(metrics=[...]), as torchbearer's default_for_key gives.
+_METRICS = (
+    ('kl', 'KLMetric'),
+    ('recon', 'ReconstructionMetric'),
+    ('active_units', 'ActiveUnits'),
 )
 _MISSING = object()
 
@@ -31,8 +44,10 @@ def register() -> None:
     """Put the plugin's keys, callbacks and dataset into torchbearer's namespace.
 
     After it, ``torchbearer.MU is torchbearer_vae.MU`` and likewise for ``LOGVAR``, ``KL``,
-    ``torchbearer.callbacks.ReconstructionSaver``, ``kld_loss``, ``divergence`` and
-    ``torchbearer.cv_utils.AutoEncoderDataset``. ``import torchbearer_vae`` calls it.
+    ``torchbearer.callbacks.ReconstructionSaver`` (and ``SampleSaver``, ``LatentTraversal``,
+    ``Interpolation``), ``kld_loss``, ``divergence`` and
+    ``torchbearer.cv_utils.AutoEncoderDataset``; and the metric names ``'kl'``, ``'recon'`` and
+    ``'active_units'`` work in ``Trial(metrics=[...])``. ``import torchbearer_vae`` calls it.
 
     It is idempotent, and it never replaces something torchbearer itself defines: if a name is
     already taken by another object (a future torchbearer release, say), it warns and leaves
@@ -49,3 +64,17 @@ def register() -> None:
         else:
             warnings.warn(f"{module.__name__}.{name} already exists and is not torchbearer_vae's; keeping it. "
                           f"Use torchbearer_vae.{name} for the plugin's version.", stacklevel=2)
+    # torchbearer keeps its metric names in a private dict; default_for_key adds to it and would
+    # silently replace a name torchbearer (or another plugin) already uses, so look first.
+    defaults = importlib.import_module('torchbearer.metrics.metrics').__defaults__
+    metrics = importlib.import_module(f'{_PACKAGE}.metrics')
+    for key, name in _METRICS:
+        value = getattr(metrics, name)
+        current = defaults.get(key, (_MISSING,))[0]
+        if current is value:
+            continue
+        if current is _MISSING or _is_ours(current):
+            torchbearer.metrics.default_for_key(key)(value)
+        else:
+            warnings.warn(f"torchbearer already has a metric named {key!r} that is not torchbearer_vae's; keeping it. "
+                          f"Use metrics=[torchbearer_vae.{name}()] for the plugin's.", stacklevel=2)

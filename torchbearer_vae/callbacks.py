@@ -1,8 +1,36 @@
-"""Picture callbacks: the reconstruction grid, written once per epoch."""
+"""Picture callbacks: reconstructions, prior samples, latent traversals and interpolations, once per epoch.
+
+Each writes one image per epoch (``{epoch}`` in its file name is torchbearer's 0-based epoch)
+into ``folder``, atomically, from rank 0 only. A VAE trained the state way with all four::
+
+    from torchbearer import Trial
+    from torchbearer_vae import (VAE, Interpolation, LatentTraversal, ReconstructionSaver, SampleSaver,
+                                 kld_loss)
+
+    model = VAE()
+    fixed = next(iter(val_loader))[0][:8]          # the same inputs every epoch
+    trial = Trial(model, torch.optim.Adam(model.parameters(), lr=1e-3), torch.nn.BCELoss(reduction='sum'),
+                  callbacks=[kld_loss(),
+                             ReconstructionSaver(folder='results'),            # inputs above reconstructions
+                             SampleSaver(folder='results'),                    # 64 draws from N(0, I), fixed noise
+                             LatentTraversal(folder='results', inputs=fixed),  # one latent dimension per row
+                             Interpolation(folder='results', inputs=fixed)])   # 4 pairs, 8 points per line
+    trial.with_generators(train_loader, val_loader).run(10)
+
+Each can also send its grid to TensorBoard (``.to_tensorboard()``, through torchbearer's imaging
+handler; needs ``tensorboardX``) or to any torchbearer imaging handler (``.with_handler(...)``),
+and draw outside a Trial with ``.save(model, ...)`` (e.g. from a checkpoint).
+
+All four share one base class, :class:`PictureSaver`, which checks the folder and the ``{epoch}``
+file name at construction, collects the first images of a phase (and nothing on the other
+steps), draws with the model in eval mode under ``no_grad``, tiles with
+:func:`torchvision.utils.make_grid` and writes atomically. A subclass only says what to draw.
+"""
+import contextlib
 import math
 import os
 import warnings
-from typing import Callable, Optional, Sequence
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 import torchbearer
@@ -12,9 +40,11 @@ from torchbearer.state import StateKey
 from ._io import PathLike, atomic_write
 from .losses import MissingStateError
 
-__all__ = ['ReconstructionSaver']
+__all__ = ['PictureSaver', 'ReconstructionSaver', 'SampleSaver', 'LatentTraversal', 'Interpolation']
 
 _PHASES = ('validation', 'training')
+#: A torchbearer imaging handler: ``handler(image, index, state)``, ``image`` a ``(C, H, W)`` grid.
+Handler = Callable[[torch.Tensor, int, dict], None]
 
 
 def _check_positive_int(name: str, value, allow_none: bool = False) -> None:
@@ -47,21 +77,346 @@ def _check_output_path(folder: PathLike, filename: str) -> None:
         raise ValueError(f'folder {os.fspath(folder)!r} exists and is not a directory; choose another folder')
 
 
+def _check_inputs(inputs, needed: int) -> Optional[torch.Tensor]:
+    if inputs is None:
+        return None
+    if not isinstance(inputs, torch.Tensor) or not inputs.is_floating_point() or inputs.dim() < 2:
+        raise TypeError(f'inputs must be a floating point tensor holding a batch of images (N, ...), got '
+                        f'{_describe(inputs)}')
+    if inputs.shape[0] < needed:
+        raise ValueError(f'inputs must hold at least {needed} images, got {inputs.shape[0]}')
+    return inputs.detach().cpu().clone()
+
+
+def _describe(value) -> str:
+    if isinstance(value, torch.Tensor):
+        return f'a {value.dtype} tensor of shape {tuple(value.shape)}'
+    return f'a {type(value).__name__}'
+
+
 def _is_main_process() -> bool:
     """Only one process writes pictures when training is distributed."""
     dist = torch.distributed
     return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
-def _write_grid(images: torch.Tensor, path: str, nrow: int, normalize: bool) -> None:
-    """Tile ``(N, C, H, W)`` images with torchvision and write them atomically."""
+def _write_grid(images: torch.Tensor, path: str, nrow: int, normalize: bool) -> torch.Tensor:
+    """Tile ``(N, C, H, W)`` images with torchvision, write them atomically and return the grid."""
     from torchvision.utils import make_grid, save_image  # importing torchvision costs ~1 s: only when drawing
 
     grid = make_grid(images.float(), nrow=nrow, normalize=normalize)
     atomic_write(path, lambda tmp_path: save_image(grid, tmp_path))
+    return grid
 
 
-class ReconstructionSaver(Callback):
+def _inner(model):
+    """The user's model inside a (Distributed)DataParallel wrapper, which has no encode/decode."""
+    while not hasattr(model, 'decode') and isinstance(getattr(model, 'module', None), torch.nn.Module):
+        model = model.module
+    return model
+
+
+def _device(model) -> torch.device:
+    parameter = next(model.parameters(), None) if isinstance(model, torch.nn.Module) else None
+    return parameter.device if parameter is not None else torch.device('cpu')
+
+
+@contextlib.contextmanager
+def _drawing(model):
+    """Eval mode (no dropout, batch-norm running statistics) and no autograd, then the mode as before."""
+    training = getattr(model, 'training', False)
+    if isinstance(model, torch.nn.Module):
+        model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        if isinstance(model, torch.nn.Module):
+            model.train(training)
+
+
+def _posterior_mean(model, x: torch.Tensor) -> torch.Tensor:
+    encoded = model.encode(x)
+    mu = encoded[0] if isinstance(encoded, (tuple, list)) else encoded
+    if not isinstance(mu, torch.Tensor) or mu.dim() != 2:
+        raise ValueError(f'model.encode(x) must return (mu, logvar) with mu of shape (batch, latent_dim), got '
+                         f'{_describe(mu)}')
+    return mu
+
+
+def _require(model, who: str, *methods: str) -> None:
+    missing = [name for name in methods if not callable(getattr(model, name, None))]
+    if missing:
+        raise TypeError(f'{who} needs a model with {" and ".join(m + "()" for m in methods)}, but '
+                        f'{type(model).__name__} has no {", ".join(missing)}')
+
+
+class PictureSaver(Callback):
+    """The base of the picture callbacks: one grid per epoch, checked, collected, drawn and written one way.
+
+    :class:`ReconstructionSaver`, :class:`SampleSaver`, :class:`LatentTraversal` and
+    :class:`Interpolation` are its subclasses; it is not used on its own. It holds what they
+    share: the ``folder``/``filename`` checks at construction, collecting the first images of the
+    ``on`` phase (and nothing on the other steps), drawing with the model in eval mode under
+    ``no_grad``, writing atomically on rank 0 only, and the builders :meth:`with_handler` and
+    :meth:`to_tensorboard`.
+
+    To write another picture, subclass it: set ``_needed`` (images to collect from the batches of
+    the ``on`` phase each epoch; 0 draws from the model alone, at the end of each epoch) and
+    implement ``_picture(model, collected) -> (images, nrow)``, where ``collected`` holds one
+    ``(N, ...)`` CPU tensor per key of ``_keys()``; ``_check_model(model)``, called when
+    training starts, can reject an unsuitable model before the first step.
+
+    Args:
+        folder (str or PathLike): Folder to write into; created when the first image is written.
+        filename (str): File name template; ``{epoch}`` is replaced by torchbearer's epoch.
+        on (str): ``'validation'`` or ``'training'``: the phase whose batches are collected.
+        input_key (StateKey): Where the inputs are in state.
+        normalize (bool): Rescale the grid to ``[0, 1]`` by its min and max.
+        image_shape (sequence of int or None): ``(C, H, W)`` of one image, when it cannot be inferred.
+        output_transform (callable or None): Applied to the model's images before tiling.
+
+    Example: ::
+
+        >>> from torchbearer_vae import PictureSaver, SampleSaver
+        >>> issubclass(SampleSaver, PictureSaver)
+        True
+    """
+
+    _default_name = 'picture'
+
+    def __init__(self, folder: PathLike, filename: str, on: str = 'validation',
+                 input_key: StateKey = torchbearer.X, normalize: bool = False,
+                 image_shape: Optional[Sequence[int]] = None,
+                 output_transform: Optional[Callable[[torch.Tensor], torch.Tensor]] = None):
+        super().__init__()
+        if on not in _PHASES:
+            raise ValueError(f"on must be 'validation' or 'training', got {on!r}")
+        if not isinstance(folder, (str, os.PathLike)):
+            raise TypeError(f'folder must be a path, got {type(folder).__name__}')
+        _check_output_path(folder, filename)
+        if image_shape is not None:
+            image_shape = tuple(image_shape)
+            if len(image_shape) != 3 or not all(isinstance(d, int) and d >= 1 for d in image_shape):
+                raise ValueError(f'image_shape must be (channels, height, width), got {image_shape}')
+        if output_transform is not None and not callable(output_transform):
+            raise TypeError('output_transform must be callable')
+        self.folder, self.filename, self.on, self.input_key = folder, filename, on, input_key
+        self.normalize, self.image_shape, self.output_transform = normalize, image_shape, output_transform
+        self._needed = 0
+        self._handlers: List[Handler] = []
+        self._collected: List[List[torch.Tensor]] = []
+        self._count, self._collecting, self._seen, self._warned = 0, False, False, False
+
+    # -- builders --
+    def with_handler(self, handler: Handler):
+        """Also send each grid to ``handler(image, index, state)``, torchbearer's imaging-handler protocol.
+
+        ``image`` is the ``(C, H, W)`` grid in ``[0, 1]`` as written to the file, ``index`` is 0
+        and ``state`` the Trial's state (outside a Trial, ``{torchbearer.EPOCH: epoch}``).
+
+        Args:
+            handler (callable): The handler.
+
+        Returns:
+            self, for chaining.
+
+        Example: ::
+
+            >>> from torchbearer_vae import SampleSaver
+            >>> grids = []
+            >>> saver = SampleSaver(folder='results').with_handler(lambda image, index, state: grids.append(image))
+        """
+        if not callable(handler):
+            raise TypeError(f'handler must be callable as handler(image, index, state), got {type(handler).__name__}')
+        self._handlers.append(handler)
+        return self
+
+    def to_tensorboard(self, name: Optional[str] = None, log_dir: str = './logs', comment: str = 'torchbearer'):
+        """Also write each grid to TensorBoard with torchbearer's imaging handler (needs ``tensorboardX``).
+
+        The grid is made by this callback with :func:`torchvision.utils.make_grid`; torchbearer's
+        ``MakeGrid``/``make_grid()`` builder is not used because it passes ``range=`` to
+        ``make_grid``, which current torchvision rejects. Images are logged under ``name`` at
+        step ``epoch`` in ``log_dir/comment``, where torchbearer's ``TensorBoard`` callback writes.
+
+        Args:
+            name (str or None): The image tag; default, e.g. ``'samples'``.
+            log_dir (str): TensorBoard log folder.
+            comment (str): Sub-folder of ``log_dir`` (torchbearer's convention).
+
+        Returns:
+            self, for chaining.
+
+        Raises:
+            ImportError: if ``tensorboardX`` is not installed (``pip install tensorboardX``).
+
+        Example: ::
+
+            >>> from torchbearer_vae import SampleSaver
+            >>> saver = SampleSaver(folder='results').to_tensorboard(log_dir='logs')  # doctest: +SKIP
+        """
+        try:
+            import tensorboardX  # noqa: F401  (torchbearer's TensorBoard writer)
+        except ImportError:
+            raise ImportError('to_tensorboard needs the tensorboardX package, which torchbearer uses to write '
+                              'TensorBoard files: pip install tensorboardX') from None
+        from torchbearer.callbacks.imaging.imaging import _to_tensorboard
+
+        name = self._default_name if name is None else name
+        if not isinstance(name, str):
+            raise TypeError(f'name must be a str, got {type(name).__name__}')
+        return self.with_handler(_to_tensorboard(name=name.replace('{', '{{').replace('}', '}}'),
+                                                 log_dir=log_dir, comment=comment))
+
+    # -- torchbearer hooks --
+    def on_start(self, state):
+        if torchbearer.MODEL in state:
+            self._check_model(_inner(state[torchbearer.MODEL]))
+
+    def on_start_epoch(self, state):
+        self._seen = False
+
+    def on_start_training(self, state):
+        if self.on == 'training':
+            self._reset()
+
+    def on_step_training(self, state):
+        if self.on == 'training':
+            self._step(state)
+
+    def on_end_training(self, state):
+        if self.on == 'training':
+            self._flush(state)
+
+    def on_start_validation(self, state):
+        if self.on == 'validation':
+            self._reset()
+
+    def on_step_validation(self, state):
+        if self.on == 'validation':
+            self._step(state)
+
+    def on_end_validation(self, state):
+        if self.on == 'validation':
+            self._flush(state)
+
+    def on_end_epoch(self, state):
+        if not _is_main_process():
+            return
+        if self._needed == 0:
+            self._draw(state, [])
+        elif self.on == 'validation' and not self._seen and not self._warned:
+            self._warned = True
+            warnings.warn(f"{type(self).__name__}(on='validation') saw no validation batch this epoch, so it "
+                          f"saved nothing: give the Trial validation data (with_generators(val_generator=...))"
+                          f" or use on='training'", stacklevel=2)
+
+    # -- collecting: only on the steps that still need images --
+    def _keys(self) -> Tuple[Tuple[StateKey, str], ...]:
+        return ((self.input_key, 'input_key'),)
+
+    def _check_model(self, model) -> None:
+        pass
+
+    def _reset(self):
+        self._collected = [[] for _ in self._keys()]
+        self._count = 0
+        self._collecting = self._needed > 0 and _is_main_process()
+
+    def _step(self, state):
+        self._seen = True
+        if self._collecting and self._count < self._needed:
+            self._collect(state)
+
+    def _collect(self, state):
+        take = self._needed - self._count
+        for store, (key, argument) in zip(self._collected, self._keys()):
+            store.append(self._from_state(state, key, argument)[:take].detach().cpu())
+        self._count += store[-1].shape[0]
+
+    def _flush(self, state):
+        if not self._collecting or self._count == 0:
+            return
+        self._collecting = False
+        collected = [torch.cat(store) for store in self._collected]
+        self._collected = [[] for _ in self._keys()]
+        self._draw(state, collected)
+
+    def _from_state(self, state, key, argument):
+        try:
+            value = state[key]
+        except KeyError:
+            raise MissingStateError(f'{type(self).__name__} needs state[{key!r}] ({argument}) but it is not in '
+                                    f'state; pass the {argument} under which your data is stored') from None
+        if isinstance(value, (tuple, list)):  # (recon, mu, logvar) or several inputs: the first one
+            value = value[0]
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f'{type(self).__name__} needs a tensor in state[{key!r}], got {type(value).__name__}')
+        return value
+
+    # -- drawing and writing --
+    def _picture(self, model, collected: List[torch.Tensor]) -> Tuple[torch.Tensor, int]:
+        raise NotImplementedError
+
+    def _draw(self, state, collected: List[torch.Tensor]) -> Optional[str]:
+        model = _inner(state[torchbearer.MODEL]) if torchbearer.MODEL in state else None
+        with _drawing(model):
+            picture = self._picture(model, collected)
+        if picture is None:
+            return None
+        return self._emit(*picture, state)
+
+    def _emit(self, images: torch.Tensor, nrow: int, state) -> str:
+        path = os.path.join(os.fspath(self.folder), self.filename.format(epoch=state[torchbearer.EPOCH]))
+        grid = _write_grid(images, path, nrow, self.normalize)
+        for handler in self._handlers:
+            handler(grid, 0, state)
+        return path
+
+    def _save(self, model, collected, epoch: int) -> str:
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise ValueError(f'epoch must be an int >= 0, got {epoch!r}')
+        model = _inner(model)
+        self._check_model(model)
+        return self._draw({torchbearer.MODEL: model, torchbearer.EPOCH: epoch}, collected)
+
+    def _transform(self, outputs: torch.Tensor) -> torch.Tensor:
+        return outputs if self.output_transform is None else self.output_transform(outputs)
+
+    def _as_images(self, tensor: torch.Tensor, what: str, model=None) -> torch.Tensor:
+        """Reshape a batch to ``(N, C, H, W)``, or say why that is impossible."""
+        count = tensor.shape[0]
+        model_shape = tuple(getattr(model, 'input_shape', ()) or ())
+        if self.image_shape is not None:
+            shape = self.image_shape
+        elif tensor.dim() == 4:
+            shape = tuple(tensor.shape[1:])
+        elif len(model_shape) == 3 and math.prod(model_shape) == tensor[0].numel():
+            shape = model_shape
+        elif tensor.dim() == 3:
+            shape = (1,) + tuple(tensor.shape[1:])
+        elif tensor.dim() == 2 and math.isqrt(tensor.shape[1]) ** 2 == tensor.shape[1]:
+            side = math.isqrt(tensor.shape[1])
+            shape = (1, side, side)
+        else:
+            raise ValueError(f'{type(self).__name__} cannot tell the image shape of {what} of shape '
+                             f'{tuple(tensor.shape)}; pass image_shape=(channels, height, width)')
+        if shape[0] not in (1, 3, 4):
+            raise ValueError(f'{type(self).__name__} can write 1 (grey), 3 (RGB) or 4 (RGBA) channels, but the '
+                             f'images have shape {shape}; pass image_shape if the channels are elsewhere')
+        if tensor[0].numel() != math.prod(shape):
+            raise ValueError(f'{what} of shape {tuple(tensor.shape)} cannot be shown as images of shape {shape}')
+        return tensor.reshape((count,) + shape)
+
+    def _decode(self, model, z: torch.Tensor) -> torch.Tensor:
+        decoded = model.decode(z)
+        if isinstance(decoded, (tuple, list)):
+            decoded = decoded[0]
+        return self._as_images(self._transform(decoded).float().cpu(), 'decoded images', model)
+
+
+class ReconstructionSaver(PictureSaver):
     """Save, once per epoch, the first inputs above their reconstructions as one image.
 
     Works for any autoencoder: grey or colour images of any size, models that return the
@@ -99,89 +454,42 @@ class ReconstructionSaver(Callback):
         >>> # Trial(model, optimizer, criterion, callbacks=[saver]).with_generators(train, val)
     """
 
+    _default_name = 'reconstruction'
+
     def __init__(self, folder: PathLike = 'results', filename: str = 'reconstruction_{epoch}.png',
                  num_images: int = 8, on: str = 'validation', input_key: StateKey = torchbearer.X,
                  output_key: StateKey = torchbearer.Y_PRED, nrow: Optional[int] = None,
                  normalize: bool = False, image_shape: Optional[Sequence[int]] = None,
                  output_transform: Optional[Callable[[torch.Tensor], torch.Tensor]] = None):
-        super().__init__()
         _check_positive_int('num_images', num_images)
         _check_positive_int('nrow', nrow, allow_none=True)
-        if on not in _PHASES:
-            raise ValueError(f"on must be 'validation' or 'training', got {on!r}")
-        if not isinstance(folder, (str, os.PathLike)):
-            raise TypeError(f'folder must be a path, got {type(folder).__name__}')
-        _check_output_path(folder, filename)
-        if image_shape is not None:
-            image_shape = tuple(image_shape)
-            if len(image_shape) != 3 or not all(isinstance(d, int) and d >= 1 for d in image_shape):
-                raise ValueError(f'image_shape must be (channels, height, width), got {image_shape}')
-        if output_transform is not None and not callable(output_transform):
-            raise TypeError('output_transform must be callable')
-        self.folder, self.filename, self.num_images, self.on = folder, filename, num_images, on
-        self.input_key, self.output_key = input_key, output_key
-        self.nrow, self.normalize, self.image_shape = nrow or num_images, normalize, image_shape
-        self.output_transform = output_transform
-        self._inputs, self._outputs, self._count, self._done = [], [], 0, True
-        self._warned = False
+        super().__init__(folder, filename, on=on, input_key=input_key, normalize=normalize,
+                         image_shape=image_shape, output_transform=output_transform)
+        self.num_images, self.output_key, self.nrow = num_images, output_key, nrow or num_images
+        self._needed = num_images
 
-    # -- torchbearer hooks: each one forwards to the phase the saver was asked to watch --
-    def on_start_training(self, state):
-        if self.on == 'training':
-            self._reset()
+    def _keys(self):
+        return (self.input_key, 'input_key'), (self.output_key, 'output_key')
 
-    def on_step_training(self, state):
-        if self.on == 'training' and not self._done:
-            self._collect(state)
+    def _picture(self, model, collected):
+        inputs, outputs = collected
+        inputs = self._as_images(inputs, 'inputs')
+        count, shape = inputs.shape[0], tuple(inputs.shape[1:])
+        if outputs.shape[0] != count or outputs[0].numel() != math.prod(shape):
+            raise ValueError(f'the model output of shape {tuple(outputs.shape)} cannot be reshaped to the input '
+                             f'images of shape {(count,) + shape}; the reconstruction must have as many values '
+                             f'per image as the input')
+        return self._stack(inputs, self._transform(outputs.reshape(inputs.shape)))
 
-    def on_end_training(self, state):
-        if self.on == 'training':
-            self._flush(state)
-
-    def on_start_validation(self, state):
-        if self.on == 'validation':
-            self._reset()
-
-    def on_step_validation(self, state):
-        if self.on == 'validation' and not self._done:
-            self._collect(state)
-
-    def on_end_validation(self, state):
-        if self.on == 'validation':
-            self._flush(state)
-
-    def on_end_epoch(self, state):
-        if self.on == 'validation' and self._count == 0 and not self._warned and _is_main_process():
-            self._warned = True
-            warnings.warn("ReconstructionSaver(on='validation') saw no validation batch this epoch, so it "
-                          "saved nothing: give the Trial validation data (with_generators(val_generator=...))"
-                          " or use on='training'", stacklevel=2)
-
-    # -- the work: only on the steps that still need images --
-    def _reset(self):
-        self._inputs, self._outputs, self._count = [], [], 0
-        self._done = not _is_main_process()
-
-    def _collect(self, state):
-        inputs = self._from_state(state, self.input_key, 'input_key')
-        outputs = self._from_state(state, self.output_key, 'output_key')
-        take = self.num_images - self._count
-        inputs, outputs = self._as_images(inputs[:take].detach(), outputs[:take].detach())
-        self._inputs.append(inputs.cpu())
-        self._outputs.append(outputs.cpu())
-        self._count += inputs.shape[0]
-        if self._count >= self.num_images:
-            self._flush(state)
-
-    def _flush(self, state):
-        if self._done or self._count == 0:
-            return
-        self._done = True
-        inputs, outputs = torch.cat(self._inputs), torch.cat(self._outputs)
-        self._inputs, self._outputs = [], []
-        if self.output_transform is not None:
-            outputs = self.output_transform(outputs)
-        self.write(inputs, outputs, state[torchbearer.EPOCH])
+    def _stack(self, inputs, outputs):
+        count = inputs.shape[0]
+        nrow = min(self.nrow, count)
+        # Pad each block to whole rows so the reconstructions always start on a new row.
+        blank = (-count) % nrow
+        if blank:
+            padding = inputs.new_zeros((blank,) + tuple(inputs.shape[1:]))
+            inputs, outputs = torch.cat([inputs, padding]), torch.cat([outputs, padding])
+        return torch.cat([inputs, outputs]), nrow
 
     def write(self, inputs: torch.Tensor, outputs: torch.Tensor, epoch: int) -> str:
         """Write ``inputs`` above ``outputs`` (both ``(N, C, H, W)``) as the file for ``epoch``.
@@ -194,53 +502,301 @@ class ReconstructionSaver(Callback):
         Returns:
             str: The path written.
         """
-        count = inputs.shape[0]
-        nrow = min(self.nrow, count)
-        # Pad each block to whole rows so the reconstructions always start on a new row.
-        blank = (-count) % nrow
-        if blank:
-            padding = inputs.new_zeros((blank,) + tuple(inputs.shape[1:]))
-            inputs, outputs = torch.cat([inputs, padding]), torch.cat([outputs, padding])
-        path = os.path.join(os.fspath(self.folder), self.filename.format(epoch=epoch))
-        _write_grid(torch.cat([inputs, outputs]), path, nrow, self.normalize)
-        return path
+        return self._emit(*self._stack(inputs, outputs), {torchbearer.EPOCH: epoch})
 
-    @staticmethod
-    def _from_state(state, key, argument):
+    def save(self, model: torch.nn.Module, inputs: torch.Tensor, epoch: int = 0) -> str:
+        """Reconstruct ``inputs`` with ``model`` (eval mode) and write the grid, outside a Trial.
+
+        Args:
+            model (torch.nn.Module): An autoencoder; ``model(x)`` returns the reconstruction or
+                a tuple whose first element it is.
+            inputs (torch.Tensor): A batch of images; the first ``num_images`` are shown.
+            epoch (int): Fills ``{epoch}`` in the file name.
+
+        Returns:
+            str: The path written.
+
+        Example: ::
+
+            >>> import torch
+            >>> from torchbearer_vae import VAE, ReconstructionSaver
+            >>> saver = ReconstructionSaver(folder='results', filename='recon.png')
+            >>> # saver.save(VAE(), torch.rand(8, 1, 28, 28)) writes results/recon.png
+        """
+        inputs = _check_inputs(inputs, 1)[:self.num_images]
+        with _drawing(model):
+            outputs = model(inputs.to(_device(model)))
+        if isinstance(outputs, (tuple, list)):
+            outputs = outputs[0]
+        return self._save(model, [inputs, outputs.float().cpu()], epoch)
+
+
+class SampleSaver(PictureSaver):
+    """Save, once per epoch, images decoded from draws of the prior ``N(0, I)``, the same draws every epoch.
+
+    The noise is drawn once from a generator seeded with ``seed`` (not from the global random
+    state, which it leaves alone), so the pictures of successive epochs, and of a resumed run,
+    show the same latent points and can be compared. It works with any model that has
+    ``decode(z)`` and ``latent_dim`` (the noise is ``(num_images, latent_dim)``), or else
+    ``sample(n)``, which is called with the random state seeded by ``seed``. The model is in eval
+    mode under ``no_grad`` while drawing; the images are written at the end of each epoch.
+
+    Args:
+        folder (str or PathLike): Folder to write into.
+        filename (str): File name template with ``{epoch}``.
+        num_images (int): How many samples.
+        nrow (int): Images per row of the grid.
+        seed (int): Seed of the fixed noise.
+        normalize (bool): Rescale the grid to ``[0, 1]`` by its min and max.
+        image_shape (sequence of int or None): ``(C, H, W)``, when the decoder's output is flat
+            and the model has no 3-d ``input_shape``.
+        output_transform (callable or None): Applied to the decoded images, e.g. ``torch.sigmoid``
+            for a decoder that outputs logits.
+
+    Example: ::
+
+        >>> from torchbearer_vae import SampleSaver
+        >>> saver = SampleSaver(folder='results', num_images=64)  # results/samples_{epoch}.png
+        >>> # Trial(model, optimizer, criterion, callbacks=[kld_loss(), saver])
+    """
+
+    _default_name = 'samples'
+
+    def __init__(self, folder: PathLike = 'results', filename: str = 'samples_{epoch}.png', num_images: int = 64,
+                 nrow: int = 8, seed: int = 0, normalize: bool = False, image_shape: Optional[Sequence[int]] = None,
+                 output_transform: Optional[Callable[[torch.Tensor], torch.Tensor]] = None):
+        _check_positive_int('num_images', num_images)
+        _check_positive_int('nrow', nrow)
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f'seed must be an int >= 0, got {seed!r}')
+        super().__init__(folder, filename, normalize=normalize, image_shape=image_shape,
+                         output_transform=output_transform)
+        self.num_images, self.nrow, self.seed = num_images, nrow, seed
+        self._noise: Optional[torch.Tensor] = None
+
+    def _check_model(self, model):
+        latent_dim = getattr(model, 'latent_dim', None)
+        if callable(getattr(model, 'decode', None)) and latent_dim is not None:
+            _check_positive_int('model.latent_dim', latent_dim)
+        elif not callable(getattr(model, 'sample', None)):
+            raise TypeError(f'SampleSaver needs a model with decode(z) and latent_dim, or sample(n), but '
+                            f'{type(model).__name__} has neither')
+
+    def noise(self, latent_dim: int) -> torch.Tensor:
+        """The fixed latent points, ``(num_images, latent_dim)``, on the CPU.
+
+        Args:
+            latent_dim (int): Dimension of the prior.
+
+        Returns:
+            torch.Tensor: The same tensor for the same ``latent_dim`` and ``seed``.
+        """
+        if self._noise is None or self._noise.shape[1] != latent_dim:
+            generator = torch.Generator().manual_seed(self.seed)
+            self._noise = torch.randn(self.num_images, latent_dim, generator=generator)
+        return self._noise
+
+    def _picture(self, model, collected):
+        device = _device(model)
+        if callable(getattr(model, 'decode', None)) and getattr(model, 'latent_dim', None) is not None:
+            return self._decode(model, self.noise(model.latent_dim).to(device)), self.nrow
+        with torch.random.fork_rng(devices=[device] if device.type == 'cuda' else []):
+            torch.manual_seed(self.seed)
+            samples = model.sample(self.num_images)
+        return self._as_images(self._transform(samples).float().cpu(), 'samples', model), self.nrow
+
+    def save(self, model: torch.nn.Module, epoch: int = 0) -> str:
+        """Draw and write the samples of ``model`` outside a Trial (e.g. from a checkpoint).
+
+        Args:
+            model (torch.nn.Module): A model with ``decode`` and ``latent_dim``, or ``sample``.
+            epoch (int): Fills ``{epoch}`` in the file name.
+
+        Returns:
+            str: The path written.
+
+        Example: ::
+
+            >>> from torchbearer_vae import VAE, SampleSaver
+            >>> saver = SampleSaver(folder='results', filename='samples.png', num_images=16, nrow=4)
+            >>> # saver.save(VAE()) writes results/samples.png
+        """
+        return self._save(model, [], epoch)
+
+
+class _FromInputs(PictureSaver):
+    """A picture drawn from encoded inputs: fixed ones given at construction or the first of a phase."""
+
+    _least = 1  # inputs without which there is no picture
+
+    def __init__(self, folder, filename, needed: int, inputs, on, input_key, normalize, image_shape,
+                 output_transform):
+        super().__init__(folder, filename, on=on, input_key=input_key, normalize=normalize,
+                         image_shape=image_shape, output_transform=output_transform)
+        self.inputs = _check_inputs(inputs, needed)
+        if self.inputs is not None:
+            self.inputs = self.inputs[:needed]
+        self._needed = 0 if self.inputs is not None else needed
+
+    def _check_model(self, model):
+        _require(model, type(self).__name__, 'encode', 'decode')
+
+    def _picture(self, model, collected):
+        inputs = collected[0] if collected else self.inputs
+        return self._from_inputs(model, inputs)
+
+    def save(self, model: torch.nn.Module, inputs: Optional[torch.Tensor] = None, epoch: int = 0) -> str:
+        """Draw and write the picture of ``model`` outside a Trial.
+
+        Args:
+            model (torch.nn.Module): A model with ``encode`` and ``decode``.
+            inputs (torch.Tensor or None): A batch of images; default, the ``inputs`` given at
+                construction.
+            epoch (int): Fills ``{epoch}`` in the file name.
+
+        Returns:
+            str: The path written.
+        """
+        if inputs is None and self.inputs is None:
+            raise ValueError(f'{type(self).__name__}.save needs inputs (none were given at construction)')
+        inputs = self.inputs if inputs is None else _check_inputs(inputs, self._least)
+        return self._save(model, [inputs], epoch)
+
+
+class LatentTraversal(_FromInputs):
+    """Save, once per epoch, a grid that varies one latent dimension at a time.
+
+    The input is encoded and its posterior mean ``mu`` kept; row ``i`` of the grid decodes
+    ``mu`` with dimension ``dims[i]`` replaced by each of ``num_steps`` values evenly spaced over
+    ``value_range`` (in prior standard deviations, as the prior is ``N(0, I)``), left to right.
+    The input is ``inputs[0]`` if given (recommended: the same image every epoch), otherwise the
+    first image of the ``on`` phase (the same each epoch when validation data is not shuffled).
+    Needs a model with ``encode(x) -> (mu, logvar)`` and ``decode(z)``.
+
+    Args:
+        folder (str or PathLike): Folder to write into.
+        filename (str): File name template with ``{epoch}``.
+        dims (sequence of int or None): Latent dimensions to vary, one row each; default, all.
+        num_steps (int): Values per dimension (columns), at least 2.
+        value_range (tuple of float): ``(low, high)`` of the values.
+        inputs (torch.Tensor or None): A batch ``(N, ...)`` whose first image is used.
+        on (str): ``'validation'`` or ``'training'``: where to take the input when ``inputs`` is None.
+        input_key (StateKey): Where the inputs are in state.
+        normalize (bool): Rescale the grid to ``[0, 1]`` by its min and max.
+        image_shape (sequence of int or None): ``(C, H, W)`` when the decoder's output is flat.
+        output_transform (callable or None): Applied to the decoded images.
+
+    Example: ::
+
+        >>> import torch
+        >>> from torchbearer_vae import LatentTraversal
+        >>> traversal = LatentTraversal(folder='results', dims=[0, 1, 2], num_steps=7, value_range=(-2.0, 2.0))
+        >>> fixed = LatentTraversal(folder='results', inputs=torch.rand(1, 1, 28, 28))
+    """
+
+    _default_name = 'traversal'
+
+    def __init__(self, folder: PathLike = 'results', filename: str = 'traversal_{epoch}.png',
+                 dims: Optional[Sequence[int]] = None, num_steps: int = 9,
+                 value_range: Tuple[float, float] = (-3.0, 3.0), inputs: Optional[torch.Tensor] = None,
+                 on: str = 'validation', input_key: StateKey = torchbearer.X, normalize: bool = False,
+                 image_shape: Optional[Sequence[int]] = None,
+                 output_transform: Optional[Callable[[torch.Tensor], torch.Tensor]] = None):
+        if dims is not None:
+            dims = list(dims) if not isinstance(dims, (int, str)) else None
+            if not dims or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in dims):
+                raise ValueError(f'dims must be a non-empty sequence of latent dimension indices >= 0, got {dims!r}')
+        _check_positive_int('num_steps', num_steps)
+        if num_steps < 2:
+            raise ValueError(f'num_steps must be >= 2 to span value_range, got {num_steps}')
         try:
-            value = state[key]
-        except KeyError:
-            raise MissingStateError(f'ReconstructionSaver needs state[{key!r}] ({argument}) but it is not in '
-                                    f'state; pass the {argument} under which your data is stored') from None
-        if isinstance(value, (tuple, list)):  # (recon, mu, logvar) or several inputs: the first one
-            value = value[0]
-        if not isinstance(value, torch.Tensor):
-            raise TypeError(f'ReconstructionSaver needs a tensor in state[{key!r}], got {type(value).__name__}')
-        return value
+            low, high = (float(v) for v in value_range)
+        except (TypeError, ValueError):
+            raise ValueError(f'value_range must be two numbers (low, high), got {value_range!r}') from None
+        if not (math.isfinite(low) and math.isfinite(high) and low < high):
+            raise ValueError(f'value_range must be finite with low < high, got {value_range!r}')
+        super().__init__(folder, filename, 1, inputs, on, input_key, normalize, image_shape, output_transform)
+        self.dims, self.num_steps, self.value_range = dims, num_steps, (low, high)
 
-    def _as_images(self, inputs, outputs):
-        """Reshape a batch of inputs and outputs to ``(N, C, H, W)``, or say why that is impossible."""
-        count = inputs.shape[0]
-        if self.image_shape is not None:
-            shape = self.image_shape
-        elif inputs.dim() == 4:
-            shape = tuple(inputs.shape[1:])
-        elif inputs.dim() == 3:
-            shape = (1,) + tuple(inputs.shape[1:])
-        elif inputs.dim() == 2 and math.isqrt(inputs.shape[1]) ** 2 == inputs.shape[1]:
-            side = math.isqrt(inputs.shape[1])
-            shape = (1, side, side)
-        else:
-            raise ValueError(f'ReconstructionSaver cannot tell the image shape of inputs of shape '
-                             f'{tuple(inputs.shape)}; pass image_shape=(channels, height, width)')
-        if shape[0] not in (1, 3, 4):
-            raise ValueError(f'ReconstructionSaver can write 1 (grey), 3 (RGB) or 4 (RGBA) channels, but the '
-                             f'images have shape {shape}; pass image_shape if the channels are elsewhere')
-        size = math.prod(shape)
-        if inputs[0].numel() != size:
-            raise ValueError(f'inputs of shape {tuple(inputs.shape)} cannot be shown as images of shape {shape}')
-        if outputs.shape[0] != count or outputs[0].numel() != size:
-            raise ValueError(f'the model output of shape {tuple(outputs.shape)} cannot be reshaped to the input '
-                             f'images of shape {(count,) + shape}; the reconstruction must have as many values '
-                             f'per image as the input')
-        return inputs.reshape((count,) + shape), outputs.reshape((count,) + shape)
+    def _check_model(self, model):
+        super()._check_model(model)
+        self._check_dims(getattr(model, 'latent_dim', None))
+
+    def _check_dims(self, latent_dim):
+        if self.dims is not None and latent_dim is not None and max(self.dims) >= latent_dim:
+            raise ValueError(f'dims must be < the latent dimension {latent_dim}, got {self.dims}')
+
+    def _from_inputs(self, model, inputs):
+        mu = _posterior_mean(model, inputs[:1].to(_device(model)))
+        self._check_dims(mu.shape[1])
+        dims = self.dims if self.dims is not None else list(range(mu.shape[1]))
+        values = torch.linspace(*self.value_range, self.num_steps, device=mu.device, dtype=mu.dtype)
+        z = mu.repeat(len(dims) * self.num_steps, 1)
+        for row, dim in enumerate(dims):
+            z[row * self.num_steps:(row + 1) * self.num_steps, dim] = values
+        return self._decode(model, z), self.num_steps
+
+
+class Interpolation(_FromInputs):
+    """Save, once per epoch, decodings along straight lines between the codes of pairs of inputs.
+
+    Pair ``i`` is inputs ``2i`` and ``2i+1``; both are encoded to their posterior means ``a`` and
+    ``b`` and row ``i`` shows input ``2i``, the decodings of ``a + t (b - a)`` for ``num_steps``
+    values of ``t`` evenly spaced over ``[0, 1]``, then input ``2i+1``. The inputs are
+    ``inputs`` if given (recommended: the same pairs every epoch), otherwise the first
+    ``2 * num_pairs`` images of the ``on`` phase (fewer pairs if the phase has fewer images).
+    Needs a model with ``encode(x) -> (mu, logvar)`` and ``decode(z)``.
+
+    Args:
+        folder (str or PathLike): Folder to write into.
+        filename (str): File name template with ``{epoch}``.
+        num_pairs (int): Pairs of inputs, one row each.
+        num_steps (int): Decoded points per line, both ends included, at least 2.
+        inputs (torch.Tensor or None): A batch of at least ``2 * num_pairs`` images.
+        on (str): ``'validation'`` or ``'training'``: where to take the inputs when ``inputs`` is None.
+        input_key (StateKey): Where the inputs are in state.
+        normalize (bool): Rescale the grid to ``[0, 1]`` by its min and max.
+        image_shape (sequence of int or None): ``(C, H, W)`` when inputs and decoder output are flat.
+        output_transform (callable or None): Applied to the decoded images (not to the inputs).
+
+    Example: ::
+
+        >>> from torchbearer_vae import Interpolation
+        >>> interpolation = Interpolation(folder='results', num_pairs=4, num_steps=8)
+        >>> # Trial(model, optimizer, criterion, callbacks=[kld_loss(), interpolation])
+    """
+
+    _default_name = 'interpolation'
+    _least = 2
+
+    def __init__(self, folder: PathLike = 'results', filename: str = 'interpolation_{epoch}.png',
+                 num_pairs: int = 4, num_steps: int = 8, inputs: Optional[torch.Tensor] = None,
+                 on: str = 'validation', input_key: StateKey = torchbearer.X, normalize: bool = False,
+                 image_shape: Optional[Sequence[int]] = None,
+                 output_transform: Optional[Callable[[torch.Tensor], torch.Tensor]] = None):
+        _check_positive_int('num_pairs', num_pairs)
+        _check_positive_int('num_steps', num_steps)
+        if num_steps < 2:
+            raise ValueError(f'num_steps must be >= 2 (both ends of the line), got {num_steps}')
+        super().__init__(folder, filename, 2 * num_pairs, inputs, on, input_key, normalize, image_shape,
+                         output_transform)
+        self.num_pairs, self.num_steps = num_pairs, num_steps
+
+    def _from_inputs(self, model, inputs):
+        pairs = min(self.num_pairs, inputs.shape[0] // 2)
+        if pairs == 0:
+            warnings.warn('Interpolation needs at least 2 inputs; it saw 1 and saved nothing', stacklevel=2)
+            return None
+        inputs = inputs[:2 * pairs]
+        mu = _posterior_mean(model, inputs.to(_device(model)))
+        start, end = mu[0::2], mu[1::2]
+        t = torch.linspace(0, 1, self.num_steps, device=mu.device, dtype=mu.dtype).view(1, -1, 1)
+        z = (start.unsqueeze(1) + t * (end - start).unsqueeze(1)).reshape(pairs * self.num_steps, -1)
+        decoded = self._decode(model, z)
+        shape = tuple(decoded.shape[1:])
+        if inputs[0].numel() != math.prod(shape):
+            raise ValueError(f'inputs of shape {tuple(inputs.shape)} cannot be shown beside decoded images of '
+                             f'shape {shape}')
+        ends = inputs.float().reshape((pairs, 2) + shape)
+        rows = torch.cat([ends[:, :1], decoded.reshape((pairs, self.num_steps) + shape), ends[:, 1:]], dim=1)
+        return rows.reshape((-1,) + shape), self.num_steps + 2

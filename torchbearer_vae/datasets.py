@@ -13,7 +13,8 @@ from torchbearer.cv_utils import DatasetValidationSplitter
 
 from ._io import PathLike
 
-__all__ = ['AutoEncoderDataset', 'train_val_split', 'read_idx', 'IDXDataset', 'load_mnist']
+__all__ = ['AutoEncoderDataset', 'train_val_split', 'read_idx', 'ImageDataset', 'IDXDataset', 'load_mnist',
+           'load_digits']
 
 
 def _first(item, index):
@@ -190,12 +191,70 @@ def _find_idx_pair(root: str, split: Optional[str]) -> Tuple[str, str]:
     raise FileNotFoundError(f'no IDX files in {root!r}: expected {wanted}')
 
 
-class IDXDataset(Dataset):
+class ImageDataset(Dataset):
+    """Images held in memory as ``uint8``, with optional labels: the shape of MNIST-like data.
+
+    ``self.data`` is the ``uint8`` tensor, ``(N, H, W)`` (grey, as torchvision's MNIST keeps it)
+    or ``(N, C, H, W)``, and ``self.targets`` the labels. Items are float tensors ``(C, H, W)``
+    in ``[0, 1]``, exactly what ``transforms.ToTensor()`` gives for the same image, so the whole
+    dataset costs one byte per pixel and batches can be converted at once.
+
+    Args:
+        data (torch.Tensor): ``uint8`` images, ``(N, H, W)`` or ``(N, C, H, W)``.
+        targets (torch.Tensor or None): ``(N,)`` labels; without them items are images only.
+        transform (callable or None): Applied to each image tensor.
+        target_transform (callable or None): Applied to each label.
+
+    Example: ::
+
+        >>> import torch
+        >>> from torchbearer_vae import ImageDataset
+        >>> images = ImageDataset(torch.full((3, 2, 2), 255, dtype=torch.uint8), torch.tensor([0, 1, 2]))
+        >>> images[1]
+        (tensor([[[1., 1.],
+                 [1., 1.]]]), 1)
+    """
+
+    def __init__(self, data: torch.Tensor, targets: Optional[torch.Tensor] = None,
+                 transform: Optional[Callable] = None, target_transform: Optional[Callable] = None):
+        if not isinstance(data, torch.Tensor) or data.dtype != torch.uint8 or data.dim() not in (3, 4):
+            raise ValueError(f'data must be a uint8 tensor of images (N, H, W) or (N, C, H, W), got '
+                             f'{_describe(data)}')
+        if targets is not None and (not isinstance(targets, torch.Tensor) or targets.shape != (len(data),)):
+            raise ValueError(f'targets must be a tensor of {len(data)} labels, got {_describe(targets)}')
+        self.data, self.targets = data, None if targets is None else targets.long()
+        self.transform, self.target_transform = transform, target_transform
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index):
+        image = self.data[index]
+        image = (image.unsqueeze(0) if image.dim() == 2 else image).float().div_(255)
+        if self.transform is not None:
+            image = self.transform(image)
+        if self.targets is None:
+            return image
+        target = int(self.targets[index])
+        if self.target_transform is not None:
+            target = self.target_transform(target)
+        return image, target
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}({len(self)} images of {tuple(self.data.shape[1:])})'
+
+
+def _describe(value) -> str:
+    if isinstance(value, torch.Tensor):
+        return f'a {value.dtype} tensor of shape {tuple(value.shape)}'
+    return f'a {type(value).__name__}'
+
+
+class IDXDataset(ImageDataset):
     """Images (and labels) from IDX files, such as a local copy of MNIST or Fashion-MNIST.
 
-    The images are kept in memory as ``uint8`` (``self.data``, shape ``(N, H, W)``, as in
-    torchvision's MNIST) and returned as float tensors of shape ``(1, H, W)`` in ``[0, 1]``,
-    exactly what ``transforms.ToTensor()`` gives for the same image.
+    An :class:`ImageDataset`: ``self.data`` is the ``uint8`` ``(N, H, W)`` array of the file
+    (as in torchvision's MNIST) and items are ``(1, H, W)`` float tensors in ``[0, 1]``.
 
     Args:
         images (str or PathLike): The ``idx3`` images file.
@@ -213,15 +272,15 @@ class IDXDataset(Dataset):
     def __init__(self, images: PathLike, labels: Optional[PathLike] = None, transform: Optional[Callable] = None,
                  target_transform: Optional[Callable] = None):
         data = read_idx(images)
-        if data.dim() != 3:
-            raise ValueError(f'{os.fspath(images)!r} holds shape {tuple(data.shape)}, not images (N, H, W)')
-        self.data, self.targets = data, None
+        if data.dim() != 3 or data.dtype != torch.uint8:
+            raise ValueError(f'{os.fspath(images)!r} holds {_describe(data)}, not uint8 images (N, H, W)')
+        targets = None
         if labels is not None:
-            self.targets = read_idx(labels).long()
-            if self.targets.shape != (len(data),):
-                raise ValueError(f'{os.fspath(labels)!r} holds {tuple(self.targets.shape)} labels for '
+            targets = read_idx(labels)
+            if targets.shape != (len(data),):
+                raise ValueError(f'{os.fspath(labels)!r} holds {tuple(targets.shape)} labels for '
                                  f'{len(data)} images in {os.fspath(images)!r}')
-        self.transform, self.target_transform = transform, target_transform
+        super().__init__(data, targets, transform, target_transform)
 
     @classmethod
     def from_folder(cls, root: PathLike, split: Optional[str] = None, **kwargs) -> 'IDXDataset':
@@ -243,22 +302,27 @@ class IDXDataset(Dataset):
         images, labels = _find_idx_pair(os.fspath(root), split)
         return cls(images, labels, **kwargs)
 
-    def __len__(self) -> int:
-        return len(self.data)
 
-    def __getitem__(self, index):
-        image = self.data[index].unsqueeze(0).float().div_(255)
-        if self.transform is not None:
-            image = self.transform(image)
-        if self.targets is None:
-            return image
-        target = int(self.targets[index])
-        if self.target_transform is not None:
-            target = self.target_transform(target)
-        return image, target
+def load_digits() -> ImageDataset:
+    """The 1,797 8x8 handwritten digits that ship with scikit-learn: real data with no download.
 
-    def __repr__(self) -> str:
-        return f'{type(self).__name__}({len(self)} images of {tuple(self.data.shape[1:])})'
+    scikit-learn stores intensities 0..16; they are scaled to 0..255 and rounded to ``uint8``
+    (an error below 0.2% of the range) so that the dataset has the same form as MNIST.
+
+    Returns:
+        ImageDataset: Items ``(1, 8, 8)`` images in ``[0, 1]`` with their labels.
+
+    Raises:
+        RuntimeError: when scikit-learn is not installed, saying how to install it.
+    """
+    try:
+        from sklearn.datasets import load_digits as sklearn_digits
+    except ImportError:
+        raise RuntimeError('the digits dataset needs scikit-learn: pip install "torchbearer-vae[digits]" '
+                           '(or pip install scikit-learn)') from None
+    digits = sklearn_digits()
+    data = torch.from_numpy(np.rint(digits.images * (255 / 16))).to(torch.uint8)
+    return ImageDataset(data, torch.from_numpy(digits.target))
 
 
 def load_mnist(root: PathLike = 'data', train: bool = True, download: bool = True,
@@ -296,9 +360,16 @@ def load_mnist(root: PathLike = 'data', train: bool = True, download: bool = Tru
              f'or point to a folder that has them')
     if not download:
         raise RuntimeError(f'{name} {split} files not found in {root!r}; {where} (or pass download=True)')
+    raw = os.path.join(root, name, 'raw')
+    created = [folder for folder in (raw, os.path.dirname(raw), root) if not os.path.exists(folder)]
     try:
         getattr(torchvision.datasets, name)(root, train=train, download=True)
     except (RuntimeError, OSError, urllib.error.URLError) as error:
+        for folder in created:  # leave no empty folders behind a failed download
+            try:
+                os.rmdir(folder)
+            except OSError:
+                pass
         raise RuntimeError(f'{name} is not in {root!r} and could not be downloaded ({error}). '
                            f'Without internet, {where}.') from None
     return IDXDataset.from_folder(os.path.join(root, name, 'raw'), split)

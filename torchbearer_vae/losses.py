@@ -1,24 +1,32 @@
 """The VAE objective: the analytic KL term, the PyTorch-way loss and the state-way callbacks."""
 import math
 import numbers
-from typing import Callable, Union
+from typing import Callable, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
-from torchbearer.callbacks import add_to_loss
+import torchbearer
+from torchbearer.callbacks import Callback
 from torchbearer.state import StateKey
 
-from .state import KL, LOGVAR, MU
+from .schedules import Schedule
+from .state import GLOBAL_EPOCH, GLOBAL_STEP, KL, LOGVAR, MU, RECON
 
 __all__ = ['kld', 'vae_loss', 'divergence', 'kld_loss', 'MissingStateError']
 
-#: A KL weight: a number, or a function of torchbearer's state returning one (for annealing).
+#: A KL weight: a number, or a function of torchbearer's state returning one (a
+#: :class:`~torchbearer_vae.Schedule`, for annealing).
 Beta = Union[float, Callable[[dict], float]]
 
 _REDUCTIONS = ('sum', 'batchmean', 'none')
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 # How the error message names a key the user must set: the import path beats the bare name.
-_KEY_NAMES = {MU: 'torchbearer_vae.MU', LOGVAR: 'torchbearer_vae.LOGVAR', KL: 'torchbearer_vae.KL'}
+_KEY_NAMES = {key: f'torchbearer_vae.{name}' for key, name in (
+    (MU, 'MU'), (LOGVAR, 'LOGVAR'), (KL, 'KL'), (RECON, 'RECON'))}
+# The loss as the last divergence callback left it. A divergence callback that finds this very
+# tensor in state[LOSS] is not the first of its step, so the loss already holds a divergence and
+# is not the reconstruction term. Private: only the divergence callbacks read it.
+_LOSS_WITH_DIVERGENCE = torchbearer.state_key('torchbearer_vae_loss_with_divergence')
 
 
 class MissingStateError(KeyError):
@@ -70,6 +78,17 @@ def kld(mu: torch.Tensor, logvar: torch.Tensor, reduction: str = 'sum') -> torch
         >>> kld(torch.ones(4, 2), logvar, reduction='none')
         tensor([1., 1., 1., 1.])
     """
+    _check_reduction(reduction)
+    per_element = _kld_elements(mu, logvar)
+    if reduction == 'sum':
+        return per_element.sum()
+    if reduction == 'batchmean':
+        return per_element.sum() / max(mu.shape[0], 1)
+    return per_element.reshape(mu.shape[0], -1).sum(1)
+
+
+def _kld_elements(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """The KL of every latent element, shape of ``mu`` (float32 for low-precision inputs)."""
     if not isinstance(mu, torch.Tensor) or not isinstance(logvar, torch.Tensor):
         raise TypeError(f'kld expects tensors, got mu={type(mu).__name__}, logvar={type(logvar).__name__}')
     if mu.shape != logvar.shape:
@@ -79,16 +98,9 @@ def kld(mu: torch.Tensor, logvar: torch.Tensor, reduction: str = 'sum') -> torch
         raise ValueError('mu and logvar need a batch dimension, got 0-d tensors')
     if not mu.is_floating_point() or not logvar.is_floating_point():
         raise TypeError(f'mu and logvar must be floating point, got {mu.dtype} and {logvar.dtype}')
-    _check_reduction(reduction)
     if mu.dtype in _LOW_PRECISION or logvar.dtype in _LOW_PRECISION:
         mu, logvar = mu.float(), logvar.float()
-
-    per_element = 0.5 * (mu.pow(2) + torch.expm1(logvar) - logvar)
-    if reduction == 'sum':
-        return per_element.sum()
-    if reduction == 'batchmean':
-        return per_element.sum() / max(mu.shape[0], 1)
-    return per_element.reshape(mu.shape[0], -1).sum(1)
+    return 0.5 * (mu.pow(2) + torch.expm1(logvar) - logvar)
 
 
 def vae_loss(recon: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, target: torch.Tensor,
@@ -147,19 +159,119 @@ def _key_name(key) -> str:
     return _KEY_NAMES.get(key, repr(str(key)))
 
 
-def divergence(*keys: StateKey, beta: Beta = 1.0, store_as: StateKey = KL):
+def _describe(value) -> str:
+    if isinstance(value, torch.Tensor):
+        return f'a tensor of shape {tuple(value.shape)}'
+    return f'a {type(value).__name__}'
+
+
+#: What a divergence callback computes from the state values: ``(objective, value, count)``. The
+#: loss gets ``count * term(objective)``, where ``term`` is ``beta * objective`` or the schedule's
+#: :meth:`~torchbearer_vae.Schedule.loss_term`; ``value`` (the divergence itself) goes to state.
+_Compute = Callable[..., Tuple[torch.Tensor, torch.Tensor, int]]
+
+
+class _DivergenceCallback(Callback):
+    """The callback built by :func:`divergence` and :func:`kld_loss` (see there).
+
+    It adds the weighted divergence to ``torchbearer.LOSS`` after the criterion, in training and
+    validation (what :func:`~torchbearer.callbacks.decorators.add_to_loss` does), and counts the
+    training position for schedules: ``step`` (training batches completed) and ``epoch`` (training
+    epochs completed). ``state_dict()`` returns them as plain ints; ``load_state_dict`` restores
+    them, so a resumed run continues its KL schedule.
+    """
+
+    def __init__(self, name: str, keys: Tuple[StateKey, ...], compute: _Compute, beta: Beta,
+                 store_as: Optional[StateKey], function: Callable):
+        self.name, self.keys, self.beta, self.store_as, self.function = name, keys, beta, store_as, function
+        self._compute = compute
+        self.step = 0
+        self.epoch = 0
+
+    def on_criterion(self, state) -> None:
+        self._add_term(state, self.step, self.epoch)
+
+    def on_criterion_validation(self, state) -> None:
+        # Validation neither advances the schedule nor reads ahead: it uses the last training position.
+        self._add_term(state, max(self.step - 1, 0), max(self.epoch - 1, 0))
+
+    def on_step_training(self, state) -> None:
+        self.step += 1  # once per optimizer step, however many times a closure (LBFGS) runs the criterion
+
+    def on_end_training(self, state) -> None:
+        self.epoch += 1
+
+    def state_dict(self) -> dict:
+        """The training position, ``{'step': int, 'epoch': int}`` (``torch.save(weights_only=True)``-safe)."""
+        return {'step': self.step, 'epoch': self.epoch}
+
+    def load_state_dict(self, state_dict: dict) -> '_DivergenceCallback':
+        """Restore the position saved by :meth:`state_dict`; returns ``self``."""
+        if not isinstance(state_dict, dict) or not {'step', 'epoch'} <= state_dict.keys():
+            raise ValueError(f"{self.name} expects a state dict with 'step' and 'epoch', got {state_dict!r}")
+        for key in ('step', 'epoch'):
+            value = state_dict[key]
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+                raise ValueError(f"{self.name} state dict: {key} must be an int >= 0, got {value!r}")
+        self.step, self.epoch = int(state_dict['step']), int(state_dict['epoch'])
+        return self
+
+    def _add_term(self, state, step: int, epoch: int) -> None:
+        loss = state[torchbearer.LOSS]
+        if state.get(_LOSS_WITH_DIVERGENCE) is not loss:  # the first divergence of this step
+            state[RECON] = loss.detach() if isinstance(loss, torch.Tensor) else loss
+        try:
+            values = [state[key] for key in self.keys]
+        except KeyError as error:
+            missing = error.args[0]
+            raise MissingStateError(
+                f'{self.name} needs state[{_key_name(missing)}], but it is not in state. The model must '
+                f'accept a `state` argument in forward and store it there on every call, e.g. '
+                f'`state[{_key_name(missing)}] = ...` (with torchbearer_vae.VAE, keep '
+                f'use_state=True).') from None
+        objective, value, count = self._compute(*values)
+        if self.store_as is not None:
+            state[self.store_as] = value.detach()
+        beta = self.beta
+        if callable(beta):  # a schedule, or any function of state: it reads the position from state
+            state[GLOBAL_STEP], state[GLOBAL_EPOCH] = step, epoch
+            term = beta.loss_term(objective, state) if isinstance(beta, Schedule) else beta(state) * objective
+        else:
+            term = objective if beta == 1 else beta * objective
+        if count != 1:
+            term = count * term
+        state[torchbearer.LOSS] = state[_LOSS_WITH_DIVERGENCE] = loss + term
+
+    def __repr__(self) -> str:
+        return f'{self.name}(beta={self.beta!r}, step={self.step}, epoch={self.epoch})'
+
+
+def divergence(*keys: StateKey, beta: Beta = 1.0, store_as: Optional[StateKey] = KL):
     """Decorator: turn a function of state values into a callback adding it to the loss.
 
     The decorated function receives ``state[key]`` for each of ``keys``, in order, and returns a
     scalar tensor ``d``. The resulting callback adds ``beta * d`` to ``torchbearer.LOSS`` after
-    the criterion, in training and in validation (it is built on torchbearer's
-    :func:`~torchbearer.callbacks.decorators.add_to_loss`), and stores the unweighted, detached
-    ``d`` in ``state[store_as]`` so that a metric or printer can show it.
+    the criterion, in training and in validation (as torchbearer's
+    :func:`~torchbearer.callbacks.decorators.add_to_loss` does), and stores the unweighted,
+    detached ``d`` in ``state[store_as]`` so that a metric (``'kl'``) or printer can show it.
+
+    Before adding its term, the first divergence callback of a step stores ``state[LOSS]`` — the
+    criterion's output — in ``state[torchbearer_vae.RECON]``, for the ``'recon'`` metric.
+
+    ``beta`` may be a :class:`~torchbearer_vae.Schedule` (:func:`~torchbearer_vae.linear_warmup`,
+    :func:`~torchbearer_vae.cyclical`, :func:`~torchbearer_vae.capacity`, ...) or any function of
+    state. The callback counts the training position (``callback.step``: training batches
+    completed; ``callback.epoch``: training epochs completed) and puts it in
+    ``state[GLOBAL_STEP]`` / ``state[GLOBAL_EPOCH]`` before calling ``beta``. Validation steps do
+    not advance it and use the position of the last training step, so validation sees the beta
+    that training last used. ``callback.state_dict()`` (``{'step': int, 'epoch': int}``, plain ints)
+    and ``callback.load_state_dict(d)`` save and restore the position; torchbearer's
+    ``Trial.state_dict()`` / ``Trial.load_state_dict()`` call them.
 
     Args:
         *keys (StateKey): The state keys whose values are passed to the function.
-        beta (float or callable): The weight: a number >= 0, or a function ``beta(state)``
-            returning one at every step (for KL warm-up or annealing).
+        beta (float or callable): The weight: a number >= 0, a :class:`~torchbearer_vae.Schedule`,
+            or a function ``beta(state)`` returning a number at every step.
         store_as (StateKey or None): Where to store the unweighted value; ``None`` stores nothing.
 
     Returns:
@@ -172,10 +284,12 @@ def divergence(*keys: StateKey, beta: Beta = 1.0, store_as: StateKey = KL):
     Example: ::
 
         >>> import torch
-        >>> from torchbearer_vae import MU, LOGVAR, divergence, kld
-        >>> @divergence(MU, LOGVAR, beta=4.0)
+        >>> from torchbearer_vae import MU, LOGVAR, divergence, kld, linear_warmup
+        >>> @divergence(MU, LOGVAR, beta=linear_warmup(steps=1000, max_beta=4.0))
         ... def beta_kl(mu, logvar):
         ...     return kld(mu, logvar, reduction='batchmean')
+        >>> beta_kl.state_dict()
+        {'step': 0, 'epoch': 0}
         >>> # Trial(model, optimizer, criterion, callbacks=[beta_kl])
     """
     if not keys:
@@ -186,58 +300,61 @@ def divergence(*keys: StateKey, beta: Beta = 1.0, store_as: StateKey = KL):
     if store_as is not None and not isinstance(store_as, (StateKey, str)):
         raise TypeError(f'store_as must be a torchbearer state key or None, got {store_as!r}')
     _check_beta(beta)
-    weight = beta if callable(beta) else (lambda state: beta)
-    constant_one = not callable(beta) and beta == 1
 
     def decorator(func):
         if not callable(func):
             raise TypeError(f'@divergence must decorate a function, got {type(func).__name__}')
         name = getattr(func, '__name__', type(func).__name__)
 
-        def loss_term(state):
-            try:
-                values = [state[key] for key in keys]
-            except KeyError as error:
-                missing = error.args[0]
-                raise MissingStateError(
-                    f'{name} needs state[{_key_name(missing)}], but it is not in state. The model must '
-                    f'accept a `state` argument in forward and store it there on every call, e.g. '
-                    f'`state[{_key_name(missing)}] = ...` (with torchbearer_vae.VAE, keep '
-                    f'use_state=True).') from None
+        def compute(*values):
             value = func(*values)
             if not isinstance(value, torch.Tensor) or value.dim() != 0:
                 raise ValueError(f'{name} must return a scalar tensor to add to the loss, got '
                                  f'{_describe(value)}; reduce it with sum() or mean()')
-            if store_as is not None:
-                state[store_as] = value.detach()
-            return value if constant_one else weight(state) * value
+            return value, value, 1
 
-        callback = add_to_loss(loss_term)
-        callback.keys, callback.beta, callback.function = keys, beta, func
-        return callback
+        return _DivergenceCallback(name, keys, compute, beta, store_as, func)
 
     return decorator
 
 
-def _describe(value) -> str:
-    if isinstance(value, torch.Tensor):
-        return f'a tensor of shape {tuple(value.shape)}'
-    return f'a {type(value).__name__}'
-
-
-def kld_loss(beta: Beta = 1.0, reduction: str = 'sum', mu: StateKey = MU, logvar: StateKey = LOGVAR):
-    """The KL-divergence callback of *the torchbearer state way*: :func:`kld` via :func:`divergence`.
+def kld_loss(beta: Beta = 1.0, reduction: str = 'sum', mu: StateKey = MU, logvar: StateKey = LOGVAR,
+             free_bits: float = 0.0):
+    r"""The KL-divergence callback of *the torchbearer state way*: :func:`kld` via :func:`divergence`.
 
     Reads ``state[mu]`` and ``state[logvar]`` (stored by the model's forward), adds
     ``beta * kld(mu, logvar, reduction)`` to the loss in training and validation, and stores the
-    unweighted KL in ``state[torchbearer_vae.KL]``.
+    unweighted KL in ``state[torchbearer_vae.KL]`` (and the criterion's output in
+    ``state[torchbearer_vae.RECON]``), which the ``'kl'`` and ``'recon'`` metrics show.
+
+    ``beta`` can be a schedule (:func:`~torchbearer_vae.linear_warmup`,
+    :func:`~torchbearer_vae.cyclical`, ...); with :func:`~torchbearer_vae.capacity` the term is
+    ``gamma * |KL - C|``, ``C`` in nats per image. The callback's ``state_dict()`` holds the
+    schedule's position (see :func:`divergence`).
+
+    **Free bits** (Kingma et al. 2016, "Improved variational inference with inverse
+    autoregressive flow"): with ``free_bits = λ > 0`` the KL term of a batch of ``B``
+    images with ``J`` latent dimensions becomes
+
+    .. math::
+        \sum_{j=1}^{J} \max\Big(\lambda,\; \frac{1}{B} \sum_{i=1}^{B}
+        \mathrm{KL}\big(q(z_j \mid x_i) \,\|\, p(z_j)\big)\Big)
+
+    per image (``reduction='batchmean'``; ``B`` times it for ``'sum'``): each latent dimension's
+    KL, averaged over the batch, is clamped below at ``λ`` nats, so a dimension using fewer than
+    ``λ`` nats gets no gradient pushing it towards the prior — the encoder has those nats for free,
+    which prevents posterior collapse. (Kingma et al. clamp groups of dimensions; here every
+    dimension is its own group.) The term then overstates the KL; ``state[KL]`` and the ``'kl'``
+    metric keep the true, unclamped KL.
 
     Args:
-        beta (float or callable): KL weight, a number >= 0 or a function ``beta(state)``.
+        beta (float or callable): KL weight, a number >= 0, a :class:`~torchbearer_vae.Schedule`
+            or a function ``beta(state)``.
         reduction (str): ``'sum'`` (pairs with a summed reconstruction criterion such as
             ``BCELoss(reduction='sum')``) or ``'batchmean'`` (pairs with a per-image one).
         mu (StateKey): Where the model stores the posterior means.
         logvar (StateKey): Where the model stores the posterior log-variances.
+        free_bits (float): ``λ``, nats per latent dimension, >= 0; 0 turns free bits off.
 
     Returns:
         Callback: A torchbearer callback to pass in ``Trial(..., callbacks=[...])``.
@@ -246,14 +363,37 @@ def kld_loss(beta: Beta = 1.0, reduction: str = 'sum', mu: StateKey = MU, logvar
 
         >>> import torch
         >>> import torchbearer
-        >>> from torchbearer_vae import VAE, kld_loss
+        >>> from torchbearer_vae import VAE, kld_loss, linear_warmup
         >>> model = VAE()
+        >>> callback = kld_loss(beta=linear_warmup(steps=5000), free_bits=0.1)
         >>> trial = torchbearer.Trial(model, torch.optim.Adam(model.parameters()),
-        ...                           torch.nn.BCELoss(reduction='sum'), callbacks=[kld_loss()])
+        ...                           torch.nn.BCELoss(reduction='sum'), metrics=['loss', 'recon', 'kl'],
+        ...                           callbacks=[callback])
     """
+    _check_beta(beta)
     _check_reduction(reduction, ('sum', 'batchmean'))
+    if isinstance(free_bits, bool) or not isinstance(free_bits, numbers.Real):
+        raise TypeError(f'free_bits must be a number of nats, got {type(free_bits).__name__}')
+    if not math.isfinite(free_bits) or free_bits < 0:
+        raise ValueError(f'free_bits must be a finite number >= 0, got {free_bits}')
+    if free_bits > 0 and isinstance(beta, Schedule) and type(beta).loss_term is not Schedule.loss_term:
+        raise ValueError(f'free_bits and beta={beta!r} both replace the KL term; use one of them')
+    free_bits = float(free_bits)
 
-    def kld_loss(mu_value, logvar_value):  # named so that errors say 'kld_loss needs ...'
+    def compute(mu_value, logvar_value):
+        per_dimension = _kld_elements(mu_value, logvar_value)
+        batch = per_dimension.shape[0]
+        per_dimension = per_dimension.reshape(batch, -1)
+        total = per_dimension.sum()
+        per_image = total / batch
+        # Schedules see nats per image (a capacity C is per image); a summed loss gets B times the term.
+        objective = per_dimension.mean(0).clamp(min=free_bits).sum() if free_bits else per_image
+        if reduction == 'sum':
+            return objective, total, batch
+        return objective, per_image, 1
+
+    def kld_loss(mu_value, logvar_value):  # the callback's `function`, as for @divergence
         return kld(mu_value, logvar_value, reduction)
 
-    return divergence(mu, logvar, beta=beta)(kld_loss)
+    # named 'kld_loss' so that errors say 'kld_loss needs ...'; the same callback class as @divergence
+    return _DivergenceCallback('kld_loss', (mu, logvar), compute, beta, KL, kld_loss)

@@ -2,7 +2,8 @@
 
 torchbearer keeps its per-batch values in a :class:`torchbearer.state.State` dict keyed by
 :class:`~torchbearer.state.StateKey` objects. The keys below are created **once**, here, and
-re-exported as ``torchbearer.MU``, ``torchbearer.LOGVAR`` and ``torchbearer.KL``.
+re-exported as ``torchbearer.MU``, ``torchbearer.LOGVAR``, ``torchbearer.KL`` (and likewise
+``RECON``, ``GLOBAL_STEP``, ``GLOBAL_EPOCH``).
 
 .. warning::
     Do not create these keys yourself with ``torchbearer.state_key('mu')``. torchbearer makes
@@ -13,7 +14,7 @@ re-exported as ``torchbearer.MU``, ``torchbearer.LOGVAR`` and ``torchbearer.KL``
 import torchbearer
 from torchbearer.state import StateKey
 
-__all__ = ['MU', 'LOGVAR', 'KL']
+__all__ = ['MU', 'LOGVAR', 'KL', 'RECON', 'GLOBAL_STEP', 'GLOBAL_EPOCH']
 
 
 def _plugin_key(name: str, attribute: str) -> StateKey:
@@ -37,3 +38,19 @@ LOGVAR = _plugin_key('logvar', 'LOGVAR')
 #: The unweighted divergence of the last batch (a detached scalar tensor), stored by
 #: :func:`~torchbearer_vae.divergence` callbacks such as :func:`~torchbearer_vae.kld_loss`.
 KL = _plugin_key('kl', 'KL')
+
+#: The reconstruction term of the last batch (a detached tensor): ``torchbearer.LOSS`` as the first
+#: :func:`~torchbearer_vae.divergence` callback of the step found it, i.e. the criterion's output
+#: before any divergence was added. Read by the ``'recon'`` metric.
+RECON = _plugin_key('recon', 'RECON')
+
+#: The training position that KL schedules read (a Python int): the number of training steps
+#: (batches) completed before the current one, counted across epochs by the
+#: :func:`~torchbearer_vae.divergence` callback (which puts it in state when its beta is a schedule
+#: or another function of state) and restored with its ``load_state_dict``. During
+#: validation it is that of the last training step, so validation uses the beta training last used.
+GLOBAL_STEP = _plugin_key('global_step', 'GLOBAL_STEP')
+
+#: Like :data:`GLOBAL_STEP`, in training epochs: the number of training epochs completed before the
+#: current one (during validation, the index of the epoch just trained).
+GLOBAL_EPOCH = _plugin_key('global_epoch', 'GLOBAL_EPOCH')

@@ -1,0 +1,398 @@
+"""How fast torchbearer_vae trains the reference VAE, against the bare PyTorch loop (issue 5).
+
+Runs in one process, interleaved (1 2 3 4 1 2 3 4 ...), with the same model (torchbearer_vae.VAE),
+seed and data (the 10,000 real MNIST images of ../shared/data/mnist, split 9,000 train + 1,000
+validation with train_val_split(seed=1); one epoch trains on the 9,000 and validates on the 1,000,
+batch 128):
+
+  (1) floor: a bare PyTorch loop over a preloaded float tensor, batches x[perm[i:i+128]];
+  (2) the PyTorch VAE example's data path: torchvision's MNIST (a PIL image per item, ToTensor),
+      DataLoader collation, and the example's reconstruction picture on the first validation batch;
+  (3) a bare torchbearer Trial over TensorLoader (the example's loss as criterion, no callbacks);
+  (4) torchbearer_vae: Trial + TensorLoader + kld_loss + ReconstructionSaver(on='validation').
+
+(1)-(3) use the example's loss, BCE(sum) + KL; (4) BCELoss(sum) + the kld_loss callback: the same
+objective. Every run starts from torch.manual_seed(seed); the first epoch of each run is a warm-up
+and is not timed. It prints the median seconds per epoch, images per second (10,000 images per
+epoch: 9,000 trained + 1,000 validated), the data each path holds and the peak resident memory,
+then the ratios (4)/(1), (2)/(4), (4)/(3) against the targets of issue 5.
+
+The scale check trains (4) on the first 2,500 / 5,000 / 10,000 images, each in a fresh process
+(so that its peak memory is its own), and prints the time per image and the peak memory.
+
+Measurement (5), --cli: one epoch of the ``torchbearer-vae train`` command (9,000 + 1,000 images,
+with its pictures, CSV and checkpoint), as (time of E epochs - time of 1 epoch) / (E - 1) so that
+start-up cancels out, against the floor (1).
+
+    python benchmarks/bench_training.py              # the full comparison (about 3 minutes on 2 cores)
+    python benchmarks/bench_training.py --quick      # a quick look (about 40 s)
+    python benchmarks/bench_training.py --cli        # also measurement (5)
+"""
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import torch
+import torch.nn.functional as F
+import torchbearer
+from torch.utils.data import DataLoader, Subset
+
+import torchbearer_vae
+from torchbearer_vae import VAE, AutoEncoderDataset, ReconstructionSaver, TensorLoader, kld_loss, train_val_split
+
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'shared', 'data', 'mnist')
+TARGETS = {'(4)/(1)': ('<=', 1.20), '(2)/(4)': ('>=', 2.0), '(4)/(3)': ('<=', 1.05), '(5)/(1)': ('<=', 1.25)}
+NAMES = {
+    1: '(1) floor: bare PyTorch loop, float tensor, x[perm[i:i+128]]',
+    2: '(2) PyTorch example: torchvision MNIST, PIL + ToTensor, DataLoader',
+    3: '(3) bare torchbearer Trial over TensorLoader, no callbacks',
+    4: '(4) torchbearer_vae: TensorLoader + kld_loss + ReconstructionSaver',
+}
+
+
+# -- memory: the peak resident set size. tracemalloc does not see tensors (torch allocates them in
+# C), so this reads the kernel's counters; Linux lets a process reset its peak (clear_refs 5).
+def reset_peak() -> bool:
+    try:
+        with open('/proc/self/clear_refs', 'w') as file:
+            file.write('5')
+        return True
+    except OSError:
+        return False
+
+
+def _status_mb(field: str) -> float:
+    try:
+        with open('/proc/self/status') as file:
+            for line in file:
+                if line.startswith(field + ':'):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux; never reset
+
+
+def peak_rss_mb() -> float:
+    return _status_mb('VmHWM')
+
+
+def rss_mb() -> float:
+    return _status_mb('VmRSS')
+
+
+# -- the PyTorch example's pieces --
+def example_loss(recon, x, mu, logvar):
+    """The loss of the PyTorch VAE example: BCE summed over the batch plus the analytic KL."""
+    bce = F.binary_cross_entropy(recon, x, reduction='sum')
+    return bce - 0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+
+
+def trial_loss(recon, mu, logvar, target):
+    """example_loss with torchbearer's argument order: the unpacked prediction, then the target."""
+    return example_loss(recon, target, mu, logvar)
+
+
+def torchvision_mnist(folder):
+    """torchvision's own MNIST class over the shared IDX files.
+
+    torchvision cannot download here and its reader wants uncompressed files, so only the loading
+    of the two arrays is replaced (by torchbearer_vae.read_idx, which returns the same uint8 images
+    and int64 labels). ``__getitem__`` -- a PIL image per item, then the transform -- is torchvision's
+    unchanged, which is the per-item path the example pays for.
+    """
+    from torchvision import datasets, transforms
+
+    class LocalMNIST(datasets.MNIST):
+        def _check_legacy_exist(self):
+            return False
+
+        def _check_exists(self):
+            return True
+
+        def _load_data(self):
+            return (torchbearer_vae.read_idx(os.path.join(folder, 't10k-images-idx3-ubyte.gz')),
+                    torchbearer_vae.read_idx(os.path.join(folder, 't10k-labels-idx1-ubyte.gz')).long())
+
+    return LocalMNIST(folder, train=False, transform=transforms.ToTensor())
+
+
+class EpochTimer(torchbearer.callbacks.Callback):
+    """Seconds of each epoch (training and validation, the pictures included)."""
+
+    def __init__(self):
+        self.seconds, self._start = [], None
+
+    def on_start_epoch(self, state):
+        self._start = time.perf_counter()
+
+    def on_end_epoch(self, state):
+        self.seconds.append(time.perf_counter() - self._start)
+
+
+class Setup:
+    """The data every method uses, prepared once."""
+
+    def __init__(self, folder, batch_size, seed, out):
+        self.batch_size, self.seed, self.out = batch_size, seed, out
+        mnist = torchbearer_vae.IDXDataset.from_folder(folder)
+        self.images = len(mnist)
+        train, val = train_val_split(AutoEncoderDataset(mnist), val_fraction=0.1, seed=1)
+        self.train, self.val = train, val
+        # (1): the float tensors the floor loop indexes
+        everything = mnist.data.unsqueeze(1).float().div(255)
+        self.train_x, self.val_x = everything[list(train.ids)], everything[list(val.ids)]
+        # (2): torchvision's dataset, the same items
+        tv_mnist = torchvision_mnist(folder)
+        self.tv_train, self.tv_val = Subset(tv_mnist, list(train.ids)), Subset(tv_mnist, list(val.ids))
+        self.data_mb = {
+            1: (self.train_x.nbytes + self.val_x.nbytes) / 2 ** 20,
+            2: tv_mnist.data.nbytes / 2 ** 20,
+            # the uint8 images, which both loaders share with the dataset, and each loader's indices
+            3: (mnist.data.nbytes + 8 * self.images) / 2 ** 20,
+        }
+        self.data_mb[4] = self.data_mb[3]
+
+    def loaders(self):
+        return (TensorLoader(self.train, self.batch_size, shuffle=True, seed=self.seed),
+                TensorLoader(self.val, self.batch_size))
+
+    def model(self, use_state):
+        torch.manual_seed(self.seed)
+        model = VAE(use_state=use_state)
+        return model, torch.optim.Adam(model.parameters(), lr=1e-3)
+
+
+def run_floor(setup, epochs):
+    model, optimizer = setup.model(use_state=False)
+    generator = torch.Generator().manual_seed(setup.seed)
+    x_train, x_val, size, seconds = setup.train_x, setup.val_x, setup.batch_size, []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        model.train()
+        train_loss, perm = 0.0, torch.randperm(len(x_train), generator=generator)
+        for i in range(0, len(x_train), size):
+            x = x_train[perm[i:i + size]]
+            optimizer.zero_grad()
+            recon, mu, logvar = model(x)
+            loss = example_loss(recon, x, mu, logvar)
+            loss.backward()
+            optimizer.step()
+            train_loss += loss.item()
+        model.eval()
+        test_loss = 0.0
+        with torch.no_grad():
+            for i in range(0, len(x_val), size):
+                x = x_val[i:i + size]
+                recon, mu, logvar = model(x)
+                test_loss += example_loss(recon, x, mu, logvar).item()
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+def run_example(setup, epochs):
+    """The example's train() and test(), with its DataLoader (num_workers=0 on CPU, as in the example)."""
+    from torchvision.utils import save_image
+
+    model, optimizer = setup.model(use_state=False)
+    generator = torch.Generator().manual_seed(setup.seed)
+    train_loader = DataLoader(setup.tv_train, batch_size=setup.batch_size, shuffle=True, generator=generator)
+    test_loader = DataLoader(setup.tv_val, batch_size=setup.batch_size, shuffle=False)
+    seconds = []
+    for epoch in range(epochs):
+        start = time.perf_counter()
+        model.train()
+        train_loss = 0.0
+        for data, _ in train_loader:
+            optimizer.zero_grad()
+            recon, mu, logvar = model(data)
+            loss = example_loss(recon, data, mu, logvar)
+            loss.backward()
+            optimizer.step()
+            train_loss += loss.item()
+        model.eval()
+        test_loss = 0.0
+        with torch.no_grad():
+            for i, (data, _) in enumerate(test_loader):
+                recon, mu, logvar = model(data)
+                test_loss += example_loss(recon, data, mu, logvar).item()
+                if i == 0:  # the example's picture: 8 inputs above their reconstructions
+                    n = min(data.size(0), 8)
+                    comparison = torch.cat([data[:n], recon.view(-1, 1, 28, 28)[:n]])
+                    save_image(comparison.cpu(), os.path.join(setup.out, f'example_{epoch}.png'), nrow=n)
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+def run_trial(setup, epochs, full):
+    timer = EpochTimer()
+    if full:
+        model, optimizer = setup.model(use_state=True)
+        criterion = torch.nn.BCELoss(reduction='sum')
+        callbacks = [kld_loss(), ReconstructionSaver(folder=setup.out), timer]
+    else:
+        model, optimizer = setup.model(use_state=False)
+        criterion, callbacks = trial_loss, [timer]
+    trial = torchbearer.Trial(model, optimizer, criterion, metrics=['loss'], callbacks=callbacks, verbose=0)
+    trial.with_generators(*setup.loaders()).run(epochs=epochs)
+    return timer.seconds
+
+
+RUNS = {1: run_floor, 2: run_example, 3: lambda s, e: run_trial(s, e, full=False),
+        4: lambda s, e: run_trial(s, e, full=True)}
+
+
+def compare(setup, epochs, repeats):
+    """Interleaved runs; returns per method the timed epochs and the peak RSS (MB)."""
+    seconds, peaks, growth = {m: [] for m in RUNS}, {m: 0.0 for m in RUNS}, {m: 0.0 for m in RUNS}
+    can_reset = reset_peak()
+    for _ in range(repeats):
+        for method, run in RUNS.items():
+            reset_peak()
+            before = rss_mb()
+            seconds[method] += run(setup, epochs)[1:]  # the first epoch of a run is a warm-up
+            peaks[method] = max(peaks[method], peak_rss_mb())
+            growth[method] = max(growth[method], peak_rss_mb() - before)
+    return seconds, peaks, growth, can_reset
+
+
+def ratio_line(name, value):
+    sense, target = TARGETS[name]
+    met = value <= target if sense == '<=' else value >= target
+    return f'ratio {name} = {value:.2f}   target {sense} {target:.2f}   {"met" if met else "MISSED"}'
+
+
+# -- the scale check: (4) on the first N images, in a child process of its own --
+def scale_child(folder, size, epochs, batch_size, seed):
+    mnist = torchbearer_vae.IDXDataset.from_folder(folder)
+    images = mnist.data[:size].clone()  # only N images stay in memory
+    del mnist
+    reset_peak()
+    train, val = train_val_split(AutoEncoderDataset(images), val_fraction=0.1, seed=1)
+    torch.manual_seed(seed)
+    model = VAE()
+    timer = EpochTimer()
+    with tempfile.TemporaryDirectory() as out:
+        trial = torchbearer.Trial(model, torch.optim.Adam(model.parameters(), lr=1e-3),
+                                  torch.nn.BCELoss(reduction='sum'), metrics=['loss'],
+                                  callbacks=[kld_loss(), ReconstructionSaver(folder=out), timer], verbose=0)
+        trial.with_generators(TensorLoader(train, batch_size, shuffle=True, seed=seed), TensorLoader(val, batch_size))
+        trial.run(epochs=epochs)
+    print(json.dumps({'size': size, 'seconds': timer.seconds[1:], 'peak_mb': peak_rss_mb(),
+                      'data_mb': images.nbytes / 2 ** 20}))
+
+
+def scale(args, sizes):
+    results = {size: {'seconds': [], 'peak_mb': []} for size in sizes}
+    for _ in range(args.repeats):
+        for size in sizes:
+            command = [sys.executable, os.path.abspath(__file__), '--data', args.data, '--epochs', str(args.epochs),
+                       '--batch-size', str(args.batch_size), '--seed', str(args.seed), '--scale-child', str(size)]
+            if args.threads:
+                command += ['--threads', str(args.threads)]
+            child = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
+            results[size]['seconds'] += child['seconds']
+            results[size]['peak_mb'].append(child['peak_mb'])
+            results[size]['data_mb'] = child['data_mb']
+    lines = []
+    for size in sizes:
+        median = statistics.median(results[size]['seconds'])
+        peak = statistics.median(results[size]['peak_mb'])
+        lines.append(f'scale {size:>6,} images: {median:.3f} s/epoch  {1e6 * median / size:.1f} us/image  '
+                     f'uint8 data {results[size]["data_mb"]:.2f} MB  peak RSS {peak:.1f} MB')
+    small, large = min(sizes), max(sizes)
+    per_image = [statistics.median(results[s]['seconds']) / s for s in (small, large)]
+    extra = (statistics.median(results[large]['peak_mb']) - statistics.median(results[small]['peak_mb']))
+    lines.append(f'scale: time per image at {large:,} / at {small:,} = {per_image[1] / per_image[0]:.2f} '
+                 f'(1.00 = linear); peak RSS grows {extra * 2 ** 20 / (large - small):.0f} bytes per image '
+                 f'(a uint8 MNIST image is 784 bytes, float32 3,136)')
+    return lines
+
+
+# -- measurement (5): the command line, in a subprocess --
+def cli_seconds(args, epochs):
+    with tempfile.TemporaryDirectory() as out:
+        command = [sys.executable, '-m', 'torchbearer_vae', 'train', '--dataset', f'idx:{args.data}',
+                   '--epochs', str(epochs), '--out', os.path.join(out, 'run'), '--quiet', '--seed', '1']
+        start = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ['(no message)'])[-1]
+        raise RuntimeError(f'`torchbearer-vae train` failed (exit {done.returncode}): {last}')
+    return seconds
+
+
+def cli(args, floor):
+    epochs = args.cli_epochs
+    one, many = [], []
+    try:
+        for _ in range(args.repeats):
+            one.append(cli_seconds(args, 1))
+            many.append(cli_seconds(args, epochs))
+    except RuntimeError as error:
+        return [f'(5) skipped: {error}']
+    per_epoch = (statistics.median(many) - statistics.median(one)) / (epochs - 1)
+    return [f'(5) torchbearer-vae train: {statistics.median(one):.2f} s for 1 epoch, {statistics.median(many):.2f} s '
+            f'for {epochs}: {per_epoch:.3f} s/epoch', ratio_line('(5)/(1)', per_epoch / floor)]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--data', default=os.path.normpath(DATA), help='folder with the MNIST IDX files')
+    parser.add_argument('--epochs', type=int, default=5, help='epochs per run, the first one untimed (default: 5)')
+    parser.add_argument('--repeats', type=int, default=3, help='interleaved rounds of runs (default: 3)')
+    parser.add_argument('--batch-size', type=int, default=128)
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--threads', type=int, default=0, help='torch.set_num_threads (default: torch\'s choice)')
+    parser.add_argument('--quick', action='store_true', help='3 epochs x 1 round, scale check with 3 epochs')
+    parser.add_argument('--no-scale', action='store_true', help='skip the scale check')
+    parser.add_argument('--cli', action='store_true', help='also measurement (5): `torchbearer-vae train`')
+    parser.add_argument('--cli-epochs', type=int, default=4, help='E for measurement (5) (default: 4)')
+    parser.add_argument('--scale-child', type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.epochs, args.repeats, args.cli_epochs = 3, 1, 3
+    if args.epochs < 2 or args.repeats < 1 or args.cli_epochs < 2:
+        parser.error('--epochs and --cli-epochs must be >= 2 (the first epoch is not timed), --repeats >= 1')
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.scale_child:
+        return scale_child(args.data, args.scale_child, args.epochs, args.batch_size, args.seed)
+
+    print(f'torchbearer_vae {torchbearer_vae.__version__}, torch {torch.__version__}, torchbearer '
+          f'{torchbearer.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, '
+          f'load average {os.getloadavg()[0]:.2f}')
+    with tempfile.TemporaryDirectory() as out:
+        setup = Setup(args.data, args.batch_size, args.seed, out)
+        print(f'MNIST {setup.images:,} images: {len(setup.train):,} train + {len(setup.val):,} validation per '
+              f'epoch, batch {args.batch_size}, {args.epochs} epochs per run (first untimed) x {args.repeats} '
+              f'interleaved rounds')
+        seconds, peaks, growth, can_reset = compare(setup, args.epochs, args.repeats)
+    median = {method: statistics.median(values) for method, values in seconds.items()}
+    print('memory: data = the tensors the path keeps; peak RSS = ' + (
+        "the process's peak resident memory during the run (VmHWM, reset before each run; torch's "
+        'libraries alone are most of it), + how far it rose above the resident memory at the start of the run'
+        if can_reset else "the process's peak resident memory (ru_maxrss, never reset: the same for all)"))
+    for method in RUNS:
+        print(f'{NAMES[method]:<68} {median[method]:.3f} s/epoch  {setup.images / median[method]:>6,.0f} images/s  '
+              f'data {setup.data_mb[method]:4.1f} MB  peak RSS {peaks[method]:.0f} MB (+{growth[method]:.1f})')
+    print(ratio_line('(4)/(1)', median[4] / median[1]))
+    print(ratio_line('(2)/(4)', median[2] / median[4]))
+    print(ratio_line('(4)/(3)', median[4] / median[3]))
+    if not args.no_scale:
+        for line in scale(args, (2500, 5000, 10000)):
+            print(line)
+    if args.cli:
+        for line in cli(args, median[1]):
+            print(line)
+    print(f'load average at the end {os.getloadavg()[0]:.2f}')
+
+
+if __name__ == '__main__':
+    main()

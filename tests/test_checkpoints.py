@@ -1,0 +1,112 @@
+import os
+import pickle
+
+import pytest
+import torch
+import torchbearer
+from torch.utils.data import DataLoader, TensorDataset
+from torchbearer import Trial
+
+from torchbearer_vae import (
+    VAE,
+    Checkpointer,
+    CheckpointError,
+    kld_loss,
+    load_checkpoint,
+    load_model_state,
+    model_from_checkpoint,
+    save_checkpoint,
+)
+
+
+def test_round_trip_loads_with_weights_only_and_rebuilds_the_model(tmp_path):
+    model = VAE(input_shape=(1, 8, 8), hidden_dim=16, latent_dim=3)
+    optimizer = torch.optim.Adam(model.parameters())
+    model(torch.rand(2, 1, 8, 8))[0].sum().backward()
+    optimizer.step()
+    path = tmp_path / 'checkpoint.pt'
+    save_checkpoint(path, model, optimizer, epoch=2, history=[{'loss': torch.tensor(1.5)}], options={'a': (1, 2)})
+    raw = torch.load(path, weights_only=True)  # the promise: no pickled objects inside
+    assert raw['epoch'] == 2 and raw['history'] == [{'loss': 1.5}] and raw['options'] == {'a': [1, 2]}
+    checkpoint = load_checkpoint(path)
+    rebuilt = model_from_checkpoint(checkpoint)
+    assert rebuilt.input_shape == (1, 8, 8) and rebuilt.latent_dim == 3 and not rebuilt.training
+    x = torch.rand(4, 1, 8, 8)
+    torch.testing.assert_close(rebuilt.eval()(x)[0], model.eval()(x)[0])
+    fresh = torch.optim.Adam(rebuilt.parameters())
+    fresh.load_state_dict(checkpoint['optimizer_state'])
+    assert fresh.state_dict()['state'][0]['step'] == 1
+
+
+def test_torchbearers_own_state_dict_fails_weights_only_loading(tmp_path):
+    # Why Checkpointer exists: Trial.state_dict() pickles StateKeys.
+    model = VAE(input_shape=(4,), hidden_dim=4, latent_dim=2)
+    trial = Trial(model, torch.optim.SGD(model.parameters(), lr=0.1))
+    torch.save(trial.state_dict(), tmp_path / 'trial.pt')
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(tmp_path / 'trial.pt', weights_only=True)
+
+
+class Exploit:
+    def __reduce__(self):
+        return (os.system, ('touch exploited',))
+
+
+def test_a_malicious_pickle_is_refused_unread(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    torch.save({'format': 'torchbearer_vae.checkpoint/1', 'payload': Exploit()}, tmp_path / 'evil.pt')
+    with pytest.raises(CheckpointError, match='refused'):
+        load_checkpoint(tmp_path / 'evil.pt')
+    assert not (tmp_path / 'exploited').exists()
+
+
+def test_missing_corrupt_and_foreign_files_are_explained(tmp_path):
+    with pytest.raises(CheckpointError, match='no checkpoint at'):
+        load_checkpoint(tmp_path / 'nothing.pt')
+    save_checkpoint(tmp_path / 'good.pt', VAE(input_shape=(4,), hidden_dim=4, latent_dim=2))
+    data = (tmp_path / 'good.pt').read_bytes()
+    (tmp_path / 'truncated.pt').write_bytes(data[:len(data) // 2])
+    with pytest.raises(CheckpointError, match='not a readable checkpoint'):
+        load_checkpoint(tmp_path / 'truncated.pt')
+    (tmp_path / 'text.pt').write_text('hello')
+    with pytest.raises(CheckpointError, match='not a readable checkpoint'):
+        load_checkpoint(tmp_path / 'text.pt')
+    torch.save({'weights': torch.zeros(2)}, tmp_path / 'foreign.pt')
+    with pytest.raises(CheckpointError, match='not a torchbearer_vae checkpoint'):
+        load_checkpoint(tmp_path / 'foreign.pt')
+
+
+def test_a_checkpoint_of_another_shape_is_named_not_crashed(tmp_path):
+    save_checkpoint(tmp_path / 'c.pt', VAE(latent_dim=20))
+    state = load_checkpoint(tmp_path / 'c.pt')['model_state']
+    with pytest.raises(CheckpointError, match=r'fc21.weight: checkpoint \(20, 400\) vs model \(10, 400\)'):
+        load_model_state(VAE(latent_dim=10), state)
+    with pytest.raises(CheckpointError, match='missing from the checkpoint'):
+        load_model_state(VAE(), {})
+
+
+def test_checkpointer_saves_whole_epochs_in_a_real_trial(tmp_path):
+    data = DataLoader(TensorDataset(torch.rand(16, 4), torch.rand(16, 4)), batch_size=8)
+    model = VAE(input_shape=(4,), hidden_dim=8, latent_dim=2)
+    seen = []
+
+    class Spy(torchbearer.Callback):
+        def on_checkpoint(self, state):
+            seen.append(load_checkpoint(tmp_path / 'checkpoint.pt')['epoch'])
+
+    trial = Trial(model, torch.optim.Adam(model.parameters()), torch.nn.BCELoss(reduction='sum'), metrics=['loss'],
+                  callbacks=[kld_loss(), Checkpointer(tmp_path / 'checkpoint.pt', extra=lambda state: {'x': 1}), Spy()],
+                  verbose=0)
+    trial.with_generators(data, data).run(3)
+    checkpoint = load_checkpoint(tmp_path / 'checkpoint.pt')
+    assert seen == [1, 2, 3] and checkpoint['x'] == 1
+    assert [set(row) >= {'loss', 'val_loss'} for row in checkpoint['history']] == [True] * 3
+    assert checkpoint['history'][-1]['val_loss'] == pytest.approx(trial.state[torchbearer.HISTORY][-1]['val_loss'])
+    assert os.listdir(tmp_path) == ['checkpoint.pt']
+
+
+def test_checkpointer_bad_arguments(tmp_path):
+    with pytest.raises(ValueError, match='is a directory'):
+        Checkpointer(tmp_path)
+    with pytest.raises(TypeError, match='extra must be a function'):
+        Checkpointer(tmp_path / 'c.pt', extra={'a': 1})

@@ -1,0 +1,244 @@
+"""The documentation: the site builds offline with -W, its ``>>>`` examples pass, every public name
+is in the API reference, and every example script runs end to end on the real MNIST."""
+import ast
+import html as html_module
+import importlib
+import importlib.util
+import os
+import pathlib
+import pkgutil
+import re
+import runpy
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import torchbearer_vae
+from torchbearer_vae.cli import build_parser
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+DOCS = ROOT / 'docs'
+EXAMPLES = DOCS / 'examples'
+PAGES = ('index', 'tutorial', 'autoencoders', 'api', 'changelog')
+# Any attempt to fetch something (an intersphinx inventory, a remote image) fails, as it would offline.
+OFFLINE = {'http_proxy': 'http://127.0.0.1:9', 'https_proxy': 'http://127.0.0.1:9',
+           'HTTP_PROXY': 'http://127.0.0.1:9', 'HTTPS_PROXY': 'http://127.0.0.1:9', 'no_proxy': '', 'NO_PROXY': ''}
+
+
+class SiteBuilds:
+    """The html build of the site, then the doctest build, in a background thread, started at once.
+
+    They run while the example scripts run in this process (the examples come first in this
+    file); a test that needs a build waits for it. The doctest build reuses the html build's
+    doctrees instead of reading the sources again.
+    """
+
+    def __init__(self, out):
+        self.out = out
+        self._pool = ThreadPoolExecutor(max_workers=1)  # one after the other, sharing the doctrees
+        self._builds = {builder: self._pool.submit(self._build, builder) for builder in ('html', 'doctest')}
+
+    def _build(self, builder):
+        run = subprocess.run(
+            [sys.executable, '-m', 'sphinx', '-W', '--keep-going', '-q', '-b', builder,
+             '-d', str(self.out / 'doctrees'), str(DOCS), str(self.out / builder)],
+            cwd=self.out, env={**os.environ, **OFFLINE}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            timeout=300)
+        return run.returncode, run.stdout, self.out / builder
+
+    def result(self, builder):
+        """``(returncode, output, folder)`` of a build, once it has finished."""
+        return self._builds[builder].result()
+
+    def stop(self):
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+@pytest.fixture(scope='module', autouse=True)
+def builds(tmp_path_factory):
+    site = SiteBuilds(tmp_path_factory.mktemp('site'))
+    yield site
+    site.stop()
+
+
+@pytest.fixture(scope='module')
+def html(builds):
+    returncode, output, folder = builds.result('html')
+    assert returncode == 0, f'sphinx-build -W -b html failed:\n{output}'
+    return folder
+
+
+# -- the example scripts, on a small slice of the real MNIST --
+
+def load_example(name):
+    spec = importlib.util.spec_from_file_location(f'docs_example_{name}', EXAMPLES / f'{name}.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def picture(path):
+    assert path.exists(), f'{path} was not written'
+    return np.asarray(Image.open(path).convert('RGB'), dtype=float)
+
+
+def test_vae_state_way_runs_as_a_program(mnist_dir, tmp_path, monkeypatch):
+    # As `python vae_state_way.py ...` would, through its `if __name__ == '__main__'` line.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, 'argv', ['vae_state_way.py', '--data-dir', mnist_dir, '--limit', '600', '--epochs', '1',
+                                      '--verbose', '0'])
+    runpy.run_path(str(EXAMPLES / 'vae_state_way.py'), run_name='__main__')
+    assert picture(tmp_path / 'results' / 'reconstruction_0.png').shape == (62, 242, 3)
+
+
+def test_vae_state_way_own_model_and_beta_divergence(mnist_dir, tmp_path):
+    history = load_example('vae_state_way').main(
+        ['--data-dir', mnist_dir, '--limit', '600', '--epochs', '1', '--results', str(tmp_path), '--verbose', '0',
+         '--own-model', '--beta', '4'])
+    last = history[-1]
+    # beta_kl added 4 x the KL to the reconstruction term, and stored the unweighted KL for the 'kl' metric
+    assert last['val_kl'] > 0
+    assert last['val_loss'] == pytest.approx(last['val_recon'] + 4 * last['val_kl'], rel=1e-4)
+    assert picture(tmp_path / 'reconstruction_0.png').shape == (62, 242, 3)
+
+
+def test_vae_pytorch_way_learns(mnist_dir, tmp_path):
+    history = load_example('vae_pytorch_way').main(
+        ['--data-dir', mnist_dir, '--limit', '600', '--epochs', '2', '--results', str(tmp_path), '--verbose', '0',
+         '--own-model'])
+    assert history[1]['val_loss'] < history[0]['val_loss']
+    assert picture(tmp_path / 'reconstruction_1.png').shape == (62, 242, 3)
+
+
+@pytest.mark.parametrize('noise', [0.0, 0.5])
+def test_autoencoder_plain_and_denoising(mnist_dir, tmp_path, noise):
+    history = load_example('autoencoder').main(
+        ['--data-dir', mnist_dir, '--limit', '600', '--epochs', '1', '--results', str(tmp_path), '--verbose', '0',
+         '--noise', str(noise)])
+    assert np.isfinite(history[-1]['val_loss'])
+    inputs = picture(tmp_path / 'reconstruction_0.png')[2:30, :, 0]
+    black = (inputs == 0).mean()  # MNIST is mostly black background; noise lights up about half of it
+    assert black > 0.7 if noise == 0 else black < 0.6, black
+
+
+def test_conv_autoencoder_on_colour_images(tmp_path):
+    history = load_example('conv_autoencoder').main(
+        ['--limit', '256', '--epochs', '1', '--results', str(tmp_path), '--verbose', '0'])
+    assert np.isfinite(history[-1]['val_loss'])
+    grid = picture(tmp_path / 'reconstruction_0.png')
+    assert grid.shape == (2 + 2 * 34, 2 + 8 * 34, 3)  # 8 colour 32x32 images above their reconstructions
+    assert np.abs(grid[..., 0] - grid[..., 2]).mean() > 10  # in colour, not grey
+
+
+# -- the site, built by the two processes started with the first test --
+
+def test_site_builds_with_no_warning_and_has_every_page(builds, html):
+    output = builds.result('html')[1]
+    assert 'WARNING' not in output and 'ERROR' not in output, output
+    for page in PAGES:
+        assert (html / f'{page}.html').stat().st_size > 1000, page
+
+
+def test_tutorial_shows_the_reconstruction_figure_made_from_mnist(html):
+    tutorial = (html / 'tutorial.html').read_text(encoding='utf-8')
+    assert re.search(r'<img[^>]+src="_images/reconstruction\.png"', tutorial)
+    built = html / '_images' / 'reconstruction.png'
+    assert built.read_bytes() == (DOCS / '_static' / 'reconstruction.png').read_bytes()
+    grid = np.asarray(Image.open(built).convert('L'), dtype=float)
+    assert grid.shape == (2 + 2 * 30, 2 + 8 * 30)  # 8 MNIST digits above their 8 reconstructions
+    inputs, reconstructions = grid[2:30], grid[32:60]
+    assert (inputs == 0).mean() > 0.5 and inputs.max() == 255  # handwritten digits on black
+    assert np.corrcoef(inputs.ravel(), reconstructions.ravel())[0, 1] > 0.7  # reconstructions look like them
+
+
+def test_tutorial_code_is_the_example_scripts_code(html):
+    text = html_text(html / 'tutorial.html')
+    for name in ('MyVAE', 'mnist_images', 'make_loaders', 'beta_kl', 'make_trial', 'main'):
+        assert top_level_source(EXAMPLES / 'vae_state_way.py', name) in text, name
+    assert top_level_source(EXAMPLES / 'vae_pytorch_way.py', 'make_trial') in text
+    text = html_text(html / 'autoencoders.html')
+    for script, name in (('autoencoder', 'AutoEncoder'), ('autoencoder', 'make_loaders'),
+                         ('conv_autoencoder', 'ConvAutoEncoder'), ('conv_autoencoder', 'colour_images')):
+        assert top_level_source(EXAMPLES / f'{script}.py', name) in text, (script, name)
+    for page in DOCS.glob('*.rst'):
+        assert ':lines:' not in page.read_text(), f'{page.name}: use :pyobject: or :start-after:/:end-before:'
+
+
+def html_text(path):
+    """The text of an HTML page, tags removed (code blocks come out as their source)."""
+    return html_module.unescape(re.sub(r'<[^>]+>', '', path.read_text(encoding='utf-8')))
+
+
+def top_level_source(script, name):
+    tree = ast.parse(script.read_text())
+    node = next(node for node in tree.body if getattr(node, 'name', None) == name)
+    return ast.get_source_segment(script.read_text(), node)
+
+
+def documented_names(html):
+    """Every Python object in the site's inventory (objects.inv), by full name."""
+    from sphinx.util.inventory import InventoryFile
+
+    with open(html / 'objects.inv', 'rb') as file:
+        inventory = InventoryFile.load(file, '', os.path.join)
+    items = inventory.data.items() if hasattr(inventory, 'data') else inventory.items()
+    return {name for kind, entries in items if kind.startswith('py:') for name in entries}
+
+
+def public_modules():
+    """``torchbearer_vae``'s modules that users import: no leading underscore, a non-empty ``__all__``."""
+    modules = []
+    for info in pkgutil.iter_modules(torchbearer_vae.__path__):
+        if info.name.startswith('_') or info.name == 'version':
+            continue
+        module = importlib.import_module(f'torchbearer_vae.{info.name}')
+        assert hasattr(module, '__all__'), f'torchbearer_vae.{info.name} has no __all__'
+        if module.__all__:  # __all__ = [] declares a module internal
+            modules.append(module)
+    return modules
+
+
+def test_every_public_module_and_name_is_in_the_api_reference(html):
+    names = documented_names(html)
+    for module in public_modules():
+        assert module.__name__ in names, f'docs/api.rst has no automodule for {module.__name__}'
+        missing = [name for name in module.__all__ if f'{module.__name__}.{name}' not in names]
+        assert not missing, f'{module.__name__}.__all__ names not in the docs: {missing} (docstring missing?)'
+    homes = {}
+    for name in names:
+        homes.setdefault(name.rpartition('.')[2], []).append(name)
+    for name in torchbearer_vae.__all__:
+        if name == '__version__':
+            continue
+        obj = getattr(torchbearer_vae, name)
+        assert any(resolve(full) is obj for full in homes.get(name, [])), f'torchbearer_vae.{name} is not documented'
+
+
+def resolve(full_name):
+    module_name, _, attribute = full_name.rpartition('.')
+    try:
+        return getattr(importlib.import_module(module_name), attribute, None)
+    except ImportError:
+        return None
+
+
+def test_command_line_help_is_generated_into_the_api_page(html):
+    api = html_text(html / 'api.html')
+    parser = build_parser()
+    assert f'usage: {parser.prog}' in api
+    commands = [action for action in parser._actions if action.__class__.__name__ == '_SubParsersAction']
+    for command in (commands[0].choices if commands else ()):
+        assert f'$ {parser.prog} {command} --help' in api and f'usage: {parser.prog} {command} [' in api, command
+
+
+def test_docstring_and_page_examples_pass_the_doctest_builder(builds):
+    returncode, output, folder = builds.result('doctest')
+    report = (folder / 'output.txt').read_text() if (folder / 'output.txt').exists() else ''
+    assert returncode == 0, f'sphinx-build -b doctest failed:\n{output}\n{report}'
+    tested = int(re.search(r'(\d+) tests\n\s+0 failures in tests', report).group(1))
+    assert tested >= 40, report  # the docstrings' examples ran, not only the pages' few
+    assert 'torchbearer_vae.losses.kld\n' in report and 'Document: tutorial' in report

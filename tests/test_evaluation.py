@@ -1,0 +1,223 @@
+"""importance_weighted_nll and negative_elbo, checked against a VAE whose likelihood is known in closed form."""
+import math
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
+from torchbearer import Trial
+
+from torchbearer_vae import VAE, AutoEncoderDataset, BaseVAE, importance_weighted_nll, kld_loss, negative_elbo
+
+D, LATENT, SIGMA = 6, 3, 0.5
+
+
+class LinearGaussianVAE(BaseVAE):
+    """p(z) = N(0, I), p(x|z) = N(Wz + b, s^2 I), so p(x) = N(b, W W^T + s^2 I) exactly.
+
+    The encoder is the exact posterior N(A (x - b), Sigma), A = Sigma W^T / s^2,
+    Sigma = (I + W^T W / s^2)^-1 (diagonal: W's columns are orthogonal), with its mean scaled by
+    ``mean_scale`` and its log-variance shifted by ``logvar_shift``: an imperfect q makes the ELBO
+    gap and the IWAE convergence visible.
+    """
+
+    def __init__(self, mean_scale=1.0, logvar_shift=0.0, seed=0):
+        super().__init__(input_shape=D, latent_dim=LATENT, likelihood='gaussian', sigma=SIGMA)
+        generator = torch.Generator().manual_seed(seed)
+        # Orthogonal columns make the exact posterior's covariance diagonal, so a diagonal q can equal it.
+        columns, _ = torch.linalg.qr(torch.randn(D, LATENT, generator=generator))
+        self.W = nn.Parameter(columns * torch.tensor([3.0, 1.5, 0.8]))
+        self.b = nn.Parameter(torch.randn(D, generator=generator))
+        posterior = torch.linalg.inv(torch.eye(LATENT) + self.W.detach().T @ self.W.detach() / SIGMA ** 2)
+        self.register_buffer('A', mean_scale * posterior @ self.W.detach().T / SIGMA ** 2)
+        self.register_buffer('log_variance', torch.log(torch.diagonal(posterior)) + logvar_shift)
+
+    def _encoder(self, x):
+        return (x - self.b) @ self.A.T, self.log_variance.expand(x.shape[0], -1)
+
+    def _decoder(self, z):
+        return z @ self.W.T + self.b
+
+    def marginal(self):
+        covariance = self.W @ self.W.T + SIGMA ** 2 * torch.eye(D)
+        return torch.distributions.MultivariateNormal(self.b, covariance)
+
+    def exact_nll(self, x):
+        with torch.no_grad():
+            return -self.marginal().log_prob(x).mean().item()
+
+    def exact_negative_elbo(self, x):
+        """E_q[-log p(x|z)] + KL(q || p), in closed form, mean over x."""
+        with torch.no_grad():
+            m, logvar = self.encode(x)
+            v = logvar.exp()
+            residual = (x - self.b - m @ self.W.T).pow(2).sum(1) + (v * (self.W ** 2).sum(0)).sum(1)
+            expected_nll = D / 2 * math.log(2 * math.pi * SIGMA ** 2) + residual / (2 * SIGMA ** 2)
+            kl = 0.5 * (m.pow(2) + v - 1 - logvar).sum(1)
+            return (expected_nll + kl).mean().item()
+
+
+def seeded(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.fixture(scope='module')
+def imperfect():
+    model = LinearGaussianVAE(mean_scale=0.6, logvar_shift=1.5)
+    with torch.no_grad():
+        x = model.marginal().sample((1000,))
+    return model, x
+
+
+def test_iwae_converges_to_the_exact_negative_log_likelihood(imperfect):
+    model, x = imperfect
+    exact = model.exact_nll(x)
+    ks = [1, 4, 16, 64, 256, 1024]
+    errors = [importance_weighted_nll(model, x, k=k, batch_size=500, generator=seeded(k)) - exact for k in ks]
+    assert errors[0] > 3, errors  # the imperfect posterior leaves a real gap at k = 1 ...
+    assert all(later < earlier for earlier, later in zip(errors, errors[1:])), errors  # ... that shrinks
+    assert errors[-1] < 0.05, errors  # ... to almost nothing at k = 1024
+    assert min(errors) > -0.02, errors  # an upper bound of the NLL, up to sampling noise
+
+
+def test_k_1_is_the_negative_elbo_in_expectation(imperfect):
+    model, x = imperfect
+    expected = model.exact_negative_elbo(x)
+    assert expected - model.exact_nll(x) > 3  # the closed form is far from the NLL: the test can tell them apart
+    iwae_1 = sum(importance_weighted_nll(model, x, k=1, generator=seeded(s)) for s in range(4)) / 4
+    elbo = sum(negative_elbo(model, x, generator=seeded(s)) for s in range(4)) / 4
+    assert iwae_1 == pytest.approx(expected, abs=0.3)
+    assert elbo == pytest.approx(expected, abs=0.3)
+
+
+def test_with_the_exact_posterior_every_k_and_chunk_gives_the_exact_value():
+    # q(z|x) = p(z|x) makes every importance weight equal p(x): any error in the log-sum-exp shows.
+    model = LinearGaussianVAE()
+    x = model.marginal().sample((50,)).detach()
+    exact = model.exact_nll(x)
+    for k, chunk_size in [(1, None), (7, 3), (100, 1), (100, None), (1000, 64)]:
+        estimate = importance_weighted_nll(model, x, k=k, batch_size=16, chunk_size=chunk_size)
+        assert estimate == pytest.approx(exact, abs=2e-4), (k, chunk_size)
+
+
+def test_memory_is_bounded_by_the_chunk_not_by_k():
+    model = LinearGaussianVAE()
+    x = model.marginal().sample((30,)).detach()
+    sizes = []
+    original = model.log_likelihood
+    model.log_likelihood = lambda data, z: sizes.append(z.shape[0]) or original(data, z)
+    importance_weighted_nll(model, x, k=500, batch_size=10, chunk_size=7)
+    assert max(sizes) == 70 and len(sizes) == 3 * math.ceil(500 / 7)
+    sizes.clear()
+    importance_weighted_nll(model, x, k=5000, batch_size=10)
+    assert max(sizes) <= 1024  # the default chunk: about 1024 decoded images per pass, whatever k
+
+
+class OnlyImages(Dataset):
+    def __init__(self, x):
+        self.x = x
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, index):
+        return self.x[index]
+
+
+def test_every_form_of_data_gives_the_same_estimate(imperfect):
+    model, x = imperfect
+    x = x[:40]
+    for function in (importance_weighted_nll, negative_elbo):
+        forms = {
+            'tensor': x,
+            'dataset of (x, y)': TensorDataset(x, torch.zeros(40)),
+            'dataset of x': OnlyImages(x),
+            'dataloader': DataLoader(TensorDataset(x, x), batch_size=16),
+            'list of batches': list(x.split(16)),
+            'generator of tuples': ((batch, None) for batch in x.split(16)),
+        }
+        values = {name: function(model, data, batch_size=16, generator=seeded(3)) for name, data in forms.items()}
+        assert len(set(values.values())) == 1, values
+
+
+class ExampleVAE(nn.Module):
+    """The PyTorch example's interface: encode -> (mu, logvar), decode -> probabilities, nothing else."""
+
+    def __init__(self, reference):
+        super().__init__()
+        self.reference = reference
+
+    def encode(self, x):
+        return self.reference.encode(x)
+
+    def decode(self, z):
+        return self.reference.decode(z)
+
+
+def test_a_model_with_only_encode_and_decode_is_read_as_bernoulli_or_by_its_likelihood(mnist, imperfect):
+    x = torch.stack([mnist[i][0] for i in range(20)])
+    reference = VAE()
+    plain = ExampleVAE(reference)
+    for function in (importance_weighted_nll, negative_elbo):
+        assert function(plain, x, generator=seeded(1)) == function(reference, x, generator=seeded(1))
+    linear, data = imperfect
+    gaussian = ExampleVAE(linear)
+    gaussian.likelihood, gaussian.sigma = 'gaussian', SIGMA
+    assert importance_weighted_nll(gaussian, data[:20], k=5, generator=seeded(2)) == pytest.approx(
+        importance_weighted_nll(linear, data[:20], k=5, generator=seeded(2)))
+
+
+def test_negative_elbo_is_the_training_loss_with_sampled_z(mnist):
+    x = torch.stack([mnist[i][0] for i in range(64)])
+    model = VAE()
+    torch.manual_seed(5)
+    value = negative_elbo(model, x, batch_size=64)  # global random state, as in training
+    torch.manual_seed(5)
+    recon, mu, logvar = model.train()(x)  # reparameterize samples in training mode
+    bce = nn.functional.binary_cross_entropy(recon, x, reduction='sum')
+    kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())  # the PyTorch example's formula
+    assert value == pytest.approx(((bce + kl) / 64).item(), rel=1e-5)
+    assert model.training  # the mode is restored
+
+
+def test_reference_vae_on_real_mnist_iwae_is_below_the_negative_elbo(mnist):
+    data = AutoEncoderDataset(Subset(mnist, range(2000)))
+    model = VAE()
+    trial = Trial(model, torch.optim.Adam(model.parameters(), lr=1e-3), nn.BCELoss(reduction='sum'),
+                  callbacks=[kld_loss()], verbose=0)
+    trial.with_train_generator(DataLoader(data, batch_size=128, shuffle=True))
+    trial.run(1)
+    images = Subset(mnist, range(2000, 2200))  # (image, label) items not seen in training
+    elbo = negative_elbo(model, images, generator=seeded(0))
+    nll = importance_weighted_nll(model, images, k=100, generator=seeded(0))
+    assert 100 < nll < elbo - 2 < 300, (nll, elbo)
+    assert model.training  # left as the Trial left it
+
+
+@pytest.mark.parametrize('kwargs, error, message', [
+    ({'k': 0}, ValueError, 'k must be an int >= 1, got 0'),
+    ({'k': 2.5}, ValueError, 'k must be an int >= 1'),
+    ({'batch_size': 0}, ValueError, 'batch_size must be an int >= 1, got 0'),
+    ({'chunk_size': 0}, ValueError, 'chunk_size must be an int >= 1, got 0'),
+    ({'data': torch.zeros(0, D)}, ValueError, 'data holds no images'),
+    ({'data': torch.zeros(D)}, ValueError, 'needs a batch dimension'),
+    ({'data': 3}, TypeError, 'data must be a tensor, a Dataset or an iterable'),
+    ({'data': [[1, 2]]}, TypeError, 'data must yield tensors'),
+])
+def test_bad_arguments_are_named(kwargs, error, message):
+    arguments = {'data': torch.zeros(4, D), **kwargs}
+    with pytest.raises(error, match=message):
+        importance_weighted_nll(LinearGaussianVAE(), **arguments)
+
+
+def test_models_that_do_not_fit_the_protocol_are_explained():
+    with pytest.raises(TypeError, match='needs encode'):
+        negative_elbo(nn.Linear(2, 2), torch.zeros(3, 2))
+    no_decoder = nn.Module()
+    no_decoder.encode = lambda x: (x, x)
+    with pytest.raises(TypeError, match='log_likelihood\\(x, z\\) or decode\\(z\\)'):
+        negative_elbo(no_decoder, torch.zeros(3, 2))
+    poisson = ExampleVAE(VAE())
+    poisson.likelihood = 'poisson'
+    with pytest.raises(ValueError, match="likelihood must be 'bernoulli' or 'gaussian', got 'poisson'"):
+        importance_weighted_nll(poisson, torch.rand(3, 784))

@@ -1,0 +1,55 @@
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, TensorDataset
+from torchbearer import Trial
+
+from torchbearer_vae import VAE, MetricsCSV, kld_loss, plot_history, write_json
+
+
+def test_metrics_csv_has_one_row_per_epoch_matching_the_history(tmp_path):
+    data = DataLoader(TensorDataset(torch.rand(16, 4), torch.rand(16, 4)), batch_size=8)
+    model = VAE(input_shape=(4,), hidden_dim=8, latent_dim=2)
+    trial = Trial(model, torch.optim.Adam(model.parameters()), torch.nn.BCELoss(reduction='sum'),
+                  metrics=['loss'], callbacks=[kld_loss(), MetricsCSV(tmp_path / 'metrics.csv')], verbose=0)
+    history = trial.with_generators(data, data).run(3)
+    with open(tmp_path / 'metrics.csv') as file:
+        rows = list(csv.DictReader(file))
+    assert [row['epoch'] for row in rows] == ['0', '1', '2']
+    assert list(rows[0])[:2] == ['epoch', 'loss'] and 'val_loss' in rows[0]
+    assert [float(row['val_loss']) for row in rows] == pytest.approx([epoch['val_loss'] for epoch in history])
+
+
+def test_plot_history_draws_train_and_validation_curves(tmp_path):
+    history = [{'loss': 3.0 - i, 'val_loss': 3.5 - i} for i in range(3)]
+    assert plot_history(history, tmp_path / 'loss.png') is True
+    image = np.asarray(Image.open(tmp_path / 'loss.png'))
+    assert image.shape[0] > 100 and image.std() > 10
+
+
+def test_plot_history_without_matplotlib_writes_nothing(tmp_path, monkeypatch):
+    import builtins
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name.startswith('matplotlib'):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, '__import__', no_matplotlib)
+    assert plot_history([{'loss': 1.0}], tmp_path / 'loss.png') is False
+    assert not (tmp_path / 'loss.png').exists()
+
+
+def test_write_json_round_trips(tmp_path):
+    write_json(tmp_path / 's.json', {'a': 1.5, 'b': [1, 2]})
+    assert json.loads((tmp_path / 's.json').read_text()) == {'a': 1.5, 'b': [1, 2]}
+
+
+def test_metrics_csv_rejects_a_folder(tmp_path):
+    with pytest.raises(ValueError, match='is a directory'):
+        MetricsCSV(tmp_path)

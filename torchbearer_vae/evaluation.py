@@ -1,0 +1,253 @@
+"""How good is a trained VAE: the single-sample negative ELBO and the importance-weighted NLL, in nats per image.
+
+Both take any model with ``encode(x) -> (mu, logvar)`` (a diagonal Gaussian posterior) and a way
+to compute ``log p(x|z)``, looked up in this order:
+
+1. ``model.log_likelihood(x, z)`` returning ``(B,)`` log-likelihoods in nats (what
+   :class:`~torchbearer_vae.BaseVAE`, hence :class:`~torchbearer_vae.VAE` and
+   :class:`~torchbearer_vae.ConvVAE`, provide);
+2. otherwise ``model.decode(z)`` read according to ``model.likelihood``: ``'bernoulli'`` (the
+   default when the model has no such attribute, as the PyTorch example's VAE) for
+   probabilities, with each log clamped at -100 like :class:`torch.nn.BCELoss`, or
+   ``'gaussian'`` for means with the fixed standard deviation ``model.sigma``.
+
+``data`` is a tensor of images, a :class:`~torch.utils.data.Dataset` of ``(x, ...)`` items or of
+``x`` (batched here with ``batch_size``), or a DataLoader or any iterable of batches ``(x, ...)``
+or ``x`` (used as it is). The model is put in eval mode (and back) and nothing is differentiated;
+``z`` is always sampled from ``q(z|x)`` here, whatever the mode (``reparameterize`` is not used).
+
+How to report a trained model's likelihood on held-out data::
+
+    from torchbearer_vae import importance_weighted_nll, negative_elbo
+
+    elbo = negative_elbo(model, test_set)                  # the training loss per image, z sampled
+    nll = importance_weighted_nll(model, test_set, k=100)  # a tighter bound: nll <= elbo in expectation
+    print(f'-ELBO {elbo:.1f} nats, IWAE(k=100) NLL {nll:.1f} nats per image')
+"""
+import math
+from typing import Callable, Iterable, Iterator, Optional, Union
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .losses import kld
+from .models import _LIKELIHOODS, _negative_log_likelihood
+
+__all__ = ['importance_weighted_nll', 'negative_elbo']
+
+_LOG_2PI = math.log(2 * math.pi)
+#: Decoded images per forward pass that ``importance_weighted_nll`` aims for by default.
+_DEFAULT_PASS_SIZE = 1024
+
+Data = Union[torch.Tensor, Dataset, Iterable]
+
+
+def _check_int(name: str, value, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f'{name} must be an int >= 1, got {value!r}')
+
+
+def _first(batch) -> torch.Tensor:
+    if isinstance(batch, (tuple, list)) and batch:
+        batch = batch[0]
+    if not isinstance(batch, torch.Tensor):
+        raise TypeError(f'data must yield tensors or (x, ...) tuples of tensors, got a {type(batch).__name__}')
+    return batch
+
+
+def _batches(data: Data, batch_size: int) -> Iterator[torch.Tensor]:
+    if isinstance(data, torch.Tensor):
+        if data.dim() < 2:
+            raise ValueError(f'a tensor of images needs a batch dimension, got shape {tuple(data.shape)}')
+        yield from data.split(batch_size)
+        return
+    if isinstance(data, Dataset):
+        data = DataLoader(data, batch_size=batch_size)
+    try:
+        iterator = iter(data)
+    except TypeError:
+        raise TypeError(f'data must be a tensor, a Dataset or an iterable of batches, got a '
+                        f'{type(data).__name__}') from None
+    for batch in iterator:
+        yield _first(batch)
+
+
+def _likelihood_of(model) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """``log p(x|z)`` per image for ``model`` (see the module docstring for the protocol)."""
+    if not callable(getattr(model, 'encode', None)):
+        raise TypeError(f'the model needs encode(x) -> (mu, logvar); {type(model).__name__} has no encode')
+    if callable(getattr(model, 'log_likelihood', None)):
+        return model.log_likelihood
+    if not callable(getattr(model, 'decode', None)):
+        raise TypeError(f'the model needs log_likelihood(x, z) or decode(z); {type(model).__name__} has neither')
+    likelihood = getattr(model, 'likelihood', 'bernoulli')
+    if likelihood not in _LIKELIHOODS:
+        raise ValueError(f"model.likelihood must be 'bernoulli' or 'gaussian', got {likelihood!r}")
+    sigma = float(getattr(model, 'sigma', 1.0)) if likelihood == 'gaussian' else 1.0
+
+    def log_likelihood(x, z):
+        mean = model.decode(z)
+        return -_negative_log_likelihood(likelihood, mean, x.reshape(mean.shape), sigma)
+
+    return log_likelihood
+
+
+def _posterior(model, x):
+    encoded = model.encode(x)
+    if not isinstance(encoded, (tuple, list)) or len(encoded) < 2:
+        raise TypeError(f'model.encode(x) must return (mu, logvar), got a {type(encoded).__name__}')
+    mu, logvar = encoded[0], encoded[1]
+    if mu.dim() != 2 or mu.shape != logvar.shape or mu.shape[0] != x.shape[0]:
+        raise ValueError(f'model.encode(x) must return mu and logvar of shape (batch, latent_dim), got '
+                         f'{tuple(mu.shape)} and {tuple(logvar.shape)} for a batch of {x.shape[0]}')
+    return mu, logvar
+
+
+def _device_of(model, device) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    parameter = next(model.parameters(), None) if isinstance(model, torch.nn.Module) else None
+    return parameter.device if parameter is not None else torch.device('cpu')
+
+
+def _normal(shape, device, generator) -> torch.Tensor:
+    noise_device = generator.device if generator is not None else device
+    return torch.randn(shape, device=noise_device, generator=generator).to(device)
+
+
+def _mean_over(model, data, batch_size, device, per_batch) -> float:
+    """Sum ``per_batch(x) -> (B,)`` over ``data`` with the model in eval mode; return the mean per image."""
+    _check_int('batch_size', batch_size)
+    training = getattr(model, 'training', False)
+    if isinstance(model, torch.nn.Module):
+        model.eval()
+    total, count = torch.zeros((), dtype=torch.float64, device=device), 0
+    try:
+        with torch.no_grad():
+            for x in _batches(data, batch_size):
+                if x.shape[0] == 0:
+                    continue
+                total += per_batch(x.to(device)).double().sum()
+                count += x.shape[0]
+    finally:
+        if isinstance(model, torch.nn.Module):
+            model.train(training)
+    if count == 0:
+        raise ValueError('data holds no images')
+    return total.item() / count
+
+
+def negative_elbo(model, data: Data, batch_size: int = 100, device: Optional[Union[str, torch.device]] = None,
+                  generator: Optional[torch.Generator] = None) -> float:
+    r"""The single-sample negative ELBO, in nats per image, with ``z`` sampled as in training.
+
+    .. math::
+        -\mathrm{ELBO}(x) = -\log p(x \mid z) + \mathrm{KL}\big(q(z \mid x) \,\|\, \mathcal{N}(0, I)\big),
+        \qquad z = \mu(x) + \sigma(x) \odot \epsilon,\ \epsilon \sim \mathcal{N}(0, I),
+
+    with the KL term analytic (:func:`~torchbearer_vae.kld`), averaged over the images of
+    ``data``. This is the training loss (e.g. ``BCELoss(reduction='sum')`` plus
+    :func:`~torchbearer_vae.kld_loss`) per image, except that the network is in eval mode: a
+    Trial's own validation loss decodes ``z = mu`` instead (``VAE.reparameterize`` in eval mode)
+    and comes out lower. It is an unbiased estimate of the negative ELBO, an upper bound of
+    ``-log p(x)``.
+
+    Args:
+        model: A model with ``encode`` and ``log_likelihood`` or ``decode`` (module docstring).
+        data: A tensor of images, a Dataset of ``(x, ...)`` or ``x``, or an iterable of batches.
+        batch_size (int): Images per batch when ``data`` is a tensor or a Dataset.
+        device (str or torch.device or None): Where to compute; default, the model's device.
+        generator (torch.Generator or None): For reproducible draws of ``epsilon``.
+
+    Returns:
+        float: The mean negative ELBO per image, in nats.
+
+    Example: ::
+
+        >>> import torch
+        >>> from torchbearer_vae import VAE, negative_elbo
+        >>> value = negative_elbo(VAE(), torch.rand(10, 1, 28, 28))  # about 784 * log(2) + KL untrained
+        >>> value > 500
+        True
+    """
+    log_likelihood = _likelihood_of(model)
+    device = _device_of(model, device)
+
+    def per_batch(x):
+        mu, logvar = _posterior(model, x)
+        z = mu + torch.exp(0.5 * logvar) * _normal(mu.shape, mu.device, generator)
+        return kld(mu, logvar, reduction='none') - log_likelihood(x, z)
+
+    return _mean_over(model, data, batch_size, device, per_batch)
+
+
+def importance_weighted_nll(model, data: Data, k: int = 100, batch_size: int = 100,
+                            device: Optional[Union[str, torch.device]] = None, chunk_size: Optional[int] = None,
+                            generator: Optional[torch.Generator] = None) -> float:
+    r"""The importance-weighted estimate of the negative log-likelihood ``-log p(x)``, in nats per image.
+
+    With ``k`` draws :math:`z_1, \dots, z_k \sim q(z \mid x)` from the posterior (Burda, Grosse and
+    Salakhutdinov 2015, *Importance Weighted Autoencoders*):
+
+    .. math::
+        \log w_i = \log p(x \mid z_i) + \log \mathcal{N}(z_i; 0, I) - \log q(z_i \mid x), \qquad
+        \mathrm{NLL}_k(x) = -\Big(\operatorname{logsumexp}_{i=1}^{k} \log w_i - \log k\Big).
+
+    :math:`\mathbb{E}[\mathrm{NLL}_k] \ge \mathbb{E}[\mathrm{NLL}_{k+1}] \ge -\log p(x)`: an upper
+    bound of the true negative log-likelihood that tightens as ``k`` grows and converges to it
+    as ``k -> inf``; ``k = 1`` is the single-sample negative ELBO (with a sampled, not analytic,
+    KL term), so its mean equals that of :func:`negative_elbo`. The ``k`` draws of a batch are
+    taken ``chunk_size`` at a time and folded into a running log-sum-exp, so memory holds
+    ``batch * chunk_size`` decoded images whatever ``k`` is, and the sum is stable (no
+    exponent of a log-weight of -100s of nats is ever taken on its own). Logs are accumulated in
+    float64.
+
+    Args:
+        model: A model with ``encode`` and ``log_likelihood`` or ``decode`` (module docstring).
+        data: A tensor of images, a Dataset of ``(x, ...)`` or ``x``, or an iterable of batches.
+        k (int): Importance samples per image (the IWAE paper reports ``k = 5000``; 100 is
+            common for quick comparisons).
+        batch_size (int): Images per batch when ``data`` is a tensor or a Dataset.
+        device (str or torch.device or None): Where to compute; default, the model's device.
+        chunk_size (int or None): Draws per image decoded together; default
+            ``max(1, 1024 // batch)``, so a pass decodes about 1024 images.
+        generator (torch.Generator or None): For reproducible draws.
+
+    Returns:
+        float: The mean NLL estimate per image, in nats.
+
+    Example: ::
+
+        >>> import torch
+        >>> from torchbearer_vae import VAE, importance_weighted_nll
+        >>> nll = importance_weighted_nll(VAE(), torch.rand(10, 1, 28, 28), k=50, batch_size=5)
+        >>> nll > 500  # an untrained model: about 784 * log(2) nats
+        True
+    """
+    _check_int('k', k)
+    _check_int('chunk_size', chunk_size, allow_none=True)
+    log_likelihood = _likelihood_of(model)
+    device = _device_of(model, device)
+
+    def per_batch(x):
+        mu, logvar = _posterior(model, x)
+        count, latent_dim = mu.shape
+        std = torch.exp(0.5 * logvar)
+        chunk = chunk_size or max(1, _DEFAULT_PASS_SIZE // count)
+        total = torch.full((count,), -math.inf, dtype=torch.float64, device=mu.device)
+        for start in range(0, k, chunk):
+            draws = min(chunk, k - start)
+            eps = _normal((draws, count, latent_dim), mu.device, generator)
+            z = mu + std * eps
+            # log q(z|x) from eps, not (z - mu) / std: exact however small std is.
+            log_q = -0.5 * (eps.pow(2) + logvar + _LOG_2PI).sum(-1)
+            log_prior = -0.5 * (z.pow(2) + _LOG_2PI).sum(-1)
+            repeated = x.unsqueeze(0).expand((draws,) + tuple(x.shape)).reshape((draws * count,) + x.shape[1:])
+            log_px = log_likelihood(repeated, z.reshape(draws * count, latent_dim)).reshape(draws, count)
+            log_w = (log_px + log_prior - log_q).double()
+            total = torch.logaddexp(total, torch.logsumexp(log_w, dim=0))
+        return math.log(k) - total
+
+    return _mean_over(model, data, batch_size, device, per_batch)

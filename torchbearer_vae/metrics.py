@@ -1,0 +1,212 @@
+r"""The ELBO's terms as torchbearer metrics: ``'kl'``, ``'recon'`` and ``'active_units'``.
+
+:func:`~torchbearer_vae.register` (run by ``import torchbearer_vae``) registers them with
+torchbearer's metric machinery (:func:`~torchbearer.metrics.decorators.default_for_key`), so they
+can be named like torchbearer's own ``'loss'``::
+
+    Trial(model, optimizer, BCELoss(reduction='sum'), metrics=['loss', 'recon', 'kl'],
+          callbacks=[kld_loss()])
+
+``'kl'`` and ``'recon'`` behave like ``'loss'``: a running mean in the progress bar
+(``running_kl``), the epoch mean in the history (``kl``, ``val_kl``) and so in
+:class:`~torchbearer.callbacks.csv_logger.CSVLogger` rows. They read values the
+:func:`~torchbearer_vae.divergence` callbacks (:func:`~torchbearer_vae.kld_loss`) store, so they
+add no computation and no host-device synchronisation beyond the one torchbearer's running mean
+and epoch mean already make for ``'loss'``.
+
+What the terms are, *the torchbearer state way* (the model stores ``MU``/``LOGVAR``, a
+``kld_loss`` callback adds the KL):
+
+- ``kl`` is ``state[torchbearer_vae.KL]``: the unweighted KL of the batch, in the callback's
+  reduction (per batch for ``'sum'``, per image for ``'batchmean'``). It is the true KL even when
+  the loss uses a weight, a capacity target or free bits.
+- ``recon`` is ``state[torchbearer_vae.RECON]``: ``state[LOSS]`` as the *first* divergence callback
+  of the step found it, that is the criterion's output (the reconstruction term) plus whatever
+  callbacks listed before it added. With several divergence callbacks, the later ones are not in
+  ``recon``; give them another ``store_as`` key to see them. With ``beta = 1`` and no capacity or
+  free bits, ``loss = recon + kl``.
+
+*The PyTorch way* (the model returns ``(recon, mu, logvar)`` and the criterion, e.g.
+:func:`~torchbearer_vae.vae_loss`, returns the whole loss) has no divergence callback, and the
+criterion cannot see state, so nothing separates the terms: ``'kl'`` and ``'recon'`` raise a
+:class:`~torchbearer_vae.MissingStateError` saying so. Use the state way to see them.
+"""
+import inspect
+import math
+import numbers
+
+from torchbearer import Metric
+from torchbearer.metrics import mean, running_mean, to_dict
+
+from .losses import MissingStateError
+from .state import KL, MU, RECON
+
+__all__ = ['KLMetric', 'ReconstructionMetric', 'ActiveUnits']
+
+_WAYS = ('validation', 'training', 'both')
+
+
+def _read(state, key, metric: str, key_name: str):
+    try:
+        return state[key]
+    except KeyError:
+        raise MissingStateError(
+            f"the '{metric}' metric reads state[torchbearer_vae.{key_name}], which no callback stored. "
+            f"Add a kld_loss() (or @divergence) callback and let the model store MU and LOGVAR in state "
+            f"(the torchbearer state way); with a criterion that returns the whole loss (vae_loss, the "
+            f"PyTorch way) the terms cannot be separated.") from None
+
+
+def _decorated(*decorators):
+    """Apply torchbearer's metric decorators, keeping the class's module, name and signature.
+
+    The decorators return a wrapper class defined in torchbearer with an ``(*args, **kwargs)``
+    constructor; the docs and the registry (which recognises our objects by module) need ours.
+    """
+    def decorate(cls):
+        wrapped = cls
+        for decorator in reversed(decorators):
+            wrapped = decorator(wrapped)
+        wrapped.__module__, wrapped.__qualname__ = cls.__module__, cls.__qualname__
+        wrapped.__init__.__signature__ = inspect.signature(cls.__init__)
+        return wrapped
+    return decorate
+
+
+@_decorated(running_mean, mean)  # like torchbearer's 'loss': running mean in training, epoch means
+class KLMetric(Metric):
+    """The ``'kl'`` metric: the KL term the divergence callback stored in ``state[KL]``.
+
+    A running mean in training (``running_kl``) and the epoch mean (``kl``, ``val_kl``), like
+    torchbearer's ``'loss'``. See the module documentation for what the value is.
+
+    Args:
+        key (StateKey): Where the divergence is stored (a :func:`~torchbearer_vae.divergence`
+            callback's ``store_as``).
+        name (str): The metric's name in the history.
+
+    Example: ::
+
+        >>> import torch
+        >>> import torchbearer
+        >>> from torchbearer_vae import VAE, KLMetric, kld_loss
+        >>> model = VAE()
+        >>> trial = torchbearer.Trial(model, torch.optim.Adam(model.parameters()),
+        ...                           torch.nn.BCELoss(reduction='sum'),
+        ...                           metrics=['loss', 'kl'],  # or metrics=[KLMetric()]
+        ...                           callbacks=[kld_loss()])
+    """
+
+    def __init__(self, key=KL, name: str = 'kl'):
+        super().__init__(name)
+        self.key = key
+
+    def process(self, *args):
+        return _read(args[0], self.key, self.name, 'KL' if self.key == KL else str(self.key))
+
+
+@_decorated(running_mean, mean)
+class ReconstructionMetric(Metric):
+    """The ``'recon'`` metric: the reconstruction term, ``state[RECON]``.
+
+    The criterion's output, recorded by the first divergence callback of each step before it adds
+    its term (see the module documentation). A running mean in training (``running_recon``) and
+    the epoch mean (``recon``, ``val_recon``).
+
+    Example: ::
+
+        >>> import torch
+        >>> import torchbearer
+        >>> from torchbearer_vae import VAE, kld_loss
+        >>> model = VAE()
+        >>> trial = torchbearer.Trial(model, torch.optim.Adam(model.parameters()),
+        ...                           torch.nn.BCELoss(reduction='sum'),
+        ...                           metrics=['loss', 'recon', 'kl'], callbacks=[kld_loss()])
+    """
+
+    def __init__(self):
+        super().__init__('recon')
+
+    def process(self, *args):
+        return _read(args[0], RECON, self.name, 'RECON')
+
+
+@_decorated(to_dict)  # one value per epoch: no running mean
+class ActiveUnits(Metric):
+    r"""The ``'active_units'`` metric: how many latent dimensions the encoder uses (Burda et al. 2015).
+
+    Burda, Grosse and Salakhutdinov ("Importance weighted autoencoders", 2015) call latent
+    dimension ``j`` *active* when its posterior mean varies across the data:
+
+    .. math::
+        A_j = \mathrm{Cov}_x\big(\mathbb{E}_{q(z \mid x)}[z_j]\big) > \delta, \qquad \delta = 0.01
+
+    Over an epoch the metric accumulates the sum and the sum of squares of ``state[MU]`` per
+    dimension (in float64, on the device: no synchronisation per step), and at the end of the epoch
+    returns the number of dimensions whose variance (the population variance, divided by the
+    number of images) exceeds ``threshold``: one host-device synchronisation per epoch.
+
+    By default it is computed over the validation data (``val_active_units`` in the history), with
+    the model in eval mode, as Burda et al. measure it after training. ``on='training'`` computes it
+    over the training data instead (``active_units``; the posterior means then come from a model
+    that changes during the epoch), ``on='both'`` over both.
+
+    Args:
+        threshold (float): ``δ``, the variance above which a dimension is active.
+        on (str): ``'validation'`` (also test data, with ``Trial.evaluate``), ``'training'`` or ``'both'``.
+        mu (StateKey): Where the model stores the posterior means, shape ``(batch, *latent)``.
+
+    Example: ::
+
+        >>> import torch
+        >>> import torchbearer
+        >>> from torchbearer_vae import VAE, ActiveUnits, kld_loss
+        >>> model = VAE(latent_dim=20)
+        >>> trial = torchbearer.Trial(model, torch.optim.Adam(model.parameters()),
+        ...                           torch.nn.BCELoss(reduction='sum'), callbacks=[kld_loss()],
+        ...                           metrics=['loss', 'active_units'])  # or ActiveUnits(on='both')
+    """
+
+    def __init__(self, threshold: float = 0.01, on: str = 'validation', mu=MU):
+        super().__init__('active_units')
+        if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):
+            raise TypeError(f'threshold must be a number, got {type(threshold).__name__}')
+        if not math.isfinite(threshold) or threshold < 0:
+            raise ValueError(f'threshold must be a finite number >= 0, got {threshold}')
+        if on not in _WAYS:
+            raise ValueError(f"on must be one of {', '.join(map(repr, _WAYS))}, got {on!r}")
+        self.threshold, self.on, self.mu = float(threshold), on, mu
+        self._active = on != 'validation'  # Trial starts a run in training mode
+        self._sum = self._sum_of_squares = None
+        self._count = 0
+
+    def train(self):
+        self._active = self.on in ('training', 'both')
+
+    def eval(self, data_key=None):
+        self._active = self.on in ('validation', 'both')
+
+    def reset(self, state):
+        self._sum = self._sum_of_squares = None
+        self._count = 0
+
+    def process(self, *args):
+        if not self._active:
+            return None
+        means = _read(args[0], self.mu, self.name, 'MU' if self.mu == MU else str(self.mu))
+        # float64: E[m^2] - E[m]^2 of a dimension whose mean is large but constant must come out ~0.
+        means = means.detach().reshape(means.shape[0], -1).double()
+        if self._sum is None:
+            self._sum, self._sum_of_squares = means.sum(0), means.pow(2).sum(0)
+        else:
+            self._sum += means.sum(0)
+            self._sum_of_squares += means.pow(2).sum(0)
+        self._count += means.shape[0]
+        return None
+
+    def process_final(self, *args):
+        if not self._active or not self._count:
+            return None
+        average = self._sum / self._count
+        variance = self._sum_of_squares / self._count - average.pow(2)
+        return int((variance > self.threshold).sum().item())

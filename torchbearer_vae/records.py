@@ -1,0 +1,116 @@
+"""What a training run leaves besides checkpoints and pictures: the metrics CSV, the loss plot, JSON."""
+import csv
+import json
+import os
+from typing import Any, Dict, List, Sequence
+
+import torchbearer
+from torchbearer.callbacks import Callback
+
+from ._io import PathLike, atomic_write
+
+__all__ = ['MetricsCSV', 'plot_history', 'write_json']
+
+
+_SKIPPED = ('train_steps', 'validation_steps')
+
+
+def _columns(history: Sequence[Dict[str, Any]]) -> List[str]:
+    """Every epoch metric once, in first-seen order, training before validation: a stable header.
+
+    The progress bar's ``running_*`` averages (of the last batches only) and step counts are left out.
+    """
+    names = []
+    for epoch in history:
+        names += [name for name in epoch if name not in names and name not in _SKIPPED
+                  and not name.startswith('running_')]
+    return ['epoch'] + [n for n in names if not n.startswith('val_')] + [n for n in names if n.startswith('val_')]
+
+
+class MetricsCSV(Callback):
+    """Write torchbearer's history as a CSV, one row per epoch, rewritten atomically each epoch.
+
+    torchbearer's :class:`~torchbearer.callbacks.csv_logger.CSVLogger` appends to a file it
+    keeps open: a kill can leave half a row, and a run resumed from a checkpoint taken before
+    the last row was written would repeat it. This writes the whole (small) file from the
+    Trial's history at the ``on_checkpoint`` hook, so the CSV always matches the history a
+    checkpoint saved at the same hook holds.
+
+    Args:
+        path (str or PathLike): The CSV file.
+
+    Example: ::
+
+        >>> from torchbearer_vae import MetricsCSV
+        >>> csv_writer = MetricsCSV('runs/vae/metrics.csv')
+        >>> # Trial(..., callbacks=[csv_writer])
+    """
+
+    def __init__(self, path: PathLike):
+        super().__init__()
+        if os.path.isdir(path):
+            raise ValueError(f'path {os.fspath(path)!r} is a directory; give the CSV file name')
+        self.path = path
+
+    def on_checkpoint(self, state):
+        history = state[torchbearer.HISTORY]
+        columns = _columns(history)
+
+        def write(tmp_path):
+            with open(tmp_path, 'w', newline='') as file:
+                writer = csv.DictWriter(file, columns, restval='')
+                writer.writeheader()
+                for epoch, row in enumerate(history):
+                    writer.writerow({'epoch': epoch, **{k: v for k, v in row.items() if k in columns}})
+
+        atomic_write(self.path, write)
+
+
+def plot_history(history: Sequence[Dict[str, Any]], path: PathLike, metrics: Sequence[str] = ('loss',)) -> bool:
+    """Plot training and validation curves of ``metrics`` per epoch into an image file.
+
+    Args:
+        history (sequence of dict): torchbearer's history (one dict of metrics per epoch).
+        path (str or PathLike): The image to write (atomically); format from the extension.
+        metrics (sequence of str): Which metrics; each is drawn with its ``val_`` twin if present.
+
+    Returns:
+        bool: ``False`` (and nothing written) when matplotlib is not installed, ``True`` otherwise.
+    """
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        return False
+    figure = Figure(figsize=(6, 4))
+    FigureCanvasAgg(figure)  # draws without pyplot, so no GUI backend or global state is touched
+    axes = figure.add_subplot()
+    epochs = range(len(history))
+    for name in metrics:
+        for key, style in ((name, '-o'), ('val_' + name, '--s')):
+            values = [epoch.get(key) for epoch in history]
+            if any(value is not None for value in values):
+                axes.plot(epochs, [float('nan') if v is None else v for v in values], style, label=key)
+    axes.set_xlabel('epoch')
+    axes.set_ylabel('nats per image')
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    atomic_write(path, lambda tmp_path: figure.savefig(tmp_path))
+    return True
+
+
+def write_json(path: PathLike, data: Dict[str, Any]) -> None:
+    """Write ``data`` as indented JSON, atomically.
+
+    Args:
+        path (str or PathLike): The file.
+        data (dict): JSON-serialisable values.
+    """
+    text = json.dumps(data, indent=2, sort_keys=False) + '\n'
+
+    def write(tmp_path):
+        with open(tmp_path, 'w') as file:
+            file.write(text)
+
+    atomic_write(path, write)
