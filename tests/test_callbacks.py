@@ -352,8 +352,8 @@ def test_interpolation_and_traversal_of_a_real_vae_on_mnist(tmp_path, mnist):
 
 
 def test_rank_other_than_0_writes_nothing(tmp_path, monkeypatch):
-    from torchbearer_vae import callbacks
-    monkeypatch.setattr(callbacks, '_is_main_process', lambda: False)
+    from torchbearer_vae import picture_saver
+    monkeypatch.setattr(picture_saver, '_is_main_process', lambda: False)
     savers = [ReconstructionSaver(folder=tmp_path), SampleSaver(folder=tmp_path), LatentTraversal(folder=tmp_path),
               Interpolation(folder=tmp_path, num_pairs=1)]
     for saver in savers:

@@ -4,7 +4,7 @@ Importing the package registers its public objects into torchbearer's namespace
 (``torchbearer.MU``, ``torchbearer.callbacks.kld_loss``, ...): see :func:`register`.
 """
 from ._registry import register
-from .callbacks import Interpolation, LatentTraversal, PictureSaver, ReconstructionSaver, SampleSaver
+from .callbacks import Interpolation, LatentTraversal, ReconstructionSaver, SampleSaver
 from .checkpoints import (
                           Checkpointer,
                           CheckpointError,
@@ -19,6 +19,7 @@ from .loaders import TensorLoader
 from .losses import MissingStateError, divergence, kld, kld_loss, vae_loss
 from .metrics import ActiveUnits, KLMetric, ReconstructionMetric
 from .models import VAE, BaseVAE, ConvVAE
+from .picture_saver import PictureSaver
 from .records import MetricsCSV, plot_history, write_json
 from .schedules import Schedule, capacity, constant, cyclical, linear_warmup
 from .state import GLOBAL_EPOCH, GLOBAL_STEP, KL, LOGVAR, MU, RECON
