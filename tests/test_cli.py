@@ -196,3 +196,31 @@ def test_incompatible_checkpoint_and_existing_run(tmp_path, mnist_dir, capsys):
     save_checkpoint(run / 'checkpoint.pt', VAE(), options={})
     assert main(['train', '--dataset', 'digits', '--out', str(run)]) == 2
     assert 'already holds a run' in error_line(capsys)
+
+
+def test_main_job_reaches_the_issue_figures(mnist_dir, tmp_path):
+    """README's main job on the real split (9,000 train / 1,000 validation, seed 1), as a user runs it."""
+    out = tmp_path / 'mnist'
+    result = run_cli('train', '--dataset', f'idx:{mnist_dir}', '--epochs', 10, '--out', out, '--quiet')
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((out / 'summary.json').read_text())
+    assert (summary['train_images'], summary['val_images'], summary['epochs']) == (9000, 1000, 10)
+    assert summary['val_elbo_per_image'] <= 122  # the PyTorch example's loop reaches about 120
+    result = run_cli('evaluate', '--checkpoint', out / 'checkpoint.pt', '--split', 'val', '--importance-samples',
+                     100, '--out', tmp_path / 'evaluation.json')
+    assert result.returncode == 0, result.stderr
+    evaluation = json.loads((tmp_path / 'evaluation.json').read_text())
+    assert evaluation['images'] == 1000
+    assert evaluation['negative_elbo_per_image'] == pytest.approx(summary['val_elbo_per_image'], abs=1.5)
+    assert evaluation['iwae_nll_per_image'] < evaluation['negative_elbo_per_image']
+
+
+def test_resume_refuses_changed_options_and_split_needs_the_run(trained, tmp_path, capsys):
+    out = tmp_path / 'run'
+    shutil.copytree(trained[0], out)
+    assert main(['train', '--resume', '--out', str(out), '--epochs', '2', '--latent-dim', '5']) == 2
+    assert '--latent-dim 5 (the run used 20)' in error_line(capsys)
+    assert load_checkpoint(out / 'checkpoint.pt')['epoch'] == 1  # untouched
+    assert main(['evaluate', '--checkpoint', str(out / 'checkpoint.pt'), '--split', 'val',
+                 '--dataset', 'digits']) == 2
+    assert "--split val is the run's own split" in error_line(capsys)

@@ -75,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument('--data-dir', default=None, help='where mnist/fashion-mnist are (default: data)')
         command.add_argument('--limit', type=_positive_int, default=None, help='use only the first N images')
 
+    def split_option(command):
+        command.add_argument('--split', choices=('all', 'train', 'val'), default='all',
+                             help="all of --dataset, or the run's own training/validation split (default: all)")
+
     def device_option(command):
         command.add_argument('--device', choices=('auto', 'cpu', 'cuda'), default='auto',
                              help='auto picks cuda when available (default: auto)')
@@ -106,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     reconstruct = commands.add_parser('reconstruct', help='show images above their reconstructions')
     reconstruct.add_argument('--checkpoint', required=True, help='a checkpoint.pt written by train')
     data_options(reconstruct)
+    split_option(reconstruct)
     reconstruct.add_argument('--n', type=_positive_int, default=8, help='how many images (default: 8)')
     reconstruct.add_argument('--out', default='recon.png', help='image file (default: recon.png)')
     device_option(reconstruct)
@@ -113,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser('evaluate', help='the ELBO and importance-weighted NLL on a dataset')
     evaluate.add_argument('--checkpoint', required=True, help='a checkpoint.pt written by train')
     data_options(evaluate)
+    split_option(evaluate)
     evaluate.add_argument('--importance-samples', type=_positive_int, default=1,
                           help='K > 1 also estimates -log p(x) with the IWAE bound (default: 1)')
     evaluate.add_argument('--batch-size', type=_positive_int, default=500, help='default: 500')

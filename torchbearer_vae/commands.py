@@ -8,6 +8,7 @@ import time
 import torch
 import torch.nn.functional as F
 import torchbearer
+from torch.utils.data import Subset
 from torchbearer import Trial
 
 from ._io import remove_stale_temporaries
@@ -187,11 +188,22 @@ def _model(args):
 
 
 def _data_for(args, checkpoint):
-    """The dataset of --dataset, or the one the checkpoint's run was trained on."""
-    options = checkpoint.get('options', {})
-    name = args.dataset if args.dataset is not None else options.get('dataset')
-    data_dir = args.data_dir if args.data_dir is not None else options.get('data_dir')
-    return load_dataset(name, data_dir, args.limit)
+    """The images of --dataset (default: the run's), or the run's own training or validation split."""
+    options = checkpoint.get('options') or {}
+    if args.split == 'all':
+        name = args.dataset if args.dataset is not None else options.get('dataset')
+        data_dir = args.data_dir if args.data_dir is not None else options.get('data_dir')
+        return load_dataset(name, data_dir, args.limit)
+    if not options:
+        raise CommandError(f'--split {args.split} needs a checkpoint written by torchbearer-vae train, which records '
+                           f'how its data was split; use --split all')
+    if args.dataset not in (None, options['dataset']) or args.data_dir not in (None, options['data_dir']):
+        raise CommandError(f"--split {args.split} is the run's own split of its dataset "
+                           f"({options['dataset'] or 'mnist'}); leave out --dataset/--data-dir, or use --split all")
+    dataset = load_dataset(options['dataset'], options['data_dir'], options['limit'])
+    train_set, val_set = train_val_split(dataset, options['val_fraction'], seed=options['seed'])
+    part = val_set if args.split == 'val' else train_set
+    return part if args.limit is None else Subset(part, range(min(args.limit, len(part))))
 
 
 def _file_template(path: str):
