@@ -1,9 +1,9 @@
 """How fast torchbearer_vae trains the reference VAE, against the bare PyTorch loop (issue 5).
 
-Runs in one process, interleaved (1 2 3 4 1 2 3 4 ...), with the same model (torchbearer_vae.VAE),
-seed and data (the 10,000 real MNIST images of ../shared/data/mnist, split 9,000 train + 1,000
-validation with train_val_split(seed=1); one epoch trains on the 9,000 and validates on the 1,000,
-batch 128):
+Runs in one process, interleaved epoch by epoch (1 2 3 4 1 2 3 4 ...), with the same model
+(torchbearer_vae.VAE), seed and data (the 10,000 real MNIST images of ../shared/data/mnist, split
+9,000 train + 1,000 validation with train_val_split(seed=1); one epoch trains on the 9,000 and
+validates on the 1,000, batch 128):
 
   (1) floor: a bare PyTorch loop over a preloaded float tensor, batches x[perm[i:i+128]];
   (2) the PyTorch VAE example's data path: torchvision's MNIST (a PIL image per item, ToTensor),
@@ -17,15 +17,15 @@ and is not timed. It prints the median seconds per epoch, images per second (10,
 epoch: 9,000 trained + 1,000 validated), the data each path holds and the peak resident memory,
 then the ratios (4)/(1), (2)/(4), (4)/(3) against the targets of issue 5.
 
-The scale check trains (4) on the first 2,500 / 5,000 / 10,000 images, each in a fresh process
-(so that its peak memory is its own), and prints the time per image and the peak memory.
+The scale check trains (4) on the first 2,500 / 5,000 / 10,000 images: the time per image
+interleaved in this process, the peak memory in a fresh process per size (so that it is its own).
 
 Measurement (5), --cli: one epoch of the ``torchbearer-vae train`` command (9,000 + 1,000 images,
 with its pictures, CSV and checkpoint), as (time of E epochs - time of 1 epoch) / (E - 1) so that
 start-up cancels out, against the floor (1).
 
-    python benchmarks/bench_training.py              # the full comparison (about 3 minutes on 2 cores)
-    python benchmarks/bench_training.py --quick      # a quick look (about 40 s)
+    python benchmarks/bench_training.py              # the full comparison (about 1 minute on 2 cores)
+    python benchmarks/bench_training.py --quick      # a quick look (about 25 s)
     python benchmarks/bench_training.py --cli        # also measurement (5)
 """
 import argparse
@@ -141,7 +141,7 @@ class Setup:
     def __init__(self, folder, batch_size, seed, out):
         self.batch_size, self.seed, self.out = batch_size, seed, out
         mnist = torchbearer_vae.IDXDataset.from_folder(folder)
-        self.images = len(mnist)
+        self.images, self.uint8 = len(mnist), mnist.data
         train, val = train_val_split(AutoEncoderDataset(mnist), val_fraction=0.1, seed=1)
         self.train, self.val = train, val
         # (1): the float tensors the floor loop indexes
@@ -163,16 +163,23 @@ class Setup:
                 TensorLoader(self.val, self.batch_size))
 
     def model(self, use_state):
-        torch.manual_seed(self.seed)
-        model = VAE(use_state=use_state)
-        return model, torch.optim.Adam(model.parameters(), lr=1e-3)
+        return fresh_model(self.seed, use_state)
 
 
-def run_floor(setup, epochs):
+def fresh_model(seed, use_state):
+    """The same VAE and Adam for every method: the same initial weights."""
+    torch.manual_seed(seed)
+    model = VAE(use_state=use_state)
+    return model, torch.optim.Adam(model.parameters(), lr=1e-3)
+
+
+# Each method is a generator that trains one epoch per next() and yields its seconds, so that the
+# methods can take turns epoch by epoch: a burst of load on the machine hits all of them alike.
+def floor_epochs(setup):
     model, optimizer = setup.model(use_state=False)
     generator = torch.Generator().manual_seed(setup.seed)
-    x_train, x_val, size, seconds = setup.train_x, setup.val_x, setup.batch_size, []
-    for _ in range(epochs):
+    x_train, x_val, size = setup.train_x, setup.val_x, setup.batch_size
+    while True:
         start = time.perf_counter()
         model.train()
         train_loss, perm = 0.0, torch.randperm(len(x_train), generator=generator)
@@ -191,11 +198,10 @@ def run_floor(setup, epochs):
                 x = x_val[i:i + size]
                 recon, mu, logvar = model(x)
                 test_loss += example_loss(recon, x, mu, logvar).item()
-        seconds.append(time.perf_counter() - start)
-    return seconds
+        yield time.perf_counter() - start
 
 
-def run_example(setup, epochs):
+def example_epochs(setup):
     """The example's train() and test(), with its DataLoader (num_workers=0 on CPU, as in the example)."""
     from torchvision.utils import save_image
 
@@ -203,8 +209,8 @@ def run_example(setup, epochs):
     generator = torch.Generator().manual_seed(setup.seed)
     train_loader = DataLoader(setup.tv_train, batch_size=setup.batch_size, shuffle=True, generator=generator)
     test_loader = DataLoader(setup.tv_val, batch_size=setup.batch_size, shuffle=False)
-    seconds = []
-    for epoch in range(epochs):
+    epoch = 0
+    while True:
         start = time.perf_counter()
         model.train()
         train_loss = 0.0
@@ -225,39 +231,49 @@ def run_example(setup, epochs):
                     n = min(data.size(0), 8)
                     comparison = torch.cat([data[:n], recon.view(-1, 1, 28, 28)[:n]])
                     save_image(comparison.cpu(), os.path.join(setup.out, f'example_{epoch}.png'), nrow=n)
-        seconds.append(time.perf_counter() - start)
-    return seconds
+        epoch += 1
+        yield time.perf_counter() - start
 
 
-def run_trial(setup, epochs, full):
+def trial_epochs(loaders, seed, out, full):
+    """A Trial, one epoch per run() call: torchbearer continues from its history, and the timer
+    counts from on_start_epoch to on_end_epoch, as in one long run."""
     timer = EpochTimer()
+    model, optimizer = fresh_model(seed, use_state=full)
     if full:
-        model, optimizer = setup.model(use_state=True)
         criterion = torch.nn.BCELoss(reduction='sum')
-        callbacks = [kld_loss(), ReconstructionSaver(folder=setup.out), timer]
+        callbacks = [kld_loss(), ReconstructionSaver(folder=out), timer]
     else:
-        model, optimizer = setup.model(use_state=False)
         criterion, callbacks = trial_loss, [timer]
     trial = torchbearer.Trial(model, optimizer, criterion, metrics=['loss'], callbacks=callbacks, verbose=0)
-    trial.with_generators(*setup.loaders()).run(epochs=epochs)
-    return timer.seconds
+    trial.with_generators(*loaders)
+    epochs = 0
+    while True:
+        epochs += 1
+        trial.run(epochs=epochs)
+        yield timer.seconds[-1]
 
 
-RUNS = {1: run_floor, 2: run_example, 3: lambda s, e: run_trial(s, e, full=False),
-        4: lambda s, e: run_trial(s, e, full=True)}
+METHODS = {1: floor_epochs, 2: example_epochs,
+           3: lambda setup: trial_epochs(setup.loaders(), setup.seed, setup.out, full=False),
+           4: lambda setup: trial_epochs(setup.loaders(), setup.seed, setup.out, full=True)}
 
 
 def compare(setup, epochs, repeats):
-    """Interleaved runs; returns per method the timed epochs and the peak RSS (MB)."""
-    seconds, peaks, growth = {m: [] for m in RUNS}, {m: 0.0 for m in RUNS}, {m: 0.0 for m in RUNS}
+    """Interleaved epoch by epoch; per method the timed epochs, the peak RSS and its rise (MB)."""
+    seconds, peaks, growth = {m: [] for m in METHODS}, {m: 0.0 for m in METHODS}, {m: 0.0 for m in METHODS}
     can_reset = reset_peak()
     for _ in range(repeats):
-        for method, run in RUNS.items():
-            reset_peak()
-            before = rss_mb()
-            seconds[method] += run(setup, epochs)[1:]  # the first epoch of a run is a warm-up
-            peaks[method] = max(peaks[method], peak_rss_mb())
-            growth[method] = max(growth[method], peak_rss_mb() - before)
+        runs = {method: start(setup) for method, start in METHODS.items()}  # a fresh model for each round
+        for epoch in range(epochs):
+            for method, run in runs.items():
+                reset_peak()
+                before = rss_mb()
+                took = next(run)
+                if epoch > 0:  # the first epoch of a run is a warm-up
+                    seconds[method].append(took)
+                peaks[method] = max(peaks[method], peak_rss_mb())
+                growth[method] = max(growth[method], peak_rss_mb() - before)
     return seconds, peaks, growth, can_reset
 
 
@@ -267,50 +283,70 @@ def ratio_line(name, value):
     return f'ratio {name} = {value:.2f}   target {sense} {target:.2f}   {"met" if met else "MISSED"}'
 
 
-# -- the scale check: (4) on the first N images, in a child process of its own --
+# -- the scale check: (4) on the first N images --
+def first_images_loaders(images, batch_size, seed):
+    train, val = train_val_split(AutoEncoderDataset(images), val_fraction=0.1, seed=1)
+    return TensorLoader(train, batch_size, shuffle=True, seed=seed), TensorLoader(val, batch_size)
+
+
 def scale_child(folder, size, epochs, batch_size, seed):
+    """Peak memory of (4) on N images, in a process of its own; prints it as JSON."""
+    import torchvision.utils  # noqa: F401  (ReconstructionSaver's import, done before the baseline)
+
+    start_mb = rss_mb()
     mnist = torchbearer_vae.IDXDataset.from_folder(folder)
     images = mnist.data[:size].clone()  # only N images stay in memory
     del mnist
-    reset_peak()
-    train, val = train_val_split(AutoEncoderDataset(images), val_fraction=0.1, seed=1)
-    torch.manual_seed(seed)
-    model = VAE()
-    timer = EpochTimer()
+    reset_peak()  # the peak of training, not of reading the file
     with tempfile.TemporaryDirectory() as out:
-        trial = torchbearer.Trial(model, torch.optim.Adam(model.parameters(), lr=1e-3),
-                                  torch.nn.BCELoss(reduction='sum'), metrics=['loss'],
-                                  callbacks=[kld_loss(), ReconstructionSaver(folder=out), timer], verbose=0)
-        trial.with_generators(TensorLoader(train, batch_size, shuffle=True, seed=seed), TensorLoader(val, batch_size))
-        trial.run(epochs=epochs)
-    print(json.dumps({'size': size, 'seconds': timer.seconds[1:], 'peak_mb': peak_rss_mb(),
-                      'data_mb': images.nbytes / 2 ** 20}))
+        run = trial_epochs(first_images_loaders(images, batch_size, seed), seed, out, full=True)
+        for _ in range(epochs):
+            next(run)
+    print(json.dumps({'peak_mb': peak_rss_mb() - start_mb, 'data_mb': images.nbytes / 2 ** 20}))
 
 
-def scale(args, sizes):
-    results = {size: {'seconds': [], 'peak_mb': []} for size in sizes}
+def scale(args, setup, sizes):
+    """Time per image, interleaved epoch by epoch in this process; memory from one child per size."""
+    seconds = {size: [] for size in sizes}
     for _ in range(args.repeats):
-        for size in sizes:
-            command = [sys.executable, os.path.abspath(__file__), '--data', args.data, '--epochs', str(args.epochs),
-                       '--batch-size', str(args.batch_size), '--seed', str(args.seed), '--scale-child', str(size)]
-            if args.threads:
-                command += ['--threads', str(args.threads)]
-            child = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
-            results[size]['seconds'] += child['seconds']
-            results[size]['peak_mb'].append(child['peak_mb'])
-            results[size]['data_mb'] = child['data_mb']
-    lines = []
+        runs = {size: trial_epochs(first_images_loaders(setup.uint8[:size], args.batch_size, args.seed), args.seed,
+                                   setup.out, full=True) for size in sizes}
+        for epoch in range(args.epochs):
+            for size, run in runs.items():
+                took = next(run)
+                if epoch > 0:
+                    seconds[size].append(took)
+    memory = {}
     for size in sizes:
-        median = statistics.median(results[size]['seconds'])
-        peak = statistics.median(results[size]['peak_mb'])
+        command = [sys.executable, os.path.abspath(__file__), '--data', args.data, '--epochs', '2',
+                   '--batch-size', str(args.batch_size), '--seed', str(args.seed), '--scale-child', str(size)]
+        if args.threads:
+            command += ['--threads', str(args.threads)]
+        # glibc: a fixed mmap threshold hands every large freed block back to the system at once, so
+        # that the resident memory follows the live tensors, not the allocator's caches (this slows
+        # the allocations down, which is why the time is measured here, not in the child)
+        env = dict(os.environ, MALLOC_MMAP_THRESHOLD_='131072')
+        memory[size] = json.loads(subprocess.run(command, check=True, capture_output=True, text=True,
+                                                 env=env).stdout)
+    lines = ['scale: (4) on the first N images (90% train, 10% validation); peak RSS + = how far the peak '
+             'resident memory during training rose above a fresh process after its imports (the images included)']
+    for size in sizes:
+        median = statistics.median(seconds[size])
         lines.append(f'scale {size:>6,} images: {median:.3f} s/epoch  {1e6 * median / size:.1f} us/image  '
-                     f'uint8 data {results[size]["data_mb"]:.2f} MB  peak RSS {peak:.1f} MB')
+                     f'uint8 data {memory[size]["data_mb"]:.2f} MB  peak RSS +{memory[size]["peak_mb"]:.1f} MB')
     small, large = min(sizes), max(sizes)
-    per_image = [statistics.median(results[s]['seconds']) / s for s in (small, large)]
-    extra = (statistics.median(results[large]['peak_mb']) - statistics.median(results[small]['peak_mb']))
-    lines.append(f'scale: time per image at {large:,} / at {small:,} = {per_image[1] / per_image[0]:.2f} '
-                 f'(1.00 = linear); peak RSS grows {extra * 2 ** 20 / (large - small):.0f} bytes per image '
-                 f'(a uint8 MNIST image is 784 bytes, float32 3,136)')
+    per_image = [statistics.median(seconds[size]) / size for size in (small, large)]
+    extra = memory[large]['peak_mb'] - memory[small]['peak_mb']
+    beyond = memory[small]['peak_mb'] - memory[small]['data_mb']
+    # least squares: seconds per epoch = fixed + per_image * N
+    medians = [statistics.median(seconds[size]) for size in sizes]
+    mean_n, mean_t = statistics.fmean(sizes), statistics.fmean(medians)
+    slope = (sum((n - mean_n) * (t - mean_t) for n, t in zip(sizes, medians))
+             / sum((n - mean_n) ** 2 for n in sizes))
+    lines.append(f'scale: time fit {1e6 * slope:.1f} us per image + {1e3 * (mean_t - slope * mean_n):.1f} ms per '
+                 f'epoch; time per image at {large:,} / at {small:,} = {per_image[1] / per_image[0]:.2f}')
+    lines.append(f'scale: peak RSS grows {extra * 2 ** 20 / (large - small):.0f} bytes per image (a uint8 MNIST '
+                 f'image is 784 bytes, float32 3,136); + {beyond:.1f} MB at {small:,} beyond the images')
     return lines
 
 
@@ -350,7 +386,7 @@ def main(argv=None):
     parser.add_argument('--batch-size', type=int, default=128)
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--threads', type=int, default=0, help='torch.set_num_threads (default: torch\'s choice)')
-    parser.add_argument('--quick', action='store_true', help='3 epochs x 1 round, scale check with 3 epochs')
+    parser.add_argument('--quick', action='store_true', help='3 epochs per run x 1 round')
     parser.add_argument('--no-scale', action='store_true', help='skip the scale check')
     parser.add_argument('--cli', action='store_true', help='also measurement (5): `torchbearer-vae train`')
     parser.add_argument('--cli-epochs', type=int, default=4, help='E for measurement (5) (default: 4)')
@@ -374,20 +410,20 @@ def main(argv=None):
               f'epoch, batch {args.batch_size}, {args.epochs} epochs per run (first untimed) x {args.repeats} '
               f'interleaved rounds')
         seconds, peaks, growth, can_reset = compare(setup, args.epochs, args.repeats)
+        scale_lines = [] if args.no_scale else scale(args, setup, (2500, 5000, 10000))
     median = {method: statistics.median(values) for method, values in seconds.items()}
     print('memory: data = the tensors the path keeps; peak RSS = ' + (
         "the process's peak resident memory during the run (VmHWM, reset before each run; torch's "
         'libraries alone are most of it), + how far it rose above the resident memory at the start of the run'
         if can_reset else "the process's peak resident memory (ru_maxrss, never reset: the same for all)"))
-    for method in RUNS:
+    for method in METHODS:
         print(f'{NAMES[method]:<68} {median[method]:.3f} s/epoch  {setup.images / median[method]:>6,.0f} images/s  '
               f'data {setup.data_mb[method]:4.1f} MB  peak RSS {peaks[method]:.0f} MB (+{growth[method]:.1f})')
     print(ratio_line('(4)/(1)', median[4] / median[1]))
     print(ratio_line('(2)/(4)', median[2] / median[4]))
     print(ratio_line('(4)/(3)', median[4] / median[3]))
-    if not args.no_scale:
-        for line in scale(args, (2500, 5000, 10000)):
-            print(line)
+    for line in scale_lines:
+        print(line)
     if args.cli:
         for line in cli(args, median[1]):
             print(line)

@@ -15,6 +15,7 @@ from .checkpoints import (
 )
 from .datasets import AutoEncoderDataset, IDXDataset, ImageDataset, load_digits, load_mnist, read_idx, train_val_split
 from .evaluation import importance_weighted_nll, negative_elbo
+from .guards import NaNGuard
 from .loaders import TensorLoader
 from .losses import MissingStateError, divergence, kld, kld_loss, vae_loss
 from .metrics import ActiveUnits, KLMetric, ReconstructionMetric
@@ -37,6 +38,7 @@ __all__ = [
     'importance_weighted_nll', 'negative_elbo',
     'save_checkpoint', 'load_checkpoint', 'model_from_checkpoint', 'load_model_state', 'Checkpointer',
     'CheckpointError', 'MetricsCSV', 'plot_history', 'write_json',
+    'NaNGuard',
     'register',
     '__version__',
 ]

@@ -36,10 +36,12 @@ from torchbearer.state import StateKey
 from ._io import PathLike
 from .picture_saver import (
     PictureSaver,
+    _check_epoch,
     _check_inputs,
     _check_positive_int,
     _device,
     _drawing,
+    _image_batch,
     _posterior_mean,
     _require,
 )
@@ -103,14 +105,18 @@ class ReconstructionSaver(PictureSaver):
         return (self.input_key, 'input_key'), (self.output_key, 'output_key')
 
     def _picture(self, model, collected):
-        inputs, outputs = collected
+        inputs, outputs = self._pair(*collected)
+        return self._stack(inputs, self._transform(outputs))
+
+    def _pair(self, inputs, outputs):
+        """The inputs as ``(N, C, H, W)`` images and the outputs reshaped like them, or why they cannot be."""
         inputs = self._as_images(inputs, 'inputs')
         count, shape = inputs.shape[0], tuple(inputs.shape[1:])
         if outputs.shape[0] != count or outputs[0].numel() != math.prod(shape):
             raise ValueError(f'the model output of shape {tuple(outputs.shape)} cannot be reshaped to the input '
                              f'images of shape {(count,) + shape}; the reconstruction must have as many values '
                              f'per image as the input')
-        return self._stack(inputs, self._transform(outputs.reshape(inputs.shape)))
+        return inputs, outputs.reshape(inputs.shape)
 
     def _stack(self, inputs, outputs):
         count = inputs.shape[0]
@@ -123,17 +129,24 @@ class ReconstructionSaver(PictureSaver):
         return torch.cat([inputs, outputs]), nrow
 
     def write(self, inputs: torch.Tensor, outputs: torch.Tensor, epoch: int) -> str:
-        """Write ``inputs`` above ``outputs`` (both ``(N, C, H, W)``) as the file for ``epoch``.
+        """Write ``inputs`` above ``outputs`` as the file for ``epoch`` (all of them: ``num_images`` is not applied).
 
         Args:
-            inputs (torch.Tensor): The input images.
-            outputs (torch.Tensor): Their reconstructions, same shape.
+            inputs (torch.Tensor): The input images, float, ``(N, C, H, W)`` (or flat, as in training;
+                see ``image_shape``).
+            outputs (torch.Tensor): Their reconstructions, float, as many values per image as the
+                inputs; drawn as they are (``output_transform`` is not applied).
             epoch (int): Fills ``{epoch}`` in the file name.
 
         Returns:
             str: The path written.
+
+        Raises:
+            TypeError, ValueError: naming the argument that is not a batch of images that fits.
         """
-        return self._emit(*self._stack(inputs, outputs), {torchbearer.EPOCH: epoch})
+        _check_epoch(epoch)
+        inputs, outputs = _check_inputs(inputs, 1), _check_inputs(outputs, 1, 'outputs')
+        return self._emit(*self._stack(*self._pair(inputs, outputs)), {torchbearer.EPOCH: epoch})
 
     def save(self, model: torch.nn.Module, inputs: torch.Tensor, epoch: int = 0) -> str:
         """Reconstruct ``inputs`` with ``model`` (eval mode) and write the grid, outside a Trial.
@@ -156,9 +169,7 @@ class ReconstructionSaver(PictureSaver):
         """
         inputs = _check_inputs(inputs, 1)[:self.num_images]
         with _drawing(model):
-            outputs = model(inputs.to(_device(model)))
-        if isinstance(outputs, (tuple, list)):
-            outputs = outputs[0]
+            outputs = _image_batch(model(inputs.to(_device(model))), f'the output of {type(model).__name__}')
         return self._save(model, [inputs, outputs.float().cpu()], epoch)
 
 

@@ -14,15 +14,18 @@ from torch import nn
 from torchbearer.callbacks import Callback
 
 from ._io import PathLike, atomic_write
-from .models import VAE
+from .models import VAE, ConvVAE
 from .version import __version__
 
 __all__ = ['CheckpointError', 'save_checkpoint', 'load_checkpoint', 'model_from_checkpoint', 'load_model_state',
            'Checkpointer']
 
 FORMAT = 'torchbearer_vae.checkpoint/1'
-# The models a checkpoint can rebuild, with the constructor arguments that define their shapes.
-_MODELS = {'VAE': (VAE, ('input_shape', 'hidden_dim', 'latent_dim'))}
+# The models a checkpoint can rebuild, with the constructor arguments that define the function they compute
+# (shapes, likelihood, logvar clamp): a rebuilt model must compute what the saved one did.
+_MODELS = {'VAE': (VAE, ('input_shape', 'hidden_dim', 'latent_dim', 'likelihood', 'sigma', 'logvar_clamp')),
+           'ConvVAE': (ConvVAE, ('input_shape', 'latent_dim', 'channels', 'hidden_dim', 'likelihood', 'sigma',
+                                 'logvar_clamp'))}
 
 
 class CheckpointError(ValueError):

@@ -17,6 +17,7 @@ from .checkpoints import Checkpointer, load_checkpoint, load_model_state, model_
 from .cli import _DEFAULTS, _RUN_OPTIONS, CommandError
 from .datasets import AutoEncoderDataset, IDXDataset, ImageDataset, load_digits, load_mnist, train_val_split
 from .evaluation import importance_weighted_nll, negative_elbo
+from .guards import NaNGuard
 from .loaders import TensorLoader
 from .losses import kld_loss
 from .models import VAE
@@ -131,8 +132,10 @@ def train(args) -> dict:
         return {'options': options, 'kl_term': kl_term.state_dict(), 'train_loader': train_loader.state_dict(),
                 'rng_state': torch.get_rng_state()}
 
+    guard = NaNGuard(warn=False)  # its message becomes the command's error below
     callbacks = [
         kl_term,
+        guard,
         ReconstructionSaver(folder=out),
         SampleSaver(folder=out, num_images=64, seed=options['seed']),
         Checkpointer(os.path.join(out, CHECKPOINT), extra=resumable),
@@ -148,6 +151,10 @@ def train(args) -> dict:
     trial.run(epochs=args.epochs)
     seconds = time.time() - started
     history = trial.state[torchbearer.HISTORY]
+    if guard.message is not None:
+        kept = (f'{os.path.join(out, CHECKPOINT)} holds the last good epoch ({len(history)})' if history else
+                'no epoch completed, so no checkpoint was written')
+        raise CommandError(f'{guard.message}. {kept}')
 
     plotted = plot_history(history, os.path.join(out, 'loss.png'), metrics=('loss', 'recon', 'kl'))
     if not plotted:

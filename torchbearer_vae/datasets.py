@@ -22,17 +22,28 @@ def _first(item, index):
     if isinstance(item, (tuple, list)):
         if len(item) == 0:
             raise ValueError(f'dataset item {index} is an empty {type(item).__name__}; items must be x or (x, ...)')
-        return item[0]
+        item = item[0]
+    if item is None:  # e.g. a loader that returns None for an unreadable file: say so here, not in collate
+        raise ValueError(f'dataset item {index} has None as its input; items must be x or (x, ...) with x an image')
     return item
 
 
 def _flatten(value, index):
-    if isinstance(value, np.ndarray):
-        value = torch.from_numpy(value)
+    if isinstance(value, (np.ndarray, np.generic)):
+        value = torch.from_numpy(np.asarray(value))
     if not isinstance(value, torch.Tensor):
         raise TypeError(f'flatten_target needs tensor items, but item {index} is a {type(value).__name__}; '
                         f'give the wrapped dataset a transform such as torchvision.transforms.ToTensor()')
     return value.reshape(-1)
+
+
+def _check_batchable(item, index) -> None:
+    """Refuse, at construction, an item that torch's default collate cannot batch: a PIL image."""
+    for role, value in zip(('input', 'target'), item):
+        if type(value).__module__.startswith('PIL.'):  # no PIL import: `import torchbearer_vae` stays light
+            raise TypeError(f'item {index} has a PIL image as its {role}, which a DataLoader cannot batch; give the '
+                            f'wrapped dataset transform=torchvision.transforms.ToTensor() (or pass it here as '
+                            f'both transform and target_transform)')
 
 
 class AutoEncoderDataset(Dataset):
@@ -78,8 +89,13 @@ class AutoEncoderDataset(Dataset):
                 raise TypeError(f'{name} must be callable or None, got {type(function).__name__}')
         self.dataset, self.transform, self.target_transform = dataset, transform, target_transform
         self.flatten_target = bool(flatten_target)
-        if len(dataset) > 0:  # fail now on a dataset whose items cannot work, not at the first batch
-            self[0]
+        try:
+            size = len(dataset)
+        except TypeError as error:  # e.g. a 0-d tensor, which has __len__ but no length
+            raise TypeError(f'AutoEncoderDataset needs a dataset with a length, got {_describe(dataset)}: {error}') \
+                from None
+        if size > 0:  # fail now on a dataset whose items cannot work, not at the first batch
+            _check_batchable(self[0], 0)
 
     def __len__(self) -> int:
         return len(self.dataset)

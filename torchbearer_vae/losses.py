@@ -19,7 +19,6 @@ __all__ = ['kld', 'vae_loss', 'divergence', 'kld_loss', 'MissingStateError']
 Beta = Union[float, Callable[[dict], float]]
 
 _REDUCTIONS = ('sum', 'batchmean', 'none')
-_LOW_PRECISION = (torch.float16, torch.bfloat16)
 # How the error message names a key the user must set: the import path beats the bare name.
 _KEY_NAMES = {key: f'torchbearer_vae.{name}' for key, name in (
     (MU, 'MU'), (LOGVAR, 'LOGVAR'), (KL, 'KL'), (RECON, 'RECON'))}
@@ -55,7 +54,8 @@ def kld(mu: torch.Tensor, logvar: torch.Tensor, reduction: str = 'sum') -> torch
     in nats. It is computed as ``0.5 * (mu**2 + expm1(logvar) - logvar)``, which is exact near
     ``logvar = 0`` and stays finite for float32 ``logvar`` up to about 88 (where the true value
     itself leaves float32's range). float16/bfloat16 inputs (e.g. under autocast) are computed
-    and returned in float32, where they cannot overflow.
+    and returned in float32, where they cannot overflow; float64 stays float64. A NaN in the
+    inputs gives a NaN (see :class:`~torchbearer_vae.NaNGuard` to stop training on one).
 
     Args:
         mu (torch.Tensor): Posterior means, shape ``(batch, *latent)``.
@@ -84,13 +84,22 @@ def kld(mu: torch.Tensor, logvar: torch.Tensor, reduction: str = 'sum') -> torch
         return per_element.sum()
     if reduction == 'batchmean':
         return per_element.sum() / max(mu.shape[0], 1)
-    return per_element.reshape(mu.shape[0], -1).sum(1)
+    return per_element.reshape(mu.shape[0], math.prod(mu.shape[1:])).sum(1)  # not -1: a batch may be empty
 
 
 def _kld_elements(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """The KL of every latent element, shape of ``mu`` (float32 for low-precision inputs)."""
+    """The KL of every latent element, shape of ``mu`` (float32 for low-precision inputs).
+
+    It runs at every training step: four elementwise kernels, two of them in place on a fresh
+    tensor that autograd does not need. The 0.5 is applied per element, not after the sum, so
+    that a sum of large but finite terms does not overflow first.
+    """
     if not isinstance(mu, torch.Tensor) or not isinstance(logvar, torch.Tensor):
         raise TypeError(f'kld expects tensors, got mu={type(mu).__name__}, logvar={type(logvar).__name__}')
+    if mu.layout != torch.strided or logvar.layout != torch.strided:
+        raise TypeError(f'kld expects dense tensors, got layouts {mu.layout} and {logvar.layout}')
+    if mu.device != logvar.device:
+        raise ValueError(f'mu and logvar must be on the same device, got {mu.device} and {logvar.device}')
     if mu.shape != logvar.shape:
         raise ValueError(f'mu and logvar must have the same shape, got {tuple(mu.shape)} and '
                          f'{tuple(logvar.shape)}')
@@ -98,9 +107,10 @@ def _kld_elements(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
         raise ValueError('mu and logvar need a batch dimension, got 0-d tensors')
     if not mu.is_floating_point() or not logvar.is_floating_point():
         raise TypeError(f'mu and logvar must be floating point, got {mu.dtype} and {logvar.dtype}')
-    if mu.dtype in _LOW_PRECISION or logvar.dtype in _LOW_PRECISION:
-        mu, logvar = mu.float(), logvar.float()
-    return 0.5 * (mu.pow(2) + torch.expm1(logvar) - logvar)
+    # At least float32, so that float16/bfloat16 cannot overflow; a float64 input keeps float64.
+    dtype = torch.promote_types(torch.promote_types(mu.dtype, logvar.dtype), torch.float32)
+    mu, logvar = mu.to(dtype), logvar.to(dtype)
+    return (torch.expm1(logvar) - logvar).addcmul_(mu, mu).mul_(0.5)
 
 
 def vae_loss(recon: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, target: torch.Tensor,
@@ -179,6 +189,10 @@ class _DivergenceCallback(Callback):
     training position for schedules: ``step`` (training batches completed) and ``epoch`` (training
     epochs completed). ``state_dict()`` returns them as plain ints; ``load_state_dict`` restores
     them, so a resumed run continues its KL schedule.
+
+    Why not torchbearer's ``add_to_loss`` itself: it returns a ``LambdaCallback`` with no
+    ``state_dict`` and one function for training and validation, while a resumable schedule needs
+    its position saved and validation must not advance it.
     """
 
     def __init__(self, name: str, keys: Tuple[StateKey, ...], compute: _Compute, beta: Beta,
@@ -380,14 +394,21 @@ def kld_loss(beta: Beta = 1.0, reduction: str = 'sum', mu: StateKey = MU, logvar
         raise ValueError(f'free_bits and beta={beta!r} both replace the KL term; use one of them')
     free_bits = float(free_bits)
 
+    # A capacity (or free bits) works on nats per image, and a summed loss then gets B times its term;
+    # any other weight is linear, so a summed loss can add beta * total directly (fewer kernels per step).
+    per_image_term = bool(free_bits) or (isinstance(beta, Schedule) and type(beta).loss_term is not Schedule.loss_term)
+
     def compute(mu_value, logvar_value):
-        per_dimension = _kld_elements(mu_value, logvar_value)
-        batch = per_dimension.shape[0]
-        per_dimension = per_dimension.reshape(batch, -1)
-        total = per_dimension.sum()
+        per_element = _kld_elements(mu_value, logvar_value)
+        batch = per_element.shape[0]
+        total = per_element.sum()
+        if reduction == 'sum' and not per_image_term:
+            return total, total, 1
         per_image = total / batch
-        # Schedules see nats per image (a capacity C is per image); a summed loss gets B times the term.
-        objective = per_dimension.mean(0).clamp(min=free_bits).sum() if free_bits else per_image
+        if free_bits:
+            objective = per_element.reshape(batch, -1).mean(0).clamp(min=free_bits).sum()
+        else:
+            objective = per_image
         if reduction == 'sum':
             return objective, total, batch
         return objective, per_image, 1

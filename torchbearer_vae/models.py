@@ -26,6 +26,20 @@ def _check_dim(name: str, value) -> None:
         raise ValueError(f'{name} must be an int >= 1, got {value!r}')
 
 
+def _check_clamp(logvar_clamp) -> Optional[Tuple[float, float]]:
+    if logvar_clamp is None:
+        return None
+    if isinstance(logvar_clamp, (str, bytes)):
+        raise ValueError(f'logvar_clamp must be None or two numbers (low, high), got {logvar_clamp!r}')
+    try:
+        low, high = (float(bound) for bound in logvar_clamp)
+    except (TypeError, ValueError):
+        raise ValueError(f'logvar_clamp must be None or two numbers (low, high), got {logvar_clamp!r}') from None
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise ValueError(f'logvar_clamp must be finite with low < high, got {logvar_clamp!r}')
+    return low, high
+
+
 def _negative_log_likelihood(likelihood: str, mean: torch.Tensor, target: torch.Tensor,
                             sigma: float = 1.0) -> torch.Tensor:
     """``-log p(target | z)`` per image, in nats, for a decoder output ``mean``; shape ``(B,)``.
@@ -73,6 +87,21 @@ class BaseVAE(nn.Module):
             reconstruction (``True``), or return ``(recon, mu, logvar)`` (``False``).
         likelihood (str): ``'bernoulli'`` or ``'gaussian'``.
         sigma (float): Standard deviation of the Gaussian likelihood (ignored for Bernoulli).
+        logvar_clamp (tuple of float or None): ``(low, high)``: :meth:`encode` clamps ``logvar``
+            to this range (see the trade-off below); ``None`` (default) leaves it as the
+            encoder computes it.
+
+    **The logvar clamp.** An encoder whose ``logvar`` output runs away makes ``exp(logvar)``
+    overflow: in float32 the KL (:func:`~torchbearer_vae.kld`) stays finite up to ``logvar``
+    about 88 and the draw ``mu + exp(logvar / 2) * eps`` up to about 177, but under float16
+    autocast ``exp(logvar / 2)`` overflows from ``logvar`` about 22, and the loss becomes inf,
+    then NaN. ``logvar_clamp=(-30, 20)`` (what several VAE codebases, e.g. the latent diffusion
+    autoencoder, do) keeps the posterior standard deviation in ``[3e-7, 2.2e4]``, finite in
+    float16. The price: the clamp is hard, so a ``logvar`` outside the range gets no gradient
+    (an encoder pinned at a bound stops learning that output) and the model is no longer exactly
+    the unclamped one. The default is ``None``, so :class:`VAE` stays the PyTorch example's
+    model; a run that hits inf/NaN (see :class:`~torchbearer_vae.NaNGuard`) or trains in float16
+    should turn it on.
 
     Example: ::
 
@@ -92,7 +121,8 @@ class BaseVAE(nn.Module):
     """
 
     def __init__(self, input_shape: Union[int, Sequence[int]], latent_dim: int, use_state: bool = True,
-                 likelihood: str = 'bernoulli', sigma: float = 0.1):
+                 likelihood: str = 'bernoulli', sigma: float = 0.1,
+                 logvar_clamp: Optional[Tuple[float, float]] = None):
         super().__init__()
         shape = (input_shape,) if isinstance(input_shape, int) else tuple(input_shape)
         if not shape or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape):
@@ -105,6 +135,7 @@ class BaseVAE(nn.Module):
         self.input_shape, self.latent_dim, self.use_state = shape, latent_dim, use_state
         self.input_dim = math.prod(shape)
         self.likelihood, self.sigma = likelihood, float(sigma)
+        self.logvar_clamp = _check_clamp(logvar_clamp)
 
     # -- what a subclass provides --
     def _encoder(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -125,13 +156,16 @@ class BaseVAE(nn.Module):
             x (torch.Tensor): Inputs, ``(B, *input_shape)`` or flat ``(B, prod(input_shape))``.
 
         Returns:
-            tuple: ``(mu, logvar)``, each ``(B, latent_dim)``.
+            tuple: ``(mu, logvar)``, each ``(B, latent_dim)``; ``logvar`` clamped to ``logvar_clamp`` if set.
         """
         if x.dim() < 2 or x[0].numel() != self.input_dim:
             raise ValueError(f'{type(self).__name__}(input_shape={self.input_shape}) got inputs of shape '
                              f'{tuple(x.shape)}; expected (batch, {", ".join(map(str, self.input_shape))}) or '
                              f'(batch, {self.input_dim})')
-        return self._encoder(x.reshape((x.shape[0],) + self.input_shape))
+        mu, logvar = self._encoder(x.reshape((x.shape[0],) + self.input_shape))
+        if self.logvar_clamp is not None:
+            logvar = logvar.clamp(*self.logvar_clamp)
+        return mu, logvar
 
     def reparameterize(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
         """A draw ``z = mu + sigma * eps`` in training mode; the mean ``mu`` in eval mode.
@@ -233,8 +267,9 @@ class BaseVAE(nn.Module):
 
     def extra_repr(self) -> str:
         sigma = f', sigma={self.sigma}' if self.likelihood == 'gaussian' else ''
+        clamp = f', logvar_clamp={self.logvar_clamp}' if self.logvar_clamp is not None else ''
         return (f'input_shape={self.input_shape}, latent_dim={self.latent_dim}, '
-                f'likelihood={self.likelihood!r}{sigma}, use_state={self.use_state}')
+                f'likelihood={self.likelihood!r}{sigma}{clamp}, use_state={self.use_state}')
 
 
 class VAE(BaseVAE):
@@ -262,6 +297,9 @@ class VAE(BaseVAE):
             reconstruction (``True``), or return ``(recon, mu, logvar)`` (``False``).
         likelihood (str): ``'bernoulli'`` (the example's sigmoid output) or ``'gaussian'``.
         sigma (float): Fixed standard deviation of the Gaussian likelihood.
+        logvar_clamp (tuple of float or None): Clamp ``logvar`` to ``(low, high)``, e.g.
+            ``(-30, 20)``; ``None`` (default, as in the PyTorch example) does not. See :class:`BaseVAE`
+            for the trade-off.
 
     Example: ::
 
@@ -274,8 +312,10 @@ class VAE(BaseVAE):
     """
 
     def __init__(self, input_shape: Union[int, Sequence[int]] = (1, 28, 28), hidden_dim: int = 400,
-                 latent_dim: int = 20, use_state: bool = True, likelihood: str = 'bernoulli', sigma: float = 0.1):
-        super().__init__(input_shape, latent_dim, use_state=use_state, likelihood=likelihood, sigma=sigma)
+                 latent_dim: int = 20, use_state: bool = True, likelihood: str = 'bernoulli', sigma: float = 0.1,
+                 logvar_clamp: Optional[Tuple[float, float]] = None):
+        super().__init__(input_shape, latent_dim, use_state=use_state, likelihood=likelihood, sigma=sigma,
+                         logvar_clamp=logvar_clamp)
         _check_dim('hidden_dim', hidden_dim)
         self.hidden_dim = hidden_dim
         self.fc1 = nn.Linear(self.input_dim, hidden_dim)
@@ -320,6 +360,7 @@ class ConvVAE(BaseVAE):
         likelihood (str): ``'bernoulli'`` or ``'gaussian'``.
         sigma (float): Fixed standard deviation of the Gaussian likelihood.
         use_state (bool): As for :class:`VAE`.
+        logvar_clamp (tuple of float or None): As for :class:`VAE`; default ``None``.
 
     Raises:
         ValueError: for a shape that is not ``(C, H, W)`` with ``H``, ``W`` multiples of 4, or
@@ -337,10 +378,11 @@ class ConvVAE(BaseVAE):
 
     def __init__(self, input_shape: Sequence[int] = (1, 28, 28), latent_dim: int = 20,
                  channels: Sequence[int] = (32, 64), hidden_dim: int = 256, likelihood: str = 'bernoulli',
-                 sigma: float = 0.1, use_state: bool = True):
+                 sigma: float = 0.1, use_state: bool = True, logvar_clamp: Optional[Tuple[float, float]] = None):
         if isinstance(input_shape, int) or len(tuple(input_shape)) != 3:
             raise ValueError(f'ConvVAE needs input_shape=(channels, height, width), got {input_shape!r}')
-        super().__init__(input_shape, latent_dim, use_state=use_state, likelihood=likelihood, sigma=sigma)
+        super().__init__(input_shape, latent_dim, use_state=use_state, likelihood=likelihood, sigma=sigma,
+                         logvar_clamp=logvar_clamp)
         in_channels, height, width = self.input_shape
         if height % 4 or width % 4:
             raise ValueError(f'ConvVAE needs height and width that are multiples of 4 (two stride-2 layers), '

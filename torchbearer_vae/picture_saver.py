@@ -8,6 +8,8 @@ subclass only says what to draw.
 import contextlib
 import math
 import os
+import re
+import string
 import warnings
 from typing import Callable, List, Optional, Sequence, Tuple
 
@@ -35,6 +37,22 @@ def _check_positive_int(name: str, value, allow_none: bool = False) -> None:
         raise ValueError(f'{name} must be >= 1, got {value}')
 
 
+# What an {epoch} field may format with: zero padding, width, grouping and an integer type. Nothing
+# else: a fill character ('{epoch:/>3}') or '{epoch:c}' (the character whose code is the epoch: 46 is
+# '.', 47 '/') would let the epoch number write a path outside the folder.
+_EPOCH_SPEC = re.compile(r'0?[0-9]*[,_]?[dxXob]?')
+
+
+def _file_name(filename: str, epoch: int) -> str:
+    """``filename`` with ``{epoch}`` filled in, refused unless it names a file inside the folder."""
+    name = filename.format(epoch=epoch)
+    normal = name.replace('\\', '/')
+    if os.path.isabs(name) or normal.startswith('/') or os.path.splitdrive(name)[0] or '..' in normal.split('/'):
+        raise ValueError(f'filename {filename!r} must stay inside the folder: no absolute paths or "..", '
+                         f'got {name!r} for epoch {epoch}')
+    return name
+
+
 def _check_output_path(folder: PathLike, filename: str) -> None:
     """Validate a folder and an ``{epoch}`` filename template before any training happens."""
     from PIL import Image  # torchvision's own image dependency; only needed to list extensions
@@ -42,12 +60,19 @@ def _check_output_path(folder: PathLike, filename: str) -> None:
     if not isinstance(filename, str):
         raise TypeError(f'filename must be a str, got {type(filename).__name__}')
     try:
-        example = filename.format(epoch=0)
-    except (KeyError, IndexError, ValueError) as error:
+        fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(filename)
+                  if name is not None]
+    except ValueError as error:
         raise ValueError(f'filename {filename!r} must be a template whose only field is {{epoch}}: '
                          f'formatting it failed with {type(error).__name__}: {error}') from None
-    if os.path.isabs(example) or '..' in example.replace('\\', '/').split('/'):
-        raise ValueError(f'filename {filename!r} must stay inside the folder: no absolute paths or ".."')
+    for name, spec, conversion in fields:
+        if name != 'epoch':
+            raise ValueError(f'filename {filename!r} must be a template whose only field is {{epoch}}, got '
+                             f'{{{name}}}')
+        if conversion is not None or not _EPOCH_SPEC.fullmatch(spec):
+            raise ValueError(f'filename {filename!r}: {{epoch}} may only be padded, as in {{epoch:03d}}; got '
+                             f'{{epoch{"!" + conversion if conversion else ""}{":" + spec if spec else ""}}}')
+    example = _file_name(filename, 0)
     extension = os.path.splitext(example)[1].lower()
     if extension not in Image.registered_extensions():
         raise ValueError(f'filename {filename!r} must end in an image extension such as .png, '
@@ -56,15 +81,35 @@ def _check_output_path(folder: PathLike, filename: str) -> None:
         raise ValueError(f'folder {os.fspath(folder)!r} exists and is not a directory; choose another folder')
 
 
-def _check_inputs(inputs, needed: int) -> Optional[torch.Tensor]:
+def _check_inputs(inputs, needed: int, name: str = 'inputs') -> Optional[torch.Tensor]:
     if inputs is None:
         return None
     if not isinstance(inputs, torch.Tensor) or not inputs.is_floating_point() or inputs.dim() < 2:
-        raise TypeError(f'inputs must be a floating point tensor holding a batch of images (N, ...), got '
+        raise TypeError(f'{name} must be a floating point tensor holding a batch of images (N, ...), got '
                         f'{_describe(inputs)}')
     if inputs.shape[0] < needed:
-        raise ValueError(f'inputs must hold at least {needed} images, got {inputs.shape[0]}')
+        raise ValueError(f'{name} must hold at least {needed} images, got {inputs.shape[0]}')
     return inputs.detach().cpu().clone()
+
+
+def _check_epoch(epoch) -> None:
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        raise ValueError(f'epoch must be an int >= 0, got {epoch!r}')
+
+
+def _image_batch(value, what: str) -> torch.Tensor:
+    """The images in a model output or state value: the tensor, or the first element of a tuple/list."""
+    if isinstance(value, (tuple, list)):  # (recon, mu, logvar) or several inputs: the first one
+        if not value:
+            raise ValueError(f'{what} is an empty {type(value).__name__}; expected a batch of images (N, ...) or a '
+                             f'tuple whose first element is one')
+        value = value[0]
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f'{what} must be a tensor holding a batch of images (N, ...), got {_describe(value)}')
+    if value.dim() < 2:
+        raise ValueError(f'{what} must be a batch of images (N, ...) with at least 2 dimensions, got '
+                         f'{_describe(value)}')
+    return value
 
 
 def _describe(value) -> str:
@@ -328,11 +373,7 @@ class PictureSaver(Callback):
         except KeyError:
             raise MissingStateError(f'{type(self).__name__} needs state[{key!r}] ({argument}) but it is not in '
                                     f'state; pass the {argument} under which your data is stored') from None
-        if isinstance(value, (tuple, list)):  # (recon, mu, logvar) or several inputs: the first one
-            value = value[0]
-        if not isinstance(value, torch.Tensor):
-            raise TypeError(f'{type(self).__name__} needs a tensor in state[{key!r}], got {type(value).__name__}')
-        return value
+        return _image_batch(value, f'{type(self).__name__}: state[{key!r}] ({argument})')
 
     # -- drawing and writing --
     def _picture(self, model, collected: List[torch.Tensor]) -> Tuple[torch.Tensor, int]:
@@ -347,15 +388,14 @@ class PictureSaver(Callback):
         return self._emit(*picture, state)
 
     def _emit(self, images: torch.Tensor, nrow: int, state) -> str:
-        path = os.path.join(os.fspath(self.folder), self.filename.format(epoch=state[torchbearer.EPOCH]))
+        path = os.path.join(os.fspath(self.folder), _file_name(self.filename, state[torchbearer.EPOCH]))
         grid = _write_grid(images, path, nrow, self.normalize)
         for handler in self._handlers:
             handler(grid, 0, state)
         return path
 
     def _save(self, model, collected, epoch: int) -> str:
-        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-            raise ValueError(f'epoch must be an int >= 0, got {epoch!r}')
+        _check_epoch(epoch)
         model = _inner(model)
         self._check_model(model)
         return self._draw({torchbearer.MODEL: model, torchbearer.EPOCH: epoch}, collected)
@@ -384,12 +424,12 @@ class PictureSaver(Callback):
         if shape[0] not in (1, 3, 4):
             raise ValueError(f'{type(self).__name__} can write 1 (grey), 3 (RGB) or 4 (RGBA) channels, but the '
                              f'images have shape {shape}; pass image_shape if the channels are elsewhere')
+        if math.prod(shape) == 0:
+            raise ValueError(f'{type(self).__name__} got {what} of shape {tuple(tensor.shape)}, images without pixels')
         if tensor[0].numel() != math.prod(shape):
             raise ValueError(f'{what} of shape {tuple(tensor.shape)} cannot be shown as images of shape {shape}')
         return tensor.reshape((count,) + shape)
 
     def _decode(self, model, z: torch.Tensor) -> torch.Tensor:
-        decoded = model.decode(z)
-        if isinstance(decoded, (tuple, list)):
-            decoded = decoded[0]
+        decoded = _image_batch(model.decode(z), 'model.decode(z)')
         return self._as_images(self._transform(decoded).float().cpu(), 'decoded images', model)

@@ -14,7 +14,7 @@ import argparse
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import Subset
 from torchbearer import Trial
 
 from torchbearer_vae import (
@@ -24,6 +24,7 @@ from torchbearer_vae import (
     AutoEncoderDataset,
     IDXDataset,
     ReconstructionSaver,
+    TensorLoader,
     divergence,
     kld,
     kld_loss,
@@ -80,7 +81,8 @@ def make_loaders(images, batch_size=128):
     """Training and validation loaders of ``(image, image)`` pairs."""
     data = AutoEncoderDataset(images)  # (image, label) -> (image, image): the target is the input
     train, val = train_val_split(data, val_fraction=0.1, seed=1)
-    return DataLoader(train, batch_size, shuffle=True), DataLoader(val, batch_size)
+    # TensorLoader: batches cut from the stored tensors at once (a DataLoader works too, item by item)
+    return TensorLoader(train, batch_size, shuffle=True, seed=1), TensorLoader(val, batch_size)
 
 
 def beta_kl(beta):
