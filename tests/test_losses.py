@@ -73,11 +73,32 @@ def test_kld_low_precision_inputs_do_not_overflow(dtype):
     torch.testing.assert_close(value, kld(mu.float(), logvar.float()))
 
 
+@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
+def test_a_real_vae_forward_under_cpu_autocast_gives_a_finite_float32_kl(dtype):
+    from torchbearer_vae import VAE
+
+    torch.manual_seed(0)
+    model = VAE(hidden_dim=32, latent_dim=4)
+    with torch.no_grad():  # posteriors far from the prior: exp(logvar) overflows float16, mu ** 2 is large
+        model.fc22.bias.fill_(40.0)
+        model.fc21.bias.fill_(200.0)
+    x = torch.rand(8, 1, 28, 28)
+    with torch.autocast('cpu', dtype=dtype):
+        _, mu, logvar = model.eval()(x)
+        value = kld(mu, logvar, 'batchmean')
+    assert mu.dtype == logvar.dtype == dtype  # autocast ran the encoder in low precision
+    assert value.dtype == torch.float32 and torch.isfinite(value)
+    torch.testing.assert_close(value, kld(mu.float(), logvar.float(), 'batchmean'))
+    assert value > 4 * 0.5 * math.expm1(39)  # the true size, not a clamped or wrapped one
+
+
 @pytest.mark.parametrize('args, error, message', [
     ((torch.zeros(2, 3), torch.zeros(2, 4)), ValueError, 'same shape'),
     ((torch.zeros(()), torch.zeros(())), ValueError, 'batch dimension'),
     ((torch.zeros(2, 3), torch.zeros(2, 3), 'mean'), ValueError, "reduction must be one of 'sum'"),
     (([0.0], torch.zeros(1)), TypeError, 'tensors'),
+    ((torch.zeros(2, 3), torch.zeros(2, 3, device='meta')), ValueError, 'same device'),
+    ((torch.zeros(2, 3).to_sparse(), torch.zeros(2, 3).to_sparse()), TypeError, 'dense'),
     ((torch.zeros(2, 3, dtype=torch.long), torch.zeros(2, 3, dtype=torch.long)), TypeError, 'floating point'),
 ])
 def test_kld_bad_input(args, error, message):

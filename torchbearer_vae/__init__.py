@@ -14,6 +14,7 @@ from .checkpoints import (
                           save_checkpoint,
 )
 from .datasets import AutoEncoderDataset, IDXDataset, ImageDataset, load_digits, load_mnist, read_idx, train_val_split
+from .distributed import ReduceMetrics
 from .evaluation import importance_weighted_nll, negative_elbo
 from .guards import NaNGuard
 from .loaders import TensorLoader
@@ -39,6 +40,7 @@ __all__ = [
     'save_checkpoint', 'load_checkpoint', 'model_from_checkpoint', 'load_model_state', 'Checkpointer',
     'CheckpointError', 'MetricsCSV', 'plot_history', 'write_json',
     'NaNGuard',
+    'ReduceMetrics',
     'register',
     '__version__',
 ]

@@ -22,6 +22,7 @@ _EXPORTS = (
     (torchbearer.callbacks, 'SampleSaver', 'callbacks'),
     (torchbearer.callbacks, 'LatentTraversal', 'callbacks'),
     (torchbearer.callbacks, 'Interpolation', 'callbacks'),
+    (torchbearer.callbacks, 'NaNGuard', 'guards'),
     (torchbearer.callbacks, 'kld_loss', 'losses'),
     (torchbearer.callbacks, 'divergence', 'losses'),
     (torchbearer.cv_utils, 'AutoEncoderDataset', 'datasets'),
@@ -45,7 +46,7 @@ def register() -> None:
 
     After it, ``torchbearer.MU is torchbearer_vae.MU`` and likewise for ``LOGVAR``, ``KL``,
     ``torchbearer.callbacks.ReconstructionSaver`` (and ``SampleSaver``, ``LatentTraversal``,
-    ``Interpolation``), ``kld_loss``, ``divergence`` and
+    ``Interpolation``, ``NaNGuard``), ``kld_loss``, ``divergence`` and
     ``torchbearer.cv_utils.AutoEncoderDataset``; and the metric names ``'kl'``, ``'recon'`` and
     ``'active_units'`` work in ``Trial(metrics=[...])``. ``import torchbearer_vae`` calls it.
 

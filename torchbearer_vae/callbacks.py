@@ -275,7 +275,7 @@ class _FromInputs(PictureSaver):
                  output_transform):
         super().__init__(folder, filename, on=on, input_key=input_key, normalize=normalize,
                          image_shape=image_shape, output_transform=output_transform)
-        self.inputs = _check_inputs(inputs, needed)
+        self.inputs = _check_inputs(inputs, needed, allow_none=True)
         if self.inputs is not None:
             self.inputs = self.inputs[:needed]
         self._needed = 0 if self.inputs is not None else needed

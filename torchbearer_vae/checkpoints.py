@@ -14,6 +14,7 @@ from torch import nn
 from torchbearer.callbacks import Callback
 
 from ._io import PathLike, atomic_write
+from .distributed import _is_main_process, _unwrap
 from .models import VAE, ConvVAE
 from .version import __version__
 
@@ -57,7 +58,10 @@ def save_checkpoint(path: PathLike, model: nn.Module, optimizer: Optional[torch.
     Args:
         path (str or PathLike): The file to write (``.pt`` by convention); replaced atomically.
         model (nn.Module): The model; for the package's models its constructor arguments are
-            stored too, so :func:`model_from_checkpoint` can rebuild it.
+            stored too, so :func:`model_from_checkpoint` can rebuild it. A model wrapped in
+            :class:`~torch.nn.parallel.DistributedDataParallel` or ``DataParallel`` is saved as
+            the model inside (weight names without the wrapper's ``module.`` prefix), so the file
+            loads into the plain model. Under :mod:`torch.distributed`, call this on one rank.
         optimizer (Optimizer or None): Its state, for resuming with the same moments and steps.
         **extra: Plain values to store alongside (epoch, history, random states, ...): tensors,
             numbers, strings, ``None`` and lists/dicts of them.
@@ -71,6 +75,7 @@ def save_checkpoint(path: PathLike, model: nn.Module, optimizer: Optional[torch.
         >>> load_checkpoint(path)['epoch']
         3
     """
+    model = _unwrap(model)
     payload = {'format': FORMAT, 'torchbearer_vae': __version__, 'model': _model_config(model),
                'model_state': model.state_dict(),
                'optimizer_state': None if optimizer is None else optimizer.state_dict()}
@@ -176,6 +181,11 @@ class Checkpointer(Callback):
     torchbearer's ``on_checkpoint`` hook, after the epoch's history entry exists, so the file
     always describes whole epochs: a run killed mid-epoch resumes from the last complete one.
 
+    Under :mod:`torch.distributed` only rank 0 writes (the ranks hold the same weights), and a
+    :class:`~torch.nn.parallel.DistributedDataParallel` model is saved unwrapped. ``extra`` is
+    called on every rank, before rank 0 writes, so it may gather values from all ranks with a
+    collective (each rank's random state, say).
+
     Args:
         path (str or PathLike): The checkpoint file, replaced every epoch.
         extra (callable or None): ``extra(state) -> dict`` of more plain values to store
@@ -199,5 +209,7 @@ class Checkpointer(Callback):
     def on_checkpoint(self, state):
         history = state[torchbearer.HISTORY]
         extra = self.extra(state) if self.extra is not None else {}
+        if not _is_main_process():
+            return
         save_checkpoint(self.path, state[torchbearer.MODEL], state[torchbearer.OPTIMIZER],
                         epoch=len(history), history=_plain_history(history), **extra)

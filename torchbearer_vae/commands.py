@@ -1,4 +1,5 @@
 """What each ``torchbearer-vae`` sub-command does; :mod:`torchbearer_vae.cli` parses the arguments."""
+import gc
 import json
 import os
 import platform
@@ -8,14 +9,16 @@ import time
 import torch
 import torch.nn.functional as F
 import torchbearer
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Subset
 from torchbearer import Trial
 
 from ._io import remove_stale_temporaries
 from .callbacks import ReconstructionSaver, SampleSaver
-from .checkpoints import Checkpointer, load_checkpoint, load_model_state, model_from_checkpoint
+from .checkpoints import Checkpointer, CheckpointError, load_checkpoint, load_model_state, model_from_checkpoint
 from .cli import _DEFAULTS, _RUN_OPTIONS, CommandError
 from .datasets import AutoEncoderDataset, IDXDataset, ImageDataset, load_digits, load_mnist, train_val_split
+from .distributed import ReduceMetrics
 from .evaluation import importance_weighted_nll, negative_elbo
 from .guards import NaNGuard
 from .loaders import TensorLoader
@@ -95,27 +98,154 @@ def _prepare_out(out, resume):
     return None
 
 
+class _Processes:
+    """The processes training together: this one alone, or the ``WORLD_SIZE`` ones torchrun started.
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1 in the environment) every process runs ``train``: it
+    joins the default process group (``env://``: ``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``,
+    ``MASTER_PORT``), with NCCL on its own GPU (``cuda:LOCAL_RANK``) or gloo on the CPU.
+    """
+
+    def __init__(self, device_name: str):
+        self.rank, self.world_size, self.local_rank, self.joined = 0, 1, 0, False
+        try:
+            world_size = int(os.environ.get('WORLD_SIZE', '1'))
+            local_rank = int(os.environ.get('LOCAL_RANK', '0'))
+        except ValueError:
+            raise CommandError(f"WORLD_SIZE and LOCAL_RANK must be whole numbers (torchrun sets them), got "
+                               f"WORLD_SIZE={os.environ.get('WORLD_SIZE')!r}, "
+                               f"LOCAL_RANK={os.environ.get('LOCAL_RANK')!r}") from None
+        self.device = _device(device_name)
+        if world_size <= 1:
+            return
+        self.local_rank = local_rank
+        dist = torch.distributed
+        if not dist.is_available():
+            raise CommandError(f'WORLD_SIZE={world_size} asks for distributed training, but this PyTorch has no '
+                               f'torch.distributed')
+        if self.device.type == 'cuda':
+            if local_rank >= torch.cuda.device_count():
+                raise CommandError(f'process {local_rank} of this machine has no GPU of its own (there are '
+                                   f'{torch.cuda.device_count()}): start at most one process per GPU '
+                                   f'(torchrun --nproc_per_node) or use --device cpu')
+            self.device = torch.device('cuda', local_rank)
+            torch.cuda.set_device(self.device)
+        if not dist.is_initialized():  # else a program calling this joined already, and leaves itself
+            try:
+                dist.init_process_group('nccl' if self.device.type == 'cuda' else 'gloo')
+            except (RuntimeError, ValueError) as error:
+                raise CommandError(f"could not join the {world_size} processes (MASTER_ADDR="
+                                   f"{os.environ.get('MASTER_ADDR')}, MASTER_PORT={os.environ.get('MASTER_PORT')}): "
+                                   f"{error}") from None
+            self.joined = True
+        self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
+
+    def from_rank_0(self, work):
+        """``work()`` done by rank 0 alone, its result (or its one-line error) given to every rank.
+
+        What touches ``--out`` happens on rank 0 only: on several machines, only rank 0's has the run.
+        """
+        if self.world_size == 1:
+            return work()
+        box = [None]
+        if self.rank == 0:
+            try:
+                box = [(work(), None)]
+            except (CommandError, CheckpointError) as error:
+                box = [(None, error)]
+        torch.distributed.broadcast_object_list(box, src=0)
+        result, error = box[0]
+        if error is not None:
+            raise error  # on every rank, so that none waits for the others (each prints the same line)
+        return result
+
+    def gather(self, value) -> list:
+        """``value`` of every rank, in rank order."""
+        if self.world_size == 1:
+            return [value]
+        values = [None] * self.world_size
+        torch.distributed.all_gather_object(values, value)
+        return values
+
+    def barrier(self):
+        """Wait until every rank is here."""
+        if self.world_size > 1:
+            torch.distributed.barrier()
+
+    def leave(self, together: bool):
+        """Leave the process group; ``together``: the ranks all finished, and wait for each other first."""
+        if not self.joined:
+            return
+        # DistributedDataParallel holds the group, and torchbearer's Trial (which refers to itself) holds the
+        # DDP model until a garbage collection: a group destroyed while held can abort the process at exit
+        # ("terminate called without an active exception"), failing a run that succeeded.
+        gc.collect()
+        if together:  # not after an error: the other ranks may be waiting elsewhere, and torchrun stops them
+            self.barrier()
+        torch.distributed.destroy_process_group()
+        self.joined = False
+
+
 def train(args) -> dict:
-    """``torchbearer-vae train``: train the reference VAE and write the run's files into ``--out``."""
-    out = args.out or os.path.join('runs', _run_name(args.dataset))
+    """``torchbearer-vae train``: train the reference VAE and write the run's files into ``--out``.
+
+    Under ``torchrun`` every process runs it: see :class:`_Processes`, :func:`_train` and
+    docs/distributed.rst.
+    """
+    processes = _Processes(args.device)
+    finished = False
+    try:
+        summary = _train(args, processes)
+        finished = True
+        return summary
+    finally:
+        processes.leave(together=finished)
+
+
+def _prepare(args, out):
+    """``(checkpoint, options, nothing_to_do)``: --out checked, the run to resume read, its options."""
     checkpoint = _prepare_out(out, args.resume)
     remove_stale_temporaries(out)  # left by a run killed in the middle of a write
     options = _run_options(args, checkpoint)
-    device = _device(args.device)
     done = 0 if checkpoint is None else checkpoint['epoch']
-    if done >= args.epochs and os.path.exists(os.path.join(out, SUMMARY)):
-        print(f'{out}: already trained for {done} epochs (asked for {args.epochs}); nothing to do')
+    return checkpoint, options, done >= args.epochs and os.path.exists(os.path.join(out, SUMMARY))
+
+
+def _train(args, processes: _Processes) -> dict:
+    """Train on every rank: data sharded, the model in DistributedDataParallel, files written by rank 0.
+
+    Every rank validates on all the validation images (with the same weights, in eval mode), so the
+    ``val_*`` metrics and ``val_active_units`` are those one process would compute; the training
+    metrics (``loss``, ``recon``, ``kl``) are averaged over the ranks by :class:`ReduceMetrics`,
+    so the history, metrics.csv and the checkpoint hold the global values.
+    """
+    rank, world_size, device = processes.rank, processes.world_size, processes.device
+    out = args.out or os.path.join('runs', _run_name(args.dataset))
+    checkpoint, options, nothing_to_do = processes.from_rank_0(lambda: _prepare(args, out))
+    done = 0 if checkpoint is None else checkpoint['epoch']
+    if nothing_to_do:
+        if rank == 0:
+            print(f'{out}: already trained for {done} epochs (asked for {args.epochs}); nothing to do')
         return {}
 
+    # The first process of each machine reads the data first: it downloads mnist/fashion-mnist if needed, alone.
+    if processes.local_rank:
+        processes.barrier()
     dataset = load_dataset(options['dataset'], options['data_dir'], options['limit'])
+    if not processes.local_rank:
+        processes.barrier()
     train_set, val_set = train_val_split(AutoEncoderDataset(dataset), options['val_fraction'], seed=options['seed'])
     torch.manual_seed(options['seed'])
     image_shape = tuple(dataset[0][0].shape)
     model = VAE(image_shape, hidden_dim=options['hidden_dim'], latent_dim=options['latent_dim'])
+    if rank:  # its own draws of z; the weights are rank 0's, which DistributedDataParallel copies to every rank
+        torch.manual_seed(options['seed'] + rank)
     optimizer = torch.optim.Adam(model.parameters(), lr=options['lr'])
+    # Each rank trains on its shard of every epoch (the same seed on all ranks: disjoint shards) ...
     train_loader = TensorLoader(train_set, batch_size=options['batch_size'], shuffle=True, seed=options['seed'],
-                                device=device)
-    val_loader = TensorLoader(val_set, batch_size=options['batch_size'], device=device)
+                                device=device, rank=rank, world_size=world_size)
+    # ... and validates on all the validation images.
+    val_loader = TensorLoader(val_set, batch_size=options['batch_size'], device=device, rank=0, world_size=1)
     kl_term = kld_loss(beta=options['beta'], reduction='batchmean')
     history = []
     if checkpoint is not None:  # the state of every piece that changes as training goes on
@@ -123,17 +253,27 @@ def train(args) -> dict:
         optimizer.load_state_dict(checkpoint['optimizer_state'])
         kl_term.load_state_dict(checkpoint['kl_term'])
         train_loader.load_state_dict(checkpoint['train_loader'])
-        torch.set_rng_state(checkpoint['rng_state'])
+        rng_states = checkpoint.get('rng_states') or [checkpoint['rng_state']]  # one per rank, or one process's
+        if rank < len(rng_states):  # a rank the run did not have keeps its seed + rank
+            torch.set_rng_state(rng_states[rank])
         history = checkpoint['history']
     model.to(device)
     _optimizer_to(optimizer, device)
+    # No device_ids, even on a GPU: with them DDP copies forward's keyword arguments to the device, and
+    # torchbearer's state is one (the model would store MU and LOGVAR in a copy). The model is there already.
+    trained = DistributedDataParallel(model) if world_size > 1 else model
 
     def resumable(state):
-        return {'options': options, 'kl_term': kl_term.state_dict(), 'train_loader': train_loader.state_dict(),
-                'rng_state': torch.get_rng_state()}
+        rng_state = torch.get_rng_state()
+        saved = {'options': options, 'kl_term': kl_term.state_dict(), 'train_loader': train_loader.state_dict(),
+                 'rng_state': rng_state}
+        if world_size > 1:  # Checkpointer calls this on every rank, before rank 0 writes
+            saved['rng_states'] = processes.gather(rng_state)
+        return saved
 
     guard = NaNGuard(warn=False)  # its message becomes the command's error below
     callbacks = [
+        ReduceMetrics(),  # first: the epoch's metrics are the means over the ranks before anything reads them
         kl_term,
         guard,
         ReconstructionSaver(folder=out),
@@ -141,8 +281,8 @@ def train(args) -> dict:
         Checkpointer(os.path.join(out, CHECKPOINT), extra=resumable),
         MetricsCSV(os.path.join(out, METRICS)),
     ]
-    verbose = 0 if args.quiet else (2 if sys.stderr.isatty() else 1)  # a bar per batch only on a terminal
-    trial = Trial(model, optimizer, _bce_per_image, metrics=['loss', 'recon', 'kl', 'active_units'],
+    verbose = 0 if args.quiet or rank else (2 if sys.stderr.isatty() else 1)  # a bar per batch only on a terminal
+    trial = Trial(trained, optimizer, _bce_per_image, metrics=['loss', 'recon', 'kl', 'active_units'],
                   callbacks=callbacks, verbose=verbose).to(device)
     trial.with_generators(train_generator=train_loader, val_generator=val_loader)
     trial.state[torchbearer.HISTORY] = history  # torchbearer continues from len(history)
@@ -152,10 +292,12 @@ def train(args) -> dict:
     seconds = time.time() - started
     history = trial.state[torchbearer.HISTORY]
     if guard.message is not None:
-        kept = (f'{os.path.join(out, CHECKPOINT)} holds the last good epoch ({len(history)})' if history else
-                'no epoch completed, so no checkpoint was written')
+        kept = (f'{os.path.join(out, CHECKPOINT)} holds the first {len(history)} epoch(s), all finite' if history
+                else 'no epoch completed, so no checkpoint was written')
         raise CommandError(f'{guard.message}. {kept}')
 
+    if rank:  # rank 0 writes the run's last files
+        return {}
     plotted = plot_history(history, os.path.join(out, 'loss.png'), metrics=('loss', 'recon', 'kl'))
     if not plotted:
         print('loss.png skipped: matplotlib is not installed (pip install "torchbearer-vae[plot]")')
@@ -172,11 +314,11 @@ def train(args) -> dict:
         'val_loss_z_mean_per_image_means': "the Trial's val_loss: the same loss with z = posterior mean (eval mode)",
         'wall_seconds': round(seconds, 3),
         'train_images_per_second': round(epochs_run * len(train_set) / seconds, 1) if epochs_run else None,
-        'device': str(device), 'versions': _environment(),
+        'device': str(device), 'processes': world_size, 'versions': _environment(),
     }
     write_json(os.path.join(out, SUMMARY), summary)
     print(f'{out}: {len(history)} epochs, validation negative ELBO {val_elbo:.2f} nats per image, '
-          f'{seconds:.1f} s')
+          f'{seconds:.1f} s' + (f' ({world_size} processes)' if world_size > 1 else ''))
     return summary
 
 

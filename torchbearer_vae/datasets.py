@@ -37,13 +37,12 @@ def _flatten(value, index):
     return value.reshape(-1)
 
 
-def _check_batchable(item, index) -> None:
-    """Refuse, at construction, an item that torch's default collate cannot batch: a PIL image."""
-    for role, value in zip(('input', 'target'), item):
-        if type(value).__module__.startswith('PIL.'):  # no PIL import: `import torchbearer_vae` stays light
-            raise TypeError(f'item {index} has a PIL image as its {role}, which a DataLoader cannot batch; give the '
-                            f'wrapped dataset transform=torchvision.transforms.ToTensor() (or pass it here as '
-                            f'both transform and target_transform)')
+def _check_batchable(value, role, index) -> None:
+    """Refuse a PIL image, which torch's default collate cannot batch, where it is made rather than in collate."""
+    if type(value).__module__.startswith('PIL.'):  # no PIL import: `import torchbearer_vae` stays light
+        raise TypeError(f'item {index} has a PIL image as its {role}, which a DataLoader cannot batch; give the '
+                        f'wrapped dataset transform=torchvision.transforms.ToTensor() (or pass it here as '
+                        f'both transform and target_transform)')
 
 
 class AutoEncoderDataset(Dataset):
@@ -95,7 +94,7 @@ class AutoEncoderDataset(Dataset):
             raise TypeError(f'AutoEncoderDataset needs a dataset with a length, got {_describe(dataset)}: {error}') \
                 from None
         if size > 0:  # fail now on a dataset whose items cannot work, not at the first batch
-            _check_batchable(self[0], 0)
+            self[0]
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -107,6 +106,8 @@ class AutoEncoderDataset(Dataset):
             target = _flatten(target, index)
         if self.transform is not None:
             x = self.transform(x)
+        _check_batchable(x, 'input', index)
+        _check_batchable(target, 'target', index)
         return x, target
 
     def __repr__(self) -> str:

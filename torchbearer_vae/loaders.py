@@ -9,6 +9,7 @@ from torch.utils.data import Subset, TensorDataset, default_collate
 from torchbearer.cv_utils import SubsetDataset
 
 from .datasets import AutoEncoderDataset
+from .distributed import _rank_and_world_size
 
 __all__ = ['TensorLoader']
 
@@ -240,6 +241,31 @@ def _check_seed(name: str, seed) -> None:
         raise ValueError(f'{name} must be in [0, 2**63), got {seed}')
 
 
+def _rank_and_shards(rank, world_size):
+    """The validated ``(rank, world_size)``: both given, or both from the process group (or one process)."""
+    if (rank is None) != (world_size is None):
+        raise ValueError(f'give rank and world_size together, or neither (to use the process group\'s); got '
+                         f'rank={rank!r}, world_size={world_size!r}')
+    if rank is None:
+        return _rank_and_world_size()
+    for name, value in (('rank', rank), ('world_size', world_size)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f'{name} must be an int, got {type(value).__name__}')
+    if world_size < 1:
+        raise ValueError(f'world_size must be >= 1, got {world_size}')
+    if not 0 <= rank < world_size:
+        raise ValueError(f'rank must be in [0, world_size) = [0, {world_size}), got {rank}')
+    return rank, world_size
+
+
+def _shard(order: torch.Tensor, rank: int, world_size: int, per_rank: int) -> torch.Tensor:
+    """Rank ``rank``'s ``per_rank`` items of the epoch ``order``: every ``world_size``-th, padded by repeating it."""
+    total = per_rank * world_size
+    if total > len(order):  # more than once only when there are fewer items than ranks
+        order = order.repeat(math.ceil(total / len(order)))
+    return order[rank:total:world_size]
+
+
 class TensorLoader:
     """Batches of an in-memory dataset, gathered whole from its tensors: a fast DataLoader for small data.
 
@@ -283,9 +309,23 @@ class TensorLoader:
     The order of an epoch is a ``torch.randperm`` drawn from a generator seeded with
     ``seed + epoch`` (the convention of :class:`~torch.utils.data.distributed.DistributedSampler`):
     each iteration is a new epoch with a new order, and a run is reproducible from the seed.
-    Sharding the epoch across distributed ranks (keyword arguments ``rank``/``world_size``, each
-    rank taking its share of the same permutation) can be added on this without changing the
-    arguments that exist.
+
+    **Distributed training.** With ``world_size`` processes, each serves its own shard of every
+    epoch, as :class:`~torch.utils.data.distributed.DistributedSampler` does: all ranks draw the
+    same permutation (same ``seed``, same epoch) and rank ``r`` takes its items ``r``,
+    ``r + world_size``, ... So the shards of an epoch are disjoint, together they hold every
+    item, and they change every epoch. Every rank gets the same number of items (and batches),
+    as :class:`~torch.nn.parallel.DistributedDataParallel` needs (a rank with one batch more
+    would wait forever for the others' gradients). When ``len(dataset)`` is not a multiple of
+    ``world_size``, ``drop_last`` decides, for the shards as for the last batch:
+    ``drop_last=False`` pads the epoch with its first ``world_size - len % world_size`` items
+    again, so every item is used at least once and a few twice; ``drop_last=True`` leaves out
+    its last ``len % world_size`` items, so none is used twice and a few not at all (others
+    every epoch, when shuffling). ``rank`` and ``world_size`` default to those of the default
+    :mod:`torch.distributed` process group when one is initialised (as with
+    ``DistributedSampler``), otherwise to one process; pass ``rank=0, world_size=1`` for a
+    loader that every process reads whole (e.g. validation data every rank evaluates). When
+    shuffling on several ranks, ``seed`` must be given: each process would draw its own.
 
     Args:
         dataset: A tensor or a map-style dataset that fits in memory (see the table).
@@ -293,10 +333,13 @@ class TensorLoader:
         shuffle (bool): A new random order at every epoch; otherwise the dataset's order.
         drop_last (bool): Drop the last batch when it is shorter than ``batch_size``.
         seed (int or None): Seed of the shuffling; None draws one from torch's global generator,
-            so that ``torch.manual_seed`` makes the run reproducible, as with a DataLoader.
+            so that ``torch.manual_seed`` makes the run reproducible, as with a DataLoader
+            (one process only: sharded shuffling needs the same seed on every rank).
         device (str or torch.device or None): Keep the stored tensors on this device (e.g. the
             GPU that trains) so that no copy to the device happens per step; None leaves them
             where they are.
+        rank (int or None): This process's shard, ``0 <= rank < world_size``; give both or neither.
+        world_size (int or None): How many shards (processes); None: the process group's, or 1.
 
     Raises:
         ValueError, TypeError: at construction, for a bad argument or a dataset it cannot serve.
@@ -314,10 +357,14 @@ class TensorLoader:
         >>> x.shape, x.dtype, torch.equal(x, target)
         (torch.Size([128, 1, 28, 28]), torch.float32, True)
         >>> # Trial(model, optimizer, criterion).with_generators(loader, TensorLoader(val, 128))
+        >>> shards = [TensorLoader(images, 100, shuffle=True, seed=0, rank=r, world_size=3) for r in range(3)]
+        >>> [len(shard) for shard in shards]  # 100 of the 300 images each, one batch
+        [1, 1, 1]
     """
 
     def __init__(self, dataset, batch_size: int = 1, shuffle: bool = False, drop_last: bool = False,
-                 seed: Optional[int] = None, device: Optional[Union[str, torch.device]] = None):
+                 seed: Optional[int] = None, device: Optional[Union[str, torch.device]] = None,
+                 rank: Optional[int] = None, world_size: Optional[int] = None):
         if isinstance(batch_size, bool) or not isinstance(batch_size, int):
             raise TypeError(f'batch_size must be an int, got {type(batch_size).__name__}')
         if batch_size < 1:
@@ -339,8 +386,15 @@ class TensorLoader:
         size = len(dataset)
         if size == 0:
             raise ValueError('TensorLoader got an empty dataset')
-        if drop_last and size < batch_size:
-            raise ValueError(f'drop_last=True with batch_size={batch_size} drops all {size} items: no batch is left')
+        rank, world_size = _rank_and_shards(rank, world_size)
+        if world_size > 1 and shuffle and seed is None:
+            raise ValueError(f'seed must be given when shuffling shards for {world_size} processes (world_size='
+                             f'{world_size}): each process would draw its own, the ranks would shuffle differently '
+                             f'and their shards would overlap; pass the same seed on every rank')
+        per_rank = size // world_size if drop_last else math.ceil(size / world_size)  # equal shards
+        if drop_last and per_rank < batch_size:
+            held = f'all {size} items' if world_size == 1 else f'all {per_rank} items of each of {world_size} shards'
+            raise ValueError(f'drop_last=True with batch_size={batch_size} drops {held}: no batch is left')
 
         dtype = torch.get_default_dtype()  # what ToTensor converts to
         source = _analyse(dataset, dtype) or _preload(dataset, dtype)
@@ -352,7 +406,8 @@ class TensorLoader:
                 if hasattr(column, 'data'):
                     column.data = column.data.to(device)
             source.rows = None if source.rows is None else source.rows.to(device)
-        self._source, self._size = source, size
+        self._source, self._size, self._per_rank = source, size, per_rank
+        self.rank, self.world_size = rank, world_size
         self.dataset, self.batch_size, self.shuffle, self.drop_last = dataset, batch_size, shuffle, drop_last
         self.device = device
         # Drawn once, from the global generator, so that torch.manual_seed(...) fixes every epoch's order.
@@ -360,8 +415,8 @@ class TensorLoader:
         self.epoch = 0
 
     def __len__(self) -> int:
-        """The number of batches per epoch."""
-        return self._size // self.batch_size if self.drop_last else math.ceil(self._size / self.batch_size)
+        """The number of batches per epoch (of this rank's shard)."""
+        return self._per_rank // self.batch_size if self.drop_last else math.ceil(self._per_rank / self.batch_size)
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next iteration epoch ``epoch`` (its order is the one drawn from ``seed + epoch``).
@@ -398,6 +453,8 @@ class TensorLoader:
             self.epoch += 1
         else:
             order = torch.arange(self._size, device=self.device)
+        if self.world_size > 1:
+            order = _shard(order, self.rank, self.world_size, self._per_rank)
         return order if self._source.rows is None else self._source.rows[order]
 
     def __iter__(self) -> Iterator:
@@ -419,5 +476,7 @@ class TensorLoader:
     def __repr__(self) -> str:
         options = ''.join(f', {name}={getattr(self, name)!r}' for name in ('shuffle', 'drop_last', 'device')
                           if getattr(self, name))
+        if self.world_size > 1:
+            options += f', rank={self.rank}, world_size={self.world_size}'
         return (f'{type(self).__name__}({type(self.dataset).__name__} of {self._size}, '
                 f'batch_size={self.batch_size}{options})')

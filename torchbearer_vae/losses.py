@@ -52,10 +52,11 @@ def kld(mu: torch.Tensor, logvar: torch.Tensor, reduction: str = 'sum') -> torch
         = \frac{1}{2} \sum_j \big(\mu_j^2 + e^{\log\sigma_j^2} - 1 - \log\sigma_j^2\big)
 
     in nats. It is computed as ``0.5 * (mu**2 + expm1(logvar) - logvar)``, which is exact near
-    ``logvar = 0`` and stays finite for float32 ``logvar`` up to about 88 (where the true value
-    itself leaves float32's range). float16/bfloat16 inputs (e.g. under autocast) are computed
-    and returned in float32, where they cannot overflow; float64 stays float64. A NaN in the
-    inputs gives a NaN (see :class:`~torchbearer_vae.NaNGuard` to stop training on one).
+    ``logvar = 0`` and stays finite for float32 ``logvar`` up to 88.7, where ``exp(logvar)``
+    leaves float32's range (the true value follows at 89.4). float16/bfloat16 inputs (e.g. under
+    autocast) are computed and returned in float32, where they cannot overflow; float64 stays
+    float64. A NaN in the inputs gives a NaN (see :class:`~torchbearer_vae.NaNGuard` to stop
+    training on one).
 
     Args:
         mu (torch.Tensor): Posterior means, shape ``(batch, *latent)``.

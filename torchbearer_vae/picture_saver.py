@@ -19,6 +19,7 @@ from torchbearer.callbacks import Callback
 from torchbearer.state import StateKey
 
 from ._io import PathLike, atomic_write
+from .distributed import _is_main_process  # only rank 0 writes pictures
 from .losses import MissingStateError
 
 __all__ = ['PictureSaver']
@@ -81,8 +82,8 @@ def _check_output_path(folder: PathLike, filename: str) -> None:
         raise ValueError(f'folder {os.fspath(folder)!r} exists and is not a directory; choose another folder')
 
 
-def _check_inputs(inputs, needed: int, name: str = 'inputs') -> Optional[torch.Tensor]:
-    if inputs is None:
+def _check_inputs(inputs, needed: int, name: str = 'inputs', allow_none: bool = False) -> Optional[torch.Tensor]:
+    if inputs is None and allow_none:
         return None
     if not isinstance(inputs, torch.Tensor) or not inputs.is_floating_point() or inputs.dim() < 2:
         raise TypeError(f'{name} must be a floating point tensor holding a batch of images (N, ...), got '
@@ -116,12 +117,6 @@ def _describe(value) -> str:
     if isinstance(value, torch.Tensor):
         return f'a {value.dtype} tensor of shape {tuple(value.shape)}'
     return f'a {type(value).__name__}'
-
-
-def _is_main_process() -> bool:
-    """Only one process writes pictures when training is distributed."""
-    dist = torch.distributed
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
 def _write_grid(images: torch.Tensor, path: str, nrow: int, normalize: bool) -> torch.Tensor:

@@ -8,6 +8,7 @@ import torchbearer
 from torchbearer.callbacks import Callback
 
 from ._io import PathLike, atomic_write
+from .distributed import _is_main_process
 
 __all__ = ['MetricsCSV', 'plot_history', 'write_json']
 
@@ -34,7 +35,9 @@ class MetricsCSV(Callback):
     keeps open: a kill can leave half a row, and a run resumed from a checkpoint taken before
     the last row was written would repeat it. This writes the whole (small) file from the
     Trial's history at the ``on_checkpoint`` hook, so the CSV always matches the history a
-    checkpoint saved at the same hook holds.
+    checkpoint saved at the same hook holds. Under :mod:`torch.distributed` only rank 0 writes:
+    the rows are rank 0's history, that is rank 0's own metrics unless a
+    :class:`~torchbearer_vae.ReduceMetrics` callback made them the means over the ranks.
 
     Args:
         path (str or PathLike): The CSV file.
@@ -53,6 +56,8 @@ class MetricsCSV(Callback):
         self.path = path
 
     def on_checkpoint(self, state):
+        if not _is_main_process():
+            return
         history = state[torchbearer.HISTORY]
         columns = _columns(history)
 
@@ -73,6 +78,8 @@ def plot_history(history: Sequence[Dict[str, Any]], path: PathLike, metrics: Seq
         history (sequence of dict): torchbearer's history (one dict of metrics per epoch).
         path (str or PathLike): The image to write (atomically); format from the extension.
         metrics (sequence of str): Which metrics; each is drawn with its ``val_`` twin if present.
+
+    Under :mod:`torch.distributed`, call it on one rank (rank 0): every call writes the file.
 
     Returns:
         bool: ``False`` (and nothing written) when matplotlib is not installed, ``True`` otherwise.
@@ -106,6 +113,8 @@ def write_json(path: PathLike, data: Dict[str, Any]) -> None:
     Args:
         path (str or PathLike): The file.
         data (dict): JSON-serialisable values.
+
+    Under :mod:`torch.distributed`, call it on one rank (rank 0): every call writes the file.
     """
     text = json.dumps(data, indent=2, sort_keys=False) + '\n'
 
