@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image
-from torch import nn
+from stand_ins import Scale
 from torch.utils.data import DataLoader, TensorDataset
 from torchbearer import Trial
 
@@ -133,6 +133,7 @@ LEAVES = st.one_of(
     st.integers(-10, 10), st.floats(allow_nan=True), st.booleans(), st.text(max_size=5), st.none(), pil_images(),
     st.builds(np.float32, st.floats(-5, 5)),
 )
+
 ITEMS = st.one_of(LEAVES, st.lists(LEAVES, max_size=4).map(tuple), st.lists(LEAVES, max_size=3))
 
 
@@ -183,24 +184,6 @@ def test_autoencoder_dataset_returns_the_input_as_target_or_says_which_item_is_w
 
 
 # -- ReconstructionSaver in real Trials --
-
-class Scale(nn.Module):
-    """A stand-in autoencoder with a known output, 0.5 * x, returned as asked."""
-
-    def __init__(self, output):
-        super().__init__()
-        self.weight = nn.Parameter(torch.tensor(0.5))
-        self.output = output
-
-    def forward(self, x, state=None):
-        recon = x * self.weight
-        if self.output == 'flat':
-            return recon.reshape(x.shape[0], -1)
-        if self.output == 'tuple':
-            return recon, torch.zeros(x.shape[0], 2)
-        if self.output == 'wrong':
-            return recon.reshape(x.shape[0], -1)[:, :-1]
-        return recon
 
 
 def zero_loss(*tensors):

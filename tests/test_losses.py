@@ -3,6 +3,7 @@ import math
 import pytest
 import torch
 import torchbearer
+from stand_ins import FixedPosterior
 from torch import nn
 from torch.distributions import Normal, kl_divergence
 from torchbearer import Trial
@@ -118,19 +119,6 @@ def test_vae_loss_is_bce_plus_kld_and_reshapes_a_flat_target():
     with pytest.raises(ValueError, match=r'\(5, 1, 4, 4\).*\(5, 15\)'):
         vae_loss(recon, mu, logvar, torch.rand(5, 15))
 
-
-class FixedPosterior(nn.Module):
-    """A model whose forward stores a fixed posterior in state and returns a constant output."""
-
-    def __init__(self, mu, logvar, store=True):
-        super().__init__()
-        self.weight = nn.Parameter(torch.zeros(()))
-        self.mu, self.logvar, self.store = mu, logvar, store
-
-    def forward(self, x, state=None):
-        if state is not None and self.store:
-            state[MU], state[LOGVAR] = self.mu + self.weight, self.logvar
-        return x * 0 + self.weight
 
 
 def zero_criterion(y_pred, y_true):

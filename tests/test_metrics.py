@@ -6,6 +6,7 @@ import warnings
 import pytest
 import torch
 import torchbearer
+from stand_ins import FixedPosterior
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from torchbearer import Trial
@@ -78,19 +79,6 @@ def test_loss_recon_kl_and_active_units_in_history_and_csv_on_mnist(mnist_tensor
         assert float(rows[-1][name]) == pytest.approx(row[name], rel=1e-6), name
 
 
-class ConstantCriterionModel(nn.Module):
-    """Stores a fixed posterior; with `criterion` below the reconstruction term is exactly 5."""
-
-    def __init__(self, mu, logvar):
-        super().__init__()
-        self.weight = nn.Parameter(torch.zeros(()))
-        self.mu, self.logvar = mu, logvar
-
-    def forward(self, x, state=None):
-        if state is not None:
-            state[MU], state[LOGVAR] = self.mu + self.weight, self.logvar
-        return x * 0 + self.weight
-
 
 def criterion(y_pred, y_true):
     return (y_pred * 0).sum() + 5.0
@@ -110,7 +98,7 @@ def test_recon_is_the_criterion_output_with_several_loss_callbacks():
     def before(state):  # listed before the divergences: part of 'recon', as documented
         return torch.tensor(0.25)
 
-    model = ConstantCriterionModel(mu, logvar)
+    model = FixedPosterior(mu, logvar)
     data = DataLoader(TensorDataset(torch.rand(4, 3), torch.rand(4, 3)), batch_size=4)
     trial = Trial(model, torch.optim.SGD(model.parameters(), lr=0.0), criterion,
                   metrics=['loss', 'recon', 'kl', KLMetric(key=PENALTY, name='penalty')],
