@@ -93,3 +93,13 @@ def test_import_is_side_effect_light(tmp_path):
     result = subprocess.run([sys.executable, '-c', code], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert list(tmp_path.iterdir()) == []  # no file written
+
+
+def test_install_requires_covers_what_torchbearer_imports_undeclared():
+    # torchbearer 0.5.5 imports `packaging` without declaring it; a base `pip install -e .` must still import.
+    import configparser
+    import pathlib
+    config = configparser.ConfigParser()
+    config.read(pathlib.Path(__file__).parents[1] / 'setup.cfg')
+    requires = [line.strip() for line in config['options']['install_requires'].splitlines()]
+    assert 'packaging' in requires and any(line.startswith('torchbearer') for line in requires)
