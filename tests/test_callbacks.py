@@ -23,7 +23,10 @@ PAD = 2  # make_grid's default padding
 
 
 def read_png(path):
-    return np.asarray(Image.open(path))
+    """The pixels, channels last: (H, W, 1) for the grey PNGs grey images are saved as."""
+    image = Image.open(path)
+    pixels = np.asarray(image)
+    return pixels[..., None] if image.mode == 'L' else pixels
 
 
 def tile(grid, row, column, height, width):
@@ -55,11 +58,11 @@ def test_real_mnist_grid_has_inputs_on_top_and_reconstructions_below(tmp_path, m
     run(ReconstructionSaver(folder=tmp_path / 'out', num_images=6), images, batch_size=4, epochs=2)
     assert sorted(os.listdir(tmp_path / 'out')) == ['reconstruction_0.png', 'reconstruction_1.png']
     grid = read_png(tmp_path / 'out' / 'reconstruction_1.png')
-    assert grid.shape == (PAD + 2 * (28 + PAD), PAD + 6 * (28 + PAD), 3)
+    assert grid.shape == (PAD + 2 * (28 + PAD), PAD + 6 * (28 + PAD), 1)
     expected_top, expected_bottom = as_pixels(images[:6]), as_pixels(images[:6] * 0.5)
     for column in range(6):  # six images gathered across two batches of four
-        assert np.array_equal(tile(grid, 0, column, 28, 28), expected_top[column].repeat(3, axis=2))
-        assert np.array_equal(tile(grid, 1, column, 28, 28), expected_bottom[column].repeat(3, axis=2))
+        assert np.array_equal(tile(grid, 0, column, 28, 28), expected_top[column])
+        assert np.array_equal(tile(grid, 1, column, 28, 28), expected_bottom[column])
 
 
 @pytest.mark.parametrize('output', ['flat', 'tuple'])
@@ -75,7 +78,7 @@ def test_flat_square_inputs_are_shown_as_grey_images(tmp_path):
     images = torch.rand(5, 784)
     run(ReconstructionSaver(folder=tmp_path, num_images=3, on='training'), images, on_validation=False)
     grid = read_png(tmp_path / 'reconstruction_0.png')
-    assert grid.shape == (PAD + 2 * 30, PAD + 3 * 30, 3)
+    assert grid.shape == (PAD + 2 * 30, PAD + 3 * 30, 1)
     assert np.array_equal(tile(grid, 0, 1, 28, 28)[..., 0], as_pixels(images[1].view(1, 1, 28, 28))[0, ..., 0])
 
 
@@ -89,7 +92,7 @@ def test_fewer_images_than_asked_uses_what_there_is(tmp_path):
     images = torch.rand(3, 1, 28, 28)  # the PyTorch example's view(128, 1, 28, 28) breaks here
     run(ReconstructionSaver(folder=tmp_path, num_images=8), images, batch_size=2)
     grid = read_png(tmp_path / 'reconstruction_0.png')
-    assert grid.shape == (PAD + 2 * 30, PAD + 3 * 30, 3)
+    assert grid.shape == (PAD + 2 * 30, PAD + 3 * 30, 1)
     assert np.array_equal(tile(grid, 1, 0, 28, 28)[..., 0], as_pixels(images[:1] * 0.5)[0, ..., 0])
 
 
@@ -97,7 +100,7 @@ def test_rows_of_nrow_keep_reconstructions_below_the_inputs(tmp_path):
     images = torch.rand(5, 1, 8, 8)
     run(ReconstructionSaver(folder=tmp_path, num_images=5, nrow=3), images, batch_size=5)
     grid = read_png(tmp_path / 'reconstruction_0.png')
-    assert grid.shape == (PAD + 4 * 10, PAD + 3 * 10, 3)  # 2 rows of inputs (one blank), 2 of outputs
+    assert grid.shape == (PAD + 4 * 10, PAD + 3 * 10, 1)  # 2 rows of inputs (one blank), 2 of outputs
     assert np.array_equal(tile(grid, 2, 0, 8, 8)[..., 0], as_pixels(images[:1] * 0.5)[0, ..., 0])
     assert not tile(grid, 1, 2, 8, 8).any()  # the blank tile that pads the inputs
 
@@ -229,7 +232,7 @@ def test_sample_saver_decodes_the_same_noise_every_epoch(tmp_path, mnist):
                   callbacks=[kld_loss(), saver], verbose=0)
     trial.with_train_generator(DataLoader(TensorDataset(images, images), batch_size=32)).run(2)
     first, second = read_png(tmp_path / 'samples_0.png'), read_png(tmp_path / 'samples_1.png')
-    assert first.shape == (PAD + 2 * 30, PAD + 3 * 30, 3)
+    assert first.shape == (PAD + 2 * 30, PAD + 3 * 30, 1)
     assert np.array_equal(first, second)  # unchanged weights, fixed noise: the same picture
     noise = torch.randn(6, 4, generator=torch.Generator().manual_seed(7))
     torch.testing.assert_close(saver.noise(4), noise)
@@ -283,7 +286,7 @@ def test_latent_traversal_varies_one_dimension_per_row(tmp_path):
     run(LatentTraversal(folder=tmp_path, dims=[2, 0], num_steps=4, value_range=(-3.0, 3.0)), images,
         model=ProbeVAE(), batch_size=2)
     grid = read_png(tmp_path / 'traversal_0.png')
-    assert grid.shape == (PAD + 2 * 5, PAD + 4 * 5, 3)
+    assert grid.shape == (PAD + 2 * 5, PAD + 4 * 5, 1)
     mu = probe_code(images[:1])[0]  # the first validation image
     for row, dim in enumerate([2, 0]):
         for column, value in enumerate(torch.linspace(-3, 3, 4)):
@@ -297,7 +300,7 @@ def test_latent_traversal_with_fixed_inputs_needs_no_validation_data(tmp_path):
     saver = LatentTraversal(folder=tmp_path, num_steps=2, value_range=(-1, 1), inputs=fixed)
     run(saver, torch.rand(4, 1, 3, 3), model=ProbeVAE(), on_validation=False, epochs=2)
     grid = read_png(tmp_path / 'traversal_1.png')
-    assert grid.shape == (PAD + 3 * 5, PAD + 2 * 5, 3)  # all three latent dimensions, two values each
+    assert grid.shape == (PAD + 3 * 5, PAD + 2 * 5, 1)  # all three latent dimensions, two values each
     z = probe_code(fixed[:1])[0]
     z[1] = 1.0
     assert_tile(grid, 1, 1, probe_picture(z.unsqueeze(0))[0])
@@ -307,7 +310,7 @@ def test_interpolation_rows_go_from_one_input_to_the_next(tmp_path):
     images = torch.rand(6, 1, 3, 3)
     run(Interpolation(folder=tmp_path, num_pairs=2, num_steps=3), images, model=ProbeVAE(), batch_size=3)
     grid = read_png(tmp_path / 'interpolation_0.png')
-    assert grid.shape == (PAD + 2 * 5, PAD + 5 * 5, 3)  # input, three points on the line, input
+    assert grid.shape == (PAD + 2 * 5, PAD + 5 * 5, 1)  # input, three points on the line, input
     codes = probe_code(images[:4])
     for pair in range(2):
         start, end = codes[2 * pair], codes[2 * pair + 1]
@@ -319,7 +322,7 @@ def test_interpolation_rows_go_from_one_input_to_the_next(tmp_path):
 
 def test_interpolation_uses_the_pairs_there_are(tmp_path):
     run(Interpolation(folder=tmp_path, num_pairs=4, num_steps=2), torch.rand(3, 1, 3, 3), model=ProbeVAE())
-    assert read_png(tmp_path / 'interpolation_0.png').shape == (PAD + 1 * 5, PAD + 4 * 5, 3)
+    assert read_png(tmp_path / 'interpolation_0.png').shape == (PAD + 1 * 5, PAD + 4 * 5, 1)
 
 
 def test_interpolation_and_traversal_of_a_real_vae_on_mnist(tmp_path, mnist):
@@ -329,9 +332,9 @@ def test_interpolation_and_traversal_of_a_real_vae_on_mnist(tmp_path, mnist):
     interpolation = Interpolation(folder=tmp_path, filename='i.png', num_pairs=2, num_steps=4)
     traversal = LatentTraversal(folder=tmp_path, filename='t.png', num_steps=5)
     grid = read_png(interpolation.save(model, inputs))
-    assert grid.shape == (PAD + 2 * 30, PAD + 6 * 30, 3)
+    assert grid.shape == (PAD + 2 * 30, PAD + 6 * 30, 1)
     assert np.array_equal(tile(grid, 1, 5, 28, 28)[..., 0], as_pixels(inputs[3:4])[0, ..., 0])
-    assert read_png(traversal.save(model, inputs)).shape == (PAD + 5 * 30, PAD + 5 * 30, 3)
+    assert read_png(traversal.save(model, inputs)).shape == (PAD + 5 * 30, PAD + 5 * 30, 1)
 
 
 def test_rank_other_than_0_writes_nothing(tmp_path, monkeypatch):
@@ -350,7 +353,8 @@ def test_handlers_receive_the_grid_that_is_written(tmp_path):
         lambda image, index, state: received.append((image, index, state[torchbearer.EPOCH])))
     run(saver, torch.rand(4, 1, 3, 3), model=ProbeVAE(), epochs=2)
     assert [(index, epoch) for _, index, epoch in received] == [(0, 0), (0, 1)]
-    assert np.array_equal(as_pixels(received[1][0].unsqueeze(0))[0], read_png(tmp_path / 'samples_1.png'))
+    grid = as_pixels(received[1][0].unsqueeze(0))[0]  # make_grid's three equal channels; the file keeps one
+    assert np.array_equal(grid[..., :1], read_png(tmp_path / 'samples_1.png')) and (grid == grid[..., :1]).all()
 
 
 def test_to_tensorboard_writes_the_grid_as_an_image_event(tmp_path):
@@ -374,7 +378,7 @@ def test_reconstruction_saver_save_reconstructs_outside_a_trial(tmp_path):
     images = torch.rand(5, 1, 8, 8)
     path = ReconstructionSaver(folder=tmp_path, filename='r.png', num_images=3).save(Scale('tuple'), images)
     grid = read_png(path)
-    assert grid.shape == (PAD + 2 * 10, PAD + 3 * 10, 3)
+    assert grid.shape == (PAD + 2 * 10, PAD + 3 * 10, 1)
     assert np.array_equal(tile(grid, 1, 2, 8, 8)[..., 0], as_pixels(images[2:3] * 0.5)[0, ..., 0])
 
 
@@ -424,3 +428,18 @@ def test_traversal_of_a_dimension_the_model_does_not_have_fails_before_training(
         run(LatentTraversal(folder=tmp_path, dims=[0, 3]), torch.rand(2, 1, 3, 3), model=ProbeVAE())
     with pytest.raises(TypeError, match='Interpolation needs a model with encode\\(\\) and decode\\(\\)'):
         run(Interpolation(folder=tmp_path), torch.rand(2, 1, 3, 3))
+
+
+@pytest.mark.parametrize('channels', [1, 3])
+def test_the_file_has_save_images_pixels_and_grey_images_one_channel(tmp_path, mnist, channels):
+    from torchvision.utils import save_image
+    digits = torch.stack([mnist[i][0] for i in range(8)])
+    inputs = digits.repeat(1, channels, 1, 1) * torch.linspace(0.4, 1.0, channels).view(1, channels, 1, 1)
+    outputs = inputs.flip(0) * 0.7
+    ours = ReconstructionSaver(folder=tmp_path, filename='ours.png').write(inputs, outputs, epoch=0)
+    save_image(torch.cat([inputs, outputs]), tmp_path / 'torchvision.png', nrow=8)  # always RGB
+    ours, theirs = Image.open(ours), Image.open(tmp_path / 'torchvision.png')
+    assert ours.mode == ('L' if channels == 1 else 'RGB') and theirs.mode == 'RGB'
+    assert np.array_equal(np.asarray(ours.convert('RGB')), np.asarray(theirs))  # the same picture
+    if channels == 1:  # in a third of the pixels' bytes
+        assert os.path.getsize(tmp_path / 'ours.png') < 0.6 * os.path.getsize(tmp_path / 'torchvision.png')

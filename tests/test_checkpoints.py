@@ -95,7 +95,8 @@ def test_checkpointer_saves_whole_epochs_in_a_real_trial(tmp_path):
             seen.append(load_checkpoint(tmp_path / 'checkpoint.pt')['epoch'])
 
     trial = Trial(model, torch.optim.Adam(model.parameters()), torch.nn.BCELoss(reduction='sum'), metrics=['loss'],
-                  callbacks=[kld_loss(), Checkpointer(tmp_path / 'checkpoint.pt', extra=lambda state: {'x': 1}), Spy()],
+                  callbacks=[kld_loss(), Checkpointer(tmp_path / 'checkpoint.pt', extra=lambda state: {'x': 1}, background=False),
+                             Spy()],
                   verbose=0)
     trial.with_generators(data, data).run(3)
     checkpoint = load_checkpoint(tmp_path / 'checkpoint.pt')
@@ -105,8 +106,51 @@ def test_checkpointer_saves_whole_epochs_in_a_real_trial(tmp_path):
     assert os.listdir(tmp_path) == ['checkpoint.pt']
 
 
+def test_a_background_checkpoint_holds_the_weights_of_its_epoch_not_later_ones(tmp_path):
+    data = DataLoader(TensorDataset(torch.rand(16, 4), torch.rand(16, 4)), batch_size=8)
+    model = VAE(input_shape=(4,), hidden_dim=8, latent_dim=2)
+    at_checkpoint = []
+
+    class ChangeTheWeightsAtOnce(torchbearer.Callback):  # runs right after the Checkpointer hands its file over
+        def on_checkpoint(self, state):
+            at_checkpoint.append({name: value.clone() for name, value in model.state_dict().items()})
+            with torch.no_grad():
+                for parameter in model.parameters():
+                    parameter.add_(0.01)
+
+    trial = Trial(model, torch.optim.SGD(model.parameters(), lr=0.0), torch.nn.BCELoss(reduction='sum'),
+                  callbacks=[kld_loss(), Checkpointer(tmp_path / 'checkpoint.pt'), ChangeTheWeightsAtOnce()],
+                  verbose=0)
+    trial.with_generators(data, data).run(2)
+    checkpoint = load_checkpoint(tmp_path / 'checkpoint.pt')  # complete when run() returns
+    assert checkpoint['epoch'] == 2
+    for name, value in at_checkpoint[-1].items():
+        assert torch.equal(checkpoint['model_state'][name], value), name
+    assert not torch.equal(checkpoint['model_state']['fc1.weight'], model.fc1.weight)  # moved on since
+
+
+def test_a_failed_background_write_is_raised_not_lost(tmp_path):
+    data = DataLoader(TensorDataset(torch.rand(16, 4), torch.rand(16, 4)), batch_size=8)
+    model = VAE(input_shape=(4,), hidden_dim=8, latent_dim=2)
+    folder = tmp_path / 'run'
+    folder.mkdir()
+
+    class TakeTheFolderAway(torchbearer.Callback):
+        def on_end_epoch(self, state):  # torchbearer's on_checkpoint comes next
+            os.rmdir(folder)
+            folder.write_text('a file where the folder was')
+
+    trial = Trial(model, torch.optim.Adam(model.parameters()), torch.nn.BCELoss(reduction='sum'),
+                  callbacks=[kld_loss(), TakeTheFolderAway(), Checkpointer(folder / 'checkpoint.pt')], verbose=0)
+    with pytest.raises(OSError, match='could not write .*checkpoint.pt'):
+        trial.with_generators(data, data).run(1)
+    assert folder.read_text() == 'a file where the folder was'
+
+
 def test_checkpointer_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match='is a directory'):
         Checkpointer(tmp_path)
     with pytest.raises(TypeError, match='extra must be a function'):
         Checkpointer(tmp_path / 'c.pt', extra={'a': 1})
+    with pytest.raises(TypeError, match='background must be True or False'):
+        Checkpointer(tmp_path / 'c.pt', background='yes')

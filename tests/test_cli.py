@@ -54,9 +54,9 @@ def test_train_writes_every_output_file(trained):
     assert sorted(os.listdir(out)) == ['checkpoint.pt', 'loss.png', 'metrics.csv', 'reconstruction_0.png',
                                        'samples_0.png', 'summary.json']
     recon = np.asarray(Image.open(out / 'reconstruction_0.png'))
-    assert recon.shape == (2 + 2 * 30, 2 + 8 * 30, 3)
+    assert recon.shape == (2 + 2 * 30, 2 + 8 * 30)  # grey: one channel
     samples = np.asarray(Image.open(out / 'samples_0.png'))
-    assert samples.shape == (2 + 8 * 30, 2 + 8 * 30, 3) and samples.std() > 5
+    assert samples.shape == (2 + 8 * 30, 2 + 8 * 30) and samples.std() > 5
     with open(out / 'metrics.csv') as file:
         rows = list(csv.DictReader(file))
     assert len(rows) == 1
@@ -118,11 +118,11 @@ def test_sample_reconstruct_and_evaluate(trained, mnist_dir, tmp_path):
     checkpoint = trained[0] / 'checkpoint.pt'
     result = run_cli('sample', '--checkpoint', checkpoint, '--n', 16, '--out', tmp_path / 'samples.png')
     assert result.returncode == 0, result.stderr
-    assert np.asarray(Image.open(tmp_path / 'samples.png')).shape == (2 + 4 * 30, 2 + 4 * 30, 3)
+    assert np.asarray(Image.open(tmp_path / 'samples.png')).shape == (2 + 4 * 30, 2 + 4 * 30)
     result = run_cli('reconstruct', '--checkpoint', checkpoint, '--dataset', f'idx:{mnist_dir}', '--n', 5,
                      '--out', tmp_path / 'recon.png')
     assert result.returncode == 0, result.stderr
-    assert np.asarray(Image.open(tmp_path / 'recon.png')).shape == (2 + 2 * 30, 2 + 5 * 30, 3)
+    assert np.asarray(Image.open(tmp_path / 'recon.png')).shape == (2 + 2 * 30, 2 + 5 * 30)
     result = run_cli('evaluate', '--checkpoint', checkpoint, '--limit', 300, '--importance-samples', 50,
                      '--out', tmp_path / 'evaluation.json')
     assert result.returncode == 0, result.stderr

@@ -19,8 +19,10 @@ def loaders(mnist):
 
 
 def check_grid(path, val_loader):
-    grid = np.asarray(Image.open(path))
-    assert grid.shape == (2 + 2 * 30, 2 + 8 * 30, 3)
+    image = Image.open(path)
+    assert image.mode == 'L'  # grey digits, one grey channel
+    grid = np.asarray(image)[..., None]
+    assert grid.shape == (2 + 2 * 30, 2 + 8 * 30, 1)
     inputs = next(iter(val_loader))[0][:8]
     for column in range(8):
         tile = grid[2:30, 2 + 30 * column:30 + 30 * column, 0]

@@ -1,8 +1,15 @@
 import os
+import time
 
 import pytest
 
-from torchbearer_vae._io import atomic_write, remove_stale_temporaries
+from torchbearer_vae._io import (
+    atomic_write,
+    bytes_writer,
+    remove_stale_temporaries,
+    wait_for_writes,
+    write_in_background,
+)
 
 
 def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
@@ -28,3 +35,41 @@ def test_the_temporary_keeps_the_extension_and_only_stale_temporaries_are_remove
     open(tmp_path / 'sub' / '.keep', 'w').close()
     assert remove_stale_temporaries(tmp_path / 'sub') == 1
     assert sorted(os.listdir(tmp_path / 'sub')) == ['.keep', 'picture.png']
+
+
+def test_background_writes_keep_their_order_and_are_done_after_waiting(tmp_path):
+    finished = []
+
+    def slow(name, seconds):
+        def write(tmp_path_):
+            time.sleep(seconds)
+            with open(tmp_path_, 'w') as file:
+                file.write(name)
+            finished.append(name)
+        return write
+
+    write_in_background(tmp_path / 'checkpoint.pt', slow('checkpoint', 0.2))  # slower, but handed over first
+    write_in_background(tmp_path / 'metrics.csv', slow('csv', 0.0))
+    assert finished == []  # the caller did not wait
+    wait_for_writes()
+    assert finished == ['checkpoint', 'csv']
+    assert (tmp_path / 'checkpoint.pt').read_text() == 'checkpoint' and sorted(os.listdir(tmp_path)) == [
+        'checkpoint.pt', 'metrics.csv']
+
+
+def test_a_background_error_is_raised_once_naming_the_file_and_keeps_the_old_file(tmp_path):
+    target = tmp_path / 'file.txt'
+    target.write_text('old')
+
+    def fail(tmp_path_):
+        raise OSError(28, 'No space left on device')
+
+    write_in_background(target, fail)
+    with pytest.raises(OSError, match=r'could not write .*file\.txt: No space left on device') as raised:
+        wait_for_writes()
+    assert raised.value.errno == 28
+    wait_for_writes()  # raised once: the next run is not blamed for it
+    assert target.read_text() == 'old' and os.listdir(tmp_path) == ['file.txt']
+    write_in_background(target, bytes_writer(b'new'))
+    wait_for_writes()
+    assert target.read_bytes() == b'new'

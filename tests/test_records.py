@@ -53,3 +53,8 @@ def test_write_json_round_trips(tmp_path):
 def test_metrics_csv_rejects_a_folder(tmp_path):
     with pytest.raises(ValueError, match='is a directory'):
         MetricsCSV(tmp_path)
+
+
+def test_metrics_csv_background_must_be_a_bool(tmp_path):
+    with pytest.raises(TypeError, match='background must be True or False'):
+        MetricsCSV(tmp_path / 'metrics.csv', background=1)

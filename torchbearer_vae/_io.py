@@ -2,7 +2,8 @@
 import os
 import re
 import tempfile
-from typing import Callable, Union
+import threading
+from typing import Callable, List, Optional, Tuple, Union
 
 PathLike = Union[str, 'os.PathLike[str]']
 
@@ -78,3 +79,73 @@ def atomic_write(path: PathLike, write: Callable[[str], None]) -> None:
             pass
         raise
     _fsync(folder, directory=True)
+
+
+def bytes_writer(data) -> Callable[[str], None]:
+    """A ``write(tmp_path)`` for :func:`atomic_write` that writes ``data`` (bytes or a buffer) as is."""
+    def write(tmp_path: str) -> None:
+        with open(tmp_path, 'wb') as file:
+            file.write(data)
+    return write
+
+
+# -- writing in the background: the training loop hands a file over and goes on --
+_lock = threading.Lock()
+_last_writer: Optional[threading.Thread] = None
+_errors: List[Tuple[str, BaseException]] = []
+
+
+def write_in_background(path: PathLike, write: Callable[[str], None]) -> None:
+    """:func:`atomic_write` ``(path, write)`` in another thread, after every write handed over before it.
+
+    For the files a callback writes every epoch (checkpoint, CSV, pictures): the training loop
+    goes on while the bytes reach the disk. ``write`` must use only what it owns (bytes, text,
+    tensors copied for it), never the live model or history, which training goes on changing.
+    Writes happen in the order they were handed over, so a file written after another is never
+    newer on disk. The threads are not daemons: a process that ends normally (or on an
+    exception) finishes its writes first; a killed one leaves the old file and a temporary that
+    :func:`remove_stale_temporaries` deletes.
+
+    Raises:
+        OSError (or whatever an earlier write raised): the first error of an earlier background
+            write, so that a failing disk stops training at the next write, not silently.
+    """
+    global _last_writer
+    raise_write_errors()
+    path = os.fspath(path)
+    with _lock:
+        previous = _last_writer
+
+        def run():
+            if previous is not None:
+                previous.join()
+            try:
+                atomic_write(path, write)
+            except BaseException as error:  # kept for the training thread, which raises it
+                with _lock:
+                    _errors.append((path, error))
+
+        _last_writer = threading.Thread(target=run, name=f'torchbearer_vae writes {os.path.basename(path)}')
+        _last_writer.start()
+
+
+def wait_for_writes() -> None:
+    """Block until every :func:`write_in_background` write is on disk; raise the first error one met."""
+    with _lock:
+        last = _last_writer
+    if last is not None:
+        last.join()
+    raise_write_errors()
+
+
+def raise_write_errors() -> None:
+    """Raise (once) the first error a background write met, naming its file."""
+    with _lock:
+        if not _errors:
+            return
+        path, error = _errors[0]
+        _errors.clear()
+    if isinstance(error, OSError):
+        message = f'could not write {path}: {error.strerror or error}'
+        raise (OSError(error.errno, message) if error.errno else OSError(message)) from error
+    raise RuntimeError(f'could not write {path}: {type(error).__name__}: {error}') from error

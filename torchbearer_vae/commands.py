@@ -240,7 +240,7 @@ def _train(args, processes: _Processes) -> dict:
     model = VAE(image_shape, hidden_dim=options['hidden_dim'], latent_dim=options['latent_dim'])
     if rank:  # its own draws of z; the weights are rank 0's, which DistributedDataParallel copies to every rank
         torch.manual_seed(options['seed'] + rank)
-    optimizer = torch.optim.Adam(model.parameters(), lr=options['lr'])
+    optimizer = _adam(model.parameters(), options['lr'])
     # Each rank trains on its shard of every epoch (the same seed on all ranks: disjoint shards) ...
     train_loader = TensorLoader(train_set, batch_size=options['batch_size'], shuffle=True, seed=options['seed'],
                                 device=device, rank=rank, world_size=world_size)
@@ -326,12 +326,33 @@ def _train(args, processes: _Processes) -> dict:
     return summary
 
 
+def _adam(parameters, lr: float) -> torch.optim.Adam:
+    """Adam, fused into one kernel per step where this torch has it for the parameters' device.
+
+    The default Adam updates each parameter with several small operations launched from Python;
+    the fused one (CPU since torch 2.4, CUDA since 2.0) does it in one: the same algorithm, and an
+    epoch of the reference VAE about 15% faster on a 2-core CPU (benchmarks/bench_training.py).
+    """
+    parameters = list(parameters)
+    try:
+        return torch.optim.Adam(parameters, lr=lr, fused=True)
+    except (RuntimeError, TypeError, ValueError):  # an older torch, or a device without the fused kernel
+        return torch.optim.Adam(parameters, lr=lr)
+
+
 def _optimizer_to(optimizer, device):
-    """Move a loaded optimizer's moment tensors to the model's device."""
-    for state in optimizer.state.values():
-        for key, value in state.items():
-            if isinstance(value, torch.Tensor) and key != 'step':
-                state[key] = value.to(device)
+    """Move a loaded optimizer's moment tensors to the model's device.
+
+    Adam's ``step`` count stays on the CPU, where torch wants it, except for the fused and
+    capturable variants, which keep it beside the parameters.
+    """
+    for group in optimizer.param_groups:
+        step_beside_parameters = group.get('fused') or group.get('capturable')
+        for parameter in group['params']:
+            state = optimizer.state.get(parameter, {})
+            for key, value in state.items():
+                if isinstance(value, torch.Tensor) and (key != 'step' or step_beside_parameters):
+                    state[key] = value.to(device)
 
 
 def _model(args):

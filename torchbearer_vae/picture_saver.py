@@ -2,8 +2,8 @@
 
 It checks the folder and the ``{epoch}`` file name at construction, collects the first images of
 a phase (and nothing on the other steps), draws with the model in eval mode under ``no_grad``,
-tiles with :func:`torchvision.utils.make_grid` and writes atomically, from rank 0 only. A
-subclass only says what to draw.
+tiles with :func:`torchvision.utils.make_grid` and writes atomically, from rank 0 only (in a
+Trial, in a background thread while training goes on). A subclass only says what to draw.
 """
 import contextlib
 import math
@@ -13,12 +13,13 @@ import string
 import warnings
 from typing import Callable, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 import torchbearer
 from torchbearer.callbacks import Callback
 from torchbearer.state import StateKey
 
-from ._io import PathLike, atomic_write
+from ._io import PathLike, atomic_write, wait_for_writes, write_in_background
 from .distributed import _is_main_process  # only rank 0 writes pictures
 from .losses import MissingStateError
 
@@ -119,13 +120,28 @@ def _describe(value) -> str:
     return f'a {type(value).__name__}'
 
 
-def _write_grid(images: torch.Tensor, path: str, nrow: int, normalize: bool) -> torch.Tensor:
-    """Tile ``(N, C, H, W)`` images with torchvision, write them atomically and return the grid."""
-    from torchvision.utils import make_grid, save_image  # importing torchvision costs ~1 s: only when drawing
+def _grid(images: torch.Tensor, nrow: int, normalize: bool) -> torch.Tensor:
+    """Tile ``(N, C, H, W)`` images with torchvision's ``make_grid``: a ``(3 or 4, H', W')`` grid."""
+    from torchvision.utils import make_grid  # importing torchvision costs ~1 s: only when drawing
 
-    grid = make_grid(images.float(), nrow=nrow, normalize=normalize)
-    atomic_write(path, lambda tmp_path: save_image(grid, tmp_path))
-    return grid
+    return make_grid(images.float(), nrow=nrow, normalize=normalize)
+
+
+def _png_writer(grid: torch.Tensor, grey: bool) -> Callable[[str], None]:
+    """A ``write(tmp_path)`` that saves ``grid`` with the pixels torchvision's ``save_image`` writes.
+
+    ``save_image`` is not used because it always writes RGB: ``make_grid`` repeats a grey image's
+    channel three times. A grey grid is written as one 8-bit grey channel here, the same picture
+    in a third of the bytes and of the encoding time. The pixels are converted now, as
+    ``save_image`` does (``round(x * 255)``), so the writer owns them and may run in another thread.
+    """
+    pixels = grid.mul(255).add_(0.5).clamp_(0, 255).permute(1, 2, 0).to('cpu', torch.uint8).numpy()
+    pixels = np.ascontiguousarray(pixels[:, :, 0]) if grey else pixels
+
+    def write(tmp_path: str) -> None:
+        from PIL import Image  # torchvision's own dependency
+        Image.fromarray(pixels).save(tmp_path)  # the format from the extension, which the temporary keeps
+    return write
 
 
 def _inner(model):
@@ -179,6 +195,13 @@ class PictureSaver(Callback):
     ``on`` phase (and nothing on the other steps), drawing with the model in eval mode under
     ``no_grad``, writing atomically on rank 0 only, and the builders :meth:`with_handler` and
     :meth:`to_tensorboard`.
+
+    Files are PNGs (or the format the file name's extension says) with the pixels torchvision's
+    ``save_image`` writes; grey images are written as one grey channel, not repeated as RGB. In a
+    Trial the file is written in a background thread while training goes on (the grid is drawn
+    and converted first, so the picture is of that moment's model); ``on_end`` waits for it, so
+    the last picture is on the disk when ``Trial.run`` returns. ``save``/``write`` called
+    directly write before they return.
 
     To write another picture, subclass it: set ``_needed`` (images to collect from the batches of
     the ``on`` phase each epoch; 0 draws from the model alone, at the end of each epoch) and
@@ -324,12 +347,15 @@ class PictureSaver(Callback):
         if not _is_main_process():
             return
         if self._needed == 0:
-            self._draw(state, [])
+            self._draw(state, [], background=True)
         elif self.on == 'validation' and not self._seen and not self._warned:
             self._warned = True
             warnings.warn(f"{type(self).__name__}(on='validation') saw no validation batch this epoch, so it "
                           f"saved nothing: give the Trial validation data (with_generators(val_generator=...))"
                           f" or use on='training'", stacklevel=2)
+
+    def on_end(self, state):
+        wait_for_writes()  # the pictures of the last epoch are on the disk when Trial.run returns
 
     # -- collecting: only on the steps that still need images --
     def _keys(self) -> Tuple[Tuple[StateKey, str], ...]:
@@ -360,7 +386,7 @@ class PictureSaver(Callback):
         self._collecting = False
         collected = [torch.cat(store) for store in self._collected]
         self._collected = [[] for _ in self._keys()]
-        self._draw(state, collected)
+        self._draw(state, collected, background=True)
 
     def _from_state(self, state, key, argument):
         try:
@@ -374,17 +400,23 @@ class PictureSaver(Callback):
     def _picture(self, model, collected: List[torch.Tensor]) -> Tuple[torch.Tensor, int]:
         raise NotImplementedError
 
-    def _draw(self, state, collected: List[torch.Tensor]) -> Optional[str]:
+    def _draw(self, state, collected: List[torch.Tensor], background: bool = False) -> Optional[str]:
         model = _inner(state[torchbearer.MODEL]) if torchbearer.MODEL in state else None
         with _drawing(model):
             picture = self._picture(model, collected)
         if picture is None:
             return None
-        return self._emit(*picture, state)
+        return self._emit(*picture, state, background=background)
 
-    def _emit(self, images: torch.Tensor, nrow: int, state) -> str:
+    def _emit(self, images: torch.Tensor, nrow: int, state, background: bool = False) -> str:
+        """Write the grid (in a Trial: ``background``, while training goes on) and pass it to the handlers."""
         path = os.path.join(os.fspath(self.folder), _file_name(self.filename, state[torchbearer.EPOCH]))
-        grid = _write_grid(images, path, nrow, self.normalize)
+        grid = _grid(images, nrow, self.normalize)
+        write = _png_writer(grid, grey=images.shape[1] == 1)
+        if background:
+            write_in_background(path, write)
+        else:
+            atomic_write(path, write)
         for handler in self._handlers:
             handler(grid, 0, state)
         return path

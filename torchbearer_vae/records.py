@@ -1,5 +1,6 @@
 """What a training run leaves besides checkpoints and pictures: the metrics CSV, the loss plot, JSON."""
 import csv
+import io
 import json
 import os
 from typing import Any, Dict, List, Sequence
@@ -7,7 +8,7 @@ from typing import Any, Dict, List, Sequence
 import torchbearer
 from torchbearer.callbacks import Callback
 
-from ._io import PathLike, atomic_write
+from ._io import PathLike, atomic_write, bytes_writer, wait_for_writes, write_in_background
 from .distributed import _is_main_process
 
 __all__ = ['MetricsCSV', 'plot_history', 'write_json']
@@ -35,12 +36,15 @@ class MetricsCSV(Callback):
     keeps open: a kill can leave half a row, and a run resumed from a checkpoint taken before
     the last row was written would repeat it. This writes the whole (small) file from the
     Trial's history at the ``on_checkpoint`` hook, so the CSV always matches the history a
-    checkpoint saved at the same hook holds. Under :mod:`torch.distributed` only rank 0 writes:
+    checkpoint saved at the same hook holds. Like :class:`~torchbearer_vae.Checkpointer` it
+    writes in a background thread by default, in order (a checkpoint handed over before the CSV
+    is on the disk first), and the file is complete when ``Trial.run`` returns. Under :mod:`torch.distributed` only rank 0 writes:
     the rows are rank 0's history, that is rank 0's own metrics unless a
     :class:`~torchbearer_vae.ReduceMetrics` callback made them the means over the ranks.
 
     Args:
         path (str or PathLike): The CSV file.
+        background (bool): Write the file in a background thread (default) or at the hook.
 
     Example: ::
 
@@ -49,26 +53,33 @@ class MetricsCSV(Callback):
         >>> # Trial(..., callbacks=[csv_writer])
     """
 
-    def __init__(self, path: PathLike):
+    def __init__(self, path: PathLike, background: bool = True):
         super().__init__()
         if os.path.isdir(path):
             raise ValueError(f'path {os.fspath(path)!r} is a directory; give the CSV file name')
-        self.path = path
+        if not isinstance(background, bool):
+            raise TypeError(f'background must be True or False, got {background!r}')
+        self.path, self.background = path, background
 
     def on_checkpoint(self, state):
         if not _is_main_process():
             return
         history = state[torchbearer.HISTORY]
         columns = _columns(history)
+        text = io.StringIO(newline='')  # the rows as they are now: training goes on appending to the history
+        writer = csv.DictWriter(text, columns, restval='')
+        writer.writeheader()
+        for epoch, row in enumerate(history):
+            writer.writerow({'epoch': epoch, **{k: v for k, v in row.items() if k in columns}})
+        data = text.getvalue().encode('utf-8')
+        if self.background:  # after a checkpoint handed over at the same hook: writes keep their order
+            write_in_background(self.path, bytes_writer(data))
+        else:
+            wait_for_writes()
+            atomic_write(self.path, bytes_writer(data))
 
-        def write(tmp_path):
-            with open(tmp_path, 'w', newline='') as file:
-                writer = csv.DictWriter(file, columns, restval='')
-                writer.writeheader()
-                for epoch, row in enumerate(history):
-                    writer.writerow({'epoch': epoch, **{k: v for k, v in row.items() if k in columns}})
-
-        atomic_write(self.path, write)
+    def on_end(self, state):
+        wait_for_writes()
 
 
 def plot_history(history: Sequence[Dict[str, Any]], path: PathLike, metrics: Sequence[str] = ('loss',)) -> bool:
