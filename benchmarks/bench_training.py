@@ -13,10 +13,11 @@ validates on the 1,000, batch 128):
 
 (1)-(3) use the example's loss, BCE(sum) + KL; (4) BCELoss(sum) + the kld_loss callback: the same
 objective. Every method uses the same optimizer: Adam(lr=1e-3, fused=True), which ``torchbearer-vae
-train`` uses (--adam default: Adam's default per-parameter loop, as in the PyTorch example). Every run starts from torch.manual_seed(seed); the first epoch of each run is a warm-up
-and is not timed. It prints the median seconds per epoch, images per second (10,000 images per
-epoch: 9,000 trained + 1,000 validated), the data each path holds and the peak resident memory,
-then the ratios (4)/(1), (2)/(4), (4)/(3) against the targets of issue 5.
+train`` uses (--adam default: Adam's default per-parameter loop, as in the PyTorch example). Every
+run starts from torch.manual_seed(seed); the first epoch of each run is a warm-up and is not timed.
+It prints the median seconds per epoch, images per second (10,000 images per epoch: 9,000 trained
++ 1,000 validated), the data each path holds and the peak resident memory, then the ratios
+(4)/(1), (2)/(4), (4)/(3) against the targets of issue 5.
 
 The scale check trains (4) on the first 2,500 / 5,000 / 10,000 images: the time per image
 interleaved in this process, the peak memory in a fresh process per size (so that it is its own).
@@ -414,7 +415,8 @@ def main(argv=None):
 
     print(f'torchbearer_vae {torchbearer_vae.__version__}, torch {torch.__version__}, torchbearer '
           f'{torchbearer.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, '
-          f'load average {os.getloadavg()[0]:.2f}, every method with Adam({", ".join(f"{k}={v}" for k, v in ADAM.items())})')
+          f'load average {os.getloadavg()[0]:.2f}; every method with Adam(lr=1e-3'
+          + ''.join(f', {key}={value}' for key, value in ADAM.items()) + ')')
     with tempfile.TemporaryDirectory() as out:
         setup = Setup(args.data, args.batch_size, args.seed, out)
         print(f'MNIST {setup.images:,} images: {len(setup.train):,} train + {len(setup.val):,} validation per '

@@ -95,8 +95,8 @@ def test_checkpointer_saves_whole_epochs_in_a_real_trial(tmp_path):
             seen.append(load_checkpoint(tmp_path / 'checkpoint.pt')['epoch'])
 
     trial = Trial(model, torch.optim.Adam(model.parameters()), torch.nn.BCELoss(reduction='sum'), metrics=['loss'],
-                  callbacks=[kld_loss(), Checkpointer(tmp_path / 'checkpoint.pt', extra=lambda state: {'x': 1}, background=False),
-                             Spy()],
+                  callbacks=[kld_loss(), Checkpointer(tmp_path / 'checkpoint.pt', extra=lambda state: {'x': 1},
+                                                      background=False), Spy()],
                   verbose=0)
     trial.with_generators(data, data).run(3)
     checkpoint = load_checkpoint(tmp_path / 'checkpoint.pt')

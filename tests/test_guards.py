@@ -116,7 +116,8 @@ def test_an_infinite_kl_stops_before_its_update_and_the_last_epoch_stays_on_disk
     history, warned = run(model, images, [
         kld_loss(), Hook('on_forward', 1, 3, blow_up), guard, before,
         # written at the hook (not in the background), so that on_checkpoint below can read them
-        Checkpointer(tmp_path / 'checkpoint.pt', background=False), MetricsCSV(tmp_path / 'metrics.csv', background=False),
+        Checkpointer(tmp_path / 'checkpoint.pt', background=False),
+        MetricsCSV(tmp_path / 'metrics.csv', background=False),
         ReconstructionSaver(folder=tmp_path), torchbearer.callbacks.on_checkpoint(on_checkpoint)])
 
     assert guard.stopped_at == {'phase': 'training', 'epoch': 1, 'batch': 3, 'term': 'kl'}

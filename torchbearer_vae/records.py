@@ -38,9 +38,10 @@ class MetricsCSV(Callback):
     Trial's history at the ``on_checkpoint`` hook, so the CSV always matches the history a
     checkpoint saved at the same hook holds. Like :class:`~torchbearer_vae.Checkpointer` it
     writes in a background thread by default, in order (a checkpoint handed over before the CSV
-    is on the disk first), and the file is complete when ``Trial.run`` returns. Under :mod:`torch.distributed` only rank 0 writes:
-    the rows are rank 0's history, that is rank 0's own metrics unless a
-    :class:`~torchbearer_vae.ReduceMetrics` callback made them the means over the ranks.
+    is on the disk first), and the file is complete when ``Trial.run`` returns. Under
+    :mod:`torch.distributed` only rank 0 writes: the rows are rank 0's history, that is rank 0's
+    own metrics unless a :class:`~torchbearer_vae.ReduceMetrics` callback made them the means
+    over the ranks.
 
     Args:
         path (str or PathLike): The CSV file.
