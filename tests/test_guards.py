@@ -1,4 +1,5 @@
 """NaNGuard in real Trials on the real MNIST, the logvar clamp, and the CLI's stop on a NaN."""
+import gc
 import math
 import multiprocessing
 import os
@@ -280,6 +281,7 @@ def _ddp_rank(rank, port, images, results):
     """One of two gloo processes training a DistributedDataParallel VAE; rank 0's output gets a NaN at batch 2."""
     os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
     torch.distributed.init_process_group('gloo', rank=rank, world_size=2)
+    model = trial = None
     try:
         torch.manual_seed(0)
         model = torch.nn.parallel.DistributedDataParallel(small_vae())
@@ -295,6 +297,10 @@ def _ddp_rank(rank, port, images, results):
         history = trial.run(2)
         results.put((rank, guard.stopped_at, guard.message, len(history)))
     finally:
+        # DDP holds the process group, and the Trial (which refers to itself) holds DDP until a garbage
+        # collection: destroying a group still held can abort the process at exit (as commands.py explains).
+        model = trial = None
+        gc.collect()
         torch.distributed.destroy_process_group()
 
 

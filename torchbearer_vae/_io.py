@@ -1,5 +1,7 @@
 """File writing shared by everything the package saves: always atomic."""
+import atexit
 import os
+import queue
 import re
 import tempfile
 import threading
@@ -90,52 +92,56 @@ def bytes_writer(data) -> Callable[[str], None]:
 
 
 # -- writing in the background: the training loop hands a file over and goes on --
+# One worker thread, started on first use, takes the files in the order they were handed over.
 _lock = threading.Lock()
-_last_writer: Optional[threading.Thread] = None
+_jobs: 'queue.Queue[Tuple[str, Callable[[str], None]]]' = queue.Queue()
+_worker: Optional[threading.Thread] = None
 _errors: List[Tuple[str, BaseException]] = []
 
 
+def _work() -> None:
+    while True:
+        path, write = _jobs.get()
+        try:
+            atomic_write(path, write)
+        except BaseException as error:  # kept for the training thread, which raises it
+            with _lock:
+                _errors.append((path, error))
+        finally:
+            _jobs.task_done()
+
+
 def write_in_background(path: PathLike, write: Callable[[str], None]) -> None:
-    """:func:`atomic_write` ``(path, write)`` in another thread, after every write handed over before it.
+    """:func:`atomic_write` ``(path, write)`` in a background thread, after every write handed over before it.
 
     For the files a callback writes every epoch (checkpoint, CSV, pictures): the training loop
     goes on while the bytes reach the disk. ``write`` must use only what it owns (bytes, text,
     tensors copied for it), never the live model or history, which training goes on changing.
     Writes happen in the order they were handed over, so a file written after another is never
-    newer on disk. The threads are not daemons: a process that ends normally (or on an
-    exception) finishes its writes first; a killed one leaves the old file and a temporary that
+    newer on disk. A process that ends normally (or on an exception) finishes its writes first
+    (at exit); a killed one leaves the old file and a temporary that
     :func:`remove_stale_temporaries` deletes.
 
     Raises:
         OSError (or whatever an earlier write raised): the first error of an earlier background
             write, so that a failing disk stops training at the next write, not silently.
     """
-    global _last_writer
+    global _worker
     raise_write_errors()
-    path = os.fspath(path)
     with _lock:
-        previous = _last_writer
-
-        def run():
-            if previous is not None:
-                previous.join()
-            try:
-                atomic_write(path, write)
-            except BaseException as error:  # kept for the training thread, which raises it
-                with _lock:
-                    _errors.append((path, error))
-
-        _last_writer = threading.Thread(target=run, name=f'torchbearer_vae writes {os.path.basename(path)}')
-        _last_writer.start()
+        if _worker is None or not _worker.is_alive():  # first use, or a child process after fork
+            _worker = threading.Thread(target=_work, name='torchbearer_vae file writer', daemon=True)
+            _worker.start()
+    _jobs.put((os.fspath(path), write))
 
 
 def wait_for_writes() -> None:
     """Block until every :func:`write_in_background` write is on disk; raise the first error one met."""
-    with _lock:
-        last = _last_writer
-    if last is not None:
-        last.join()
+    _jobs.join()
     raise_write_errors()
+
+
+atexit.register(_jobs.join)  # the worker is a daemon (it never ends by itself): finish its files before exit
 
 
 def raise_write_errors() -> None:
