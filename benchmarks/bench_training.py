@@ -399,7 +399,7 @@ def main(argv=None):
     parser.add_argument('--quick', action='store_true', help='3 epochs per run x 1 round')
     parser.add_argument('--no-scale', action='store_true', help='skip the scale check')
     parser.add_argument('--cli', action='store_true', help='also measurement (5): `torchbearer-vae train`')
-    parser.add_argument('--cli-epochs', type=int, default=6, help='E for measurement (5) (default: 6)')
+    parser.add_argument('--cli-epochs', type=int, default=11, help='E for measurement (5) (default: 11)')
     parser.add_argument('--adam', choices=('fused', 'default'), default='fused',
                         help="every method's optimizer: Adam(fused=True), which `torchbearer-vae train` uses "
                              "(default), or Adam's default per-parameter loop")
