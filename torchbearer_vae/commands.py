@@ -1,4 +1,5 @@
 """What each ``torchbearer-vae`` sub-command does; :mod:`torchbearer_vae.cli` parses the arguments."""
+import dataclasses
 import gc
 import json
 import os
@@ -211,6 +212,21 @@ def _prepare(args, out):
     return checkpoint, options, done >= args.epochs and os.path.exists(os.path.join(out, SUMMARY))
 
 
+@dataclasses.dataclass
+class _Training:
+    """What ``train`` builds before it trains: the Trial, and what the run's summary needs."""
+    trial: Trial
+    guard: NaNGuard
+    model: torch.nn.Module
+    val_loader: TensorLoader
+    out: str
+    options: dict
+    done: int  # epochs trained before this session (a resumed run)
+    image_shape: tuple
+    train_images: int
+    val_images: int
+
+
 def _train(args, processes: _Processes) -> dict:
     """Train on every rank: data sharded, the model in DistributedDataParallel, files written by rank 0.
 
@@ -219,6 +235,53 @@ def _train(args, processes: _Processes) -> dict:
     metrics (``loss``, ``recon``, ``kl``) are averaged over the ranks by :class:`ReduceMetrics`,
     so the history, metrics.csv and the checkpoint hold the global values.
     """
+    training = _build_training(args, processes)
+    if training is None:
+        return {}
+    rank, world_size, device = processes.rank, processes.world_size, processes.device
+    trial, guard, model, val_loader = training.trial, training.guard, training.model, training.val_loader
+    out, options, done, image_shape = training.out, training.options, training.done, training.image_shape
+
+    started = time.time()
+    trial.run(epochs=args.epochs)
+    seconds = time.time() - started
+    history = trial.state[torchbearer.HISTORY]
+    if guard.message is not None:
+        kept = (f'{os.path.join(out, CHECKPOINT)} holds the first {len(history)} epoch(s), all finite' if history
+                else 'no epoch completed, so no checkpoint was written')
+        raise CommandError(f'{guard.message}. {kept}')
+
+    if rank:  # rank 0 writes the run's last files
+        return {}
+    plotted = plot_history(history, os.path.join(out, 'loss.png'), metrics=('loss', 'recon', 'kl'))
+    if not plotted:
+        print('loss.png skipped: matplotlib is not installed (pip install "torchbearer-vae[plot]")')
+    generator = torch.Generator(device=device).manual_seed(options['seed'])
+    val_elbo = negative_elbo(model, val_loader, generator=generator)
+    epochs_run = len(history) - done
+    summary = {
+        'dataset': options['dataset'] or 'mnist', 'image_shape': list(image_shape),
+        'train_images': training.train_images, 'val_images': training.val_images, 'epochs': len(history),
+        'epochs_this_session': epochs_run, 'options': options,
+        'val_elbo_per_image': val_elbo,
+        'val_elbo_per_image_means': 'negative ELBO (BCE + KL) in nats per validation image, z sampled as in training',
+        'val_loss_z_mean_per_image': history[-1].get('val_loss'),
+        'val_loss_z_mean_per_image_means': "the Trial's val_loss: the same loss with z = posterior mean (eval mode)",
+        'wall_seconds': round(seconds, 3),
+        'train_images_per_second': round(epochs_run * training.train_images / seconds, 1) if epochs_run else None,
+        'device': str(device), 'processes': world_size, 'versions': _environment(),
+    }
+    write_json(os.path.join(out, SUMMARY), summary)
+    print(f'{out}: {len(history)} epochs, validation negative ELBO {val_elbo:.2f} nats per image, '
+          f'{seconds:.1f} s' + (f' ({world_size} processes)' if world_size > 1 else ''))
+    return summary
+
+
+def _build_training(args, processes: _Processes):
+    """The :class:`_Training` of ``args`` on this rank, or ``None`` if the run in ``--out`` is complete.
+
+    benchmarks/bench_training.py builds the command's Trial with it, to time its epochs in turn with the floor's.
+    """
     rank, world_size, device = processes.rank, processes.world_size, processes.device
     out = args.out or os.path.join('runs', _run_name(args.dataset))
     checkpoint, options, nothing_to_do = processes.from_rank_0(lambda: _prepare(args, out))
@@ -226,7 +289,7 @@ def _train(args, processes: _Processes) -> dict:
     if nothing_to_do:
         if rank == 0:
             print(f'{out}: already trained for {done} epochs (asked for {args.epochs}); nothing to do')
-        return {}
+        return None
 
     # The first process of each machine reads the data first: it downloads mnist/fashion-mnist if needed, alone.
     if processes.local_rank:
@@ -271,7 +334,7 @@ def _train(args, processes: _Processes) -> dict:
             saved['rng_states'] = processes.gather(rng_state)
         return saved
 
-    # Its message becomes the command's error below. One process checks no gradients: that costs ~1.5% of an epoch
+    # Its message becomes the command's error (in _train). One process checks no gradients: that costs ~1.5% of an epoch
     # and only protects the weights in memory, which this command discards on a NaN (the checkpoint holds whole good
     # epochs either way; a bad update shows as a non-finite output at the next step). Under DDP the gradient check
     # is what makes every rank stop at the same step (the all-reduce spreads a NaN), so there it stays on.
@@ -290,40 +353,7 @@ def _train(args, processes: _Processes) -> dict:
                   callbacks=callbacks, verbose=verbose).to(device)
     trial.with_generators(train_generator=train_loader, val_generator=val_loader)
     trial.state[torchbearer.HISTORY] = history  # torchbearer continues from len(history)
-
-    started = time.time()
-    trial.run(epochs=args.epochs)
-    seconds = time.time() - started
-    history = trial.state[torchbearer.HISTORY]
-    if guard.message is not None:
-        kept = (f'{os.path.join(out, CHECKPOINT)} holds the first {len(history)} epoch(s), all finite' if history
-                else 'no epoch completed, so no checkpoint was written')
-        raise CommandError(f'{guard.message}. {kept}')
-
-    if rank:  # rank 0 writes the run's last files
-        return {}
-    plotted = plot_history(history, os.path.join(out, 'loss.png'), metrics=('loss', 'recon', 'kl'))
-    if not plotted:
-        print('loss.png skipped: matplotlib is not installed (pip install "torchbearer-vae[plot]")')
-    generator = torch.Generator(device=device).manual_seed(options['seed'])
-    val_elbo = negative_elbo(model, val_loader, generator=generator)
-    epochs_run = len(history) - done
-    summary = {
-        'dataset': options['dataset'] or 'mnist', 'image_shape': list(image_shape),
-        'train_images': len(train_set), 'val_images': len(val_set), 'epochs': len(history),
-        'epochs_this_session': epochs_run, 'options': options,
-        'val_elbo_per_image': val_elbo,
-        'val_elbo_per_image_means': 'negative ELBO (BCE + KL) in nats per validation image, z sampled as in training',
-        'val_loss_z_mean_per_image': history[-1].get('val_loss'),
-        'val_loss_z_mean_per_image_means': "the Trial's val_loss: the same loss with z = posterior mean (eval mode)",
-        'wall_seconds': round(seconds, 3),
-        'train_images_per_second': round(epochs_run * len(train_set) / seconds, 1) if epochs_run else None,
-        'device': str(device), 'processes': world_size, 'versions': _environment(),
-    }
-    write_json(os.path.join(out, SUMMARY), summary)
-    print(f'{out}: {len(history)} epochs, validation negative ELBO {val_elbo:.2f} nats per image, '
-          f'{seconds:.1f} s' + (f' ({world_size} processes)' if world_size > 1 else ''))
-    return summary
+    return _Training(trial, guard, model, val_loader, out, options, done, image_shape, len(train_set), len(val_set))
 
 
 def _adam(parameters, lr: float) -> torch.optim.Adam:
