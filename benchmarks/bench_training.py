@@ -25,7 +25,8 @@ interleaved in this process, the peak memory in a fresh process per size (so tha
 Measurement (5), --cli: one epoch of the ``torchbearer-vae train`` command (9,000 + 1,000 images,
 with its pictures, CSV and checkpoint), as (time of E epochs - time of 1 epoch) / (E - 1) so that
 start-up cancels out, against the floor (1) measured again in a child process between those runs,
-round by round (--cli-rounds).
+round by round (--cli-rounds); and, as a cross-check that the machine's slower spells cannot tilt,
+the command's own Trial timed epoch by epoch in turn with the floor, in this process.
 
     python benchmarks/bench_training.py              # the full comparison (about 1 minute on 2 cores)
     python benchmarks/bench_training.py --quick      # a quick look (about 25 s)
