@@ -140,18 +140,28 @@ class EpochTimer(torchbearer.callbacks.Callback):
         self.seconds.append(time.perf_counter() - self._start)
 
 
-class Setup:
+class FloorData:
+    """The data of the floor loop (1): the split and its float tensors (all a floor child needs)."""
+
+    def __init__(self, folder, batch_size, seed):
+        self.batch_size, self.seed = batch_size, seed
+        self.mnist = torchbearer_vae.IDXDataset.from_folder(folder)
+        self.train, self.val = train_val_split(AutoEncoderDataset(self.mnist), val_fraction=0.1, seed=1)
+        everything = self.mnist.data.unsqueeze(1).float().div(255)
+        self.train_x, self.val_x = everything[list(self.train.ids)], everything[list(self.val.ids)]
+
+    def model(self, use_state):
+        return fresh_model(self.seed, use_state)
+
+
+class Setup(FloorData):
     """The data every method uses, prepared once."""
 
     def __init__(self, folder, batch_size, seed, out):
-        self.batch_size, self.seed, self.out = batch_size, seed, out
-        mnist = torchbearer_vae.IDXDataset.from_folder(folder)
+        super().__init__(folder, batch_size, seed)
+        self.out = out
+        mnist, train, val = self.mnist, self.train, self.val
         self.images, self.uint8 = len(mnist), mnist.data
-        train, val = train_val_split(AutoEncoderDataset(mnist), val_fraction=0.1, seed=1)
-        self.train, self.val = train, val
-        # (1): the float tensors the floor loop indexes
-        everything = mnist.data.unsqueeze(1).float().div(255)
-        self.train_x, self.val_x = everything[list(train.ids)], everything[list(val.ids)]
         # (2): torchvision's dataset, the same items
         tv_mnist = torchvision_mnist(folder)
         self.tv_train, self.tv_val = Subset(tv_mnist, list(train.ids)), Subset(tv_mnist, list(val.ids))
@@ -166,9 +176,6 @@ class Setup:
     def loaders(self):
         return (TensorLoader(self.train, self.batch_size, shuffle=True, seed=self.seed),
                 TensorLoader(self.val, self.batch_size))
-
-    def model(self, use_state):
-        return fresh_model(self.seed, use_state)
 
 
 ADAM = {'fused': True}  # set from --adam: Adam's keyword arguments, the same for every method
@@ -371,20 +378,6 @@ def cli_seconds(args, epochs):
         last = (done.stderr.strip().splitlines() or ['(no message)'])[-1]
         raise RuntimeError(f'`torchbearer-vae train` failed (exit {done.returncode}): {last}')
     return seconds
-
-
-class FloorData:
-    """The float tensors of the floor loop (1), without the rest of Setup (for a child process)."""
-
-    def __init__(self, folder, batch_size, seed):
-        self.batch_size, self.seed = batch_size, seed
-        mnist = torchbearer_vae.IDXDataset.from_folder(folder)
-        train, val = train_val_split(AutoEncoderDataset(mnist), val_fraction=0.1, seed=1)
-        everything = mnist.data.unsqueeze(1).float().div(255)
-        self.train_x, self.val_x = everything[list(train.ids)], everything[list(val.ids)]
-
-    def model(self, use_state):
-        return fresh_model(self.seed, use_state)
 
 
 def floor_child(folder, epochs, batch_size, seed):
