@@ -320,6 +320,13 @@ def scale_child(folder, size, epochs, batch_size, seed):
     print(json.dumps({'peak_mb': peak_rss_mb() - start_mb, 'data_mb': images.nbytes / 2 ** 20}))
 
 
+def child_command(args, *mode):
+    """This script run again in a child process, with the parent's data, batch, seed, threads and Adam."""
+    command = [sys.executable, os.path.abspath(__file__), '--data', args.data, '--batch-size', str(args.batch_size),
+               '--seed', str(args.seed), '--adam', args.adam, *mode]
+    return command + (['--threads', str(args.threads)] if args.threads else [])
+
+
 def scale(args, setup, sizes):
     """Time per image, interleaved epoch by epoch in this process; memory from one child per size."""
     seconds = {size: [] for size in sizes}
@@ -333,11 +340,7 @@ def scale(args, setup, sizes):
                     seconds[size].append(took)
     memory = {}
     for size in sizes:
-        command = [sys.executable, os.path.abspath(__file__), '--data', args.data, '--epochs', '2',
-                   '--batch-size', str(args.batch_size), '--seed', str(args.seed), '--scale-child', str(size)]
-        if args.threads:
-            command += ['--threads', str(args.threads)]
-        command += ['--adam', args.adam]
+        command = child_command(args, '--epochs', '2', '--scale-child', str(size))
         # glibc: a fixed mmap threshold hands every large freed block back to the system at once, so
         # that the resident memory follows the live tensors, not the allocator's caches (this slows
         # the allocations down, which is why the time is measured here, not in the child)
@@ -388,11 +391,7 @@ def floor_child(folder, epochs, batch_size, seed):
 
 def floor_seconds(args):
     """The floor's epochs, measured in a child process between the command's runs (see cli)."""
-    command = [sys.executable, os.path.abspath(__file__), '--data', args.data, '--batch-size',
-               str(args.batch_size), '--seed', str(args.seed), '--adam', args.adam,
-               '--floor-child', str(args.cli_epochs)]
-    if args.threads:
-        command += ['--threads', str(args.threads)]
+    command = child_command(args, '--floor-child', str(args.cli_epochs))
     return json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
 
 
@@ -402,20 +401,21 @@ def cli(args, floor):
     own ratio: this machine has slower spells lasting seconds, and a round's three runs mostly share
     one. The figure is the median of the rounds' ratios."""
     epochs = args.cli_epochs
-    one, many, floors, ratios = [], [], [], []
+    one, many, floors = [], [], []
     try:
         for _ in range(args.cli_rounds):
             one.append(cli_seconds(args, 1))
             floors.append(statistics.median(floor_seconds(args)))
             many.append(cli_seconds(args, epochs))
-            ratios.append((many[-1] - one[-1]) / (epochs - 1) / floors[-1])
     except RuntimeError as error:
         return [f'(5) skipped: {error}']
     per_epoch = (statistics.median(many) - statistics.median(one)) / (epochs - 1)
-    # each round's own estimate, to show the spread: a process's start-up varies by ~0.1-0.2 s
-    rounds = sorted((m - o) / (epochs - 1) for o, m in zip(one, many))
+    # each round's own estimate, to show the spread (a process's start-up varies by ~0.1-0.2 s), and its ratio
+    rounds = [(m - o) / (epochs - 1) for o, m in zip(one, many)]
+    ratios = [estimate / floor_now for estimate, floor_now in zip(rounds, floors)]
     return [f'(5) torchbearer-vae train: {statistics.median(one):.2f} s for 1 epoch, {statistics.median(many):.2f} s '
-            f'for {epochs} (medians of {len(one)}): {per_epoch:.3f} s/epoch (rounds {rounds[0]:.3f}-{rounds[-1]:.3f})',
+            f'for {epochs} (medians of {len(one)}): {per_epoch:.3f} s/epoch '
+            f'(rounds {min(rounds):.3f}-{max(rounds):.3f})',
             f'(1) floor in a child process between those runs: {statistics.median(floors):.3f} s/epoch (rounds '
             f'{min(floors):.3f}-{max(floors):.3f}; {floor:.3f} in the comparison above)',
             '(5)/(1) per round: ' + ' '.join(f'{ratio:.2f}' for ratio in ratios),
