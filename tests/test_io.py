@@ -7,8 +7,7 @@ from torchbearer_vae._io import (
     atomic_write,
     bytes_writer,
     remove_stale_temporaries,
-    wait_for_writes,
-    write_in_background,
+    BackgroundWriter,
 )
 
 
@@ -48,10 +47,11 @@ def test_background_writes_keep_their_order_and_are_done_after_waiting(tmp_path)
             finished.append(name)
         return write
 
-    write_in_background(tmp_path / 'checkpoint.pt', slow('checkpoint', 0.2))  # slower, but handed over first
-    write_in_background(tmp_path / 'metrics.csv', slow('csv', 0.0))
+    writer = BackgroundWriter()
+    writer.write(tmp_path / 'checkpoint.pt', slow('checkpoint', 0.2))  # slower, but handed over first
+    writer.write(tmp_path / 'metrics.csv', slow('csv', 0.0))
     assert finished == []  # the caller did not wait
-    wait_for_writes()
+    writer.wait()
     assert finished == ['checkpoint', 'csv']
     assert (tmp_path / 'checkpoint.pt').read_text() == 'checkpoint' and sorted(os.listdir(tmp_path)) == [
         'checkpoint.pt', 'metrics.csv']
@@ -64,12 +64,36 @@ def test_a_background_error_is_raised_once_naming_the_file_and_keeps_the_old_fil
     def fail(tmp_path_):
         raise OSError(28, 'No space left on device')
 
-    write_in_background(target, fail)
+    writer = BackgroundWriter()
+    writer.write(target, fail)
     with pytest.raises(OSError, match=r'could not write .*file\.txt: No space left on device') as raised:
-        wait_for_writes()
+        writer.wait()
     assert raised.value.errno == 28
-    wait_for_writes()  # raised once: the next run is not blamed for it
+    writer.wait()  # raised once: the next run is not blamed for it
     assert target.read_text() == 'old' and os.listdir(tmp_path) == ['file.txt']
-    write_in_background(target, bytes_writer(b'new'))
-    wait_for_writes()
+    writer.write(target, bytes_writer(b'new'))
+    writer.close()
     assert target.read_bytes() == b'new'
+
+
+def test_writers_are_independent_and_an_idle_writer_holds_no_thread(tmp_path):
+    import threading
+
+    failing, healthy = BackgroundWriter(), BackgroundWriter()
+
+    def fail(tmp_path_):
+        raise OSError(13, 'Permission denied')
+
+    failing.write(tmp_path / 'a.png', fail)
+    healthy.write(tmp_path / 'b.csv', bytes_writer(b'rows'))
+    healthy.close()  # the other writer's failure is not this one's
+    assert (tmp_path / 'b.csv').read_bytes() == b'rows'
+    with pytest.raises(OSError, match=r'could not write .*a\.png'):
+        failing.close()
+    assert not [t for t in threading.enumerate() if t.name == 'torchbearer_vae file writer']
+
+
+def test_a_foreground_writer_writes_before_returning_after_the_earlier_writes(tmp_path):
+    writer = BackgroundWriter(background=False)
+    writer.write(tmp_path / 'file.txt', bytes_writer(b'now'))
+    assert (tmp_path / 'file.txt').read_bytes() == b'now'

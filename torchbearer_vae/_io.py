@@ -1,11 +1,10 @@
 """File writing shared by everything the package saves: always atomic."""
-import atexit
 import os
 import queue
 import re
 import tempfile
 import threading
-from typing import Callable, List, Optional, Tuple, Union
+from typing import Callable, Optional, Tuple, Union
 
 PathLike = Union[str, 'os.PathLike[str]']
 
@@ -92,66 +91,75 @@ def bytes_writer(data) -> Callable[[str], None]:
 
 
 # -- writing in the background: the training loop hands a file over and goes on --
-# One worker thread, started on first use, takes the files in the order they were handed over.
-_lock = threading.Lock()
-_jobs: 'queue.Queue[Tuple[str, Callable[[str], None]]]' = queue.Queue()
-_worker: Optional[threading.Thread] = None
-_errors: List[Tuple[str, BaseException]] = []
+class BackgroundWriter:
+    """Write files with :func:`atomic_write` in a thread, in the order they were handed over.
 
-
-def _work() -> None:
-    while True:
-        path, write = _jobs.get()
-        try:
-            atomic_write(path, write)
-        except BaseException as error:  # kept for the training thread, which raises it
-            with _lock:
-                _errors.append((path, error))
-        finally:
-            _jobs.task_done()
-
-
-def write_in_background(path: PathLike, write: Callable[[str], None]) -> None:
-    """:func:`atomic_write` ``(path, write)`` in a background thread, after every write handed over before it.
-
-    For the files a callback writes every epoch (checkpoint, CSV, pictures): the training loop
-    goes on while the bytes reach the disk. ``write`` must use only what it owns (bytes, text,
-    tensors copied for it), never the live model or history, which training goes on changing.
-    Writes happen in the order they were handed over, so a file written after another is never
-    newer on disk. A process that ends normally (or on an exception) finishes its writes first
-    (at exit); a killed one leaves the old file and a temporary that
+    Owned by the one object that uses it (each file-writing callback has its own), which
+    :meth:`close` s it when its run ends; a write that failed is raised, naming its file, by the
+    owner's next :meth:`write`, :meth:`wait` or :meth:`close`, so the callback that asked for the
+    file reports it. The thread exists only while there are files to write and is not a daemon:
+    a process that ends normally (or on an exception) finishes its files first, and an idle
+    writer holds no thread. A killed process leaves the old file and a temporary that
     :func:`remove_stale_temporaries` deletes.
 
-    Raises:
-        OSError (or whatever an earlier write raised): the first error of an earlier background
-            write, so that a failing disk stops training at the next write, not silently.
+    With ``background=False`` each :meth:`write` happens before it returns (after the earlier
+    ones), for a caller that reads the file at once.
+
+    ``write`` callables must use only what they own (bytes, text, tensors copied for them), never
+    the live model or history, which training goes on changing.
     """
-    global _worker
-    raise_write_errors()
-    with _lock:
-        if _worker is None or not _worker.is_alive():  # first use, or a child process after fork
-            _worker = threading.Thread(target=_work, name='torchbearer_vae file writer', daemon=True)
-            _worker.start()
-    _jobs.put((os.fspath(path), write))
 
+    def __init__(self, background: bool = True, name: str = 'torchbearer_vae file writer'):
+        self.background, self.name = background, name
+        self._lock = threading.Lock()
+        self._jobs: queue.Queue[Tuple[str, Callable[[str], None]]] = queue.Queue()
+        self._thread: Optional[threading.Thread] = None
+        self._error: Optional[Tuple[str, BaseException]] = None
 
-def wait_for_writes() -> None:
-    """Block until every :func:`write_in_background` write is on disk; raise the first error one met."""
-    _jobs.join()
-    raise_write_errors()
-
-
-atexit.register(_jobs.join)  # the worker is a daemon (it never ends by itself): finish its files before exit
-
-
-def raise_write_errors() -> None:
-    """Raise (once) the first error a background write met, naming its file."""
-    with _lock:
-        if not _errors:
+    def write(self, path: PathLike, write: Callable[[str], None]) -> None:
+        """Hand ``atomic_write(path, write)`` to the thread; first raise an earlier write's error."""
+        self.raise_error()
+        if not self.background:
+            self.wait()
+            atomic_write(path, write)
             return
-        path, error = _errors[0]
-        _errors.clear()
-    if isinstance(error, OSError):
-        message = f'could not write {path}: {error.strerror or error}'
-        raise (OSError(error.errno, message) if error.errno else OSError(message)) from error
-    raise RuntimeError(f'could not write {path}: {type(error).__name__}: {error}') from error
+        with self._lock:
+            self._jobs.put((os.fspath(path), write))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._work, name=self.name)
+                self._thread.start()
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:  # stop only when nothing is queued, under the lock write() starts threads with
+                if self._jobs.empty():
+                    self._thread = None
+                    return
+            path, write = self._jobs.get()
+            try:
+                atomic_write(path, write)
+            except BaseException as error:  # kept for the owner's thread, which raises it
+                with self._lock:
+                    if self._error is None:
+                        self._error = (path, error)
+            finally:
+                self._jobs.task_done()
+
+    def wait(self) -> None:
+        """Block until every file handed over is on disk; raise the first error a write met."""
+        self._jobs.join()
+        self.raise_error()
+
+    close = wait  # nothing else to release: the thread ends by itself once the queue is empty
+
+    def raise_error(self) -> None:
+        """Raise (once) the first error a background write met, naming its file."""
+        with self._lock:
+            if self._error is None:
+                return
+            path, error = self._error
+            self._error = None
+        if isinstance(error, OSError):
+            message = f'could not write {path}: {error.strerror or error}'
+            raise (OSError(error.errno, message) if error.errno else OSError(message)) from error
+        raise RuntimeError(f'could not write {path}: {type(error).__name__}: {error}') from error

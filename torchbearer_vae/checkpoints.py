@@ -13,8 +13,9 @@ import torchbearer
 from torch import nn
 from torchbearer.callbacks import Callback
 
-from ._io import PathLike, atomic_write, wait_for_writes, write_in_background
+from ._io import BackgroundWriter, PathLike, atomic_write
 from .distributed import _is_main_process, _unwrap
+from .errors import CheckpointError
 from .models import VAE, ConvVAE
 from .version import __version__
 
@@ -27,10 +28,6 @@ FORMAT = 'torchbearer_vae.checkpoint/1'
 _MODELS = {'VAE': (VAE, ('input_shape', 'hidden_dim', 'latent_dim', 'likelihood', 'sigma', 'logvar_clamp')),
            'ConvVAE': (ConvVAE, ('input_shape', 'latent_dim', 'channels', 'hidden_dim', 'likelihood', 'sigma',
                                  'logvar_clamp'))}
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, unreadable, refused as unsafe, or does not fit the model."""
 
 
 def _model_config(model: nn.Module) -> Dict[str, Any]:
@@ -238,6 +235,7 @@ class Checkpointer(Callback):
         if not isinstance(background, bool):
             raise TypeError(f'background must be True or False, got {background!r}')
         self.path, self.extra, self.background = path, extra, background
+        self._writer = BackgroundWriter(background)
 
     def on_checkpoint(self, state):
         history = state[torchbearer.HISTORY]
@@ -248,10 +246,7 @@ class Checkpointer(Callback):
                            dict(epoch=len(history), history=_plain_history(history), **extra))
         if self.background:
             payload = _snapshot(payload)  # the weights of this epoch: the next one starts at once
-            write_in_background(self.path, lambda tmp_path: torch.save(payload, tmp_path))
-        else:
-            wait_for_writes()  # the earlier writes first: files keep their order
-            atomic_write(self.path, lambda tmp_path: torch.save(payload, tmp_path))
+        self._writer.write(self.path, lambda tmp_path: torch.save(payload, tmp_path))
 
     def on_end(self, state):
-        wait_for_writes()
+        self._writer.close()

@@ -8,6 +8,7 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
+from .errors import CommandError
 from .version import __version__
 
 __all__ = ['main', 'build_parser', 'CommandError']
@@ -18,10 +19,6 @@ _RUN_OPTIONS = ('dataset', 'data_dir', 'batch_size', 'lr', 'latent_dim', 'hidden
                 'seed', 'limit')
 _DEFAULTS = {'dataset': None, 'data_dir': 'data', 'batch_size': 128, 'lr': 1e-3, 'latent_dim': 20,
              'hidden_dim': 400, 'beta': 1.0, 'val_fraction': 0.1, 'seed': 1, 'limit': None}
-
-
-class CommandError(Exception):
-    """A problem with the command's arguments or inputs, reported as one line (exit status 2)."""
 
 
 # -- argument types: argparse turns their ArgumentTypeError into a one-line usage error --

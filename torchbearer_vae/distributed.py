@@ -17,27 +17,89 @@ import torchbearer
 from torch import nn
 from torchbearer.callbacks import Callback
 
-__all__ = ['ReduceMetrics']
+__all__ = ['get_rank', 'get_world_size', 'is_main_process', 'unwrap_model', 'ReduceMetrics']
 
 
-def _rank_and_world_size():
-    """``(rank, world_size)`` of the default process group; ``(0, 1)`` when there is none."""
+def get_rank() -> int:
+    """This process's rank in the default process group; 0 when there is none (one process).
+
+    Returns:
+        int: The rank.
+
+    Example: ::
+
+        >>> from torchbearer_vae.distributed import get_rank
+        >>> get_rank()  # no process group here
+        0
+    """
     dist = torch.distributed
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
-def _is_main_process() -> bool:
-    """Whether this process writes the run's files: rank 0, or the only process."""
-    return _rank_and_world_size()[0] == 0
+def get_world_size() -> int:
+    """How many processes train together: the default process group's size, or 1 when there is none.
+
+    Returns:
+        int: The world size.
+
+    Example: ::
+
+        >>> from torchbearer_vae.distributed import get_world_size
+        >>> get_world_size()
+        1
+    """
+    dist = torch.distributed
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
-def _unwrap(model):
-    """The user's model inside ``DistributedDataParallel``/``DataParallel`` wrappers (whose keys say ``module.``)."""
+def is_main_process() -> bool:
+    """Whether this process writes the run's files (pictures, checkpoints, CSV): rank 0, or the only process.
+
+    Returns:
+        bool: ``get_rank() == 0``.
+
+    Example: ::
+
+        >>> from torchbearer_vae.distributed import is_main_process
+        >>> is_main_process()
+        True
+    """
+    return get_rank() == 0
+
+
+def unwrap_model(model):
+    """The user's model inside ``DistributedDataParallel``/``DataParallel`` wrappers, whose weights say ``module.``.
+
+    The one way the package reaches the model a wrapper holds (for its ``encode``/``decode``,
+    its configuration or its weights without the ``module.`` prefix).
+
+    Args:
+        model: A model, wrapped or not.
+
+    Returns:
+        The innermost wrapped module (``model`` itself when it is not wrapped).
+
+    Example: ::
+
+        >>> import torch
+        >>> from torchbearer_vae import VAE
+        >>> from torchbearer_vae.distributed import unwrap_model
+        >>> model = VAE()
+        >>> unwrap_model(torch.nn.DataParallel(model)) is model
+        True
+    """
     while isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
         model = model.module
     return model
+
+
+# Old private names, used by modules not yet moved to the public helpers.
+def _rank_and_world_size():
+    return get_rank(), get_world_size()
+
+
+_is_main_process = is_main_process
+_unwrap = unwrap_model
 
 
 def _averageable(value) -> bool:
@@ -81,7 +143,7 @@ class ReduceMetrics(Callback):
     """
 
     def on_end_epoch(self, state):
-        rank, world_size = _rank_and_world_size()
+        world_size = get_world_size()
         if world_size == 1:
             return
         metrics = state[torchbearer.METRICS]

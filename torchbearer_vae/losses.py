@@ -9,6 +9,7 @@ import torchbearer
 from torchbearer.callbacks import Callback
 from torchbearer.state import StateKey
 
+from .errors import MissingStateError
 from .schedules import Schedule
 from .state import GLOBAL_EPOCH, GLOBAL_STEP, KL, LOGVAR, MU, RECON
 
@@ -26,17 +27,6 @@ _KEY_NAMES = {key: f'torchbearer_vae.{name}' for key, name in (
 # tensor in state[LOSS] is not the first of its step, so the loss already holds a divergence and
 # is not the reconstruction term. Private: only the divergence callbacks read it.
 _LOSS_WITH_DIVERGENCE = torchbearer.state_key('torchbearer_vae_loss_with_divergence')
-
-
-class MissingStateError(KeyError):
-    """Raised when a callback needs a state key that the model did not store.
-
-    A subclass of :class:`KeyError` (so ``except KeyError`` still catches it) whose message says
-    which key is missing and how the model should provide it.
-    """
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ''
 
 
 def _check_reduction(reduction: str, allowed=_REDUCTIONS) -> None:

@@ -19,7 +19,7 @@ import torchbearer
 from torchbearer.callbacks import Callback
 from torchbearer.state import StateKey
 
-from ._io import PathLike, atomic_write, wait_for_writes, write_in_background
+from ._io import BackgroundWriter, PathLike
 from .distributed import _is_main_process  # only rank 0 writes pictures
 from .losses import MissingStateError
 
@@ -246,6 +246,7 @@ class PictureSaver(Callback):
         self.folder, self.filename, self.on, self.input_key = folder, filename, on, input_key
         self.normalize, self.image_shape, self.output_transform = normalize, image_shape, output_transform
         self._needed = 0
+        self._writer = BackgroundWriter()
         self._handlers: List[Handler] = []
         self._collected: List[List[torch.Tensor]] = []
         self._count, self._collecting, self._seen, self._warned = 0, False, False, False
@@ -355,7 +356,7 @@ class PictureSaver(Callback):
                           f" or use on='training'", stacklevel=2)
 
     def on_end(self, state):
-        wait_for_writes()  # the pictures of the last epoch are on the disk when Trial.run returns
+        self._writer.close()  # the pictures of the last epoch are on the disk when Trial.run returns
 
     # -- collecting: only on the steps that still need images --
     def _keys(self) -> Tuple[Tuple[StateKey, str], ...]:
@@ -413,10 +414,9 @@ class PictureSaver(Callback):
         path = os.path.join(os.fspath(self.folder), _file_name(self.filename, state[torchbearer.EPOCH]))
         grid = _grid(images, nrow, self.normalize)
         write = _png_writer(grid, grey=images.shape[1] == 1)
-        if background:
-            write_in_background(path, write)
-        else:
-            atomic_write(path, write)
+        self._writer.write(path, write)
+        if not background:
+            self._writer.wait()
         for handler in self._handlers:
             handler(grid, 0, state)
         return path

@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Sequence
 import torchbearer
 from torchbearer.callbacks import Callback
 
-from ._io import PathLike, atomic_write, bytes_writer, wait_for_writes, write_in_background
+from ._io import BackgroundWriter, PathLike, atomic_write, bytes_writer
 from .distributed import _is_main_process
 
 __all__ = ['MetricsCSV', 'plot_history', 'write_json']
@@ -61,6 +61,7 @@ class MetricsCSV(Callback):
         if not isinstance(background, bool):
             raise TypeError(f'background must be True or False, got {background!r}')
         self.path, self.background = path, background
+        self._writer = BackgroundWriter(background)
 
     def on_checkpoint(self, state):
         if not _is_main_process():
@@ -73,14 +74,10 @@ class MetricsCSV(Callback):
         for epoch, row in enumerate(history):
             writer.writerow({'epoch': epoch, **{k: v for k, v in row.items() if k in columns}})
         data = text.getvalue().encode('utf-8')
-        if self.background:  # after a checkpoint handed over at the same hook: writes keep their order
-            write_in_background(self.path, bytes_writer(data))
-        else:
-            wait_for_writes()
-            atomic_write(self.path, bytes_writer(data))
+        self._writer.write(self.path, bytes_writer(data))
 
     def on_end(self, state):
-        wait_for_writes()
+        self._writer.close()
 
 
 def plot_history(history: Sequence[Dict[str, Any]], path: PathLike, metrics: Sequence[str] = ('loss',)) -> bool:

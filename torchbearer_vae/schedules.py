@@ -22,6 +22,7 @@ from typing import Callable, Optional
 
 import torch
 
+from .errors import MissingStateError
 from .state import GLOBAL_EPOCH, GLOBAL_STEP
 
 __all__ = ['Schedule', 'constant', 'linear_warmup', 'cyclical', 'capacity']
@@ -74,7 +75,6 @@ class Schedule:
         try:
             return state[key]
         except KeyError:
-            from .losses import MissingStateError  # losses imports this module: import here, when it fails
             raise MissingStateError(
                 f'{self!r} reads state[torchbearer_vae.{key.key.upper()}], which is not in state. '
                 f'Use the schedule as the beta of kld_loss or divergence: their callback counts the '

@@ -1,0 +1,180 @@
+"""Argument checks and deprecations, one implementation for the whole package.
+
+The rule: a value of the wrong *type* raises :class:`TypeError`; a value of the right type but
+the wrong *value* (out of range, not finite, not one of the choices) raises :class:`ValueError`.
+``bool`` is never accepted as a number. Every message names the argument, what it must be and
+what it got.
+"""
+import functools
+import inspect
+import math
+import numbers
+import os
+import warnings
+from typing import Any, Callable, Iterable, Optional, Sequence, Tuple
+
+__all__ = []  # internal
+
+
+def _got(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else f'a {type(value).__name__}'
+
+
+def check_int(name: str, value, *, minimum: Optional[int] = None, allow_none: bool = False) -> Optional[int]:
+    """``value`` if it is an int (not a bool) ``>= minimum``; else TypeError (type) or ValueError (range)."""
+    if value is None and allow_none:
+        return None
+    bound = f' >= {minimum}' if minimum is not None else ''
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f'{name} must be an int{bound}, got {_got(value)}')
+    if minimum is not None and value < minimum:
+        raise ValueError(f'{name} must be an int{bound}, got {value!r}')
+    return int(value)
+
+
+def check_number(name: str, value, *, minimum: Optional[float] = None, above: Optional[float] = None,
+                 maximum: Optional[float] = None, below: Optional[float] = None,
+                 allow_none: bool = False) -> Optional[float]:
+    """``float(value)`` for a finite real number (not a bool) within the bounds.
+
+    ``minimum``/``maximum`` are inclusive bounds, ``above``/``below`` exclusive ones.
+    """
+    if value is None and allow_none:
+        return None
+    bounds = [text for bound, text in ((minimum, f'>= {minimum:g}' if minimum is not None else ''),
+                                       (above, f'> {above:g}' if above is not None else ''),
+                                       (maximum, f'<= {maximum:g}' if maximum is not None else ''),
+                                       (below, f'< {below:g}' if below is not None else '')) if bound is not None]
+    wanted = 'a finite number' + (' ' + ' and '.join(bounds) if bounds else '')
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f'{name} must be {wanted}, got {_got(value)}')
+    value = float(value)
+    if (not math.isfinite(value) or (minimum is not None and value < minimum) or (above is not None and value <= above)
+            or (maximum is not None and value > maximum) or (below is not None and value >= below)):
+        raise ValueError(f'{name} must be {wanted}, got {value!r}')
+    return value
+
+
+def check_bool(name: str, value) -> bool:
+    """``value`` if it is ``True`` or ``False``; else TypeError."""
+    if not isinstance(value, bool):
+        raise TypeError(f'{name} must be True or False, got {_got(value)}')
+    return value
+
+
+def check_choice(name: str, value, choices: Sequence[str]) -> str:
+    """``value`` if it is one of the strings ``choices`` (as torchvision's ``verify_str_arg``)."""
+    listed = ', '.join(map(repr, choices))
+    if not isinstance(value, str):
+        raise TypeError(f'{name} must be one of {listed}, got {_got(value)}')
+    if value not in choices:
+        raise ValueError(f'{name} must be one of {listed}, got {value!r}')
+    return value
+
+
+def check_callable(name: str, value, *, allow_none: bool = False, how: str = '') -> Optional[Callable]:
+    """``value`` if it is callable (``how`` describes the call, e.g. ``'as f(state)'``)."""
+    if value is None and allow_none:
+        return None
+    if not callable(value):
+        raise TypeError(f'{name} must be callable{" " + how if how else ""}, got {_got(value)}')
+    return value
+
+
+def check_range(name: str, value) -> Tuple[float, float]:
+    """``(low, high)``: two finite numbers with ``low < high``."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise TypeError(f'{name} must be two numbers (low, high), got {_got(value)}')
+    values = list(value)
+    if len(values) != 2 or any(isinstance(v, bool) or not isinstance(v, numbers.Real) for v in values):
+        raise TypeError(f'{name} must be two numbers (low, high), got {_got(value)}')
+    low, high = float(values[0]), float(values[1])
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise ValueError(f'{name} must be two finite numbers with low < high, got {_got(value)}')
+    return low, high
+
+
+def check_shape(name: str, value, *, ndim: Optional[int] = None, example: str = '(1, 28, 28)') -> Tuple[int, ...]:
+    """A shape: an int or a sequence of ints >= 1 (of ``ndim`` of them if given), as a tuple."""
+    wanted = (f'{ndim} ints >= 1, e.g. {example}' if ndim is not None
+              else f'an int >= 1 or a sequence of them, e.g. {example}')
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and ndim in (None, 1):
+        value = (value,)
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise TypeError(f'{name} must be {wanted}, got {_got(value)}')
+    shape = tuple(value)
+    if not shape or any(isinstance(d, bool) or not isinstance(d, numbers.Integral) for d in shape):
+        raise TypeError(f'{name} must be {wanted}, got {_got(value)}')
+    if any(d < 1 for d in shape) or (ndim is not None and len(shape) != ndim):
+        raise ValueError(f'{name} must be {wanted}, got {_got(value)}')
+    return tuple(int(d) for d in shape)
+
+
+def check_path(name: str, value):
+    """``value`` if it is a path (str or ``os.PathLike``); else TypeError."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f'{name} must be a path (str or os.PathLike), got {_got(value)}')
+    return value
+
+
+# -- deprecations: old names and old positional calls keep working for one release, with a warning --
+def renamed(**old_to_new: str):
+    """Decorator: keyword ``old`` still works as ``new``, with a :class:`DeprecationWarning`.
+
+    Example: ``@renamed(input_key='key')`` on ``__init__(self, ..., key=X)``.
+    """
+    def decorate(func):
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            for old, new in old_to_new.items():
+                if old in kwargs:
+                    if new in kwargs:
+                        raise TypeError(f'{func.__qualname__} got both {old}= (deprecated) and {new}=; '
+                                        f'pass only {new}=')
+                    warnings.warn(f'{func.__qualname__}: {old}= is deprecated and will be removed in the next '
+                                  f'release; use {new}=', DeprecationWarning, stacklevel=2)
+                    kwargs[new] = kwargs.pop(old)
+            return func(*args, **kwargs)
+        return wrapper
+    return decorate
+
+
+def legacy_positional(*old_order: str):
+    """Decorator: calls that pass more positional arguments than the new signature allows still work.
+
+    ``old_order`` is the old positional order of the parameters after ``self``; a call with more
+    positional arguments than the function now takes is bound by that order, with a
+    :class:`DeprecationWarning` asking for keywords. Put it outside :func:`renamed`.
+    """
+    def decorate(func):
+        parameters = list(inspect.signature(func).parameters.values())
+        is_method = bool(parameters) and parameters[0].name == 'self'
+        allowed = sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in parameters)
+
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            if len(args) <= allowed:
+                return func(*args, **kwargs)
+            head, rest = (args[:1], args[1:]) if is_method else ((), args)
+            if len(rest) > len(old_order):
+                raise TypeError(f'{func.__qualname__} takes at most {len(old_order)} positional arguments, got '
+                                f'{len(rest)}')
+            names = old_order[:len(rest)]
+            keywords = ', '.join(f'{n}=' for n in names[allowed - len(head):])
+            warnings.warn(f'{func.__qualname__}: passing {keywords} by position is deprecated and will stop working '
+                          f'in the next release; pass them as keywords', DeprecationWarning, stacklevel=2)
+            duplicated = [n for n in names if n in kwargs]
+            if duplicated:
+                raise TypeError(f'{func.__qualname__} got multiple values for {", ".join(duplicated)}')
+            return func(*head, **dict(zip(names, rest)), **kwargs)
+        return wrapper
+    return decorate
+
+
+def describe(value: Any) -> str:
+    """A short description of a value for an error message: a tensor's dtype and shape, else its type."""
+    shape = getattr(value, 'shape', None)
+    if shape is not None and hasattr(value, 'dtype'):
+        return f'a {value.dtype} {type(value).__name__} of shape {tuple(shape)}'
+    return f'a {type(value).__name__}'
