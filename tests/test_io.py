@@ -4,10 +4,10 @@ import time
 import pytest
 
 from torchbearer_vae._io import (
+    BackgroundWriter,
     atomic_write,
     bytes_writer,
     remove_stale_temporaries,
-    BackgroundWriter,
 )
 
 

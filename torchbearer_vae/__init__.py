@@ -15,10 +15,11 @@ from .checkpoints import (
 )
 from .datasets import AutoEncoderDataset, IDXDataset, ImageDataset, load_digits, load_mnist, read_idx, train_val_split
 from .distributed import ReduceMetrics
+from .errors import MissingStateError
 from .evaluation import importance_weighted_nll, negative_elbo
 from .guards import NaNGuard
 from .loaders import TensorLoader
-from .losses import MissingStateError, divergence, kld, kld_loss, vae_loss
+from .losses import divergence, kld, kld_loss, reconstruction_loss, vae_loss
 from .metrics import ActiveUnits, KLMetric, ReconstructionMetric
 from .models import VAE, BaseVAE, ConvVAE
 from .picture_saver import PictureSaver
@@ -29,7 +30,7 @@ from .version import __version__
 
 __all__ = [
     'MU', 'LOGVAR', 'KL', 'RECON', 'GLOBAL_STEP', 'GLOBAL_EPOCH',
-    'kld', 'vae_loss', 'divergence', 'kld_loss', 'MissingStateError',
+    'kld', 'reconstruction_loss', 'vae_loss', 'divergence', 'kld_loss', 'MissingStateError',
     'Schedule', 'constant', 'linear_warmup', 'cyclical', 'capacity',
     'KLMetric', 'ReconstructionMetric', 'ActiveUnits',
     'ReconstructionSaver', 'SampleSaver', 'LatentTraversal', 'Interpolation', 'PictureSaver',

@@ -9,17 +9,21 @@ import torchbearer
 from torchbearer.callbacks import Callback
 from torchbearer.state import StateKey
 
+from ._checks import check_choice, check_number
 from .errors import MissingStateError
 from .schedules import Schedule
 from .state import GLOBAL_EPOCH, GLOBAL_STEP, KL, LOGVAR, MU, RECON
 
-__all__ = ['kld', 'vae_loss', 'divergence', 'kld_loss', 'MissingStateError']
+__all__ = ['kld', 'reconstruction_loss', 'vae_loss', 'divergence', 'kld_loss', 'MissingStateError']
 
 #: A KL weight: a number, or a function of torchbearer's state returning one (a
 #: :class:`~torchbearer_vae.Schedule`, for annealing).
 Beta = Union[float, Callable[[dict], float]]
 
 _REDUCTIONS = ('sum', 'batchmean', 'none')
+#: The decoder likelihoods :func:`reconstruction_loss` knows.
+LIKELIHOODS = ('bernoulli', 'gaussian')
+_LOG_2PI = math.log(2 * math.pi)
 # How the error message names a key the user must set: the import path beats the bare name.
 _KEY_NAMES = {key: f'torchbearer_vae.{name}' for key, name in (
     (MU, 'MU'), (LOGVAR, 'LOGVAR'), (KL, 'KL'), (RECON, 'RECON'))}
@@ -104,6 +108,61 @@ def _kld_elements(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return (torch.expm1(logvar) - logvar).addcmul_(mu, mu).mul_(0.5)
 
 
+def reconstruction_loss(recon: torch.Tensor, target: torch.Tensor, likelihood: str = 'bernoulli', *,
+                        sigma: float = 1.0, reduction: str = 'sum') -> torch.Tensor:
+    r"""The reconstruction term ``-log p(target | z)`` in nats: the one formula the whole package uses.
+
+    ``vae_loss``, :meth:`BaseVAE.reconstruction_loss <torchbearer_vae.BaseVAE.reconstruction_loss>`,
+    :func:`~torchbearer_vae.negative_elbo`, :func:`~torchbearer_vae.importance_weighted_nll` and
+    the command line all call it, so training and evaluation measure the same thing.
+
+    * ``'bernoulli'``: ``recon`` holds probabilities; the binary cross-entropy summed over the
+      values of an image (torch clamps each log at -100, so a probability of exactly 0 or 1
+      stays finite). Equals ``BCELoss(reduction='sum')`` for ``reduction='sum'``.
+    * ``'gaussian'``: ``recon`` holds means, the standard deviation is the fixed ``sigma``:
+      :math:`\sum_i \frac{(x_i - \hat x_i)^2}{2\sigma^2} + \frac{D}{2}\log(2\pi\sigma^2)`
+      over the ``D`` values of an image.
+
+    Args:
+        recon (torch.Tensor): The decoder's mean, ``(B, ...)``.
+        target (torch.Tensor): The images, with as many values as ``recon`` (reshaped if needed).
+        likelihood (str): ``'bernoulli'`` or ``'gaussian'``.
+        sigma (float): The Gaussian's standard deviation (ignored for Bernoulli).
+        reduction (str): ``'sum'`` over the batch, ``'batchmean'`` (per image) or ``'none'``
+            (one value per image, shape ``(B,)``).
+
+    Returns:
+        torch.Tensor: A scalar, or ``(B,)`` for ``reduction='none'``.
+
+    Example: ::
+
+        >>> import torch
+        >>> from torchbearer_vae import reconstruction_loss
+        >>> x = torch.full((2, 4), 0.5)
+        >>> reconstruction_loss(x, x, reduction='none')  # 4 values of log(2) nats per image
+        tensor([2.7726, 2.7726])
+    """
+    check_choice('likelihood', likelihood, LIKELIHOODS)
+    check_choice('reduction', reduction, _REDUCTIONS)
+    if target.shape != recon.shape:
+        if target.numel() != recon.numel():
+            raise ValueError(f'the reconstruction has shape {tuple(recon.shape)} but the target has shape '
+                             f'{tuple(target.shape)}; they must hold the same number of values')
+        target = target.reshape(recon.shape)
+    if likelihood == 'bernoulli':
+        if reduction != 'none':  # one kernel, as BCELoss(reduction='sum')
+            total = F.binary_cross_entropy(recon, target, reduction='sum')
+            return total / recon.shape[0] if reduction == 'batchmean' else total
+        per_value = F.binary_cross_entropy(recon, target, reduction='none')
+    else:
+        sigma = check_number('sigma', sigma, above=0)
+        per_value = 0.5 * ((target - recon) / sigma).pow(2) + 0.5 * (_LOG_2PI + 2 * math.log(sigma))
+    per_image = per_value.reshape(per_value.shape[0], -1).sum(1)
+    if reduction == 'none':
+        return per_image
+    return per_image.sum() / (recon.shape[0] if reduction == 'batchmean' else 1)
+
+
 def vae_loss(recon: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, target: torch.Tensor,
              beta: float = 1.0, reduction: str = 'sum') -> torch.Tensor:
     """The negative ELBO of a Bernoulli-decoder VAE: binary cross-entropy plus ``beta`` times KL.
@@ -136,12 +195,7 @@ def vae_loss(recon: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, target
         2.7726
     """
     _check_reduction(reduction, ('sum', 'batchmean'))
-    if target.shape != recon.shape:
-        if target.numel() != recon.numel():
-            raise ValueError(f'the reconstruction has shape {tuple(recon.shape)} but the target has shape '
-                             f'{tuple(target.shape)}; they must hold the same number of values')
-        target = target.reshape(recon.shape)
-    loss = F.binary_cross_entropy(recon, target, reduction='sum') + beta * kld(mu, logvar, 'sum')
+    loss = reconstruction_loss(recon, target, reduction='sum') + beta * kld(mu, logvar, 'sum')
     if reduction == 'batchmean':
         loss = loss / recon.shape[0]
     return loss
