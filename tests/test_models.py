@@ -48,21 +48,22 @@ def test_sample_decodes_prior_draws_reproducibly():
     assert first.shape == (6, 1, 28, 28) and torch.equal(first, second) and not first.requires_grad
 
 
-@pytest.mark.parametrize('kwargs, message', [
-    ({'input_shape': (1, 0, 28)}, 'input_shape'),
-    ({'input_shape': 'mnist'}, 'input_shape'),
-    ({'latent_dim': 0}, 'latent_dim must be an int >= 1'),
-    ({'hidden_dim': 2.5}, 'hidden_dim must be an int >= 1'),
+@pytest.mark.parametrize('kwargs, error, message', [
+    ({'input_shape': (1, 0, 28)}, ValueError, 'input_shape'),
+    ({'input_shape': 'mnist'}, TypeError, 'input_shape'),
+    ({'latent_dim': 0}, ValueError, 'latent_dim must be an int >= 1'),
+    ({'latent_dim': 2.5}, TypeError, 'latent_dim must be an int >= 1, got 2.5'),  # a wrong type: TypeError
+    ({'hidden_dim': 2.5}, TypeError, 'hidden_dim must be an int >= 1'),
 ])
-def test_bad_construction(kwargs, message):
-    with pytest.raises(ValueError, match=message):
+def test_bad_construction(kwargs, error, message):
+    with pytest.raises(error, match=message):
         VAE(**kwargs)
 
 
 def test_wrong_input_shape_is_explained():
     with pytest.raises(ValueError, match=r'input_shape=\(1, 28, 28\).*\(2, 3, 32, 32\)'):
         VAE()(torch.rand(2, 3, 32, 32))
-    with pytest.raises(ValueError, match='n must be an int >= 1'):
+    with pytest.raises(ValueError, match='num_images must be an int >= 1'):
         VAE().sample(0)
 
 
@@ -104,22 +105,43 @@ def test_a_subclass_of_the_base_supplies_only_the_networks():
             super().__init__(input_shape=(1, 2, 2), latent_dim=3)
             self.enc, self.dec = torch.nn.Linear(4, 6), torch.nn.Linear(3, 4)
 
-        def _encoder(self, x):
+        def forward_encoder(self, x):
             return self.enc(x.flatten(1)).chunk(2, dim=1)
 
-        def _decoder(self, z):
+        def forward_decoder(self, z):
             return self.dec(z)
 
     model = Linear()
     state = {}
     assert model(torch.rand(2, 4), state=state).shape == (2, 4) and state[MU].shape == (2, 3)
     assert model.sample(5).shape == (5, 1, 2, 2)
-    with pytest.raises(NotImplementedError, match='must implement _encoder'):
+    with pytest.raises(NotImplementedError, match='must implement forward_encoder'):
         BaseVAE(input_shape=4, latent_dim=2).encode(torch.rand(1, 4))
 
 
+def test_the_old_private_hooks_still_work_with_a_deprecation_warning():
+    with pytest.warns(DeprecationWarning, match=r'overrides _encoder\(\) and _decoder\(\).*rename them to forward_encoder\(\) and forward_decoder'):
+        class Old(BaseVAE):
+            def __init__(self):
+                super().__init__(input_shape=(1, 2, 2), latent_dim=3)
+                self.enc, self.dec = torch.nn.Linear(4, 6), torch.nn.Linear(3, 4)
+
+            def _encoder(self, x):
+                return self.enc(x.flatten(1)).chunk(2, dim=1)
+
+            def _decoder(self, z):
+                return self.dec(z)
+
+    model = Old()
+    x = torch.rand(2, 1, 2, 2)
+    mu, logvar = model.encode(x)
+    torch.testing.assert_close(mu, model.enc(x.flatten(1))[:, :3])
+    torch.testing.assert_close(model.decode(mu), torch.sigmoid(model.dec(mu)).reshape(2, 1, 2, 2))
+    assert torch.equal(model._encoder(x)[0], mu)  # callers of the old name reach the same network
+
+
 @pytest.mark.parametrize('kwargs, message', [
-    ({'likelihood': 'poisson'}, "likelihood must be 'bernoulli' or 'gaussian', got 'poisson'"),
+    ({'likelihood': 'poisson'}, "likelihood must be one of 'bernoulli', 'gaussian', got 'poisson'"),
     ({'sigma': 0}, 'sigma must be a finite number > 0, got 0'),
     ({'sigma': float('inf')}, 'sigma must be a finite number > 0'),
 ])
@@ -180,11 +202,11 @@ def test_conv_vae_trains_on_random_colour_images_both_ways():
 @pytest.mark.parametrize('kwargs, message', [
     ({'input_shape': (1, 30, 28)}, r'multiples of 4.*\(1, 30, 28\)'),
     ({'input_shape': (1, 28, 26)}, 'multiples of 4'),
-    ({'input_shape': (28, 28)}, r'input_shape=\(channels, height, width\), got \(28, 28\)'),
-    ({'input_shape': 784}, r'input_shape=\(channels, height, width\)'),
-    ({'input_shape': (0, 28, 28)}, 'input_shape must be a positive int'),
-    ({'channels': (32,)}, 'channels must be two ints'),
-    ({'channels': (32, 0)}, 'channels must be an int >= 1, got 0'),
+    ({'input_shape': (28, 28)}, r'input_shape must be 3 ints >= 1, e.g. \(3, 32, 32\): channels, height, width, '
+                                r'got \(28, 28\)'),
+    ({'input_shape': (0, 28, 28)}, 'input_shape must be 3 ints >= 1'),
+    ({'channels': (32,)}, 'channels must be 2 ints'),
+    ({'channels': (32, 0)}, r'channels must be 2 ints >= 1.*got \(32, 0\)'),
     ({'latent_dim': 0}, 'latent_dim must be an int >= 1, got 0'),
     ({'hidden_dim': -1}, 'hidden_dim must be an int >= 1'),
     ({'likelihood': 'laplace'}, 'likelihood must be'),
@@ -192,6 +214,8 @@ def test_conv_vae_trains_on_random_colour_images_both_ways():
 def test_conv_vae_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         ConvVAE(**kwargs)
+    with pytest.raises(TypeError, match=r'input_shape must be 3 ints'):  # one number is not a shape of three
+        ConvVAE(input_shape=784)
 
 
 def test_conv_vae_wrong_input_is_explained():

@@ -145,29 +145,36 @@ def legacy_positional(*old_order: str):
 
     ``old_order`` is the old positional order of the parameters after ``self``; a call with more
     positional arguments than the function now takes is bound by that order, with a
-    :class:`DeprecationWarning` asking for keywords. Put it outside :func:`renamed`.
+    :class:`DeprecationWarning` asking for keywords. Put it outside :func:`renamed`. The wrapper's
+    ``translate(args, kwargs)`` (``args`` without ``self``) gives the keywords such a call means.
     """
     def decorate(func):
         parameters = list(inspect.signature(func).parameters.values())
         is_method = bool(parameters) and parameters[0].name == 'self'
-        allowed = sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in parameters)
+        allowed = sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in parameters) - is_method
 
-        @functools.wraps(func)
-        def wrapper(*args, **kwargs):
+        def translate(args, kwargs):
             if len(args) <= allowed:
-                return func(*args, **kwargs)
-            head, rest = (args[:1], args[1:]) if is_method else ((), args)
-            if len(rest) > len(old_order):
+                return args, kwargs
+            if len(args) > len(old_order):
                 raise TypeError(f'{func.__qualname__} takes at most {len(old_order)} positional arguments, got '
-                                f'{len(rest)}')
-            names = old_order[:len(rest)]
-            keywords = ', '.join(f'{n}=' for n in names[allowed - len(head):])
-            warnings.warn(f'{func.__qualname__}: passing {keywords} by position is deprecated and will stop working '
-                          f'in the next release; pass them as keywords', DeprecationWarning, stacklevel=2)
+                                f'{len(args)}')
+            names = old_order[:len(args)]
             duplicated = [n for n in names if n in kwargs]
             if duplicated:
                 raise TypeError(f'{func.__qualname__} got multiple values for {", ".join(duplicated)}')
-            return func(*head, **dict(zip(names, rest)), **kwargs)
+            return (), {**dict(zip(names, args)), **kwargs}
+
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            head, rest = (args[:1], args[1:]) if is_method else ((), args)
+            if len(rest) > allowed:
+                keywords = ', '.join(f'{n}=' for n in old_order[allowed:len(rest)])
+                warnings.warn(f'{func.__qualname__}: passing {keywords} by position is deprecated and will stop '
+                              f'working in the next release; pass them as keywords', DeprecationWarning, stacklevel=2)
+            rest, kwargs = translate(rest, kwargs)
+            return func(*head, *rest, **kwargs)
+        wrapper.translate = translate
         return wrapper
     return decorate
 

@@ -6,7 +6,8 @@ checkpoint here is a dict of tensors, numbers, strings, lists and dicts, written
 """
 import os
 import pickle
-from typing import Any, Dict, Optional
+import warnings
+from typing import Any, Dict, Optional, Union
 
 import torch
 import torchbearer
@@ -14,27 +15,51 @@ from torch import nn
 from torchbearer.callbacks import Callback
 
 from ._io import BackgroundWriter, PathLike, atomic_write
-from .distributed import _is_main_process, _unwrap
+from .base import BaseVAE
+from .distributed import is_main_process, unwrap_model
 from .errors import CheckpointError
-from .models import VAE, ConvVAE
 from .version import __version__
 
 __all__ = ['CheckpointError', 'save_checkpoint', 'load_checkpoint', 'model_from_checkpoint', 'load_model_state',
            'Checkpointer']
 
 FORMAT = 'torchbearer_vae.checkpoint/1'
-# The models a checkpoint can rebuild, with the constructor arguments that define the function they compute
-# (shapes, likelihood, logvar clamp): a rebuilt model must compute what the saved one did.
-_MODELS = {'VAE': (VAE, ('input_shape', 'hidden_dim', 'latent_dim', 'likelihood', 'sigma', 'logvar_clamp')),
-           'ConvVAE': (ConvVAE, ('input_shape', 'latent_dim', 'channels', 'hidden_dim', 'likelihood', 'sigma',
-                                 'logvar_clamp'))}
+# What save_checkpoint writes itself: extra values may not take these names.
+_RESERVED = ('format', 'torchbearer_vae', 'model', 'model_state', 'optimizer_state')
 
 
-def _model_config(model: nn.Module) -> Dict[str, Any]:
-    name = type(model).__name__
-    if name not in _MODELS:
-        return {'class': name}
-    return {'class': name, **{key: _plain(getattr(model, key)) for key in _MODELS[name][1]}}
+def _class_path(cls: type) -> str:
+    """``module:qualname``, the unambiguous import path (a qualname may hold dots: ``f.<locals>.MyVAE``)."""
+    return f'{cls.__module__}:{cls.__qualname__}'
+
+
+def _model_entry(model: nn.Module) -> Dict[str, Any]:
+    """The model's class path and, for a :class:`BaseVAE`, its configuration (``None`` if not plain values)."""
+    config = model.config if isinstance(model, BaseVAE) else None
+    problem = _not_plain(config, 'config') if config is not None else None
+    if problem is not None:
+        warnings.warn(f'{type(model).__name__}.{problem}: the checkpoint keeps the weights but cannot rebuild '
+                      f'the model by itself; override {type(model).__name__}.config to return plain values',
+                      stacklevel=4)
+        config = None
+    return {'class': _class_path(type(model)), 'config': config}  # tuples stay tuples: weights_only loads them
+
+
+def _not_plain(value, where: str) -> Optional[str]:
+    """Where ``value`` holds something ``torch.load(weights_only=True)`` refuses, or None if it is all plain."""
+    if value is None or isinstance(value, (bool, int, float, str, torch.Tensor)):
+        return None
+    if isinstance(value, (list, tuple)):
+        return next((p for i, item in enumerate(value) if (p := _not_plain(item, f'{where}[{i}]'))), None)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, (str, int)) or isinstance(key, bool):
+                return f'{where} has the key {key!r}, a {type(key).__name__} (keys must be strings)'
+            problem = _not_plain(item, f'{where}[{key!r}]')
+            if problem:
+                return problem
+        return None
+    return f'{where} is a {type(value).__module__}.{type(value).__qualname__}, not a plain value'
 
 
 def _plain(value):
@@ -78,8 +103,17 @@ def save_checkpoint(path: PathLike, model: nn.Module, optimizer: Optional[torch.
 
 def _payload(model: nn.Module, optimizer: Optional[torch.optim.Optimizer], extra: Dict[str, Any]) -> Dict[str, Any]:
     """What a checkpoint holds; its tensors are the model's and optimizer's own (not copies)."""
-    model = _unwrap(model)
-    payload = {'format': FORMAT, 'torchbearer_vae': __version__, 'model': _model_config(model),
+    model = unwrap_model(model)
+    for key, value in extra.items():
+        if key in _RESERVED:
+            raise ValueError(f'save_checkpoint: {key!r} is written by save_checkpoint itself; give the extra value '
+                             f'another name')
+        problem = _not_plain(value, key)
+        if problem is not None:
+            raise TypeError(f'save_checkpoint: {problem}, which torch.load(weights_only=True) refuses; store '
+                            f'tensors, numbers, strings, None and lists/dicts of them (e.g. torch.as_tensor(array) '
+                            f'or array.tolist())')
+    payload = {'format': FORMAT, 'torchbearer_vae': __version__, 'model': _model_entry(model),
                'model_state': model.state_dict(),
                'optimizer_state': None if optimizer is None else optimizer.state_dict()}
     payload.update({key: _plain(value) for key, value in extra.items()})
@@ -97,8 +131,10 @@ def _snapshot(value):
         return value.detach().clone()
     if isinstance(value, dict):
         return {key: _snapshot(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, list):
         return [_snapshot(item) for item in value]
+    if isinstance(value, tuple):
+        return tuple(_snapshot(item) for item in value)
     return value
 
 
@@ -134,7 +170,27 @@ def load_checkpoint(path: PathLike) -> Dict[str, Any]:
                               f'{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ""}') from None
     if not isinstance(payload, dict) or payload.get('format') != FORMAT:
         raise CheckpointError(f'{path!r} is not a torchbearer_vae checkpoint (no {FORMAT!r} format marker)')
+    problem = _layout_problem(payload)
+    if problem is not None:
+        raise CheckpointError(f'{path!r} is a damaged torchbearer_vae checkpoint: {problem}; use an intact copy or '
+                              f'train again')
     return payload
+
+
+def _layout_problem(payload: Dict[str, Any]) -> Optional[str]:
+    """What is wrong with the entries ``save_checkpoint`` writes, or None."""
+    model = payload.get('model')
+    if not isinstance(model, dict) or not isinstance(model.get('class'), str):
+        return "its 'model' entry is missing or holds no class name"
+    if not isinstance(model.get('config', {}), (dict, type(None))):
+        return "its 'model' entry has a 'config' that is not a dict"
+    weights = payload.get('model_state')
+    if not isinstance(weights, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                                for k, v in weights.items()):
+        return "its 'model_state' is missing or does not map weight names to tensors"
+    if not isinstance(payload.get('optimizer_state'), (dict, type(None))):
+        return "its 'optimizer_state' is neither a dict nor None"
+    return None
 
 
 def _unpickling_reason(message: str) -> str:
@@ -165,26 +221,102 @@ def load_model_state(model: nn.Module, state_dict: Dict[str, torch.Tensor]) -> N
     model.load_state_dict(state_dict)
 
 
-def model_from_checkpoint(checkpoint: Dict[str, Any]) -> nn.Module:
+def model_from_checkpoint(checkpoint: Union[PathLike, Dict[str, Any]], model_class: Optional[type] = None
+                          ) -> nn.Module:
     """Rebuild the model a checkpoint was saved from, with its weights, in eval mode.
 
+    The checkpoint stores the model's class (as ``module:qualname``) and its
+    :attr:`~torchbearer_vae.BaseVAE.config`. The package's own models (:class:`~torchbearer_vae.VAE`,
+    :class:`~torchbearer_vae.ConvVAE`, ...) are rebuilt by themselves; any other
+    :class:`~torchbearer_vae.BaseVAE` subclass, a user's own, is rebuilt when its class is given
+    as ``model_class``: no class is ever imported from a name found in a file. The name must match
+    the stored one (a class saved from a script, ``__main__``, matches by its qualified name).
+
+    Before anything is allocated, the configuration is built on the ``meta`` device and its weight
+    shapes compared with the stored ones, so a file whose configuration was edited (say
+    ``hidden_dim=10**9`` beside small weights) is refused at once instead of allocating gigabytes.
+
     Args:
-        checkpoint (dict): As returned by :func:`load_checkpoint`.
+        checkpoint (str, PathLike or dict): A checkpoint path, or what :func:`load_checkpoint` returned.
+        model_class (type or None): The class to rebuild, for models that are not the package's own.
 
     Returns:
-        nn.Module: The model, on the CPU.
+        nn.Module: The model, on the CPU, in eval mode.
 
     Raises:
-        CheckpointError: if the checkpoint's model is not one of the package's models.
+        CheckpointError: if the class cannot be rebuilt (not the package's and no ``model_class``,
+            or ``model_class`` is another class), the checkpoint holds no configuration, or the
+            configuration does not build a model whose weights fit the stored ones.
+
+    Example: ::
+
+        >>> from torchbearer_vae import VAE, save_checkpoint, model_from_checkpoint
+        >>> save_checkpoint('vae.pt', VAE(latent_dim=2))
+        >>> model_from_checkpoint('vae.pt').latent_dim
+        2
     """
-    config = dict(checkpoint['model'])
-    name = config.pop('class')
-    if name not in _MODELS:
-        raise CheckpointError(f'the checkpoint holds a {name}, which torchbearer_vae cannot rebuild by itself; '
-                              f'build the model and use load_model_state(model, checkpoint["model_state"])')
-    model = _MODELS[name][0](**config)
+    if not isinstance(checkpoint, dict):
+        checkpoint = load_checkpoint(checkpoint)
+    entry = dict(checkpoint['model'])
+    stored = entry.pop('class')
+    config = entry.pop('config') if 'config' in entry else entry  # written before 0.2: the arguments beside 'class'
+    cls = _model_class(stored, model_class)
+    if config is None:
+        raise CheckpointError(f'the checkpoint holds no configuration for its {stored} (its arguments were not plain '
+                              f'values); build the model yourself and call load_model_state(model, '
+                              f'checkpoint["model_state"])')
+    _check_fits(cls, config, checkpoint['model_state'])
+    model = cls(**config)
     load_model_state(model, checkpoint['model_state'])
     return model.eval()
+
+
+def _package_models():
+    """The BaseVAE subclasses this package defines (walked, not imported by name)."""
+    found, todo = [], [BaseVAE]
+    while todo:
+        cls = todo.pop()
+        found.append(cls)
+        todo.extend(cls.__subclasses__())
+    return [cls for cls in found if cls.__module__.split('.')[0] == __name__.split('.')[0]]
+
+
+def _model_class(stored: str, model_class: Optional[type]) -> type:
+    if model_class is None:
+        for cls in _package_models():
+            if stored in (_class_path(cls), cls.__qualname__):  # the bare name: checkpoints written before 0.2
+                return cls
+        raise CheckpointError(f'the checkpoint holds a {stored}, which is not one of torchbearer_vae\'s models; pass '
+                              f'model_class=YourClass (a class is never imported from a name found in a file)')
+    if not isinstance(model_class, type) or not issubclass(model_class, nn.Module):
+        raise TypeError(f'model_class must be a torch.nn.Module subclass, got {model_class!r}')
+    given = _class_path(model_class)
+    stored_module, _, stored_name = stored.rpartition(':')
+    if stored != given and not (stored_name == model_class.__qualname__
+                                and '__main__' in (stored_module, model_class.__module__)):
+        raise CheckpointError(f'the checkpoint holds a {stored}, but model_class is {given}; pass the class the '
+                              f'checkpoint was saved from')
+    return model_class
+
+
+def _check_fits(cls: type, config: Dict[str, Any], weights: Dict[str, torch.Tensor]) -> None:
+    """Build ``cls(**config)`` on the meta device (no memory) and compare its weight shapes with the stored ones."""
+    try:
+        with torch.device('meta'):
+            probe = cls(**config)
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f'the checkpoint\'s configuration does not build a {cls.__name__}: {error}') from None
+    except Exception:  # a model that cannot be built on the meta device: load_model_state checks it once built
+        return
+    expected = {name: tuple(value.shape) for name, value in probe.state_dict().items()}
+    problems = [f'{name}: configuration {shape} vs stored {tuple(weights[name].shape)}'
+                for name, shape in expected.items() if name in weights and tuple(weights[name].shape) != shape]
+    problems += [f'{name}: missing from the checkpoint' for name in expected if name not in weights]
+    problems += [f'{name}: not in the model' for name in weights if name not in expected]
+    if problems:
+        shown = '; '.join(problems[:3]) + ('; ...' if len(problems) > 3 else '')
+        raise CheckpointError(f'the checkpoint\'s configuration and weights disagree ({shown}); the file was edited '
+                              f'or damaged, so the {cls.__name__} was not built')
 
 
 def _plain_history(history):
@@ -240,7 +372,7 @@ class Checkpointer(Callback):
     def on_checkpoint(self, state):
         history = state[torchbearer.HISTORY]
         extra = self.extra(state) if self.extra is not None else {}
-        if not _is_main_process():
+        if not is_main_process():
             return
         payload = _payload(state[torchbearer.MODEL], state[torchbearer.OPTIMIZER],
                            dict(epoch=len(history), history=_plain_history(history), **extra))
