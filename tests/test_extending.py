@@ -248,3 +248,33 @@ def test_channels_last_images_are_refused_naming_both_shapes_not_scrambled():
     with pytest.raises(ValueError, match=r'got inputs of shape \(2, 14, 56\)'):
         grey.encode(torch.rand(2, 14, 56))  # 784 values per image, but not a 28x28 image
     assert math.prod(model.input_shape) == model.input_dim
+
+
+def _example(name):
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[1] / 'docs' / 'examples' / f'{name}.py'
+    spec = importlib.util.spec_from_file_location(f'docs_example_{name}', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_the_documented_custom_vae_trains_is_rebuilt_from_its_checkpoint_and_samples(mnist_dir, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    example = _example('custom_vae')
+    history, rebuilt = example.main(['--data-dir', mnist_dir, '--limit', '1000', '--epochs', '2', '--results',
+                                     str(tmp_path), '--verbose', '0'])
+    assert history[1]['val_loss'] < history[0]['val_loss']  # it learns
+    checkpoint = load_checkpoint(tmp_path / 'checkpoint.pt')
+    assert checkpoint['model']['class'].endswith(':DeepVAE') and rebuilt.config == checkpoint['model']['config']
+    assert rebuilt.config['hidden'] == (256, 128) and not rebuilt.training
+    for name, value in rebuilt.state_dict().items():
+        assert torch.equal(value, checkpoint['model_state'][name]), name
+    samples = np.asarray(Image.open(tmp_path / 'rebuilt_samples.png').convert('L'), dtype=float)
+    assert samples.shape == (2 + 8 * 30, 2 + 8 * 30)  # 64 digits, 28x28 with 2-pixel padding
+    assert samples.std() > 20  # strokes on a dark background, not a flat grey

@@ -79,22 +79,25 @@ def save_checkpoint(path: PathLike, model: nn.Module, optimizer: Optional[torch.
 
     Args:
         path (str or PathLike): The file to write (``.pt`` by convention); replaced atomically.
-        model (nn.Module): The model; for the package's models its constructor arguments are
-            stored too, so :func:`model_from_checkpoint` can rebuild it. A model wrapped in
+        model (nn.Module): The model; for a :class:`~torchbearer_vae.BaseVAE` (the package's
+            models and yours) its class and :attr:`~torchbearer_vae.BaseVAE.config` are stored
+            too, so :func:`model_from_checkpoint` can rebuild it. A model wrapped in
             :class:`~torch.nn.parallel.DistributedDataParallel` or ``DataParallel`` is saved as
             the model inside (weight names without the wrapper's ``module.`` prefix), so the file
             loads into the plain model. Under :mod:`torch.distributed`, call this on one rank.
         optimizer (Optimizer or None): Its state, for resuming with the same moments and steps.
         **extra: Plain values to store alongside (epoch, history, random states, ...): tensors,
-            numbers, strings, ``None`` and lists/dicts of them.
+            numbers, strings, ``None`` and lists/dicts of them, checked here (not when loading).
+
+    Raises:
+        TypeError: if an extra value holds anything else (a numpy array, say), naming where.
+        ValueError: if an extra value takes a name the checkpoint uses itself (``model_state``, ...).
 
     Example: ::
 
-        >>> import torch, tempfile, os
         >>> from torchbearer_vae import VAE, save_checkpoint, load_checkpoint
-        >>> path = os.path.join(tempfile.mkdtemp(), 'checkpoint.pt')
-        >>> save_checkpoint(path, VAE(latent_dim=2), epoch=3)
-        >>> load_checkpoint(path)['epoch']
+        >>> save_checkpoint('checkpoint.pt', VAE(latent_dim=2), epoch=3)  # in the current folder
+        >>> load_checkpoint('checkpoint.pt')['epoch']
         3
     """
     payload = _payload(model, optimizer, extra)
