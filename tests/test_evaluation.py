@@ -1,13 +1,26 @@
 """importance_weighted_nll and negative_elbo, checked against a VAE whose likelihood is known in closed form."""
+import inspect
 import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
+from torch.distributions import Bernoulli, Normal, kl_divergence
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 from torchbearer import Trial
 
-from torchbearer_vae import VAE, AutoEncoderDataset, BaseVAE, importance_weighted_nll, kld_loss, negative_elbo
+from torchbearer_vae import (
+    VAE,
+    AutoEncoderDataset,
+    BaseVAE,
+    importance_weighted_nll,
+    kld,
+    kld_loss,
+    negative_elbo,
+    reconstruction_loss,
+)
 
 D, LATENT, SIGMA = 6, 3, 0.5
 
@@ -32,10 +45,10 @@ class LinearGaussianVAE(BaseVAE):
         self.register_buffer('A', mean_scale * posterior @ self.W.detach().T / SIGMA ** 2)
         self.register_buffer('log_variance', torch.log(torch.diagonal(posterior)) + logvar_shift)
 
-    def _encoder(self, x):
+    def forward_encoder(self, x):
         return (x - self.b) @ self.A.T, self.log_variance.expand(x.shape[0], -1)
 
-    def _decoder(self, z):
+    def forward_decoder(self, z):
         return z @ self.W.T + self.b
 
     def marginal(self):
@@ -73,7 +86,7 @@ def test_iwae_converges_to_the_exact_negative_log_likelihood(imperfect):
     model, x = imperfect
     exact = model.exact_nll(x)
     ks = [1, 4, 16, 64, 256, 1024]
-    errors = [importance_weighted_nll(model, x, k=k, batch_size=500, generator=seeded(k)) - exact for k in ks]
+    errors = [importance_weighted_nll(model, x, num_samples=k, batch_size=500, generator=seeded(k)) - exact for k in ks]
     assert errors[0] > 3, errors  # the imperfect posterior leaves a real gap at k = 1 ...
     assert all(later < earlier for earlier, later in zip(errors, errors[1:])), errors  # ... that shrinks
     assert errors[-1] < 0.05, errors  # ... to almost nothing at k = 1024
@@ -84,7 +97,7 @@ def test_k_1_is_the_negative_elbo_in_expectation(imperfect):
     model, x = imperfect
     expected = model.exact_negative_elbo(x)
     assert expected - model.exact_nll(x) > 3  # the closed form is far from the NLL: the test can tell them apart
-    iwae_1 = sum(importance_weighted_nll(model, x, k=1, generator=seeded(s)) for s in range(4)) / 4
+    iwae_1 = sum(importance_weighted_nll(model, x, num_samples=1, generator=seeded(s)) for s in range(4)) / 4
     elbo = sum(negative_elbo(model, x, generator=seeded(s)) for s in range(4)) / 4
     assert iwae_1 == pytest.approx(expected, abs=0.3)
     assert elbo == pytest.approx(expected, abs=0.3)
@@ -96,7 +109,7 @@ def test_with_the_exact_posterior_every_k_and_chunk_gives_the_exact_value():
     x = model.marginal().sample((50,)).detach()
     exact = model.exact_nll(x)
     for k, chunk_size in [(1, None), (7, 3), (100, 1), (100, None), (1000, 64)]:
-        estimate = importance_weighted_nll(model, x, k=k, batch_size=16, chunk_size=chunk_size)
+        estimate = importance_weighted_nll(model, x, num_samples=k, batch_size=16, chunk_size=chunk_size)
         assert estimate == pytest.approx(exact, abs=2e-4), (k, chunk_size)
 
 
@@ -106,10 +119,10 @@ def test_memory_is_bounded_by_the_chunk_not_by_k():
     sizes = []
     original = model.log_likelihood
     model.log_likelihood = lambda data, z: sizes.append(z.shape[0]) or original(data, z)
-    importance_weighted_nll(model, x, k=500, batch_size=10, chunk_size=7)
+    importance_weighted_nll(model, x, num_samples=500, batch_size=10, chunk_size=7)
     assert max(sizes) == 70 and len(sizes) == 3 * math.ceil(500 / 7)
     sizes.clear()
-    importance_weighted_nll(model, x, k=5000, batch_size=10)
+    importance_weighted_nll(model, x, num_samples=5000, batch_size=10)
     assert max(sizes) <= 1024  # the default chunk: about 1024 decoded images per pass, whatever k
 
 
@@ -163,8 +176,8 @@ def test_a_model_with_only_encode_and_decode_is_read_as_bernoulli_or_by_its_like
     linear, data = imperfect
     gaussian = ExampleVAE(linear)
     gaussian.likelihood, gaussian.sigma = 'gaussian', SIGMA
-    assert importance_weighted_nll(gaussian, data[:20], k=5, generator=seeded(2)) == pytest.approx(
-        importance_weighted_nll(linear, data[:20], k=5, generator=seeded(2)))
+    assert importance_weighted_nll(gaussian, data[:20], num_samples=5, generator=seeded(2)) == pytest.approx(
+        importance_weighted_nll(linear, data[:20], num_samples=5, generator=seeded(2)))
 
 
 def test_negative_elbo_is_the_training_loss_with_sampled_z(mnist):
@@ -189,15 +202,16 @@ def test_reference_vae_on_real_mnist_iwae_is_below_the_negative_elbo(mnist):
     trial.run(1)
     images = Subset(mnist, range(2000, 2200))  # (image, label) items not seen in training
     elbo = negative_elbo(model, images, generator=seeded(0))
-    nll = importance_weighted_nll(model, images, k=100, generator=seeded(0))
+    nll = importance_weighted_nll(model, images, num_samples=100, generator=seeded(0))
     assert 100 < nll < elbo - 2 < 300, (nll, elbo)
     assert model.training  # left as the Trial left it
 
 
 @pytest.mark.parametrize('kwargs, error, message', [
-    ({'k': 0}, ValueError, 'k must be an int >= 1, got 0'),
-    ({'k': 2.5}, ValueError, 'k must be an int >= 1'),
+    ({'num_samples': 0}, ValueError, 'num_samples must be an int >= 1, got 0'),
+    ({'num_samples': 2.5}, TypeError, 'num_samples must be an int >= 1, got 2.5'),
     ({'batch_size': 0}, ValueError, 'batch_size must be an int >= 1, got 0'),
+    ({'batch_size': '8'}, TypeError, "batch_size must be an int >= 1, got '8'"),
     ({'chunk_size': 0}, ValueError, 'chunk_size must be an int >= 1, got 0'),
     ({'data': torch.zeros(0, D)}, ValueError, 'data holds no images'),
     ({'data': torch.zeros(D)}, ValueError, 'needs a batch dimension'),
@@ -219,5 +233,84 @@ def test_models_that_do_not_fit_the_protocol_are_explained():
         negative_elbo(no_decoder, torch.zeros(3, 2))
     poisson = ExampleVAE(VAE())
     poisson.likelihood = 'poisson'
-    with pytest.raises(ValueError, match="likelihood must be 'bernoulli' or 'gaussian', got 'poisson'"):
+    with pytest.raises(ValueError, match="model.likelihood must be one of 'bernoulli', 'gaussian', got 'poisson'"):
         importance_weighted_nll(poisson, torch.rand(3, 784))
+    gaussian = ExampleVAE(VAE())
+    gaussian.likelihood, gaussian.sigma = 'gaussian', -1.0
+    with pytest.raises(ValueError, match='model.sigma must be a finite number > 0, got -1.0'):
+        negative_elbo(gaussian, torch.rand(3, 784))
+
+
+# -- the reconstruction term is reconstruction_loss, the KL term kld --
+
+@pytest.mark.parametrize('likelihood', ['bernoulli', 'gaussian'])
+def test_negative_elbo_is_reconstruction_loss_plus_kld_computed_by_hand(mnist, likelihood):
+    x = torch.stack([mnist[i][0] for i in range(12)])
+    model = VAE(hidden_dim=16, latent_dim=3, likelihood=likelihood, sigma=0.3)
+    value = negative_elbo(model, x, batch_size=12, generator=seeded(7))
+    with torch.no_grad():
+        mu, logvar = model.eval().encode(x)
+        std = torch.exp(0.5 * logvar)
+        z = mu + std * torch.randn(mu.shape, generator=seeded(7))  # the draw negative_elbo makes
+        recon = model.decode(z)
+        by_hand = reconstruction_loss(recon, x, likelihood, sigma=0.3, reduction='none') + kld(mu, logvar,
+                                                                                                reduction='none')
+        # ... and independently, from torch.distributions
+        flat_recon, flat_x = recon.reshape(12, -1).double(), x.reshape(12, -1).double()
+        decoder = (Bernoulli(probs=flat_recon, validate_args=False) if likelihood == 'bernoulli'
+                   else Normal(flat_recon, 0.3))
+        kl = kl_divergence(Normal(mu.double(), std.double()), Normal(0.0, 1.0)).sum(1)
+        reference = (-decoder.log_prob(flat_x).sum(1) + kl).mean().item()
+    assert value == pytest.approx(by_hand.mean().item(), rel=1e-6)
+    assert value == pytest.approx(reference, rel=1e-5)
+
+
+def test_a_model_without_log_likelihood_is_scored_with_reconstruction_loss():
+    model = LinearGaussianVAE()
+    x = model.marginal().sample((8,)).detach()
+    plain = ExampleVAE(model)
+    plain.likelihood, plain.sigma = 'gaussian', SIGMA
+    with torch.no_grad():
+        z = torch.randn(8, LATENT)
+        expected = -reconstruction_loss(model.decode(z), x, 'gaussian', sigma=SIGMA, reduction='none')
+        torch.testing.assert_close(model.log_likelihood(x, z), expected)  # BaseVAE's own, the same formula
+    assert negative_elbo(plain, x, generator=seeded(4)) == negative_elbo(model, x, generator=seeded(4))
+
+
+# -- new names, keyword-only options, the TypeError / ValueError rule --
+
+def test_k_is_now_num_samples_and_the_old_keyword_warns_and_gives_the_same_estimate(imperfect):
+    model, x = imperfect
+    x = x[:50]
+    new = importance_weighted_nll(model, x, num_samples=20, generator=seeded(5))
+    with pytest.warns(DeprecationWarning, match='k= is deprecated .* use num_samples='):
+        old = importance_weighted_nll(model, x, k=20, generator=seeded(5))
+    assert old == new
+    with pytest.raises(TypeError, match='got both k= .* and num_samples='):
+        importance_weighted_nll(model, x, k=20, num_samples=20)
+
+
+def test_options_after_model_and_data_are_keyword_only_and_old_positional_calls_warn(imperfect):
+    model, x = imperfect
+    x = x[:40]
+    for function in (importance_weighted_nll, negative_elbo):
+        parameters = inspect.signature(function).parameters.values()
+        assert [p.name for p in parameters if p.kind is p.POSITIONAL_OR_KEYWORD] == ['model', 'data']
+    with pytest.warns(DeprecationWarning, match='passing num_samples=, batch_size=, device=, chunk_size=, generator='):
+        old = importance_weighted_nll(model, x, 7, 16, None, 3, seeded(1))
+    assert old == importance_weighted_nll(model, x, num_samples=7, batch_size=16, chunk_size=3, generator=seeded(1))
+    with pytest.warns(DeprecationWarning, match='passing batch_size=, device=, generator= by position'):
+        old = negative_elbo(model, x, 16, None, seeded(2))
+    assert old == negative_elbo(model, x, batch_size=16, generator=seeded(2))
+
+
+@settings(max_examples=40, deadline=None, database=None, derandomize=True)
+@given(value=st.one_of(st.integers(max_value=0), st.floats(allow_nan=True), st.text(max_size=3), st.booleans()))
+def test_counts_follow_the_type_and_value_rule(value):
+    error = ValueError if isinstance(value, int) and not isinstance(value, bool) else TypeError
+    model, x = LinearGaussianVAE(), torch.zeros(4, D)
+    for name in ('num_samples', 'batch_size', 'chunk_size'):
+        with pytest.raises(error, match=f'{name} must be an int >= 1'):
+            importance_weighted_nll(model, x, **{name: value})
+    with pytest.raises(error, match='batch_size must be an int >= 1'):
+        negative_elbo(model, x, batch_size=value)

@@ -186,7 +186,8 @@ def test_non_finite_inputs_are_blamed_on_the_data(images):
     guard = NaNGuard(warn=False)
     run(small_vae(), bad, [kld_loss(), guard])
     assert guard.stopped_at == {'phase': 'training', 'epoch': 0, 'batch': 2, 'term': 'output'}
-    assert_one_line(guard.message, 'the inputs of this batch are not finite')
+    assert_one_line(guard.message, 'the inputs of this batch are not finite', 'fix the data')
+    assert 'learning rate' not in guard.message  # no advice that cannot help with bad data
 
 
 def test_without_a_divergence_callback_the_loss_is_named(images):
@@ -254,6 +255,40 @@ def test_a_nan_validation_loss_stops_after_the_epoch_is_recorded(images, tmp_pat
     history, _ = run(small_vae(), images, [kld_loss(), Hook('on_forward_validation', 0, 1, blow_up), unchecked],
                      epochs=2)
     assert unchecked.message is None and len(history) == 2 and math.isinf(history[0]['val_loss'])
+
+
+def blow_up_logvar(state):
+    state[LOGVAR] = state[LOGVAR] + 1000
+
+
+@pytest.mark.parametrize('advice, present, absent', [
+    (None, ['try a lower learning rate', 'torchbearer.callbacks.GradientNormClipping',
+            'VAE(logvar_clamp=(-30, 20))'], []),
+    ('start a new run with a lower --lr', ['; start a new run with a lower --lr'], ['GradientNormClipping']),
+    ('', [], ['GradientNormClipping', 'learning rate']),
+])
+def test_the_advice_is_the_library_s_by_default_and_a_program_can_give_its_own(images, advice, present, absent):
+    guard = NaNGuard(warn=False, advice=advice)
+    run(small_vae(), images[:64], [kld_loss(), Hook('on_forward', 0, 1, blow_up_logvar), guard], epochs=1)
+    assert guard.stopped_at == {'phase': 'training', 'epoch': 0, 'batch': 1, 'term': 'kl'}
+    assert_one_line(guard.message, 'the KL term is inf', 'the epoch is not recorded', *present)
+    assert not any(text in guard.message for text in absent), guard.message
+    if advice is not None:
+        assert guard.message.endswith('checkpoints keep the last complete epoch' + (f'; {advice}' if advice else ''))
+
+
+def test_options_are_keyword_only_checked_and_old_positional_calls_warn():
+    with pytest.warns(DeprecationWarning, match='passing gradients=, validation=, warn= by position'):
+        old = NaNGuard(False, False, False)
+    assert repr(old) == repr(NaNGuard(gradients=False, validation=False, warn=False))
+    assert (old.gradients, old.validation, old.warn, old.advice) == (False, False, False, None)
+    assert repr(NaNGuard(advice='lower --lr')) == "NaNGuard(gradients=True, validation=True, warn=True, " \
+                                                  "advice='lower --lr')"
+    for name in ('gradients', 'validation', 'warn'):
+        with pytest.raises(TypeError, match=f'{name} must be True or False, got 1'):
+            NaNGuard(**{name: 1})
+    with pytest.raises(TypeError, match='advice must be a str'):
+        NaNGuard(advice=['lower the learning rate'])
 
 
 def test_it_is_a_terminate_on_nan_that_starts_each_run_afresh(images):
@@ -361,12 +396,12 @@ def test_the_clamp_is_kept_by_checkpoints_and_shown(tmp_path):
     assert 'logvar_clamp=(-30.0, 20.0)' in repr(rebuilt) and VAE().logvar_clamp is None
 
 
-@pytest.mark.parametrize('clamp, message', [
-    ((20, -30), 'low < high'), ((0, math.inf), 'finite'), ((1,), 'two numbers'), ('12', 'two numbers'),
-    (5, 'two numbers'),
+@pytest.mark.parametrize('clamp, error, message', [
+    ((20, -30), ValueError, 'low < high'), ((0, math.inf), ValueError, 'finite'),
+    ((1,), TypeError, 'two numbers'), ('12', TypeError, 'two numbers'), (5, TypeError, 'two numbers'),
 ])
-def test_bad_clamps_are_refused(clamp, message):
-    with pytest.raises(ValueError, match=message):
+def test_bad_clamps_are_refused(clamp, error, message):
+    with pytest.raises(error, match=message):
         VAE(logvar_clamp=clamp)
 
 

@@ -1,26 +1,20 @@
+"""The pure objective functions: kld, reconstruction_loss and vae_loss, against torch.distributions."""
+import inspect
 import math
+import warnings
 
 import pytest
 import torch
-import torchbearer
-from stand_ins import FixedPosterior
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
-from torch.distributions import Normal, kl_divergence
-from torchbearer import Trial
-from torchbearer.callbacks import on_criterion, on_criterion_validation
+from torch.distributions import Bernoulli, Normal, kl_divergence
 
-from torchbearer_vae import (
-    KL,
-    LOGVAR,
-    MU,
-    MissingStateError,
-    capacity,
-    divergence,
-    kld,
-    kld_loss,
-    linear_warmup,
-    vae_loss,
-)
+import torchbearer_vae
+from torchbearer_vae import kld, reconstruction_loss, vae_loss
+from torchbearer_vae.losses import LIKELIHOODS, REDUCTIONS
+
+BOUNDED = dict(deadline=None, database=None, derandomize=True)
 
 
 def reference_kl(mu, logvar):
@@ -33,10 +27,10 @@ def test_kld_matches_torch_distributions_for_every_reduction(shape):
     mu, logvar = torch.randn(shape) * 2, torch.randn(shape) * 3
     per_element = reference_kl(mu, logvar)
     per_sample = per_element.reshape(shape[0], -1).sum(1)
-    torch.testing.assert_close(kld(mu, logvar, 'sum').double(), per_element.sum(), rtol=1e-5, atol=1e-4)
-    torch.testing.assert_close(kld(mu, logvar, 'batchmean').double(), per_sample.mean(), rtol=1e-5, atol=1e-4)
-    torch.testing.assert_close(kld(mu, logvar, 'none').double(), per_sample, rtol=1e-5, atol=1e-4)
-    assert kld(mu, logvar).shape == () and kld(mu, logvar, 'none').shape == (shape[0],)
+    torch.testing.assert_close(kld(mu, logvar, reduction='sum').double(), per_element.sum(), rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(kld(mu, logvar, reduction='batchmean').double(), per_sample.mean(), rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(kld(mu, logvar, reduction='none').double(), per_sample, rtol=1e-5, atol=1e-4)
+    assert kld(mu, logvar).shape == () and kld(mu, logvar, reduction='none').shape == (shape[0],)
 
 
 def test_kld_is_zero_for_the_prior_and_has_the_right_gradient():
@@ -52,7 +46,7 @@ def test_kld_is_zero_for_the_prior_and_has_the_right_gradient():
 def test_kld_is_finite_and_accurate_for_extreme_logvar(logvar_value):
     mu = torch.full((2, 3), 1.5)
     logvar = torch.full((2, 3), logvar_value)
-    value = kld(mu, logvar, 'none')
+    value = kld(mu, logvar, reduction='none')
     assert torch.isfinite(value).all()
     exact = 3 * 0.5 * (1.5 ** 2 + math.expm1(logvar_value) - logvar_value)
     torch.testing.assert_close(value.double(), torch.full((2,), exact, dtype=torch.double), rtol=1e-5, atol=1e-6)
@@ -86,18 +80,17 @@ def test_a_real_vae_forward_under_cpu_autocast_gives_a_finite_float32_kl(dtype):
     x = torch.rand(8, 1, 28, 28)
     with torch.autocast('cpu', dtype=dtype):
         _, mu, logvar = model.eval()(x)
-        value = kld(mu, logvar, 'batchmean')
+        value = kld(mu, logvar, reduction='batchmean')
     assert mu.dtype == logvar.dtype == dtype  # autocast ran the encoder in low precision
     assert value.dtype == torch.float32 and torch.isfinite(value)
-    torch.testing.assert_close(value, kld(mu.float(), logvar.float(), 'batchmean'))
+    torch.testing.assert_close(value, kld(mu.float(), logvar.float(), reduction='batchmean'))
     assert value > 4 * 0.5 * math.expm1(39)  # the true size, not a clamped or wrapped one
 
 
 @pytest.mark.parametrize('args, error, message', [
     ((torch.zeros(2, 3), torch.zeros(2, 4)), ValueError, 'same shape'),
     ((torch.zeros(()), torch.zeros(())), ValueError, 'batch dimension'),
-    ((torch.zeros(2, 3), torch.zeros(2, 3), 'mean'), ValueError, "reduction must be one of 'sum'"),
-    (([0.0], torch.zeros(1)), TypeError, 'tensors'),
+    (([0.0], torch.zeros(1)), TypeError, r'kld: mu must be a tensor, got a list'),
     ((torch.zeros(2, 3), torch.zeros(2, 3, device='meta')), ValueError, 'same device'),
     ((torch.zeros(2, 3).to_sparse(), torch.zeros(2, 3).to_sparse()), TypeError, 'dense'),
     ((torch.zeros(2, 3, dtype=torch.long), torch.zeros(2, 3, dtype=torch.long)), TypeError, 'floating point'),
@@ -105,6 +98,8 @@ def test_a_real_vae_forward_under_cpu_autocast_gives_a_finite_float32_kl(dtype):
 def test_kld_bad_input(args, error, message):
     with pytest.raises(error, match=message):
         kld(*args)
+    with pytest.raises(ValueError, match="reduction must be one of 'sum', 'batchmean', 'none', got 'mean'"):
+        kld(torch.zeros(2, 3), torch.zeros(2, 3), reduction='mean')
 
 
 def test_vae_loss_is_bce_plus_kld_and_reshapes_a_flat_target():
@@ -120,159 +115,125 @@ def test_vae_loss_is_bce_plus_kld_and_reshapes_a_flat_target():
         vae_loss(recon, mu, logvar, torch.rand(5, 15))
 
 
+# -- reconstruction_loss: the one formula, against torch.distributions --
 
-def zero_criterion(y_pred, y_true):
-    return (y_pred * 0).sum()
-
-
-def run_trial(model, callbacks, validation=False):
-    data = torch.utils.data.TensorDataset(torch.rand(4, 3), torch.rand(4, 3))
-    loader = torch.utils.data.DataLoader(data, batch_size=4)
-    trial = Trial(model, torch.optim.SGD(model.parameters(), lr=0.0), zero_criterion, metrics=['loss'],
-                  callbacks=callbacks, verbose=0)
-    trial.with_generators(train_generator=loader, val_generator=loader if validation else None)
-    return trial.run(1)[0]
+def per_image(log_prob):
+    return log_prob.reshape(log_prob.shape[0], -1).sum(1)
 
 
-def test_kld_loss_adds_the_kl_in_training_and_validation_and_stores_it():
-    mu, logvar = torch.randn(4, 2), torch.randn(4, 2)
-    seen = []
-
-    @on_criterion
-    @on_criterion_validation
-    def record(state):
-        seen.append(state[KL])
-
-    history = run_trial(FixedPosterior(mu, logvar), [kld_loss(beta=2.0), record], validation=True)
-    expected = kld(mu, logvar).item()
-    assert history['loss'] == pytest.approx(2 * expected, rel=1e-5)
-    assert history['val_loss'] == pytest.approx(2 * expected, rel=1e-5)
-    assert len(seen) == 2 and all(value.item() == pytest.approx(expected, rel=1e-5) for value in seen)
-    assert not seen[0].requires_grad  # stored detached: no graph kept alive by a printer
+def reduce(per_image_nll, reduction):
+    if reduction == 'sum':
+        return per_image_nll.sum()
+    return per_image_nll.mean() if reduction == 'batchmean' else per_image_nll
 
 
-def test_kld_loss_batchmean_and_callable_beta_reading_state():
-    mu, logvar = torch.randn(4, 2), torch.randn(4, 2)
-    betas = []
-
-    def beta(state):
-        betas.append(state[torchbearer.EPOCH])
-        return 0.5
-
-    history = run_trial(FixedPosterior(mu, logvar), [kld_loss(beta=beta, reduction='batchmean')])
-    assert history['loss'] == pytest.approx(0.5 * kld(mu, logvar, 'batchmean').item(), rel=1e-5)
-    assert betas == [0]
-
-
-def test_divergence_decorator_builds_a_loss_callback():
-    mu, logvar = torch.randn(4, 2), torch.randn(4, 2)
-
-    @divergence(MU, beta=3.0)
-    def mean_square(mu_value):
-        return mu_value.pow(2).sum()
-
-    history = run_trial(FixedPosterior(mu, logvar), [mean_square])
-    assert history['loss'] == pytest.approx(3 * mu.pow(2).sum().item(), rel=1e-5)
+@settings(max_examples=60, **BOUNDED)
+@given(batch=st.integers(1, 5), shape=st.sampled_from([(6,), (1, 3, 4), (3, 2, 2)]), seed=st.integers(0, 2 ** 16),
+       sigma=st.floats(0.05, 5.0), reduction=st.sampled_from(REDUCTIONS))
+def test_reconstruction_loss_is_the_negative_log_likelihood_of_torch_distributions(batch, shape, seed, sigma,
+                                                                                  reduction):
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.rand((batch,) + shape, generator=generator, dtype=torch.float64)  # grey levels in [0, 1]
+    probabilities = torch.rand((batch,) + shape, generator=generator, dtype=torch.float64) * 0.98 + 0.01
+    means = torch.randn((batch,) + shape, generator=generator, dtype=torch.float64)
+    # Bernoulli: x log p + (1 - x) log(1 - p) per value, summed per image (validate_args off: x is not binary).
+    bernoulli = -per_image(Bernoulli(probs=probabilities, validate_args=False).log_prob(x))
+    gaussian = -per_image(Normal(means, sigma).log_prob(x))
+    torch.testing.assert_close(reconstruction_loss(probabilities, x, 'bernoulli', reduction=reduction),
+                               reduce(bernoulli, reduction))
+    torch.testing.assert_close(reconstruction_loss(means, x, 'gaussian', sigma=sigma, reduction=reduction),
+                               reduce(gaussian, reduction))
+    # A flattened target is reshaped; the float32 result agrees with the float64 one.
+    flat = reconstruction_loss(probabilities.float(), x.float().reshape(batch, -1), reduction=reduction)
+    torch.testing.assert_close(flat.double(), reduce(bernoulli, reduction), rtol=1e-4, atol=1e-3)
 
 
-def test_missing_state_key_says_what_the_model_must_do():
-    with pytest.raises(MissingStateError, match=r'kld_loss needs state\[torchbearer_vae.MU\].*forward'):
-        run_trial(FixedPosterior(torch.zeros(4, 2), torch.zeros(4, 2), store=False), [kld_loss()])
+def test_reconstruction_loss_bernoulli_sum_is_bce_loss_and_stays_finite_at_0_and_1():
+    recon = torch.tensor([[0.0, 1.0, 0.5, 0.25]])
+    target = torch.tensor([[1.0, 0.0, 0.5, 1.0]])
+    value = reconstruction_loss(recon, target)
+    torch.testing.assert_close(value, nn.BCELoss(reduction='sum')(recon, target))
+    assert value.item() == pytest.approx(100 + 100 + math.log(2) + math.log(4), rel=1e-6)  # logs clamped at -100
 
 
-def test_divergence_must_return_a_scalar():
-    @divergence(MU, LOGVAR)
-    def per_sample(mu, logvar):
-        return kld(mu, logvar, 'none')
-
-    with pytest.raises(ValueError, match=r'per_sample must return a scalar tensor.*shape \(4,\)'):
-        run_trial(FixedPosterior(torch.zeros(4, 2), torch.zeros(4, 2)), [per_sample])
-
-
-@pytest.mark.parametrize('make, error, message', [
-    (lambda: kld_loss(beta=-1), ValueError, 'beta must be a finite number >= 0'),
-    (lambda: kld_loss(beta=float('nan')), ValueError, 'beta must be a finite number'),
-    (lambda: kld_loss(beta='1'), TypeError, 'beta must be a number or a function'),
-    (lambda: kld_loss(reduction='none'), ValueError, 'reduction must be one of'),
-    (lambda: divergence(), ValueError, 'at least one state key'),
-    (lambda: divergence(42), TypeError, 'state keys'),
-    (lambda: divergence(MU)(3), TypeError, 'must decorate a function'),
+@pytest.mark.parametrize('call, error, message', [
+    (lambda x: reconstruction_loss(x, x, 'poisson'), ValueError, "likelihood must be one of 'bernoulli', 'gaussian'"),
+    (lambda x: reconstruction_loss(x, x, None), TypeError, 'likelihood must be one of'),
+    (lambda x: reconstruction_loss(x, x, reduction='mean'), ValueError, "reduction must be one of 'sum'"),
+    (lambda x: reconstruction_loss(x, x, 'gaussian', sigma=0.0), ValueError, 'sigma must be a finite number > 0'),
+    (lambda x: reconstruction_loss(x, x, 'gaussian', sigma='1'), TypeError, 'sigma must be a finite number > 0'),
+    (lambda x: reconstruction_loss(x.numpy(), x), TypeError, r'recon must be a tensor, got a float32 ndarray'),
+    (lambda x: reconstruction_loss(x, (x * 255).long()), TypeError, 'target must be a floating point tensor'),
+    (lambda x: reconstruction_loss(x[0, 0], x[0, 0]), ValueError, 'need a batch dimension'),
+    (lambda x: reconstruction_loss(x, x[:, :3]), ValueError, r'\(2, 4\) but the target has shape \(2, 3\)'),
 ])
-def test_bad_arguments_fail_at_construction(make, error, message):
+def test_reconstruction_loss_bad_input(call, error, message):
     with pytest.raises(error, match=message):
-        make()
+        call(torch.full((2, 4), 0.5))
 
 
-# -- free bits --
+# -- the TypeError / ValueError rule on the options: a wrong type is a TypeError, a wrong value a ValueError --
 
-def free_bits_reference(mu, logvar, free_bits):
-    """sum_j max(lambda, mean_i KL(q(z_ij | x_i) || N(0, 1))), from torch.distributions, per image."""
-    return reference_kl(mu, logvar).mean(0).clamp(min=free_bits).sum().item()
-
-
-@pytest.mark.parametrize('reduction, scale', [('batchmean', 1), ('sum', 4)])
-def test_free_bits_clamps_the_batch_mean_kl_of_every_dimension(reduction, scale):
-    # dimension 0 uses ~2 nats, dimension 1 ~0.05 nats, dimension 2 none: with 0.5 free nats,
-    # only dimension 0 counts at its value; the others count as 0.5 each.
-    mu = torch.stack([2 + 0.1 * torch.randn(4), 0.3 * torch.ones(4), torch.zeros(4)], dim=1)
-    logvar = torch.stack([0.1 * torch.randn(4), torch.zeros(4), torch.zeros(4)], dim=1)
-    seen = []
-
-    @on_criterion
-    def record(state):
-        seen.append(state[KL])
-
-    history = run_trial(FixedPosterior(mu, logvar), [kld_loss(reduction=reduction, free_bits=0.5), record])
-    expected = free_bits_reference(mu, logvar, 0.5)
-    assert expected == pytest.approx(reference_kl(mu, logvar)[:, 0].mean().item() + 0.5 + 0.5)
-    assert history['loss'] == pytest.approx(scale * expected, rel=1e-5)
-    # state[KL] (and so the 'kl' metric) keeps the true, unclamped KL
-    assert seen[0].item() == pytest.approx(kld(mu, logvar, reduction).item(), rel=1e-5)
-    assert seen[0].item() < history['loss']
+NOT_NUMBERS = st.one_of(st.text(max_size=3), st.none(), st.booleans(), st.lists(st.floats(), max_size=2))
+BAD_NUMBERS = st.one_of(st.floats(max_value=-1e-9), st.sampled_from([math.nan, math.inf, -math.inf]))
 
 
-def test_free_bits_stop_the_gradient_of_dimensions_under_the_threshold():
-    class Posterior(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.mu = nn.Parameter(torch.tensor([[2.0, 0.3], [1.0, -0.3]]))
+@settings(max_examples=80, **BOUNDED)
+@given(value=st.one_of(NOT_NUMBERS, BAD_NUMBERS, st.integers(max_value=-1), st.text(max_size=8)))
+def test_options_follow_the_type_and_value_rule(value):
+    x = torch.full((2, 4), 0.5)
+    zeros = torch.zeros(2, 3)
+    calls = {
+        'beta': lambda: vae_loss(x, zeros, zeros, x, beta=value),
+        'sigma': lambda: reconstruction_loss(x, x, 'gaussian', sigma=value),
+        'reduction': lambda: kld(zeros, zeros, reduction=value),
+        'likelihood': lambda: reconstruction_loss(x, x, value),
+    }
+    for name, call in calls.items():
+        numeric = name in ('beta', 'sigma')
+        if numeric:
+            right_type = isinstance(value, (int, float)) and not isinstance(value, bool)
+        else:
+            right_type = isinstance(value, str)
+            if value in (REDUCTIONS if name == 'reduction' else LIKELIHOODS):
+                continue  # a valid choice
+        with pytest.raises(ValueError if right_type else TypeError, match=name):
+            call()
 
-        def forward(self, x, state=None):
-            state[MU], state[LOGVAR] = self.mu, torch.zeros_like(self.mu)
-            return x * 0
 
-    model = Posterior()
-    before = model.mu.detach().clone()
-    data = torch.utils.data.TensorDataset(torch.rand(2, 3), torch.rand(2, 3))
-    trial = Trial(model, torch.optim.SGD(model.parameters(), lr=0.1), zero_criterion,
-                  callbacks=[kld_loss(reduction='batchmean', free_bits=0.1)], verbose=0)
-    trial.with_generators(torch.utils.data.DataLoader(data, batch_size=2)).run(1)
-    # dimension 0: mean KL 1.25 > 0.1, gradient of (1/B) sum_i mu_i0^2 / 2 is mu_i0 / B;
-    # dimension 1: mean KL 0.045 < 0.1, clamped, no gradient at all.
-    torch.testing.assert_close(model.mu.detach()[:, 0], before[:, 0] - 0.1 * before[:, 0] / 2)
-    torch.testing.assert_close(model.mu.detach()[:, 1], before[:, 1], rtol=0, atol=0)
+# -- keyword-only arguments, and the old positional calls --
+
+def test_options_after_the_tensors_are_keyword_only():
+    for function, positional in ((kld, ['mu', 'logvar']), (vae_loss, ['recon', 'mu', 'logvar', 'target']),
+                                 (reconstruction_loss, ['recon', 'target', 'likelihood'])):
+        parameters = inspect.signature(function).parameters.values()
+        assert [p.name for p in parameters if p.kind is p.POSITIONAL_OR_KEYWORD] == positional, function
+        assert all(p.kind is p.KEYWORD_ONLY for p in parameters if p.name not in positional), function
 
 
-def test_free_bits_combine_with_a_weight():
+def test_old_positional_options_still_work_with_a_deprecation_warning():
     mu, logvar = torch.randn(4, 3), torch.randn(4, 3)
-    history = run_trial(FixedPosterior(mu, logvar), [kld_loss(beta=2.0, reduction='batchmean', free_bits=0.2)])
-    assert history['loss'] == pytest.approx(2 * free_bits_reference(mu, logvar, 0.2), rel=1e-5)
+    recon, target = torch.rand(4, 6) * 0.9 + 0.05, torch.rand(4, 6)
+    with pytest.warns(DeprecationWarning, match='passing reduction= by position is deprecated'):
+        old = kld(mu, logvar, 'none')
+    assert torch.equal(old, kld(mu, logvar, reduction='none'))
+    with pytest.warns(DeprecationWarning, match='passing beta=, reduction= by position'):
+        old = vae_loss(recon, mu, logvar, target, 2.0, 'batchmean')
+    assert torch.equal(old, vae_loss(recon, mu, logvar, target, beta=2.0, reduction='batchmean'))
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')  # the new forms do not warn
+        kld(mu, logvar, reduction='none')
+        vae_loss(recon, mu, logvar, target)
 
 
-@pytest.mark.parametrize('make, error, message', [
-    (lambda: kld_loss(free_bits=-0.1), ValueError, 'free_bits must be a finite number >= 0, got -0.1'),
-    (lambda: kld_loss(free_bits=float('nan')), ValueError, 'free_bits must be a finite number'),
-    (lambda: kld_loss(free_bits='0.5'), TypeError, 'free_bits must be a number of nats, got str'),
-    (lambda: kld_loss(free_bits=0.5, beta=capacity(5.0, 100)), ValueError, 'free_bits and beta=capacity'),
-])
-def test_bad_free_bits_fail_at_construction(make, error, message):
-    with pytest.raises(error, match=message):
-        make()
-
-
-def test_the_callback_keeps_its_function_keys_and_beta():
-    warmup = linear_warmup(10)
-    callback = kld_loss(beta=warmup)
-    assert callback.keys == (MU, LOGVAR) and callback.beta is warmup
-    assert callback.function(torch.ones(2, 1), torch.zeros(2, 1)).item() == 1.0  # kld(..., 'sum')
-    assert callback.state_dict() == {'step': 0, 'epoch': 0}
+def test_the_callbacks_moved_to_divergences_and_the_old_import_warns():
+    from torchbearer_vae import divergences
+    for name in ('divergence', 'kld_loss'):
+        with pytest.warns(DeprecationWarning, match=f'losses.{name} moved to torchbearer_vae.divergences.{name}'):
+            old = getattr(torchbearer_vae.losses, name)
+        assert old is getattr(divergences, name) is getattr(torchbearer_vae, name)
+    with pytest.warns(DeprecationWarning):
+        from torchbearer_vae.losses import kld_loss
+    assert kld_loss is divergences.kld_loss
+    with pytest.raises(AttributeError, match='no attribute'):
+        torchbearer_vae.losses.no_such_name  # noqa: B018

@@ -195,8 +195,10 @@ def test_active_units_needs_the_posterior_means_in_state(mnist_tensors):
 
 @pytest.mark.parametrize('make, error, message', [
     (lambda: ActiveUnits(threshold=-0.01), ValueError, 'threshold must be a finite number >= 0, got -0.01'),
-    (lambda: ActiveUnits(threshold='0.01'), TypeError, 'threshold must be a number, got str'),
+    (lambda: ActiveUnits(threshold='0.01'), TypeError, "threshold must be a finite number >= 0, got '0.01'"),
+    (lambda: ActiveUnits(threshold=True), TypeError, 'threshold must be a finite number >= 0, got True'),
     (lambda: ActiveUnits(on='train'), ValueError, "on must be one of 'validation', 'training', 'both', got 'train'"),
+    (lambda: ActiveUnits(on=None), TypeError, "on must be one of 'validation', 'training', 'both', got None"),
 ])
 def test_active_units_bad_arguments(make, error, message):
     with pytest.raises(error, match=message):
@@ -231,3 +233,49 @@ def test_a_metric_name_torchbearer_already_uses_is_kept(monkeypatch):
         warnings.simplefilter('error')
         _registry.register()
     assert isinstance(torchbearer.metrics.get_default('recon'), ReconstructionMetric)
+
+
+# -- ActiveUnits(key=...): the new name, the old one, keyword-only options --
+
+OTHER_MEANS = torchbearer.state_key('test_metrics_other_means')
+
+
+class MeansElsewhere(LinearMeans):
+    """Stores the posterior means under OTHER_MEANS (and garbage under MU) to tell which key a metric reads."""
+
+    def forward(self, x, state=None):
+        output = super().forward(x, state)
+        state[OTHER_MEANS], state[MU] = state[MU], torch.zeros_like(state[MU])
+        return output
+
+
+def test_active_units_reads_the_state_key_given_as_key_and_the_old_mu_still_works():
+    def run(metric):
+        model = MeansElsewhere(SCALES, OFFSETS)
+        trial = Trial(model, torch.optim.SGD(model.parameters(), lr=0.0), lambda y_pred, y_true: (y_pred * 0).sum(),
+                      metrics=[metric], verbose=0)
+        trial.with_generators(DataLoader(TensorDataset(BALANCED, BALANCED), batch_size=3),
+                              val_generator=DataLoader(TensorDataset(BALANCED, BALANCED), batch_size=3))
+        return trial.run(1)[0]
+
+    assert run(ActiveUnits())['val_active_units'] == 0  # MU holds zeros here
+    new = run(ActiveUnits(key=OTHER_MEANS, on='both'))
+    with pytest.warns(DeprecationWarning, match='mu= is deprecated .* use key='):
+        old_metric = ActiveUnits(mu=OTHER_MEANS, on='both')
+    assert run(old_metric) == new and new['val_active_units'] == new['active_units'] == 3
+    with pytest.warns(DeprecationWarning, match='passing on= by position'):
+        positional = ActiveUnits(0.01, 'both')
+    assert run(positional)['active_units'] == 0  # read MU (zeros), as ActiveUnits(on='both')
+
+
+def test_active_units_options_are_keyword_only():
+    import inspect
+    parameters = inspect.signature(ActiveUnits.__init__).parameters
+    assert list(parameters) == ['self', 'threshold', 'on', 'key']
+    assert parameters['on'].kind is parameters['key'].kind is inspect.Parameter.KEYWORD_ONLY
+
+
+def test_a_missing_custom_key_is_named_in_the_error():
+    metric = ActiveUnits(key=OTHER_MEANS, on='training')
+    with pytest.raises(MissingStateError, match=r"'active_units' metric reads state\['test_metrics_other_means'\]"):
+        active_units_trial(metric)

@@ -8,15 +8,20 @@ from PIL import Image
 from torch.utils.data import DataLoader, TensorDataset
 from torchbearer import Trial
 
+import torchbearer_vae.records
 from torchbearer_vae import VAE, MetricsCSV, kld_loss, plot_history, write_json
 
 
-def test_metrics_csv_has_one_row_per_epoch_matching_the_history(tmp_path):
+def train_with(callback, epochs=2):
     data = DataLoader(TensorDataset(torch.rand(16, 4), torch.rand(16, 4)), batch_size=8)
     model = VAE(input_shape=(4,), hidden_dim=8, latent_dim=2)
     trial = Trial(model, torch.optim.Adam(model.parameters()), torch.nn.BCELoss(reduction='sum'),
-                  metrics=['loss'], callbacks=[kld_loss(), MetricsCSV(tmp_path / 'metrics.csv')], verbose=0)
-    history = trial.with_generators(data, data).run(3)
+                  metrics=['loss'], callbacks=[kld_loss(), callback], verbose=0)
+    return trial.with_generators(data, data).run(epochs)
+
+
+def test_metrics_csv_has_one_row_per_epoch_matching_the_history(tmp_path):
+    history = train_with(MetricsCSV(tmp_path / 'metrics.csv'), epochs=3)
     with open(tmp_path / 'metrics.csv') as file:
         rows = list(csv.DictReader(file))
     assert [row['epoch'] for row in rows] == ['0', '1', '2']
@@ -58,3 +63,36 @@ def test_metrics_csv_rejects_a_folder(tmp_path):
 def test_metrics_csv_background_must_be_a_bool(tmp_path):
     with pytest.raises(TypeError, match='background must be True or False'):
         MetricsCSV(tmp_path / 'metrics.csv', background=1)
+
+
+@pytest.mark.parametrize('call, message', [
+    (lambda tmp_path: MetricsCSV(3), 'path must be a path'),
+    (lambda tmp_path: plot_history([], 3), 'path must be a path'),
+    (lambda tmp_path: plot_history([{'loss': 1.0}], tmp_path / 'a.png', metrics='loss'),
+     r"metrics must be a list or tuple of metric names such as \('loss', 'kl'\), got 'loss'"),
+    (lambda tmp_path: plot_history([{'loss': 1.0}], tmp_path / 'a.png', metrics=['loss', 2]), 'metric names'),
+    (lambda tmp_path: write_json(None, {}), 'path must be a path'),
+    (lambda tmp_path: write_json(tmp_path / 'a.json', [1, 2]), 'data must be a dict'),
+])
+def test_wrong_types_are_type_errors_before_anything_is_written(tmp_path, call, message):
+    with pytest.raises(TypeError, match=message):
+        call(tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_old_positional_options_warn_and_work(tmp_path):
+    with pytest.warns(DeprecationWarning, match='passing background= by position'):
+        csv_writer = MetricsCSV(tmp_path / 'old.csv', False)
+    assert csv_writer.background is False
+    history = train_with(csv_writer)
+    assert len((tmp_path / 'old.csv').read_text().splitlines()) == 3
+    with pytest.warns(DeprecationWarning, match='passing metrics= by position'):
+        assert plot_history(history, tmp_path / 'old.png', ('loss',)) is True
+    plot_history(history, tmp_path / 'new.png', metrics=('loss',))
+    assert (tmp_path / 'old.png').read_bytes() == (tmp_path / 'new.png').read_bytes()
+
+
+def test_only_the_main_process_writes_the_csv(tmp_path, monkeypatch):
+    monkeypatch.setattr(torchbearer_vae.records, 'is_main_process', lambda: False)  # as on rank 1
+    train_with(MetricsCSV(tmp_path / 'metrics.csv'))
+    assert list(tmp_path.iterdir()) == []

@@ -1,10 +1,13 @@
 """KL schedules: their values, the beta real Trials apply (read back from the loss), and resuming."""
+import inspect
 import io
 import math
 
 import pytest
 import torch
 import torchbearer
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from stand_ins import FixedPosterior
 from torchbearer import Trial
 from torchbearer.callbacks import on_criterion, on_criterion_validation
@@ -68,10 +71,10 @@ def run(schedule_callback, epochs, train_steps=3, val_steps=2, mu=None, logvar=N
 # -- the values --
 
 def test_linear_warmup_values():
-    warmup = linear_warmup(steps=4, max_beta=2.0)
+    warmup = linear_warmup(4, max_beta=2.0)
     assert [warmup.value(t) for t in range(7)] == [0.0, 0.5, 1.0, 1.5, 2.0, 2.0, 2.0]
     assert warmup({GLOBAL_STEP: 3}) == 1.5
-    assert linear_warmup(steps=2, unit='epoch')({GLOBAL_STEP: 0, GLOBAL_EPOCH: 1}) == 0.5
+    assert linear_warmup(2, unit='epoch')({GLOBAL_STEP: 0, GLOBAL_EPOCH: 1}) == 0.5
 
 
 @pytest.mark.parametrize('period, ratio', [(4, 0.5), (10, 0.25), (5, 1.0), (1, 0.5)])
@@ -87,7 +90,7 @@ def test_cyclical_follows_fu_et_al(period, ratio):
 
 
 def test_capacity_value_is_the_line_from_zero_to_max():
-    target = capacity(max_capacity=5.0, steps=10, gamma=2.0)
+    target = capacity(5.0, 10, gamma=2.0)
     assert [target.value(t) for t in range(12)] == [5.0 * min(t, 10) / 10 for t in range(12)]
     # torchbearer-variational's with_linear_capacity would add steps / max_c = 2 nats after one step
     assert target.value(1) == 0.5
@@ -100,7 +103,8 @@ def test_constant_and_custom_schedules():
     assert constant(4.0)({GLOBAL_STEP: 10 ** 9}) == 4.0
     squared = Schedule(lambda step: min(step / 10, 1.0) ** 2)
     assert squared({GLOBAL_STEP: 5}) == 0.25
-    assert 'linear_warmup(steps=3' in repr(linear_warmup(3))
+    assert repr(linear_warmup(3)) == "linear_warmup(num_steps=3, max_beta=1.0, unit='step')"
+    assert repr(capacity(2, 5)) == "capacity(max_capacity=2.0, num_steps=5, gamma=1000.0, unit='step')"
 
 
 def test_a_schedule_outside_a_divergence_callback_says_where_the_position_comes_from():
@@ -111,23 +115,25 @@ def test_a_schedule_outside_a_divergence_callback_says_where_the_position_comes_
 
 
 @pytest.mark.parametrize('make, error, message', [
-    (lambda: linear_warmup(0), ValueError, 'steps must be >= 1, got 0'),
-    (lambda: linear_warmup(2.5), TypeError, 'steps must be an int'),
-    (lambda: linear_warmup(True), TypeError, 'steps must be an int'),
+    (lambda: linear_warmup(0), ValueError, 'num_steps must be an int >= 1, got 0'),
+    (lambda: linear_warmup(2.5), TypeError, 'num_steps must be an int >= 1, got 2.5'),
+    (lambda: linear_warmup(True), TypeError, 'num_steps must be an int'),
     (lambda: linear_warmup(3, max_beta=-1.0), ValueError, 'max_beta must be a finite number >= 0, got -1.0'),
     (lambda: linear_warmup(3, max_beta=float('inf')), ValueError, 'max_beta must be a finite number'),
-    (lambda: linear_warmup(3, unit='batch'), ValueError, "unit must be 'step' or 'epoch', got 'batch'"),
-    (lambda: cyclical(0), ValueError, 'period must be >= 1'),
-    (lambda: cyclical(4, ratio=0.0), ValueError, r'ratio must be a finite number > 0, got 0.0'),
-    (lambda: cyclical(4, ratio=1.5), ValueError, r'ratio must be in \(0, 1\], got 1.5'),
-    (lambda: cyclical(4, ratio='half'), TypeError, 'ratio must be a number, got str'),
+    (lambda: linear_warmup(3, unit='batch'), ValueError, "unit must be one of 'step', 'epoch', got 'batch'"),
+    (lambda: cyclical(0), ValueError, 'period must be an int >= 1, got 0'),
+    (lambda: cyclical(4, ratio=0.0), ValueError, r'ratio must be a finite number > 0 and <= 1, got 0.0'),
+    (lambda: cyclical(4, ratio=1.5), ValueError, r'ratio must be a finite number > 0 and <= 1, got 1.5'),
+    (lambda: cyclical(4, ratio='half'), TypeError, "ratio must be a finite number > 0 and <= 1, got 'half'"),
     (lambda: capacity(-1.0, 10), ValueError, 'max_capacity must be a finite number >= 0'),
-    (lambda: capacity(5.0, 0), ValueError, 'steps must be >= 1'),
+    (lambda: capacity(5.0, 0), ValueError, 'num_steps must be an int >= 1'),
     (lambda: capacity(5.0, 10, gamma=0.0), ValueError, 'gamma must be a finite number > 0'),
     (lambda: constant(-0.5), ValueError, 'beta must be a finite number >= 0, got -0.5'),
-    (lambda: constant(None), TypeError, 'beta must be a number, got NoneType'),
-    (lambda: Schedule(3.0), TypeError, 'function must be a function of the training position'),
-    (lambda: Schedule(abs, unit='epochs'), ValueError, "unit must be 'step' or 'epoch'"),
+    (lambda: constant(None), TypeError, 'beta must be a finite number >= 0, got None'),
+    (lambda: Schedule(3.0), TypeError, r'function must be callable as function\(position: int\) -> beta'),
+    (lambda: Schedule(abs, unit='epochs'), ValueError, "unit must be one of 'step', 'epoch'"),
+    (lambda: Schedule(abs, unit=1), TypeError, "unit must be one of 'step', 'epoch'"),
+    (lambda: Schedule(abs, description=1), TypeError, 'description must be a str or None'),
 ])
 def test_bad_arguments_fail_at_construction(make, error, message):
     with pytest.raises(error, match=message):
@@ -137,7 +143,7 @@ def test_bad_arguments_fail_at_construction(make, error, message):
 # -- the beta real Trials apply --
 
 def test_trial_applies_the_warmup_step_by_step_and_validation_uses_the_last_training_beta():
-    warmup = linear_warmup(steps=5, max_beta=2.0)
+    warmup = linear_warmup(5, max_beta=2.0)
     records, _ = run(kld_loss(beta=warmup, reduction='batchmean'), epochs=3)
     expected_train = [2.0 * min(t, 5) / 5 for t in range(9)]
     assert records['train'] == pytest.approx(expected_train, rel=1e-6)
@@ -152,7 +158,7 @@ def test_trial_applies_the_cyclical_schedule_across_epochs():
 
 
 def test_epoch_unit_is_constant_within_an_epoch():
-    records, _ = run(kld_loss(beta=linear_warmup(steps=2, unit='epoch')), epochs=4, val_steps=1)
+    records, _ = run(kld_loss(beta=linear_warmup(2, unit='epoch')), epochs=4, val_steps=1)
     assert records['train'] == pytest.approx([0.0] * 3 + [0.5] * 3 + [1.0] * 6, abs=1e-6)
     assert records['val'] == pytest.approx([0.0, 0.5, 1.0, 1.0], abs=1e-6)
 
@@ -185,7 +191,7 @@ def test_capacity_term_follows_the_line_exactly_in_a_trial(reduction):
     gamma, kl_per_image = 2.0, 9.0
     mu = torch.full((BATCH, 2), 3.0)  # KL = 0.5 * 9 per dimension
     records, recorders = applied_beta_recorder(kind='loss')
-    callback = kld_loss(beta=capacity(max_capacity=6.0, steps=8, gamma=gamma), reduction=reduction)
+    callback = kld_loss(beta=capacity(6.0, 8, gamma=gamma), reduction=reduction)
     records, _ = run_with_recorders(callback, recorders, records, mu)
     count = BATCH if reduction == 'sum' else 1
     applied_c = [kl_per_image - term / (gamma * count) for term in records['train']]
@@ -196,7 +202,7 @@ def test_capacity_term_follows_the_line_exactly_in_a_trial(reduction):
 def test_capacity_above_the_kl_penalises_the_shortfall():
     mu = torch.full((BATCH, 2), 1.0)  # KL = 1 nat per image
     records, recorders = applied_beta_recorder(kind='loss')
-    callback = kld_loss(beta=capacity(max_capacity=3.0, steps=3, gamma=10.0), reduction='batchmean')
+    callback = kld_loss(beta=capacity(3.0, 3, gamma=10.0), reduction='batchmean')
     records, _ = run_with_recorders(callback, recorders, records, mu, epochs=2)
     assert records['train'] == pytest.approx([10.0 * abs(1.0 - 3.0 * min(t, 3) / 3) for t in range(6)], abs=1e-4)
 
@@ -259,7 +265,7 @@ def test_resuming_through_torchbearer_trial_state_dict_continues_the_schedule():
 
 def test_epoch_unit_resumes_from_the_callback_state():
     def make():
-        return kld_loss(beta=linear_warmup(steps=3, unit='epoch'))
+        return kld_loss(beta=linear_warmup(3, unit='epoch'))
     uninterrupted, _ = run(make(), epochs=4, val_steps=1)
     first = make()
     first_half, _ = run(first, epochs=2, val_steps=1)
@@ -267,12 +273,6 @@ def test_epoch_unit_resumes_from_the_callback_state():
     second_half, _ = run(second, epochs=2, val_steps=1)
     assert first_half['train'] + second_half['train'] == uninterrupted['train']
     assert first_half['val'] + second_half['val'] == uninterrupted['val']
-
-
-@pytest.mark.parametrize('bad', [{'step': 3}, {'step': -1, 'epoch': 0}, {'step': 1.5, 'epoch': 0}, [3, 1], None])
-def test_load_state_dict_rejects_what_state_dict_cannot_have_made(bad):
-    with pytest.raises(ValueError, match='kld_loss'):
-        make_callback().load_state_dict(bad)
 
 
 # -- cost per step --
@@ -318,3 +318,73 @@ def test_kl_and_recon_metrics_synchronise_exactly_as_often_as_torchbearers_loss(
 def test_schedule_math_is_plain_python():
     value = linear_warmup(7, max_beta=3.0)({GLOBAL_STEP: 2})
     assert type(value) is float and math.isclose(value, 3.0 * 2 / 7)
+
+
+# -- new names, keyword-only options, the TypeError / ValueError rule --
+
+def test_steps_is_now_num_steps_and_the_old_keyword_warns_and_gives_the_same_schedule():
+    with pytest.warns(DeprecationWarning, match='steps= is deprecated .* use num_steps='):
+        old = linear_warmup(steps=5, max_beta=2.0)
+    new = linear_warmup(num_steps=5, max_beta=2.0)
+    assert repr(old) == repr(new) and [old.value(t) for t in range(8)] == [new.value(t) for t in range(8)]
+    with pytest.warns(DeprecationWarning, match='use num_steps='):
+        old = capacity(max_capacity=4.0, steps=8, gamma=3.0)
+    new = capacity(4.0, num_steps=8, gamma=3.0)
+    assert repr(old) == repr(new) and [old.value(t) for t in range(10)] == [new.value(t) for t in range(10)]
+    with pytest.raises(TypeError, match='got both steps= .* and num_steps='):
+        linear_warmup(steps=5, num_steps=5)
+
+
+def test_a_deprecated_schedule_trains_exactly_like_the_new_one():
+    with pytest.warns(DeprecationWarning):
+        old = kld_loss(beta=linear_warmup(steps=4, max_beta=2.0))
+    records_old, _ = run(old, epochs=2)
+    records_new, _ = run(kld_loss(beta=linear_warmup(4, max_beta=2.0)), epochs=2)
+    assert records_old == records_new and len(set(records_new['train'])) > 2
+
+
+@pytest.mark.parametrize('old_call, new_call', [
+    (lambda: linear_warmup(4, 2.0, 'epoch'), lambda: linear_warmup(4, max_beta=2.0, unit='epoch')),
+    (lambda: cyclical(6, 0.25, 3.0), lambda: cyclical(6, ratio=0.25, max_beta=3.0)),
+    (lambda: capacity(5.0, 10, 2.0), lambda: capacity(5.0, 10, gamma=2.0)),
+    (lambda: Schedule(abs, 'epoch'), lambda: Schedule(abs, unit='epoch')),
+])
+def test_options_are_keyword_only_and_old_positional_calls_warn_and_work(old_call, new_call):
+    with pytest.warns(DeprecationWarning, match='by position is deprecated'):
+        old = old_call()
+    new = new_call()
+    assert repr(old) == repr(new) and old.unit == new.unit
+    assert [old.value(t) for t in range(12)] == [new.value(t) for t in range(12)]
+
+
+def test_the_factories_take_their_length_by_position_and_the_rest_by_keyword():
+    for function, positional in ((linear_warmup, ['num_steps']), (cyclical, ['period']),
+                                 (capacity, ['max_capacity', 'num_steps']), (constant, ['beta'])):
+        parameters = list(inspect.signature(function).parameters.values())
+        assert [p.name for p in parameters if p.kind is p.POSITIONAL_OR_KEYWORD] == positional, function
+        assert all(p.kind is p.KEYWORD_ONLY for p in parameters[len(positional):]), function
+
+
+NOT_INTS = st.one_of(st.floats(allow_nan=True), st.text(max_size=3), st.none(), st.booleans())
+
+
+@settings(max_examples=60, deadline=None, database=None, derandomize=True)
+@given(value=st.one_of(NOT_INTS, st.integers(max_value=0)))
+def test_lengths_follow_the_type_and_value_rule(value):
+    error = ValueError if isinstance(value, int) and not isinstance(value, bool) else TypeError
+    for name, call in (('num_steps', lambda: linear_warmup(value)), ('period', lambda: cyclical(value)),
+                       ('num_steps', lambda: capacity(1.0, value))):
+        with pytest.raises(error, match=f'{name} must be an int >= 1'):
+            call()
+
+
+@settings(max_examples=60, deadline=None, database=None, derandomize=True)
+@given(value=st.one_of(st.text(max_size=3), st.none(), st.booleans(), st.floats(max_value=-1e-9),
+                       st.sampled_from([math.nan, math.inf])))
+def test_weights_follow_the_type_and_value_rule(value):
+    error = ValueError if isinstance(value, float) else TypeError
+    for name, call in (('max_beta', lambda: linear_warmup(3, max_beta=value)), ('beta', lambda: constant(value)),
+                       ('max_capacity', lambda: capacity(value, 3)), ('gamma', lambda: capacity(1.0, 3, gamma=value)),
+                       ('ratio', lambda: cyclical(3, ratio=value))):
+        with pytest.raises(error, match=f'{name} must be a finite number'):
+            call()

@@ -103,3 +103,51 @@ def test_install_requires_covers_what_torchbearer_imports_undeclared():
     config.read(pathlib.Path(__file__).parents[1] / 'setup.cfg')
     requires = [line.strip() for line in config['options']['install_requires'].splitlines()]
     assert 'packaging' in requires and any(line.startswith('torchbearer') for line in requires)
+
+
+# -- the import direction: state -> errors -> losses -> schedules -> divergences -> metrics, no cycles --
+
+def module_level_imports():
+    """``{module: {package modules it imports when it loads}}``, from the source (imports inside functions,
+    such as a deprecation shim's lazy one, run later and cannot make a cycle at import time)."""
+    import ast
+    import pathlib
+    folder = pathlib.Path(torchbearer_vae.__file__).parent
+    graph = {}
+    for path in folder.glob('*.py'):
+        statements, imported = list(ast.parse(path.read_text()).body), set()
+        while statements:
+            node = statements.pop()
+            if isinstance(node, (ast.If, ast.Try)):  # still module level
+                statements += node.body + node.orelse + getattr(node, 'finalbody', []) + [
+                    statement for handler in getattr(node, 'handlers', []) for statement in handler.body]
+            elif isinstance(node, ast.ImportFrom) and node.level == 1:
+                imported |= {node.module.split('.')[0]} if node.module else {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith('torchbearer_vae.'):
+                imported.add(node.module.split('.')[1])
+        graph[path.stem] = imported
+    return graph
+
+
+CHAIN = ['state', 'errors', 'losses', 'schedules', 'divergences', 'metrics']
+
+
+def test_the_objective_modules_import_only_modules_below_them():
+    graph = module_level_imports()
+    for position, module in enumerate(CHAIN):
+        above = set(CHAIN[position + 1:]) | {'evaluation', 'guards', 'records', 'models', 'base', 'callbacks',
+                                             'commands', 'cli'}
+        assert not graph[module] & above, f'{module} imports {graph[module] & above}, above it'
+    assert graph['evaluation'] & {'models', 'base'} == set()  # the likelihood is losses.reconstruction_loss
+    assert {'losses'} <= graph['evaluation'] and {'schedules', 'losses', 'errors'} <= graph['divergences']
+
+
+def test_the_package_has_no_import_cycle():
+    graph = module_level_imports()
+
+    def reaches(start, goal, seen):
+        return any(node == goal or (node not in seen and reaches(node, goal, seen | {node}))
+                   for node in graph.get(start, ()))
+
+    cycles = sorted(module for module in graph if reaches(module, module, set()))
+    assert not cycles, f'modules on an import cycle: {cycles}'

@@ -9,7 +9,10 @@ to compute ``log p(x|z)``, looked up in this order:
 2. otherwise ``model.decode(z)`` read according to ``model.likelihood``: ``'bernoulli'`` (the
    default when the model has no such attribute, as the PyTorch example's VAE) for
    probabilities, with each log clamped at -100 like :class:`torch.nn.BCELoss`, or
-   ``'gaussian'`` for means with the fixed standard deviation ``model.sigma``.
+   ``'gaussian'`` for means with the fixed standard deviation ``model.sigma`` (default 1).
+
+Either way the term is :func:`~torchbearer_vae.reconstruction_loss`, the formula training uses
+(:class:`~torchbearer_vae.BaseVAE`'s ``log_likelihood`` calls it too).
 
 ``data`` is a tensor of images, a :class:`~torch.utils.data.Dataset` of ``(x, ...)`` items or of
 ``x`` (batched here with ``batch_size``), or a DataLoader or any iterable of batches ``(x, ...)``
@@ -20,8 +23,8 @@ How to report a trained model's likelihood on held-out data::
 
     from torchbearer_vae import importance_weighted_nll, negative_elbo
 
-    elbo = negative_elbo(model, test_set)                  # the training loss per image, z sampled
-    nll = importance_weighted_nll(model, test_set, k=100)  # a tighter bound: nll <= elbo in expectation
+    elbo = negative_elbo(model, test_set)                            # the training loss per image, z sampled
+    nll = importance_weighted_nll(model, test_set, num_samples=100)  # tighter: nll <= elbo in expectation
     print(f'-ELBO {elbo:.1f} nats, IWAE(k=100) NLL {nll:.1f} nats per image')
 """
 import math
@@ -30,8 +33,8 @@ from typing import Callable, Iterable, Iterator, Optional, Union
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .losses import kld
-from .models import _LIKELIHOODS, _negative_log_likelihood
+from ._checks import check_choice, check_int, check_number, legacy_positional, renamed
+from .losses import LIKELIHOODS, kld, reconstruction_loss
 
 __all__ = ['importance_weighted_nll', 'negative_elbo']
 
@@ -40,13 +43,6 @@ _LOG_2PI = math.log(2 * math.pi)
 _DEFAULT_PASS_SIZE = 1024
 
 Data = Union[torch.Tensor, Dataset, Iterable]
-
-
-def _check_int(name: str, value, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f'{name} must be an int >= 1, got {value!r}')
 
 
 def _first(batch) -> torch.Tensor:
@@ -82,14 +78,11 @@ def _likelihood_of(model) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor
         return model.log_likelihood
     if not callable(getattr(model, 'decode', None)):
         raise TypeError(f'the model needs log_likelihood(x, z) or decode(z); {type(model).__name__} has neither')
-    likelihood = getattr(model, 'likelihood', 'bernoulli')
-    if likelihood not in _LIKELIHOODS:
-        raise ValueError(f"model.likelihood must be 'bernoulli' or 'gaussian', got {likelihood!r}")
-    sigma = float(getattr(model, 'sigma', 1.0)) if likelihood == 'gaussian' else 1.0
+    likelihood = check_choice('model.likelihood', getattr(model, 'likelihood', 'bernoulli'), LIKELIHOODS)
+    sigma = check_number('model.sigma', getattr(model, 'sigma', 1.0), above=0) if likelihood == 'gaussian' else 1.0
 
     def log_likelihood(x, z):
-        mean = model.decode(z)
-        return -_negative_log_likelihood(likelihood, mean, x.reshape(mean.shape), sigma)
+        return -reconstruction_loss(model.decode(z), x, likelihood, sigma=sigma, reduction='none')
 
     return log_likelihood
 
@@ -119,7 +112,7 @@ def _normal(shape, device, generator) -> torch.Tensor:
 
 def _mean_over(model, data, batch_size, device, per_batch) -> float:
     """Sum ``per_batch(x) -> (B,)`` over ``data`` with the model in eval mode; return the mean per image."""
-    _check_int('batch_size', batch_size)
+    check_int('batch_size', batch_size, minimum=1)
     training = getattr(model, 'training', False)
     if isinstance(model, torch.nn.Module):
         model.eval()
@@ -139,7 +132,8 @@ def _mean_over(model, data, batch_size, device, per_batch) -> float:
     return total.item() / count
 
 
-def negative_elbo(model, data: Data, batch_size: int = 100, device: Optional[Union[str, torch.device]] = None,
+@legacy_positional('model', 'data', 'batch_size', 'device', 'generator')
+def negative_elbo(model, data: Data, *, batch_size: int = 100, device: Optional[Union[str, torch.device]] = None,
                   generator: Optional[torch.Generator] = None) -> float:
     r"""The single-sample negative ELBO, in nats per image, with ``z`` sampled as in training.
 
@@ -147,12 +141,13 @@ def negative_elbo(model, data: Data, batch_size: int = 100, device: Optional[Uni
         -\mathrm{ELBO}(x) = -\log p(x \mid z) + \mathrm{KL}\big(q(z \mid x) \,\|\, \mathcal{N}(0, I)\big),
         \qquad z = \mu(x) + \sigma(x) \odot \epsilon,\ \epsilon \sim \mathcal{N}(0, I),
 
-    with the KL term analytic (:func:`~torchbearer_vae.kld`), averaged over the images of
-    ``data``. This is the training loss (e.g. ``BCELoss(reduction='sum')`` plus
-    :func:`~torchbearer_vae.kld_loss`) per image, except that the network is in eval mode: a
-    Trial's own validation loss decodes ``z = mu`` instead (``VAE.reparameterize`` in eval mode)
-    and comes out lower. It is an unbiased estimate of the negative ELBO, an upper bound of
-    ``-log p(x)``.
+    with the reconstruction term :func:`~torchbearer_vae.reconstruction_loss` (through
+    ``model.log_likelihood`` when the model has one) and the KL term analytic
+    (:func:`~torchbearer_vae.kld`), averaged over the images of ``data``. This is the training
+    loss (e.g. ``BCELoss(reduction='sum')`` plus :func:`~torchbearer_vae.kld_loss`) per image,
+    except that the network is in eval mode: a Trial's own validation loss decodes ``z = mu``
+    instead (``VAE.reparameterize`` in eval mode) and comes out lower. It is an unbiased estimate
+    of the negative ELBO, an upper bound of ``-log p(x)``.
 
     Args:
         model: A model with ``encode`` and ``log_likelihood`` or ``decode`` (module docstring).
@@ -183,12 +178,14 @@ def negative_elbo(model, data: Data, batch_size: int = 100, device: Optional[Uni
     return _mean_over(model, data, batch_size, device, per_batch)
 
 
-def importance_weighted_nll(model, data: Data, k: int = 100, batch_size: int = 100,
+@legacy_positional('model', 'data', 'num_samples', 'batch_size', 'device', 'chunk_size', 'generator')
+@renamed(k='num_samples')
+def importance_weighted_nll(model, data: Data, *, num_samples: int = 100, batch_size: int = 100,
                             device: Optional[Union[str, torch.device]] = None, chunk_size: Optional[int] = None,
                             generator: Optional[torch.Generator] = None) -> float:
     r"""The importance-weighted estimate of the negative log-likelihood ``-log p(x)``, in nats per image.
 
-    With ``k`` draws :math:`z_1, \dots, z_k \sim q(z \mid x)` from the posterior (Burda, Grosse and
+    With ``k = num_samples`` draws :math:`z_1, \dots, z_k \sim q(z \mid x)` from the posterior (Burda, Grosse and
     Salakhutdinov 2015, *Importance Weighted Autoencoders*):
 
     .. math::
@@ -207,8 +204,9 @@ def importance_weighted_nll(model, data: Data, k: int = 100, batch_size: int = 1
     Args:
         model: A model with ``encode`` and ``log_likelihood`` or ``decode`` (module docstring).
         data: A tensor of images, a Dataset of ``(x, ...)`` or ``x``, or an iterable of batches.
-        k (int): Importance samples per image (the IWAE paper reports ``k = 5000``; 100 is
-            common for quick comparisons).
+        num_samples (int): ``k``, the importance samples per image (the IWAE paper reports
+            ``k = 5000``; 100 is common for quick comparisons). ``k=``, its old name, still
+            works, deprecated.
         batch_size (int): Images per batch when ``data`` is a tensor or a Dataset.
         device (str or torch.device or None): Where to compute; default, the model's device.
         chunk_size (int or None): Draws per image decoded together; default
@@ -222,12 +220,12 @@ def importance_weighted_nll(model, data: Data, k: int = 100, batch_size: int = 1
 
         >>> import torch
         >>> from torchbearer_vae import VAE, importance_weighted_nll
-        >>> nll = importance_weighted_nll(VAE(), torch.rand(10, 1, 28, 28), k=50, batch_size=5)
+        >>> nll = importance_weighted_nll(VAE(), torch.rand(10, 1, 28, 28), num_samples=50, batch_size=5)
         >>> nll > 500  # an untrained model: about 784 * log(2) nats
         True
     """
-    _check_int('k', k)
-    _check_int('chunk_size', chunk_size, allow_none=True)
+    k = check_int('num_samples', num_samples, minimum=1)
+    check_int('chunk_size', chunk_size, minimum=1, allow_none=True)
     log_likelihood = _likelihood_of(model)
     device = _device_of(model, device)
 

@@ -19,13 +19,16 @@ import torch
 import torchbearer
 from torchbearer.callbacks import TerminateOnNaN
 
+from ._checks import check_bool, describe, legacy_positional
 from .state import KL, LOGVAR, RECON
 
 __all__ = ['NaNGuard']
 
 _TERMS = (('recon', RECON, 'reconstruction'), ('kl', KL, 'KL'))
-_HINT = ('try a lower learning rate, gradient clipping (torchbearer.callbacks.GradientNormClipping) or a logvar '
-         'clamp (VAE(logvar_clamp=(-30, 20)))')
+# What a library user can change; a command line passes advice= naming its own options instead.
+_ADVICE = ('try a lower learning rate, gradient clipping (torchbearer.callbacks.GradientNormClipping) or a logvar '
+           'clamp (VAE(logvar_clamp=(-30, 20)))')
+_DATA_ADVICE = 'find the non-finite values with torch.isfinite(x).all() on each batch and fix the data'
 
 
 def _number(value) -> Optional[float]:
@@ -91,7 +94,7 @@ def _gradient_name(model, gradient: torch.Tensor) -> str:
         for name, parameter in model.named_parameters():
             if parameter.grad is gradient:
                 return name
-    return f'a tensor of shape {tuple(gradient.shape)}'
+    return describe(gradient)
 
 
 def _non_finite_weights(model) -> List[str]:
@@ -159,15 +162,22 @@ class NaNGuard(TerminateOnNaN):
     stops: finite values near 1e38 can overflow it). These are the synchronisations needed to
     stop in time; ``torch.amp.GradScaler`` reads its inf check once per step for the same
     reason. Checking only every few steps is not offered: the bad update would reach the
-    weights, and the next step would fail as above before the check came. Measured on the CPU
-    with the reference :class:`~torchbearer_vae.VAE` (MNIST, batch 128, one thread): 0.17 ms
-    per 11 ms step (1.6%), almost all of it the gradient sums (``gradients=False``: 0.01 ms,
-    0.1%); a whole epoch of real MNIST training took 0.4% longer, within the noise.
+    weights, and the next step would fail as above before the check came. Almost all of the cost
+    is the gradient sums: ``gradients=False`` leaves the cheap checks of the output and the loss.
+
+    **Advice.** The message ends with what to try. By default that is what a user of the library
+    can change: a lower learning rate, gradient clipping
+    (:class:`torchbearer.callbacks.GradientNormClipping`) or a logvar clamp
+    (``VAE(logvar_clamp=(-30, 20))``), or, when the inputs are not finite, fixing the data. A
+    program that builds the Trial for its users, such as a command line, passes ``advice`` in
+    the terms its users know (its own options).
 
     Args:
         gradients (bool): Also check the gradients.
         validation (bool): Also check validation steps.
         warn (bool): Issue :attr:`message` as a :class:`RuntimeWarning` when the guard stops training.
+        advice (str or None): What the message suggests; ``None`` for the default above, ``''``
+            for no advice.
 
     Attributes:
         message (str or None): Why the guard last stopped training, one line; ``None`` if it did not.
@@ -180,27 +190,34 @@ class NaNGuard(TerminateOnNaN):
         >>> import torch, torchbearer
         >>> from torchbearer_vae import VAE, NaNGuard, kld_loss
         >>> model = VAE()
-        >>> guard = NaNGuard()
+        >>> guard = NaNGuard()  # NaNGuard(advice='try a lower --lr') in a command line
         >>> trial = torchbearer.Trial(model, torch.optim.Adam(model.parameters()), torch.nn.BCELoss(reduction='sum'),
         ...                           callbacks=[kld_loss(), guard])
         >>> # after trial.run(...): if guard.message: print(guard.message)
     """
 
-    def __init__(self, gradients: bool = True, validation: bool = True, warn: bool = True):
+    @legacy_positional('gradients', 'validation', 'warn')
+    def __init__(self, *, gradients: bool = True, validation: bool = True, warn: bool = True,
+                 advice: Optional[str] = None):
         super().__init__(monitor='loss')
-        self.gradients, self.validation, self.warn = bool(gradients), bool(validation), bool(warn)
+        self.gradients, self.validation = check_bool('gradients', gradients), check_bool('validation', validation)
+        self.warn = check_bool('warn', warn)
+        if advice is not None and not isinstance(advice, str):
+            raise TypeError(f"advice must be a str (or None for the default advice), got {describe(advice)}")
+        self.advice = advice
         self.message: Optional[str] = None
         self.stopped_at: Optional[Dict[str, Any]] = None
 
     def __repr__(self) -> str:
-        return f'NaNGuard(gradients={self.gradients}, validation={self.validation}, warn={self.warn})'
+        advice = '' if self.advice is None else f', advice={self.advice!r}'
+        return f'NaNGuard(gradients={self.gradients}, validation={self.validation}, warn={self.warn}{advice})'
 
     # -- torchbearer hooks --
     def on_start(self, state):
         self.message, self.stopped_at = None, None
 
     def on_forward(self, state):
-        self._check_output(state, 'training')
+        self._guard_output(state, 'training')
 
     def on_criterion(self, state):
         if self.stopped_at is not None and self.stopped_at['phase'] == 'training':  # stopped at on_forward
@@ -212,7 +229,7 @@ class NaNGuard(TerminateOnNaN):
         # After every on_criterion callback (the KL is in the loss), before the optimizer step.
         stopped = self.stopped_at is not None and self.stopped_at['phase'] == 'training'  # at on_forward
         gradients = _gradients(state.get(torchbearer.OPTIMIZER)) if self.gradients else []
-        if stopped or self._check_loss(state, 'training', gradients):
+        if stopped or self._guard_loss(state, 'training', gradients):
             optimizer = state.get(torchbearer.OPTIMIZER)
             if optimizer is not None:
                 optimizer.zero_grad(set_to_none=True)
@@ -232,17 +249,17 @@ class NaNGuard(TerminateOnNaN):
 
     def on_forward_validation(self, state):
         if self.validation:
-            self._check_output(state, 'validation')
+            self._guard_output(state, 'validation')
 
     def on_step_validation(self, state):
         if self.validation:
-            self._check_loss(state, 'validation', [])
+            self._guard_loss(state, 'validation', [])
 
     def on_end_epoch(self, state):
         pass  # TerminateOnNaN checks its metric here; every step has been checked already
 
     # -- checking: one host synchronisation each, the rest only once something is wrong --
-    def _check_output(self, state, phase: str) -> None:
+    def _guard_output(self, state, phase: str) -> None:
         output = state.get(torchbearer.Y_PRED)
         tensors = _float_tensors(output)
         if self.stopped_at is not None or not tensors or _sum_is_finite(tensors) or _first_non_finite(tensors) is None:
@@ -254,12 +271,14 @@ class NaNGuard(TerminateOnNaN):
         details = [f'the {"first " if len(tensors) > 1 else ""}tensor it returned holds {_show(_number(t))}'
                    for t in tensors if not torch.isfinite(t).all()][:1]
         inputs = _float_tensors(state.get(torchbearer.X))
-        if inputs and not all(bool(torch.isfinite(t).all()) for t in inputs):
+        bad_data = bool(inputs) and not all(bool(torch.isfinite(t).all()) for t in inputs)
+        if bad_data:
             details.append('the inputs of this batch are not finite: the data holds NaN or inf')
         details += self._causes(state)
-        self._fail(state, phase, 'output', f"the model's output is not finite ({'; '.join(details)})")
+        self._fail(state, phase, 'output', f"the model's output is not finite ({'; '.join(details)})",
+                   default_advice=_DATA_ADVICE if bad_data else _ADVICE)
 
-    def _check_loss(self, state, phase: str, gradients: List[torch.Tensor]) -> bool:
+    def _guard_loss(self, state, phase: str, gradients: List[torch.Tensor]) -> bool:
         """Stop if the loss of this step (or a gradient) is not finite; ``True`` if it stopped."""
         loss = state.get(torchbearer.LOSS)
         if self.stopped_at is not None or loss is None:
@@ -316,13 +335,15 @@ class NaNGuard(TerminateOnNaN):
             causes.append(f'the weights were already not finite ({broken[0]}): an earlier update diverged')
         return causes
 
-    def _fail(self, state, phase: str, term: str, what: str, batch: Any = ...) -> None:
+    def _fail(self, state, phase: str, term: str, what: str, batch: Any = ..., default_advice: str = _ADVICE) -> None:
         epoch = state.get(torchbearer.EPOCH)
         batch = state.get(torchbearer.BATCH) if batch is ... else batch
         where = f'epoch {epoch}' + (f', batch {batch}' if batch is not None else '') + f' ({phase}; counted from 0)'
         skipped = "; this step's update was skipped" if phase == 'training' and batch is not None else ''
+        advice = default_advice if self.advice is None else self.advice
         self.stopped_at = {'phase': phase, 'epoch': epoch, 'batch': batch, 'term': term}
-        self.message = f'NaNGuard stopped training at {where}: {what}{skipped}; {_consequence(phase)}; {_HINT}'
+        self.message = (f'NaNGuard stopped training at {where}: {what}{skipped}; {_consequence(phase)}'
+                        + (f'; {advice}' if advice else ''))
         state[torchbearer.STOP_TRAINING] = True
         if self.warn:
             warnings.warn(self.message, RuntimeWarning, stacklevel=2)

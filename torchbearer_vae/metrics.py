@@ -32,13 +32,13 @@ criterion cannot see state, so nothing separates the terms: ``'kl'`` and ``'reco
 :class:`~torchbearer_vae.MissingStateError` saying so. Use the state way to see them.
 """
 import inspect
-import math
-import numbers
 
 from torchbearer import Metric
 from torchbearer.metrics import mean, running_mean, to_dict
 
-from .losses import MissingStateError
+from ._checks import check_choice, check_number, legacy_positional, renamed
+from .divergences import _key_name
+from .errors import MissingStateError
 from .state import KL, MU, RECON
 
 __all__ = ['KLMetric', 'ReconstructionMetric', 'ActiveUnits']
@@ -46,12 +46,12 @@ __all__ = ['KLMetric', 'ReconstructionMetric', 'ActiveUnits']
 _WAYS = ('validation', 'training', 'both')
 
 
-def _read(state, key, metric: str, key_name: str):
+def _read(state, key, metric: str):
     try:
         return state[key]
     except KeyError:
         raise MissingStateError(
-            f"the '{metric}' metric reads state[torchbearer_vae.{key_name}], which no callback stored. "
+            f"the '{metric}' metric reads state[{_key_name(key)}], which no callback stored. "
             f"Add a kld_loss() (or @divergence) callback and let the model store MU and LOGVAR in state "
             f"(the torchbearer state way); with a criterion that returns the whole loss (vae_loss, the "
             f"PyTorch way) the terms cannot be separated.") from None
@@ -102,7 +102,7 @@ class KLMetric(Metric):
         self.key = key
 
     def process(self, *args):
-        return _read(args[0], self.key, self.name, 'KL' if self.key == KL else str(self.key))
+        return _read(args[0], self.key, self.name)
 
 
 @_decorated(running_mean, mean)
@@ -128,7 +128,7 @@ class ReconstructionMetric(Metric):
         super().__init__('recon')
 
     def process(self, *args):
-        return _read(args[0], RECON, self.name, 'RECON')
+        return _read(args[0], RECON, self.name)
 
 
 @_decorated(to_dict)  # one value per epoch: no running mean
@@ -154,7 +154,8 @@ class ActiveUnits(Metric):
     Args:
         threshold (float): ``δ``, the variance above which a dimension is active.
         on (str): ``'validation'`` (also test data, with ``Trial.evaluate``), ``'training'`` or ``'both'``.
-        mu (StateKey): Where the model stores the posterior means, shape ``(batch, *latent)``.
+        key (StateKey): Where the model stores the posterior means, shape ``(batch, *latent)``
+            (``mu=``, its old name, still works, deprecated).
 
     Example: ::
 
@@ -167,15 +168,12 @@ class ActiveUnits(Metric):
         ...                           metrics=['loss', 'active_units'])  # or ActiveUnits(on='both')
     """
 
-    def __init__(self, threshold: float = 0.01, on: str = 'validation', mu=MU):
+    @legacy_positional('threshold', 'on', 'key')
+    @renamed(mu='key')
+    def __init__(self, threshold: float = 0.01, *, on: str = 'validation', key=MU):
         super().__init__('active_units')
-        if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):
-            raise TypeError(f'threshold must be a number, got {type(threshold).__name__}')
-        if not math.isfinite(threshold) or threshold < 0:
-            raise ValueError(f'threshold must be a finite number >= 0, got {threshold}')
-        if on not in _WAYS:
-            raise ValueError(f"on must be one of {', '.join(map(repr, _WAYS))}, got {on!r}")
-        self.threshold, self.on, self.mu = float(threshold), on, mu
+        self.threshold = check_number('threshold', threshold, minimum=0)
+        self.on, self.key = check_choice('on', on, _WAYS), key
         self._active = on != 'validation'  # Trial starts a run in training mode
         self._sum = self._sum_of_squares = None
         self._count = 0
@@ -193,7 +191,7 @@ class ActiveUnits(Metric):
     def process(self, *args):
         if not self._active:
             return None
-        means = _read(args[0], self.mu, self.name, 'MU' if self.mu == MU else str(self.mu))
+        means = _read(args[0], self.key, self.name)
         # float64: E[m^2] - E[m]^2 of a dimension whose mean is large but constant must come out ~0.
         means = means.detach().reshape(means.shape[0], -1).double()
         if self._sum is None:

@@ -8,8 +8,9 @@ from typing import Any, Dict, List, Sequence
 import torchbearer
 from torchbearer.callbacks import Callback
 
+from ._checks import check_bool, check_path, describe, legacy_positional
 from ._io import BackgroundWriter, PathLike, atomic_write, bytes_writer
-from .distributed import _is_main_process
+from .distributed import is_main_process
 
 __all__ = ['MetricsCSV', 'plot_history', 'write_json']
 
@@ -54,17 +55,16 @@ class MetricsCSV(Callback):
         >>> # Trial(..., callbacks=[csv_writer])
     """
 
-    def __init__(self, path: PathLike, background: bool = True):
+    @legacy_positional('path', 'background')
+    def __init__(self, path: PathLike, *, background: bool = True):
         super().__init__()
-        if os.path.isdir(path):
+        if os.path.isdir(check_path('path', path)):
             raise ValueError(f'path {os.fspath(path)!r} is a directory; give the CSV file name')
-        if not isinstance(background, bool):
-            raise TypeError(f'background must be True or False, got {background!r}')
-        self.path, self.background = path, background
+        self.path, self.background = path, check_bool('background', background)
         self._writer = BackgroundWriter(background)
 
     def on_checkpoint(self, state):
-        if not _is_main_process():
+        if not is_main_process():
             return
         history = state[torchbearer.HISTORY]
         columns = _columns(history)
@@ -80,19 +80,24 @@ class MetricsCSV(Callback):
         self._writer.close()
 
 
-def plot_history(history: Sequence[Dict[str, Any]], path: PathLike, metrics: Sequence[str] = ('loss',)) -> bool:
+@legacy_positional('history', 'path', 'metrics')
+def plot_history(history: Sequence[Dict[str, Any]], path: PathLike, *, metrics: Sequence[str] = ('loss',)) -> bool:
     """Plot training and validation curves of ``metrics`` per epoch into an image file.
 
     Args:
         history (sequence of dict): torchbearer's history (one dict of metrics per epoch).
         path (str or PathLike): The image to write (atomically); format from the extension.
-        metrics (sequence of str): Which metrics; each is drawn with its ``val_`` twin if present.
+        metrics (list or tuple of str): Which metrics; each is drawn with its ``val_`` twin if present.
 
     Under :mod:`torch.distributed`, call it on one rank (rank 0): every call writes the file.
 
     Returns:
         bool: ``False`` (and nothing written) when matplotlib is not installed, ``True`` otherwise.
     """
+    check_path('path', path)
+    names = tuple(metrics) if isinstance(metrics, (list, tuple)) else None
+    if names is None or not all(isinstance(name, str) for name in names):
+        raise TypeError(f"metrics must be a list or tuple of metric names such as ('loss', 'kl'), got {metrics!r}")
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -102,7 +107,7 @@ def plot_history(history: Sequence[Dict[str, Any]], path: PathLike, metrics: Seq
     FigureCanvasAgg(figure)  # draws without pyplot, so no GUI backend or global state is touched
     axes = figure.add_subplot()
     epochs = range(len(history))
-    for name in metrics:
+    for name in names:
         for key, style in ((name, '-o'), ('val_' + name, '--s')):
             values = [epoch.get(key) for epoch in history]
             if any(value is not None for value in values):
@@ -125,6 +130,9 @@ def write_json(path: PathLike, data: Dict[str, Any]) -> None:
 
     Under :mod:`torch.distributed`, call it on one rank (rank 0): every call writes the file.
     """
+    check_path('path', path)
+    if not isinstance(data, dict):
+        raise TypeError(f'data must be a dict of JSON-serialisable values, got {describe(data)}')
     text = json.dumps(data, indent=2, sort_keys=False) + '\n'
 
     def write(tmp_path):

@@ -16,12 +16,11 @@ Computing a beta is Python arithmetic on integers: no tensor, no host-device syn
 - :func:`capacity`: the term becomes :math:`\gamma\,|\mathrm{KL} - C|` with a target ``C`` rising
   linearly (Burgess et al. 2018).
 """
-import math
-import numbers
 from typing import Callable, Optional
 
 import torch
 
+from ._checks import check_callable, check_choice, check_int, check_number, describe, legacy_positional, renamed
 from .errors import MissingStateError
 from .state import GLOBAL_EPOCH, GLOBAL_STEP
 
@@ -56,10 +55,12 @@ class Schedule:
         >>> callback = kld_loss(beta=squared)
     """
 
-    def __init__(self, function: Callable[[int], float], unit: str = 'step', description: Optional[str] = None):
-        if not callable(function):
-            raise TypeError(f'function must be a function of the training position, got {type(function).__name__}')
-        _check_unit(unit)
+    @legacy_positional('function', 'unit', 'description')
+    def __init__(self, function: Callable[[int], float], *, unit: str = 'step', description: Optional[str] = None):
+        check_callable('function', function, how='as function(position: int) -> beta')
+        check_choice('unit', unit, tuple(_UNITS))
+        if description is not None and not isinstance(description, str):
+            raise TypeError(f'description must be a str or None, got {describe(description)}')
         self.function, self.unit = function, unit
         self._description = description
 
@@ -106,25 +107,6 @@ class _CapacitySchedule(Schedule):
         return self.gamma * (divergence - self(state)).abs()
 
 
-def _check_number(name: str, value, minimum: float = 0.0, strict: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f'{name} must be a number, got {type(value).__name__}')
-    if not math.isfinite(value) or value < minimum or (strict and value == minimum):
-        raise ValueError(f"{name} must be a finite number {'>' if strict else '>='} {minimum:g}, got {value}")
-
-
-def _check_length(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f'{name} must be an int (a number of training steps or epochs), got {type(value).__name__}')
-    if value < 1:
-        raise ValueError(f'{name} must be >= 1, got {value}')
-
-
-def _check_unit(unit) -> None:
-    if unit not in _UNITS:
-        raise ValueError(f"unit must be 'step' or 'epoch', got {unit!r}")
-
-
 def _ramp(position: int, length: int) -> float:
     """The fraction of the way from 0 to 1 after ``position`` of ``length``: 0 at 0, 1 from ``length`` on."""
     return min(position, length) / length
@@ -148,47 +130,48 @@ def constant(beta: float) -> Schedule:
         >>> constant(4.0)({GLOBAL_STEP: 123})
         4.0
     """
-    _check_number('beta', beta)
-    beta = float(beta)
+    beta = check_number('beta', beta, minimum=0)
     return Schedule(lambda position: beta, description=f'constant(beta={beta})')
 
 
-def linear_warmup(steps: int, max_beta: float = 1.0, unit: str = 'step') -> Schedule:
-    r"""KL warm-up: beta rises linearly from 0 to ``max_beta`` over ``steps``, then stays there.
+@legacy_positional('num_steps', 'max_beta', 'unit')
+@renamed(steps='num_steps')
+def linear_warmup(num_steps: int, *, max_beta: float = 1.0, unit: str = 'step') -> Schedule:
+    r"""KL warm-up: beta rises linearly from 0 to ``max_beta`` over ``num_steps``, then stays there.
 
     .. math::
         \beta_t = \beta_{\max} \cdot \min(t, T) / T
 
     where ``t`` is the number of training steps completed before the current one (0 at the first
-    step) and ``T = steps``; with ``unit='epoch'``, ``t`` counts training epochs (beta is then
+    step) and ``T = num_steps``; with ``unit='epoch'``, ``t`` counts training epochs (beta is then
     constant within an epoch). Known as KL annealing (Bowman et al. 2016, "Generating sentences
     from a continuous space"); it keeps the decoder from ignoring the latent code early in training.
 
     Args:
-        steps (int): Length of the warm-up, in training batches (or epochs with ``unit='epoch'``), >= 1.
+        num_steps (int): Length of the warm-up, in training batches (or epochs with ``unit='epoch'``),
+            >= 1. The old name ``steps=`` still works, deprecated.
         max_beta (float): The final beta, >= 0.
         unit (str): ``'step'`` or ``'epoch'``.
 
     Returns:
-        Schedule: The schedule.
+        Schedule: The warm-up.
 
     Example: ::
 
         >>> from torchbearer_vae import linear_warmup
-        >>> warmup = linear_warmup(steps=4, max_beta=2.0)
+        >>> warmup = linear_warmup(4, max_beta=2.0)
         >>> [warmup.value(t) for t in range(6)]
         [0.0, 0.5, 1.0, 1.5, 2.0, 2.0]
         >>> # Trial(..., callbacks=[kld_loss(beta=warmup)])
     """
-    _check_length('steps', steps)
-    _check_number('max_beta', max_beta)
-    _check_unit(unit)
-    max_beta = float(max_beta)
-    return Schedule(lambda position: max_beta * _ramp(position, steps), unit=unit,
-                    description=f'linear_warmup(steps={steps}, max_beta={max_beta}, unit={unit!r})')
+    num_steps = check_int('num_steps', num_steps, minimum=1)
+    max_beta = check_number('max_beta', max_beta, minimum=0)
+    return Schedule(lambda position: max_beta * _ramp(position, num_steps), unit=unit,
+                    description=f'linear_warmup(num_steps={num_steps}, max_beta={max_beta}, unit={unit!r})')
 
 
-def cyclical(period: int, ratio: float = 0.5, max_beta: float = 1.0, unit: str = 'step') -> Schedule:
+@legacy_positional('period', 'ratio', 'max_beta', 'unit')
+def cyclical(period: int, *, ratio: float = 0.5, max_beta: float = 1.0, unit: str = 'step') -> Schedule:
     r"""Cyclical annealing (Fu et al. 2019, "Cyclical Annealing Schedule: A Simple Approach to
     Mitigating KL Vanishing"): a linear warm-up over the first ``ratio`` of every ``period``, then
     ``max_beta`` for the rest of the period, repeated.
@@ -208,7 +191,7 @@ def cyclical(period: int, ratio: float = 0.5, max_beta: float = 1.0, unit: str =
         unit (str): ``'step'`` or ``'epoch'``.
 
     Returns:
-        Schedule: The schedule.
+        Schedule: The cyclical schedule.
 
     Example: ::
 
@@ -217,13 +200,9 @@ def cyclical(period: int, ratio: float = 0.5, max_beta: float = 1.0, unit: str =
         >>> [schedule.value(t) for t in range(9)]
         [0.0, 0.5, 1.0, 1.0, 0.0, 0.5, 1.0, 1.0, 0.0]
     """
-    _check_length('period', period)
-    _check_number('ratio', ratio, strict=True)
-    if ratio > 1:
-        raise ValueError(f'ratio must be in (0, 1], got {ratio}')
-    _check_number('max_beta', max_beta)
-    _check_unit(unit)
-    ratio, max_beta = float(ratio), float(max_beta)
+    period = check_int('period', period, minimum=1)
+    ratio = check_number('ratio', ratio, above=0, maximum=1)
+    max_beta = check_number('max_beta', max_beta, minimum=0)
 
     def beta(position):
         return max_beta * min(1.0, (position % period) / period / ratio)
@@ -232,16 +211,18 @@ def cyclical(period: int, ratio: float = 0.5, max_beta: float = 1.0, unit: str =
                     description=f'cyclical(period={period}, ratio={ratio}, max_beta={max_beta}, unit={unit!r})')
 
 
-def capacity(max_capacity: float, steps: int, gamma: float = 1000.0, unit: str = 'step') -> Schedule:
+@legacy_positional('max_capacity', 'num_steps', 'gamma', 'unit')
+@renamed(steps='num_steps')
+def capacity(max_capacity: float, num_steps: int, *, gamma: float = 1000.0, unit: str = 'step') -> Schedule:
     r"""A capacity target (Burgess et al. 2018, "Understanding disentangling in beta-VAE"): the
     divergence term becomes :math:`\gamma\,|\mathrm{KL} - C_t|` instead of :math:`\beta\,\mathrm{KL}`.
 
     .. math::
         C_t = C_{\max} \cdot \min(t, T) / T
 
-    rises linearly from 0 nats to ``max_capacity`` over ``T = steps`` (``t`` counts the training
+    rises linearly from 0 nats to ``max_capacity`` over ``T = num_steps`` (``t`` counts the training
     steps completed before the current one), so the model is pushed to encode gradually more
-    information. ``C`` grows by exactly ``max_capacity / steps`` per step (torchbearer-variational's
+    information. ``C`` grows by exactly ``max_capacity / num_steps`` per step (torchbearer-variational's
     ``with_linear_capacity`` adds ``steps / (max_c - min_c)`` instead, so it overshoots).
 
     ``schedule(state)`` returns ``C_t``; the divergence callback calls :meth:`Schedule.loss_term`,
@@ -253,7 +234,8 @@ def capacity(max_capacity: float, steps: int, gamma: float = 1000.0, unit: str =
 
     Args:
         max_capacity (float): The final ``C``, in nats (per image with ``kld_loss``), >= 0.
-        steps (int): Training batches (or epochs with ``unit='epoch'``) over which ``C`` rises, >= 1.
+        num_steps (int): Training batches (or epochs with ``unit='epoch'``) over which ``C`` rises,
+            >= 1. The old name ``steps=`` still works, deprecated.
         gamma (float): The weight of ``|KL - C|``, > 0 (Burgess et al. use 1000).
         unit (str): ``'step'`` or ``'epoch'``.
 
@@ -263,16 +245,14 @@ def capacity(max_capacity: float, steps: int, gamma: float = 1000.0, unit: str =
     Example: ::
 
         >>> from torchbearer_vae import capacity, kld_loss
-        >>> target = capacity(max_capacity=25.0, steps=100000, gamma=1000.0)
+        >>> target = capacity(25.0, 100000, gamma=1000.0)
         >>> target.value(0), target.value(50000), target.value(200000)
         (0.0, 12.5, 25.0)
         >>> callback = kld_loss(beta=target, reduction='batchmean')
     """
-    _check_number('max_capacity', max_capacity)
-    _check_length('steps', steps)
-    _check_number('gamma', gamma, strict=True)
-    _check_unit(unit)
-    max_capacity, gamma = float(max_capacity), float(gamma)
+    max_capacity = check_number('max_capacity', max_capacity, minimum=0)
+    num_steps = check_int('num_steps', num_steps, minimum=1)
+    gamma = check_number('gamma', gamma, above=0)
     return _CapacitySchedule(
-        lambda position: max_capacity * _ramp(position, steps), gamma=gamma, unit=unit,
-        description=f'capacity(max_capacity={max_capacity}, steps={steps}, gamma={gamma}, unit={unit!r})')
+        lambda position: max_capacity * _ramp(position, num_steps), gamma=gamma, unit=unit,
+        description=f'capacity(max_capacity={max_capacity}, num_steps={num_steps}, gamma={gamma}, unit={unit!r})')
