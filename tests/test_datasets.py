@@ -135,8 +135,12 @@ def test_train_val_split_is_disjoint_seeded_and_keeps_global_random_state():
     assert [int(again[i]) for i in range(100)] == [int(val[i]) for i in range(100)]
 
 
-@pytest.mark.parametrize('fraction, message', [(0, 'between 0 and 1'), (1.0, 'between 0 and 1'),
-                                               ('0.1', 'between 0 and 1'), (0.0001, 'empty')])
-def test_train_val_split_bad_fraction(fraction, message):
-    with pytest.raises(ValueError, match=message):
+@pytest.mark.parametrize('fraction, error, message', [
+    (0, ValueError, 'val_fraction must be a finite number > 0 and < 1, got 0.0'),
+    (1.0, ValueError, 'val_fraction must be a finite number > 0 and < 1, got 1.0'),
+    ('0.1', TypeError, "val_fraction must be a finite number > 0 and < 1, got '0.1'"),
+    (0.0001, ValueError, 'empty'),
+])
+def test_train_val_split_bad_fraction(fraction, error, message):
+    with pytest.raises(error, match=message):
         train_val_split(torch.arange(100), fraction)

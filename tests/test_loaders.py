@@ -92,7 +92,8 @@ def test_same_batches_as_dataloader(mnist, wrap):
         'float_tensor': lambda: mnist.data[:700].float(),
         'opaque': lambda: AutoEncoderDataset(Opaque(mnist, 700)),
         'opaque_subset': lambda: Subset(Opaque(mnist, 700), [5, 1, 600]),
-        'colour': lambda: ImageDataset(torch.randint(0, 256, (300, 3, 5, 4), dtype=torch.uint8), torch.arange(300)),
+        'colour': lambda: ImageDataset(torch.randint(0, 256, (300, 3, 5, 4), dtype=torch.uint8), torch.arange(300),
+                                       channels_last=False),  # (3, 5, 4): either could be the channels
     }[wrap]()
     expected = batches(DataLoader(data, batch_size=128))
     assert_same_batches(expected, batches(TensorLoader(data, batch_size=128)))
@@ -255,14 +256,16 @@ def test_shuffled_loader_in_a_trial_runs_every_epoch(mnist):
 
 # -- bad arguments and datasets it cannot serve --
 @pytest.mark.parametrize('kwargs, error, match', [
-    ({'batch_size': 0}, ValueError, 'batch_size must be >= 1, got 0'),
-    ({'batch_size': -3}, ValueError, 'batch_size must be >= 1, got -3'),
-    ({'batch_size': 1.5}, TypeError, 'batch_size must be an int, got float'),
-    ({'batch_size': True}, TypeError, 'batch_size must be an int, got bool'),
+    ({'batch_size': 0}, ValueError, 'batch_size must be an int >= 1, got 0'),
+    ({'batch_size': -3}, ValueError, 'batch_size must be an int >= 1, got -3'),
+    ({'batch_size': 1.5}, TypeError, 'batch_size must be an int >= 1, got 1.5'),
+    ({'batch_size': True}, TypeError, 'batch_size must be an int >= 1, got True'),
     ({'shuffle': 'yes'}, TypeError, "shuffle must be True or False, got 'yes'"),
     ({'drop_last': 1}, TypeError, 'drop_last must be True or False, got 1'),
-    ({'seed': -1}, ValueError, r'seed must be in \[0, 2\*\*63\), got -1'),
-    ({'seed': 1.0}, TypeError, 'seed must be None or an int, got float'),
+    ({'seed': -1}, ValueError, 'seed must be an int >= 0, got -1'),
+    ({'seed': 2 ** 63}, ValueError, r'seed must be an int in \[0, 2\*\*63\), got 9223372036854775808'),
+    ({'seed': 1.0}, TypeError, 'seed must be an int >= 0, got 1.0'),
+    ({'channels_last': 1}, TypeError, 'channels_last must be True or False, got 1'),
     ({'device': 3}, TypeError, 'device must be None, a str or a torch.device, got int'),
     ({'device': 'gpu0'}, ValueError, "device 'gpu0' is not a torch device"),
     ({'batch_size': 20, 'drop_last': True}, ValueError, 'drop_last=True with batch_size=20 drops all 10 items'),
@@ -277,7 +280,7 @@ def test_bad_datasets(mnist, torchvision_mnist):
 
     with pytest.raises(ValueError, match='empty dataset'):
         TensorLoader(torch.rand(0, 3))
-    with pytest.raises(TypeError, match='needs a tensor or a map-style dataset.*got int'):
+    with pytest.raises(TypeError, match='needs a tensor, an array or a map-style dataset.*got int'):
         TensorLoader(5)
     with pytest.raises(ValueError, match=r'AutoEncoderDataset with transform=.*DataLoader'):
         TensorLoader(AutoEncoderDataset(mnist, transform=lambda x: x + 0.1 * torch.randn_like(x)))
@@ -304,5 +307,16 @@ def test_bad_epoch_and_state_dict():
     loader = TensorLoader(torch.rand(4, 2))
     with pytest.raises(ValueError, match='epoch must be an int >= 0, got -1'):
         loader.set_epoch(-1)
-    with pytest.raises(TypeError, match=r"state_dict\['seed'\] must be None or an int, got str"):
+    with pytest.raises(TypeError, match=r"state_dict\['seed'\] must be an int >= 0, got 'a'"):
         loader.load_state_dict({'seed': 'a', 'epoch': 0})
+
+
+def test_a_loader_that_does_not_shuffle_leaves_the_global_random_state_alone():
+    # A run resumed from a checkpoint restores the random state, then builds its loaders: a validation loader
+    # that drew a seed it never uses would shift every later draw of z and every dropout mask.
+    data = torch.rand(10, 1, 4, 4)
+    before = torch.get_rng_state()
+    TensorLoader(data, 5)
+    assert torch.equal(torch.get_rng_state(), before)
+    TensorLoader(data, 5, shuffle=True)  # a shuffling loader without a seed draws it, so manual_seed fixes it
+    assert not torch.equal(torch.get_rng_state(), before)

@@ -1,6 +1,5 @@
-"""Data for autoencoders: the ``(x, x)`` wrapper, a train/validation split, and local IDX/MNIST files."""
+"""Data for autoencoders: the ``(x, x)`` wrapper, a train/validation split, in-memory images, local IDX/MNIST files."""
 import glob
-import gzip
 import os
 import random
 import urllib.error
@@ -11,6 +10,18 @@ import torch
 from torch.utils.data import Dataset
 from torchbearer.cv_utils import DatasetValidationSplitter
 
+from . import _idx
+from ._checks import (
+    check_bool,
+    check_callable,
+    check_choice,
+    check_int,
+    check_number,
+    check_path,
+    describe,
+    legacy_positional,
+)
+from ._images import ImageDataset
 from ._io import PathLike
 
 __all__ = ['AutoEncoderDataset', 'train_val_split', 'read_idx', 'ImageDataset', 'IDXDataset', 'load_mnist',
@@ -37,7 +48,7 @@ def _flatten(value, index):
     return value.reshape(-1)
 
 
-def _check_batchable(value, role, index) -> None:
+def _refuse_pil_image(value, role, index) -> None:
     """Refuse a PIL image, which torch's default collate cannot batch, where it is made rather than in collate."""
     if type(value).__module__.startswith('PIL.'):  # no PIL import: `import torchbearer_vae` stays light
         raise TypeError(f'item {index} has a PIL image as its {role}, which a DataLoader cannot batch; give the '
@@ -78,20 +89,20 @@ class AutoEncoderDataset(Dataset):
         (torch.Size([1, 28, 28]), torch.Size([784]))
     """
 
-    def __init__(self, dataset, transform: Optional[Callable] = None, target_transform: Optional[Callable] = None,
+    @legacy_positional('dataset', 'transform', 'target_transform', 'flatten_target')
+    def __init__(self, dataset, *, transform: Optional[Callable] = None, target_transform: Optional[Callable] = None,
                  flatten_target: bool = False):
         if not (hasattr(dataset, '__getitem__') and hasattr(dataset, '__len__')):
             raise TypeError(f'AutoEncoderDataset needs a map-style dataset with __getitem__ and __len__, got '
                             f'{type(dataset).__name__}')
-        for name, function in (('transform', transform), ('target_transform', target_transform)):
-            if function is not None and not callable(function):
-                raise TypeError(f'{name} must be callable or None, got {type(function).__name__}')
-        self.dataset, self.transform, self.target_transform = dataset, transform, target_transform
-        self.flatten_target = bool(flatten_target)
+        self.dataset = dataset
+        self.transform = check_callable('transform', transform, allow_none=True)
+        self.target_transform = check_callable('target_transform', target_transform, allow_none=True)
+        self.flatten_target = check_bool('flatten_target', flatten_target)
         try:
             size = len(dataset)
         except TypeError as error:  # e.g. a 0-d tensor, which has __len__ but no length
-            raise TypeError(f'AutoEncoderDataset needs a dataset with a length, got {_describe(dataset)}: {error}') \
+            raise TypeError(f'AutoEncoderDataset needs a dataset with a length, got {describe(dataset)}: {error}') \
                 from None
         if size > 0:  # fail now on a dataset whose items cannot work, not at the first batch
             self[0]
@@ -106,8 +117,8 @@ class AutoEncoderDataset(Dataset):
             target = _flatten(target, index)
         if self.transform is not None:
             x = self.transform(x)
-        _check_batchable(x, 'input', index)
-        _check_batchable(target, 'target', index)
+        _refuse_pil_image(x, 'input', index)
+        _refuse_pil_image(target, 'target', index)
         return x, target
 
     def __repr__(self) -> str:
@@ -116,7 +127,8 @@ class AutoEncoderDataset(Dataset):
         return f'{type(self).__name__}({type(self.dataset).__name__} of {len(self)}{options})'
 
 
-def train_val_split(dataset, val_fraction: float = 0.1, seed: Optional[int] = None) -> Tuple[Dataset, Dataset]:
+@legacy_positional('dataset', 'val_fraction', 'seed')
+def train_val_split(dataset, val_fraction: float = 0.1, *, seed: Optional[int] = None) -> Tuple[Dataset, Dataset]:
     """Split a dataset at random into training and validation parts.
 
     A thin wrapper over torchbearer's :class:`~torchbearer.cv_utils.DatasetValidationSplitter`
@@ -140,8 +152,8 @@ def train_val_split(dataset, val_fraction: float = 0.1, seed: Optional[int] = No
         >>> len(train), len(val)
         (90, 10)
     """
-    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0 < val_fraction < 1:
-        raise ValueError(f'val_fraction must be a number between 0 and 1 (exclusive), got {val_fraction!r}')
+    val_fraction = check_number('val_fraction', val_fraction, above=0, below=1)
+    seed = check_int('seed', seed, allow_none=True)
     size = len(dataset)
     if int(size * val_fraction) < 1 or int(size * val_fraction) >= size:
         raise ValueError(f'val_fraction={val_fraction} of {size} items leaves an empty training or validation '
@@ -155,52 +167,49 @@ def train_val_split(dataset, val_fraction: float = 0.1, seed: Optional[int] = No
     return splitter.get_train_dataset(dataset), splitter.get_val_dataset(dataset)
 
 
-# IDX element types (http://yann.lecun.com/exdb/mnist/): all multi-byte values are big-endian.
-_IDX_TYPES = {0x08: '>u1', 0x09: '>i1', 0x0B: '>i2', 0x0C: '>i4', 0x0D: '>f4', 0x0E: '>f8'}
-
-
-def read_idx(path: PathLike) -> torch.Tensor:
+def read_idx(path: PathLike, *, limit: Optional[int] = None) -> torch.Tensor:
     """Read an IDX file (the MNIST format), gzip-compressed or raw, into a tensor.
 
     torchvision's reader opens only uncompressed files and checks them with ``assert``; this one
-    reads both (the compression is detected from the content, not the name) and says what is
-    wrong with a file that is not IDX.
+    reads both (the compression is detected from the content, not the name) and treats the file
+    as untrusted: only a regular file is read (not a FIFO or a device), the header's shape is
+    checked against the size of the file before anything is allocated, and reading stops at the
+    size the header announces, so a truncated, padded or decompression-bomb file is refused.
 
     Args:
         path (str or PathLike): The file, e.g. ``t10k-images-idx3-ubyte.gz``.
+        limit (int or None): Read only the first ``limit`` items (images or labels); only their
+            bytes are decompressed. None reads the whole file and checks that it holds exactly
+            what its header announces.
 
     Returns:
-        torch.Tensor: The array with its stored shape and type (``uint8`` for MNIST).
+        torch.Tensor: The array with its stored shape (its first dimension cut to ``limit``) and
+        type (``uint8`` for MNIST).
 
     Raises:
-        ValueError: if the file is not a well-formed IDX file.
+        FileNotFoundError: if there is no such file.
+        ValueError: naming the file, if it is not a regular, well-formed IDX file (a folder, a
+            FIFO, an empty, truncated or corrupt file, or a corrupt gzip).
     """
-    with open(path, 'rb') as file:
-        data = file.read()
-    if data[:2] == b'\x1f\x8b':
-        data = gzip.decompress(data)
-    if len(data) < 4 or data[:2] != b'\x00\x00' or data[2] not in _IDX_TYPES or data[3] == 0:
-        raise ValueError(f'{os.fspath(path)!r} is not an IDX file: it does not start with a valid IDX magic number')
-    dtype, ndim = np.dtype(_IDX_TYPES[data[2]]), data[3]
-    header = 4 + 4 * ndim
-    shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], 'big') for i in range(ndim))
-    if len(data) != header + int(np.prod(shape)) * dtype.itemsize:
-        raise ValueError(f'{os.fspath(path)!r} is truncated or corrupt: its header promises shape {shape} '
-                         f'of {dtype.name} but it holds {len(data) - header} bytes of data')
-    array = np.frombuffer(data, dtype=dtype, offset=header).astype(dtype.newbyteorder('='))
-    return torch.from_numpy(array.reshape(shape))
+    check_path('path', path)
+    return _idx.read(path, check_int('limit', limit, minimum=1, allow_none=True))[0]
 
 
+# -- IDX files --
 _SPLIT_PREFIXES = {'train': 'train', 'test': 't10k'}
 
 
 def _find_idx_pair(root: str, split: Optional[str]) -> Tuple[str, str]:
     """Find the MNIST-style images and labels files of ``split`` in ``root``."""
     splits = [split] if split is not None else ['train', 'test']
+
+    def matches(pattern):  # regular files first: a folder of that name is named in read_idx's error, not chosen
+        names = glob.glob(os.path.join(glob.escape(root), pattern))
+        return sorted(names, key=lambda name: (not os.path.isfile(name), name))
+
     for name in splits:
         prefix = _SPLIT_PREFIXES[name]
-        images = sorted(glob.glob(os.path.join(glob.escape(root), f'{prefix}-images-idx3-ubyte*')))
-        labels = sorted(glob.glob(os.path.join(glob.escape(root), f'{prefix}-labels-idx1-ubyte*')))
+        images, labels = matches(f'{prefix}-images-idx3-ubyte*'), matches(f'{prefix}-labels-idx1-ubyte*')
         if images and labels:
             return images[0], labels[0]
     wanted = ' or '.join(f'{_SPLIT_PREFIXES[name]}-images-idx3-ubyte[.gz] and '
@@ -208,104 +217,65 @@ def _find_idx_pair(root: str, split: Optional[str]) -> Tuple[str, str]:
     raise FileNotFoundError(f'no IDX files in {root!r}: expected {wanted}')
 
 
-class ImageDataset(Dataset):
-    """Images held in memory as ``uint8``, with optional labels: the shape of MNIST-like data.
-
-    ``self.data`` is the ``uint8`` tensor, ``(N, H, W)`` (grey, as torchvision's MNIST keeps it)
-    or ``(N, C, H, W)``, and ``self.targets`` the labels. Items are float tensors ``(C, H, W)``
-    in ``[0, 1]``, exactly what ``transforms.ToTensor()`` gives for the same image, so the whole
-    dataset costs one byte per pixel and batches can be converted at once.
-
-    Args:
-        data (torch.Tensor): ``uint8`` images, ``(N, H, W)`` or ``(N, C, H, W)``.
-        targets (torch.Tensor or None): ``(N,)`` labels; without them items are images only.
-        transform (callable or None): Applied to each image tensor.
-        target_transform (callable or None): Applied to each label.
-
-    Example: ::
-
-        >>> import torch
-        >>> from torchbearer_vae import ImageDataset
-        >>> images = ImageDataset(torch.full((3, 2, 2), 255, dtype=torch.uint8), torch.tensor([0, 1, 2]))
-        >>> images[1]
-        (tensor([[[1., 1.],
-                 [1., 1.]]]), 1)
-    """
-
-    def __init__(self, data: torch.Tensor, targets: Optional[torch.Tensor] = None,
-                 transform: Optional[Callable] = None, target_transform: Optional[Callable] = None):
-        if not isinstance(data, torch.Tensor) or data.dtype != torch.uint8 or data.dim() not in (3, 4):
-            raise ValueError(f'data must be a uint8 tensor of images (N, H, W) or (N, C, H, W), got '
-                             f'{_describe(data)}')
-        if targets is not None and (not isinstance(targets, torch.Tensor) or targets.shape != (len(data),)):
-            raise ValueError(f'targets must be a tensor of {len(data)} labels, got {_describe(targets)}')
-        self.data, self.targets = data, None if targets is None else targets.long()
-        self.transform, self.target_transform = transform, target_transform
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __getitem__(self, index):
-        image = self.data[index]
-        image = (image.unsqueeze(0) if image.dim() == 2 else image).float().div_(255)
-        if self.transform is not None:
-            image = self.transform(image)
-        if self.targets is None:
-            return image
-        target = int(self.targets[index])
-        if self.target_transform is not None:
-            target = self.target_transform(target)
-        return image, target
-
-    def __repr__(self) -> str:
-        return f'{type(self).__name__}({len(self)} images of {tuple(self.data.shape[1:])})'
-
-
-def _describe(value) -> str:
-    if isinstance(value, torch.Tensor):
-        return f'a {value.dtype} tensor of shape {tuple(value.shape)}'
-    return f'a {type(value).__name__}'
-
-
 class IDXDataset(ImageDataset):
     """Images (and labels) from IDX files, such as a local copy of MNIST or Fashion-MNIST.
 
     An :class:`ImageDataset`: ``self.data`` is the ``uint8`` ``(N, H, W)`` array of the file
-    (as in torchvision's MNIST) and items are ``(1, H, W)`` float tensors in ``[0, 1]``.
+    (as in torchvision's MNIST) and items are ``(1, H, W)`` float tensors in ``[0, 1]``. The
+    files are read with :func:`read_idx` (regular files only, sizes checked, decompression
+    bomb-proof).
 
     Args:
         images (str or PathLike): The ``idx3`` images file.
         labels (str or PathLike or None): The ``idx1`` labels file; without it items are images only.
+        limit (int or None): Read only the first ``limit`` images (and labels); only their bytes
+            are decompressed.
         transform (callable or None): Applied to each image tensor.
         target_transform (callable or None): Applied to each label.
+
+    Raises:
+        FileNotFoundError: if a file does not exist.
+        ValueError: naming the file, if it is not a well-formed IDX file of images (or labels),
+            holds no images, or the two files disagree on the number of images.
 
     Example: ::
 
         >>> from torchbearer_vae import IDXDataset
-        >>> mnist = IDXDataset.from_folder('../shared/data/mnist')  # doctest: +SKIP
+        >>> mnist = IDXDataset.from_folder('../shared/data/mnist', limit=1000)  # doctest: +SKIP
         >>> image, label = mnist[0]  # doctest: +SKIP
     """
 
-    def __init__(self, images: PathLike, labels: Optional[PathLike] = None, transform: Optional[Callable] = None,
-                 target_transform: Optional[Callable] = None):
-        data = read_idx(images)
+    @legacy_positional('images', 'labels', 'transform', 'target_transform')
+    def __init__(self, images: PathLike, labels: Optional[PathLike] = None, *, limit: Optional[int] = None,
+                 transform: Optional[Callable] = None, target_transform: Optional[Callable] = None):
+        check_path('images', images)
+        if labels is not None:
+            check_path('labels', labels)
+        limit = check_int('limit', limit, minimum=1, allow_none=True)
+        data, shape = _idx.read(images, limit)
         if data.dim() != 3 or data.dtype != torch.uint8:
-            raise ValueError(f'{os.fspath(images)!r} holds {_describe(data)}, not uint8 images (N, H, W)')
+            raise ValueError(f'{os.fspath(images)!r} holds {describe(data)}, not uint8 images (N, H, W); give an '
+                             f'idx3-ubyte images file')
+        if len(data) == 0:
+            raise ValueError(f'{os.fspath(images)!r} holds no images (its header announces {shape}); download it '
+                             f'again')
         targets = None
         if labels is not None:
-            targets = read_idx(labels)
-            if targets.shape != (len(data),):
-                raise ValueError(f'{os.fspath(labels)!r} holds {tuple(targets.shape)} labels for '
-                                 f'{len(data)} images in {os.fspath(images)!r}')
-        super().__init__(data, targets, transform, target_transform)
+            targets, count = _idx.read(labels, limit)
+            if count != shape[:1]:
+                raise ValueError(f'{os.fspath(labels)!r} holds labels of shape {count} for the {shape[0]} images in '
+                                 f'{os.fspath(images)!r}; give the labels file of the same split')
+        super().__init__(data, targets, channels_last=False, transform=transform, target_transform=target_transform)
 
     @classmethod
-    def from_folder(cls, root: PathLike, split: Optional[str] = None, **kwargs) -> 'IDXDataset':
+    def from_folder(cls, root: PathLike, split: Optional[str] = None, *, limit: Optional[int] = None,
+                    **kwargs) -> 'IDXDataset':
         """Load the MNIST-named IDX files of a folder.
 
         Args:
             root (str or PathLike): Folder holding ``train-*`` and/or ``t10k-*`` IDX files (``.gz`` or raw).
             split (str or None): ``'train'``, ``'test'``, or ``None`` for whichever is there (train first).
+            limit (int or None): Read only the first ``limit`` images (and labels).
             **kwargs: Passed to :class:`IDXDataset` (``transform``, ``target_transform``).
 
         Returns:
@@ -314,10 +284,11 @@ class IDXDataset(ImageDataset):
         Raises:
             FileNotFoundError: naming the files expected, when they are not there.
         """
-        if split not in (None, 'train', 'test'):
-            raise ValueError(f"split must be 'train', 'test' or None, got {split!r}")
+        check_path('root', root)
+        if split is not None:
+            check_choice('split', split, ('train', 'test'))
         images, labels = _find_idx_pair(os.fspath(root), split)
-        return cls(images, labels, **kwargs)
+        return cls(images, labels, limit=limit, **kwargs)
 
 
 def load_digits() -> ImageDataset:
@@ -342,8 +313,9 @@ def load_digits() -> ImageDataset:
     return ImageDataset(data, torch.from_numpy(digits.target))
 
 
-def load_mnist(root: PathLike = 'data', train: bool = True, download: bool = True,
-               fashion: bool = False) -> IDXDataset:
+@legacy_positional('root', 'train', 'download', 'fashion')
+def load_mnist(root: PathLike = 'data', train: bool = True, *, download: bool = True, fashion: bool = False,
+               limit: Optional[int] = None) -> IDXDataset:
     """MNIST (or Fashion-MNIST) as an :class:`IDXDataset`, downloaded by torchvision if missing.
 
     IDX files already in ``root`` (for instance the four files of an MNIST mirror, ``.gz`` or
@@ -354,6 +326,7 @@ def load_mnist(root: PathLike = 'data', train: bool = True, download: bool = Tru
         train (bool): The 60,000-image training split, or the 10,000-image test split.
         download (bool): Download with torchvision when the files are not found.
         fashion (bool): Fashion-MNIST instead of the handwritten digits.
+        limit (int or None): Read only the first ``limit`` images (and labels).
 
     Returns:
         IDXDataset: Images ``(1, 28, 28)`` in ``[0, 1]`` with their labels.
@@ -364,12 +337,15 @@ def load_mnist(root: PathLike = 'data', train: bool = True, download: bool = Tru
     """
     import torchvision
 
-    root = os.fspath(root)
+    root = os.fspath(check_path('root', root))
+    for name, value in (('train', train), ('download', download), ('fashion', fashion)):
+        check_bool(name, value)
+    limit = check_int('limit', limit, minimum=1, allow_none=True)
     split = 'train' if train else 'test'
     name = 'FashionMNIST' if fashion else 'MNIST'
     for folder in (root, os.path.join(root, name, 'raw')):  # ours, then torchvision's layout
         try:
-            return IDXDataset.from_folder(folder, split)
+            return IDXDataset.from_folder(folder, split, limit=limit)
         except FileNotFoundError:
             pass
     prefix = _SPLIT_PREFIXES[split]
@@ -389,4 +365,4 @@ def load_mnist(root: PathLike = 'data', train: bool = True, download: bool = Tru
                 pass
         raise RuntimeError(f'{name} is not in {root!r} and could not be downloaded ({error}). '
                            f'Without internet, {where}.') from None
-    return IDXDataset.from_folder(os.path.join(root, name, 'raw'), split)
+    return IDXDataset.from_folder(raw, split, limit=limit)

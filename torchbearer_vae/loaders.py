@@ -1,244 +1,23 @@
 """A fast in-memory batch loader: whole batches gathered from tensors, no per-item ``__getitem__``."""
 import math
-import sys
-from typing import Iterator, List, Optional, Union
+from typing import Iterator, Optional, Union
 
 import numpy as np
 import torch
-from torch.utils.data import Subset, TensorDataset, default_collate
-from torchbearer.cv_utils import SubsetDataset
 
-from .datasets import AutoEncoderDataset
-from .distributed import _rank_and_world_size
+from ._batching import source_of
+from ._checks import check_bool, check_int, describe, legacy_positional
+from .distributed import get_rank, get_world_size
 
 __all__ = ['TensorLoader']
 
-_TO_DATALOADER = ('use torch.utils.data.DataLoader for per-item transforms (random augmentation, noise), or apply '
-                  'a deterministic transform to the images once and give TensorLoader the resulting tensor')
 
-
-# -- columns: one per field of an item; each turns a batch of row indices into a batch --
-class _Images:
-    """uint8 images, converted per batch exactly as ``transforms.ToTensor`` converts one image."""
-
-    def __init__(self, data: torch.Tensor, dtype: torch.dtype):
-        self.data, self.dtype = data, dtype
-
-    def batch(self, rows, done):
-        return self.data.index_select(0, rows).to(dtype=self.dtype).div_(255)
-
-
-class _Stored:
-    """Values returned as they are stored (float images, labels, any TensorDataset column)."""
-
-    def __init__(self, data: torch.Tensor):
-        self.data = data
-
-    def batch(self, rows, done):
-        return self.data.index_select(0, rows)
-
-
-class _CopyOf:
-    """The autoencoder target: a copy of an earlier field of the same batch, flattened if asked.
-
-    A copy rather than the same tensor, as DataLoader's collation gives, so that a callback which
-    changes the input in place (noise, cut-out) cannot change the target.
-    """
-
-    def __init__(self, field: int, flatten: bool):
-        self.field, self.flatten = field, flatten
-
-    def batch(self, rows, done):
-        value = done[self.field]
-        return (value.reshape(value.shape[0], -1) if self.flatten else value).clone()
-
-
-class _Unusable:
-    """A field the fast path cannot compute (a label with a target_transform): an error if it is kept."""
-
-    def __init__(self, message: str):
-        self.message = message
-
-
-class _Source:
-    """What a dataset is made of: its columns, the rows it uses (None: all) and whether items are tuples."""
-
-    def __init__(self, columns, rows: Optional[torch.Tensor] = None, single: bool = False):
-        self.columns, self.rows, self.single = columns, rows, single
-
-    def batch(self, rows: torch.Tensor):
-        done = []
-        for column in self.columns:
-            done.append(column.batch(rows, done))
-        return done[0] if self.single else tuple(done)
-
-
-# -- recognising the datasets people have --
-def _is_to_tensor(transform) -> bool:
-    """``transforms.ToTensor()`` (or a Compose of only that): the conversion _Images reproduces."""
-    transforms = sys.modules.get('torchvision.transforms')  # a torchvision transform means torchvision is loaded
-    if transforms is None:
-        return False
-    if isinstance(transform, transforms.Compose) and len(transform.transforms) == 1:
-        transform = transform.transforms[0]
-    return isinstance(transform, transforms.ToTensor)
-
-
-def _one_line(value) -> str:
-    return ' '.join(repr(value).split())  # a Compose's repr spans lines
-
-
-def _refuse_transform(dataset, name: str, transform) -> None:
-    raise ValueError(f'TensorLoader cannot use {type(dataset).__name__} with {name}={_one_line(transform)}: it builds '
-                     f'whole batches from the stored tensors and cannot apply a per-item transform exactly; '
-                     f'{_TO_DATALOADER}')
-
-
-def _image_column(data: torch.Tensor, channels_last: bool, dtype: torch.dtype) -> _Images:
-    """uint8 ``(N, H, W)`` -> ``(N, 1, H, W)``; ``(N, H, W, C)`` arrays -> ``(N, C, H, W)``, as ToTensor."""
-    if data.dim() == 3:
-        data = data.unsqueeze(1)  # a view: no copy
-    elif data.dim() == 4 and channels_last:
-        data = data.permute(0, 3, 1, 2).contiguous()  # once, so that gathering a batch reads contiguous rows
-    return _Images(data, dtype)
-
-
-def _same(expected, got) -> bool:
-    if isinstance(expected, (tuple, list)):
-        return (isinstance(got, tuple) and len(got) == len(expected)
-                and all(_same(e, g) for e, g in zip(expected, got)))
-    return (isinstance(expected, torch.Tensor) and isinstance(got, torch.Tensor) and expected.dtype == got.dtype
-            and expected.shape == got.shape and torch.equal(expected, got))
-
-
-def _from_data_attribute(dataset, dtype) -> Optional[_Source]:
-    """MNIST-style datasets (``.data`` and ``.targets``): IDXDataset, torchvision's MNIST, CIFAR, ...
-
-    What ``__getitem__`` does is guessed from the attributes, then checked on the first and last
-    item: when the guess is not exactly right, None (the caller preloads instead).
-    """
-    data = dataset.data
-    channels_last = isinstance(data, np.ndarray)  # numpy images (CIFAR's .data) are (H, W, C), as ToTensor reads them
-    if channels_last:
-        data = torch.from_numpy(data)
-    if not isinstance(data, torch.Tensor) or data.dim() == 0 or len(data) != len(dataset):
-        return None
-    columns: List = [_image_column(data, channels_last, dtype) if data.dtype == torch.uint8 else _Stored(data)]
-    targets = getattr(dataset, 'targets', None)
-    if targets is not None:
-        targets = torch.as_tensor(targets)
-        if targets.dim() == 0 or len(targets) != len(data):
-            return None
-        target_transform = getattr(dataset, 'target_transform', None)
-        if target_transform is None:
-            columns.append(_Stored(targets))
-        else:
-            columns.append(_Unusable(f'TensorLoader cannot apply the target_transform={_one_line(target_transform)} of '
-                                     f'{type(dataset).__name__} to its labels; {_TO_DATALOADER}'))
-    single = targets is None
-    return _Source(columns, single=single) if _matches(dataset, columns, single) else None
-
-
-def _matches(dataset, columns, single: bool) -> bool:
-    """Whether the first and last items of ``dataset`` are exactly what ``columns`` give for them."""
-    for index in {0, len(dataset) - 1}:
-        item = dataset[index]
-        fields = (item,) if single else item
-        if not isinstance(fields, (tuple, list)) or len(fields) != len(columns):
-            return False
-        rows, done = torch.tensor([index]), []
-        for field, column in zip(fields, columns):
-            if isinstance(column, _Unusable):  # a label that is refused anyway, if it is kept
-                done.append(None)
-                continue
-            done.append(column.batch(rows, done))
-            try:
-                expected = default_collate([field])
-            except TypeError:  # e.g. a PIL image: no batch can hold it; preloading will say so
-                return False
-            if not _same(expected, done[-1]):
-                return False
-    return True
-
-
-def _compact(column: torch.Tensor, dtype: torch.dtype):
-    """Store a preloaded float column as uint8 when that is exact (images that came from uint8 data)."""
-    if column.dtype != dtype or column.numel() == 0:
-        return _Stored(column)
-    if column.min() < 0 or column.max() > 1:
-        return _Stored(column)
-    as_bytes = column.mul(255).round_().to(torch.uint8)
-    if not torch.equal(as_bytes.to(dtype=dtype).div_(255), column):
-        return _Stored(column)
-    return _Images(as_bytes, dtype)
-
-
-def _preload(dataset, dtype) -> _Source:
-    """Any map-style dataset: every item read once and stacked (the DataLoader collation, done once)."""
-    items = [dataset[index] for index in range(len(dataset))]
-    try:
-        stacked = default_collate(items)
-    except (TypeError, RuntimeError) as error:
-        raise TypeError(f'TensorLoader could not stack the items of {type(dataset).__name__} into tensors '
-                        f'({error}); items must be tensors, numbers or tuples of them of one shape (a '
-                        f'torchvision dataset needs transform=transforms.ToTensor())') from None
-    if isinstance(stacked, torch.Tensor):
-        return _Source([_compact(stacked, dtype)], single=True)
-    if isinstance(stacked, (tuple, list)) and all(isinstance(value, torch.Tensor) for value in stacked):
-        return _Source([_compact(value, dtype) for value in stacked])
-    raise TypeError(f'TensorLoader needs items that are a tensor or a tuple of tensors/numbers, but '
-                    f'{type(dataset).__name__} gives {type(items[0]).__name__} items')
-
-
-def _subset_ids(dataset):
-    return dataset.indices if isinstance(dataset, Subset) else dataset.ids
-
-
-def _analyse(dataset, dtype) -> Optional[_Source]:
-    """The source of a dataset made of tensors, or None for an opaque dataset (to be preloaded)."""
-    if isinstance(dataset, torch.Tensor):
-        if dataset.dim() == 0:
-            raise ValueError('TensorLoader needs a tensor with a first (batch) dimension, got a 0-d tensor')
-        column = _image_column(dataset, False, dtype) if dataset.dtype == torch.uint8 else _Stored(dataset)
-        return _Source([column], single=True)
-    if isinstance(dataset, TensorDataset):
-        return _Source([_Stored(tensor) for tensor in dataset.tensors])
-    if isinstance(dataset, AutoEncoderDataset):
-        for name in ('transform', 'target_transform'):
-            if getattr(dataset, name) is not None:
-                _refuse_transform(dataset, name, getattr(dataset, name))
-        inner = _analyse(dataset.dataset, dtype) or _preload(dataset.dataset, dtype)
-        return _Source([inner.columns[0], _CopyOf(0, dataset.flatten_target)], inner.rows)  # the label is dropped
-    if isinstance(dataset, (Subset, SubsetDataset)):
-        inner = _analyse(dataset.dataset, dtype)
-        if inner is None:
-            return None  # preload only the subset's items, not the whole wrapped dataset
-        rows = torch.as_tensor(list(_subset_ids(dataset)), dtype=torch.long)
-        size = len(dataset.dataset)
-        if len(rows) and (rows.min() < -size or rows.max() >= size):
-            raise ValueError(f'{type(dataset).__name__} holds indices outside its dataset of {size} items')
-        rows = rows.remainder(size)  # negative indices count from the end, as in dataset[index]
-        if inner.rows is not None:
-            rows = inner.rows[rows]
-        return _Source(inner.columns, rows, inner.single)
-    transform = getattr(dataset, 'transform', None)
-    if transform is not None and not _is_to_tensor(transform):
-        _refuse_transform(dataset, 'transform', transform)
-    if hasattr(dataset, 'data') and hasattr(dataset, '__len__'):
-        return _from_data_attribute(dataset, dtype)
-    return None
-
-
-def _check_flag(name: str, value) -> None:
-    if not isinstance(value, bool):
-        raise TypeError(f'{name} must be True or False, got {value!r}')
-
-
-def _check_seed(name: str, seed) -> None:
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f'{name} must be None or an int, got {type(seed).__name__}')
-    if not 0 <= seed < 2 ** 63:
-        raise ValueError(f'{name} must be in [0, 2**63), got {seed}')
+def _seed(name: str, seed) -> int:
+    """A seed for ``torch.Generator.manual_seed``: an int in ``[0, 2**63)``."""
+    seed = check_int(name, seed, minimum=0)
+    if seed >= 2 ** 63:
+        raise ValueError(f'{name} must be an int in [0, 2**63), got {seed}')
+    return seed
 
 
 def _rank_and_shards(rank, world_size):
@@ -247,13 +26,9 @@ def _rank_and_shards(rank, world_size):
         raise ValueError(f'give rank and world_size together, or neither (to use the process group\'s); got '
                          f'rank={rank!r}, world_size={world_size!r}')
     if rank is None:
-        return _rank_and_world_size()
-    for name, value in (('rank', rank), ('world_size', world_size)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f'{name} must be an int, got {type(value).__name__}')
-    if world_size < 1:
-        raise ValueError(f'world_size must be >= 1, got {world_size}')
-    if not 0 <= rank < world_size:
+        return get_rank(), get_world_size()
+    rank, world_size = check_int('rank', rank, minimum=0), check_int('world_size', world_size, minimum=1)
+    if rank >= world_size:
         raise ValueError(f'rank must be in [0, world_size) = [0, {world_size}), got {rank}')
     return rank, world_size
 
@@ -284,11 +59,16 @@ class TensorLoader:
     * :class:`~torchbearer_vae.IDXDataset`, :class:`~torchbearer_vae.ImageDataset`, torchvision's
       ``MNIST``/``FashionMNIST`` (with ``transform=transforms.ToTensor()``) and any dataset with
       ``.data``/``.targets`` whose items are the ``ToTensor`` conversion of them (checked on the
-      first and last item): the uint8 ``.data`` is used as it is (shared, not copied: 4x smaller
-      than float32) and each batch is converted at once, ``/255`` exactly as ``ToTensor`` does;
-      the labels come from ``.targets``.
-    * a uint8 tensor of images, ``(N, H, W)`` or ``(N, C, H, W)``: kept as uint8, batches are float
-      ``(B, C, H, W)`` in ``[0, 1]``, as ``ToTensor`` makes them; any other tensor is served as it is.
+      first and last item), such as torchvision's ``CIFAR10`` whose ``.data`` is a channels-last
+      numpy array: the uint8 ``.data`` is used as it is (shared, not copied: 4x smaller than
+      float32; channels-last data is made channels-first once) and each batch is converted at
+      once, ``/255`` exactly as ``ToTensor`` does; the labels come from ``.targets``.
+    * a uint8 tensor or numpy array of images, ``(N, H, W)``, ``(N, C, H, W)`` or ``(N, H, W, C)``:
+      kept as uint8, batches are float ``(B, C, H, W)`` in ``[0, 1]``, as ``ToTensor`` makes them.
+      The layout of 4-D images is inferred as :class:`~torchbearer_vae.ImageDataset` infers it
+      (``(N, 32, 32, 3)`` is channels-last, ``(N, 3, 32, 32)`` channels-first); when the shape
+      cannot tell, e.g. ``(N, 3, 32, 3)``, a ``ValueError`` asks for ``channels_last``. Any other
+      tensor or array is served as it is.
     * a :class:`~torch.utils.data.TensorDataset`: its tensors, as they are.
     * an :class:`~torchbearer_vae.AutoEncoderDataset` of any of these: the target is a copy of the
       input (flattened if ``flatten_target``), not the label.
@@ -328,7 +108,7 @@ class TensorLoader:
     shuffling on several ranks, ``seed`` must be given: each process would draw its own.
 
     Args:
-        dataset: A tensor or a map-style dataset that fits in memory (see the table).
+        dataset: A tensor, a numpy array or a map-style dataset that fits in memory (see the list).
         batch_size (int): Items per batch, >= 1.
         shuffle (bool): A new random order at every epoch; otherwise the dataset's order.
         drop_last (bool): Drop the last batch when it is shorter than ``batch_size``.
@@ -340,14 +120,18 @@ class TensorLoader:
             where they are.
         rank (int or None): This process's shard, ``0 <= rank < world_size``; give both or neither.
         world_size (int or None): How many shards (processes); None: the process group's, or 1.
+        channels_last (bool or None): Whether a uint8 array of 4-D images given here (alone or in
+            an ``AutoEncoderDataset``/``Subset``) is ``(N, H, W, C)`` (True) or ``(N, C, H, W)``
+            (False); None infers it from the shape. An error for other datasets, whose items
+            already have their layout.
 
     Raises:
         ValueError, TypeError: at construction, for a bad argument or a dataset it cannot serve.
 
     Example: ::
 
+        >>> import numpy as np
         >>> import torch
-        >>> from torch.utils.data import TensorDataset
         >>> from torchbearer_vae import AutoEncoderDataset, TensorLoader
         >>> images = torch.randint(0, 256, (300, 28, 28), dtype=torch.uint8)
         >>> loader = TensorLoader(AutoEncoderDataset(images), batch_size=128, shuffle=True, seed=0)
@@ -360,19 +144,20 @@ class TensorLoader:
         >>> shards = [TensorLoader(images, 100, shuffle=True, seed=0, rank=r, world_size=3) for r in range(3)]
         >>> [len(shard) for shard in shards]  # 100 of the 300 images each, one batch
         [1, 1, 1]
+        >>> photos = np.zeros((10, 32, 32, 3), dtype=np.uint8)  # channels-last, as numpy and PIL hold them
+        >>> next(iter(TensorLoader(photos, batch_size=4))).shape
+        torch.Size([4, 3, 32, 32])
     """
 
-    def __init__(self, dataset, batch_size: int = 1, shuffle: bool = False, drop_last: bool = False,
+    @legacy_positional('dataset', 'batch_size', 'shuffle', 'drop_last', 'seed', 'device', 'rank', 'world_size')
+    def __init__(self, dataset, batch_size: int = 1, *, shuffle: bool = False, drop_last: bool = False,
                  seed: Optional[int] = None, device: Optional[Union[str, torch.device]] = None,
-                 rank: Optional[int] = None, world_size: Optional[int] = None):
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int):
-            raise TypeError(f'batch_size must be an int, got {type(batch_size).__name__}')
-        if batch_size < 1:
-            raise ValueError(f'batch_size must be >= 1, got {batch_size}')
-        _check_flag('shuffle', shuffle)
-        _check_flag('drop_last', drop_last)
-        if seed is not None:
-            _check_seed('seed', seed)
+                 rank: Optional[int] = None, world_size: Optional[int] = None, channels_last: Optional[bool] = None):
+        batch_size = check_int('batch_size', batch_size, minimum=1)
+        shuffle, drop_last = check_bool('shuffle', shuffle), check_bool('drop_last', drop_last)
+        seed = None if seed is None else _seed('seed', seed)
+        if channels_last is not None:
+            check_bool('channels_last', channels_last)
         if device is not None and not isinstance(device, (str, torch.device)):
             raise TypeError(f'device must be None, a str or a torch.device, got {type(device).__name__}')
         if device is not None:
@@ -381,8 +166,10 @@ class TensorLoader:
             except RuntimeError as error:
                 raise ValueError(f'device {device!r} is not a torch device: {error}') from None
         if not (isinstance(dataset, torch.Tensor) or (hasattr(dataset, '__getitem__') and hasattr(dataset, '__len__'))):
-            raise TypeError(f'TensorLoader needs a tensor or a map-style dataset (__getitem__ and __len__), got '
-                            f'{type(dataset).__name__}')
+            raise TypeError(f'TensorLoader needs a tensor, an array or a map-style dataset (__getitem__ and __len__), '
+                            f'got {type(dataset).__name__}')
+        if isinstance(dataset, (torch.Tensor, np.ndarray)) and dataset.ndim == 0:
+            raise ValueError(f'TensorLoader needs a tensor with a first (batch) dimension, got {describe(dataset)}')
         size = len(dataset)
         if size == 0:
             raise ValueError('TensorLoader got an empty dataset')
@@ -396,11 +183,7 @@ class TensorLoader:
             held = f'all {size} items' if world_size == 1 else f'all {per_rank} items of each of {world_size} shards'
             raise ValueError(f'drop_last=True with batch_size={batch_size} drops {held}: no batch is left')
 
-        dtype = torch.get_default_dtype()  # what ToTensor converts to
-        source = _analyse(dataset, dtype) or _preload(dataset, dtype)
-        for column in source.columns:
-            if isinstance(column, _Unusable):
-                raise ValueError(column.message)
+        source = source_of(dataset, torch.get_default_dtype(), channels_last)  # the dtype ToTensor converts to
         if device is not None:
             for column in source.columns:
                 if hasattr(column, 'data'):
@@ -410,8 +193,11 @@ class TensorLoader:
         self.rank, self.world_size = rank, world_size
         self.dataset, self.batch_size, self.shuffle, self.drop_last = dataset, batch_size, shuffle, drop_last
         self.device = device
-        # Drawn once, from the global generator, so that torch.manual_seed(...) fixes every epoch's order.
-        self.seed = int(torch.empty((), dtype=torch.int64).random_()) if seed is None else seed
+        # Drawn once, from the global generator, so that torch.manual_seed(...) fixes every epoch's order; only
+        # when shuffling: a loader that never shuffles leaves the global random state (z draws, dropout) alone.
+        if seed is None:
+            seed = int(torch.empty((), dtype=torch.int64).random_()) if shuffle else 0
+        self.seed = seed
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -424,9 +210,7 @@ class TensorLoader:
         Args:
             epoch (int): The epoch number, >= 0. Iterating advances it by one.
         """
-        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-            raise ValueError(f'epoch must be an int >= 0, got {epoch!r}')
-        self.epoch = epoch
+        self.epoch = check_int('epoch', epoch, minimum=0)
 
     def state_dict(self) -> dict:
         """The seed and the next epoch: all that decides the orders still to come."""
@@ -438,8 +222,7 @@ class TensorLoader:
         Args:
             state_dict (dict): As returned by :meth:`state_dict`.
         """
-        seed = state_dict['seed']
-        _check_seed("state_dict['seed']", seed)
+        seed = _seed("state_dict['seed']", state_dict['seed'])
         self.set_epoch(state_dict['epoch'])
         self.seed = seed
 
