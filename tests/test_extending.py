@@ -278,3 +278,27 @@ def test_the_documented_custom_vae_trains_is_rebuilt_from_its_checkpoint_and_sam
     samples = np.asarray(Image.open(tmp_path / 'rebuilt_samples.png').convert('L'), dtype=float)
     assert samples.shape == (2 + 8 * 30, 2 + 8 * 30)  # 64 digits, 28x28 with 2-pixel padding
     assert samples.std() > 20  # strokes on a dark background, not a flat grey
+
+
+def test_the_documented_mmd_is_zero_for_prior_draws_and_grows_with_a_shift():
+    example = _example('custom_divergence')
+    generator = torch.Generator().manual_seed(0)
+    prior, other = torch.randn(400, 8, generator=generator), torch.randn(400, 8, generator=generator)
+    same = example.mmd(prior, other).item()
+    shifted = example.mmd(prior + 1.0, other).item()
+    assert abs(same) < 0.01 and shifted > 10 * abs(same) and shifted > 0.05
+
+
+@pytest.mark.slow
+def test_the_documented_mmd_divergence_is_added_with_its_schedule_and_shown_as_a_metric(mnist_dir):
+    example = _example('custom_divergence')
+    history, callback = example.main(['--data-dir', mnist_dir, '--limit', '1000', '--epochs', '2', '--verbose', '0',
+                                      '--weight', '50', '--warmup-steps', '10'])
+    steps = math.ceil(900 / 128)
+    assert callback.state_dict() == {'step': 2 * steps, 'epoch': 2}  # the schedule's position, resumable
+    last = history[-1]
+    assert last['val_mmd'] > 0
+    # validation used the fully warmed-up weight: loss = recon + KL + 50 x MMD, batch by batch and so on average
+    assert last['val_loss'] == pytest.approx(last['val_recon'] + last['val_kl'] + 50 * last['val_mmd'], rel=1e-4)
+    first = history[0]  # during the first epoch the warm-up was still ramping: less than the full weight
+    assert first['loss'] < first['recon'] + first['kl'] + 50 * first['mmd']

@@ -4,6 +4,7 @@ Importing the package registers its public objects into torchbearer's namespace
 (``torchbearer.MU``, ``torchbearer.callbacks.kld_loss``, ...): see :func:`register`.
 """
 from ._registry import register
+from .base import BaseVAE
 from .callbacks import Interpolation, LatentTraversal, ReconstructionSaver, SampleSaver
 from .checkpoints import (
                           Checkpointer,
@@ -15,13 +16,14 @@ from .checkpoints import (
 )
 from .datasets import AutoEncoderDataset, IDXDataset, ImageDataset, load_digits, load_mnist, read_idx, train_val_split
 from .distributed import ReduceMetrics
+from .divergences import divergence, kld_loss
 from .errors import MissingStateError
 from .evaluation import importance_weighted_nll, negative_elbo
 from .guards import NaNGuard
 from .loaders import TensorLoader
-from .losses import divergence, kld, kld_loss, reconstruction_loss, vae_loss
+from .losses import kld, reconstruction_loss, vae_loss
 from .metrics import ActiveUnits, KLMetric, ReconstructionMetric
-from .models import VAE, BaseVAE, ConvVAE
+from .models import VAE, ConvVAE
 from .picture_saver import PictureSaver
 from .records import MetricsCSV, plot_history, write_json
 from .schedules import Schedule, capacity, constant, cyclical, linear_warmup

@@ -10,6 +10,7 @@ import inspect
 import math
 import numbers
 import os
+import sys
 import warnings
 from typing import Any, Callable, Iterable, Optional, Sequence, Tuple
 
@@ -119,6 +120,22 @@ def check_path(name: str, value):
 
 
 # -- deprecations: old names and old positional calls keep working for one release, with a warning --
+# Frames of these files are wrappers between the user's call and the warning (this module's decorators, the
+# BaseVAE config recorder, torchbearer's metric decorators): a warning points at the first frame outside them.
+_WRAPPERS = (os.path.abspath(__file__), os.path.join(os.path.dirname(os.path.abspath(__file__)), 'base.py'))
+
+
+def _user_level() -> int:
+    """The ``stacklevel`` that makes a warning raised here name the user's line, past the wrapper frames."""
+    import torchbearer
+
+    wrappers = _WRAPPERS[:2] + (os.path.dirname(os.path.abspath(torchbearer.__file__)) + os.sep,)
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(wrappers):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def renamed(**old_to_new: str):
     """Decorator: keyword ``old`` still works as ``new``, with a :class:`DeprecationWarning`.
 
@@ -133,7 +150,7 @@ def renamed(**old_to_new: str):
                         raise TypeError(f'{func.__qualname__} got both {old}= (deprecated) and {new}=; '
                                         f'pass only {new}=')
                     warnings.warn(f'{func.__qualname__}: {old}= is deprecated and will be removed in the next '
-                                  f'release; use {new}=', DeprecationWarning, stacklevel=2)
+                                  f'release; use {new}=', DeprecationWarning, stacklevel=_user_level())
                     kwargs[new] = kwargs.pop(old)
             return func(*args, **kwargs)
         return wrapper
@@ -171,7 +188,8 @@ def legacy_positional(*old_order: str):
             if len(rest) > allowed:
                 keywords = ', '.join(f'{n}=' for n in old_order[allowed:len(rest)])
                 warnings.warn(f'{func.__qualname__}: passing {keywords} by position is deprecated and will stop '
-                              f'working in the next release; pass them as keywords', DeprecationWarning, stacklevel=2)
+                              f'working in the next release; pass them as keywords', DeprecationWarning,
+                              stacklevel=_user_level())
             rest, kwargs = translate(rest, kwargs)
             return func(*head, *rest, **kwargs)
         wrapper.translate = translate

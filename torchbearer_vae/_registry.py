@@ -23,8 +23,8 @@ _EXPORTS = (
     (torchbearer.callbacks, 'LatentTraversal', 'callbacks'),
     (torchbearer.callbacks, 'Interpolation', 'callbacks'),
     (torchbearer.callbacks, 'NaNGuard', 'guards'),
-    (torchbearer.callbacks, 'kld_loss', 'losses'),
-    (torchbearer.callbacks, 'divergence', 'losses'),
+    (torchbearer.callbacks, 'kld_loss', 'divergences'),
+    (torchbearer.callbacks, 'divergence', 'divergences'),
     (torchbearer.cv_utils, 'AutoEncoderDataset', 'datasets'),
 )
 # (metric name, our class in .metrics): names for Trial(metrics=[...]), as torchbearer's default_for_key gives.

@@ -270,8 +270,8 @@ class BaseVAE(nn.Module):
             out = torch.sigmoid(out)
         return out.reshape((z.shape[0],) + self.input_shape)
 
-    @torch.no_grad()
     @renamed(n='num_images')
+    @torch.no_grad()
     def sample(self, num_images: int, *, device: Optional[torch.device] = None,
                generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """Decode ``num_images`` draws from the prior ``N(0, I)`` (the decoder's mean, no pixel noise).

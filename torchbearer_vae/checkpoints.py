@@ -20,7 +20,7 @@ from .distributed import is_main_process, unwrap_model
 from .errors import CheckpointError
 from .version import __version__
 
-__all__ = ['CheckpointError', 'save_checkpoint', 'load_checkpoint', 'model_from_checkpoint', 'load_model_state',
+__all__ = ['save_checkpoint', 'load_checkpoint', 'model_from_checkpoint', 'load_model_state',
            'Checkpointer']
 
 FORMAT = 'torchbearer_vae.checkpoint/1'

@@ -160,12 +160,3 @@ class ConvVAE(BaseVAE):
 
     def forward_decoder(self, z):
         return self.decoder(z)
-
-
-# Temporary: evaluation.py still imports these; removed when it calls losses.reconstruction_loss.
-from .losses import LIKELIHOODS as _LIKELIHOODS  # noqa: E402, F401
-from .losses import reconstruction_loss as _reconstruction_loss  # noqa: E402
-
-
-def _negative_log_likelihood(likelihood, mean, target, sigma=1.0):
-    return _reconstruction_loss(mean, target, likelihood, sigma=sigma, reduction='none')
