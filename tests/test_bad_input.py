@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from torchbearer import Trial
 
 from torchbearer_vae import AutoEncoderDataset, ReconstructionSaver, kld
-from torchbearer_vae.picture_saver import _file_name
+from torchbearer_vae.imaging import _file_name
 
 # Bounded and reproducible: the same cases on every run, nothing written to .hypothesis/.
 BOUNDED = dict(deadline=None, database=None, derandomize=True,
@@ -80,12 +80,12 @@ def test_kld_is_right_or_says_what_is_wrong(case):
     valid = (mu.shape == logvar.shape and mu.dim() >= 1 and mu.dtype in FLOAT_DTYPES and logvar.dtype in FLOAT_DTYPES
              and reduction in ('sum', 'batchmean', 'none'))
     if not valid:
-        error = raises_clearly(lambda: kld(mu, logvar, reduction), 'same shape', 'batch dimension', 'floating point',
-                               'reduction must be')
+        error = raises_clearly(lambda: kld(mu, logvar, reduction=reduction), 'same shape', 'batch dimension',
+                               'floating point', 'reduction must be')
         assert error is not None, 'an invalid case was accepted'
         event(f'kld refused: {type(error).__name__}')
         return
-    result = kld(mu, logvar, reduction)
+    result = kld(mu, logvar, reduction=reduction)
     event('kld computed' + (' a non-finite value' if not torch.isfinite(result).all() else ''))
     dtype = torch.promote_types(torch.promote_types(mu.dtype, logvar.dtype), torch.float32)
     assert result.dtype == dtype
@@ -238,26 +238,26 @@ def test_reconstruction_saver_in_a_real_trial_draws_the_right_grid_or_says_why_n
         channels = 1
     images = torch.rand(count, channels, height, width, generator=torch.Generator().manual_seed(seed))
     data = {'4d': images, '3d': images[:, 0], 'flat': images.reshape(count, -1)}[layout]
-    folder = tempfile.mkdtemp()
-    kwargs = {'image_shape': (channels, height, width)} if give_shape else {}
-    saver = ReconstructionSaver(folder=folder, num_images=num_images, nrow=nrow, **kwargs)
-    loader = DataLoader(TensorDataset(data, data), batch_size=batch_size)
-    model = Scale(output)
-    trial = Trial(model, torch.optim.SGD(model.parameters(), lr=0.0), zero_loss, callbacks=[saver], verbose=0)
-    trial.with_generators(train_generator=loader, val_generator=loader)
+    with tempfile.TemporaryDirectory() as folder:  # hypothesis runs many cases per test: one folder each
+        kwargs = {'image_shape': (channels, height, width)} if give_shape else {}
+        saver = ReconstructionSaver(folder=folder, num_images=num_images, nrow=nrow, **kwargs)
+        loader = DataLoader(TensorDataset(data, data), batch_size=batch_size)
+        model = Scale(output)
+        trial = Trial(model, torch.optim.SGD(model.parameters(), lr=0.0), zero_loss, callbacks=[saver], verbose=0)
+        trial.with_generators(train_generator=loader, val_generator=loader)
 
-    shape = expected_shape(layout, (channels, height, width), give_shape)
-    error = raises_clearly(lambda: trial.run(1), 'image_shape', 'channels', 'cannot be reshaped')
-    if isinstance(shape, str) or output == 'wrong':
-        assert error is not None and (shape in str(error) if isinstance(shape, str) else True)
-        assert os.listdir(folder) == []
-        event(f'Trial refused: {shape if isinstance(shape, str) else "wrong output"}')
-        return
-    assert error is None
-    event('Trial drew the grid')
-    shown = min(num_images, count)
-    inputs = data[:shown].reshape((shown,) + shape)
-    check_grid(os.path.join(folder, 'reconstruction_0.png'), inputs, inputs * 0.5, min(nrow or num_images, shown))
+        shape = expected_shape(layout, (channels, height, width), give_shape)
+        error = raises_clearly(lambda: trial.run(1), 'image_shape', 'channels', 'does not fit')
+        if isinstance(shape, str) or output == 'wrong':
+            assert error is not None and (shape in str(error) if isinstance(shape, str) else True)
+            assert os.listdir(folder) == []
+            event(f'Trial refused: {shape if isinstance(shape, str) else "wrong output"}')
+            return
+        assert error is None
+        event('Trial drew the grid')
+        shown = min(num_images, count)
+        inputs = data[:shown].reshape((shown,) + shape)
+        check_grid(os.path.join(folder, 'reconstruction_0.png'), inputs, inputs * 0.5, min(nrow or num_images, shown))
 
 
 def random_tensor(shape, dtype, seed):
@@ -289,29 +289,29 @@ def test_reconstruction_saver_write_draws_what_it_is_given_or_says_why_not(input
                    'flat': inputs.flatten(1) if inputs.dim() >= 2 else inputs}[outputs_kind]
     else:
         outputs = other
-    folder = tempfile.mkdtemp()
-    saver = ReconstructionSaver(folder=folder, filename='r_{epoch}.png')
-    result = []
-    error = raises_clearly(lambda: result.append(saver.write(inputs, outputs, epoch)), 'epoch', 'inputs', 'outputs',
-                           'image_shape', 'channels', 'cannot be reshaped', 'without pixels')
-    if error is not None:
-        assert os.listdir(folder) == []
-        event('write refused')
-        return
-    event('write drew the grid')
-    assert isinstance(epoch, int) and not isinstance(epoch, bool) and epoch >= 0
-    assert inputs.is_floating_point() and outputs.is_floating_point() and inputs.shape[0] >= 1
-    assert result == [os.path.join(folder, f'r_{epoch}.png')]
-    count = inputs.shape[0]
-    if inputs.dim() == 4:
-        shape = tuple(inputs.shape[1:])
-    elif inputs.dim() == 3:
-        shape = (1,) + tuple(inputs.shape[1:])
-    else:
-        side = math.isqrt(inputs[0].numel())
-        shape = (1, side, side)
-    check_grid(result[0], inputs.float().reshape((count,) + shape), outputs.float().reshape((count,) + shape),
-               min(8, count))  # num_images' default 8 is the default nrow
+    with tempfile.TemporaryDirectory() as folder:  # hypothesis runs many cases per test: one folder each
+        saver = ReconstructionSaver(folder=folder, filename='r_{epoch}.png')
+        result = []
+        error = raises_clearly(lambda: result.append(saver.write(inputs, outputs, epoch=epoch)), 'epoch', 'inputs',
+                               'outputs', 'image_shape', 'channels', 'does not fit', 'without pixels')
+        if error is not None:
+            assert os.listdir(folder) == []
+            event('write refused')
+            return
+        event('write drew the grid')
+        assert isinstance(epoch, int) and not isinstance(epoch, bool) and epoch >= 0
+        assert inputs.is_floating_point() and outputs.is_floating_point() and inputs.shape[0] >= 1
+        assert result == [os.path.join(folder, f'r_{epoch}.png')]
+        count = inputs.shape[0]
+        if inputs.dim() == 4:
+            shape = tuple(inputs.shape[1:])
+        elif inputs.dim() == 3:
+            shape = (1,) + tuple(inputs.shape[1:])
+        else:
+            side = math.isqrt(inputs[0].numel())
+            shape = (1, side, side)
+        check_grid(result[0], inputs.float().reshape((count,) + shape), outputs.float().reshape((count,) + shape),
+                   min(8, count))  # num_images' default 8 is the default nrow
 
 
 # -- {epoch} file name templates: nothing outside the folder, for any epoch --
@@ -325,20 +325,19 @@ TEMPLATE = st.lists(st.sampled_from(['{epoch}', '{epoch:03d}', '{epoch:c}', '{ep
 @settings(max_examples=200, **BOUNDED)
 @given(TEMPLATE, st.lists(st.integers(0, 10 ** 6), min_size=1, max_size=5))
 def test_a_file_name_template_cannot_leave_the_folder_for_any_epoch(template, epochs):
-    folder = tempfile.mkdtemp()
-    error = raises_clearly(lambda: ReconstructionSaver(folder=folder, filename=template), 'filename')
-    if error is not None:
-        event('template refused')
-        return
-    event('template accepted')
-    root = os.path.realpath(folder)
-    for epoch in epochs + [46, 47, 92]:  # the code points of '.', '/' and '\\'
-        path = os.path.realpath(os.path.join(folder, _file_name(template, epoch)))
-        assert os.path.commonpath([root, path]) == root and path != root, (template, epoch, path)
+    with tempfile.TemporaryDirectory() as folder:  # hypothesis runs many cases per test: one folder each
+        error = raises_clearly(lambda: ReconstructionSaver(folder=folder, filename=template), 'filename')
+        if error is not None:
+            event('template refused')
+            return
+        event('template accepted')
+        root = os.path.realpath(folder)
+        for epoch in epochs + [46, 47, 92]:  # the code points of '.', '/' and '\\'
+            path = os.path.realpath(os.path.join(folder, _file_name(template, epoch)))
+            assert os.path.commonpath([root, path]) == root and path != root, (template, epoch, path)
 
 
-def test_the_template_fields_that_could_escape_are_refused():
-    folder = tempfile.mkdtemp()
+def test_the_template_fields_that_could_escape_are_refused(tmp_path):
     for template in ('.{epoch:c}/x.png', '{epoch:c}{epoch:c}.png', 'x{epoch:/>3}.png', 'r_{epoch.__class__}.png'):
         with pytest.raises(ValueError, match='filename'):
-            ReconstructionSaver(folder=folder, filename=template)
+            ReconstructionSaver(folder=tmp_path, filename=template)

@@ -76,7 +76,7 @@ def test_flat_and_tuple_outputs_are_reshaped_to_the_input(tmp_path, output):
 
 def test_flat_square_inputs_are_shown_as_grey_images(tmp_path):
     images = torch.rand(5, 784)
-    run(ReconstructionSaver(folder=tmp_path, num_images=3, on='training'), images, on_validation=False)
+    run(ReconstructionSaver(folder=tmp_path, num_images=3).on_train(), images, on_validation=False)
     grid = read_png(tmp_path / 'reconstruction_0.png')
     assert grid.shape == (PAD + 2 * 30, PAD + 3 * 30, 1)
     assert np.array_equal(tile(grid, 0, 1, 28, 28)[..., 0], as_pixels(images[1].view(1, 1, 28, 28))[0, ..., 0])
@@ -107,7 +107,7 @@ def test_rows_of_nrow_keep_reconstructions_below_the_inputs(tmp_path):
 
 def test_training_phase_and_custom_filename(tmp_path):
     images = torch.rand(4, 1, 8, 8)
-    run(ReconstructionSaver(folder=tmp_path, filename='train/e{epoch:03d}.jpg', on='training', num_images=2),
+    run(ReconstructionSaver(folder=tmp_path, filename='train/e{epoch:03d}.jpg', num_images=2).on_train(),
         images, epochs=2, on_validation=False)
     assert sorted(os.listdir(tmp_path / 'train')) == ['e000.jpg', 'e001.jpg']
 
@@ -135,7 +135,7 @@ def test_output_that_does_not_fit_the_input_names_both_shapes(tmp_path):
 def test_missing_state_key_is_named(tmp_path):
     key = torchbearer.state_key('not_there')
     with pytest.raises(MissingStateError, match='not_there'):
-        run(ReconstructionSaver(folder=tmp_path, input_key=key), torch.rand(2, 1, 8, 8))
+        run(ReconstructionSaver(folder=tmp_path, key=key), torch.rand(2, 1, 8, 8))
 
 
 def test_unknown_image_shape_asks_for_image_shape(tmp_path):
@@ -144,10 +144,10 @@ def test_unknown_image_shape_asks_for_image_shape(tmp_path):
 
 
 @pytest.mark.parametrize('kwargs, error, message', [
-    ({'num_images': 0}, ValueError, 'num_images must be >= 1, got 0'),
+    ({'num_images': 0}, ValueError, 'num_images must be an int >= 1, got 0'),
     ({'num_images': 2.5}, TypeError, 'num_images must be an int'),
-    ({'nrow': 0}, ValueError, 'nrow must be >= 1'),
-    ({'on': 'test'}, ValueError, "on must be 'validation' or 'training'"),
+    ({'nrow': 0}, ValueError, 'nrow must be an int >= 1'),
+    ({'on': 'test'}, ValueError, "on must be one of 'validation', 'training'"),
     ({'filename': 'recon_{step}.png'}, ValueError, 'only field is {epoch}'),
     ({'filename': 'recon_{}.png'}, ValueError, 'only field is {epoch}'),
     ({'filename': 'recon_{epoch'}, ValueError, 'only field is {epoch}'),
@@ -169,13 +169,21 @@ def test_folder_that_is_a_file_fails_at_construction(tmp_path):
         ReconstructionSaver(folder=path)
 
 
-def test_nothing_is_copied_on_steps_after_the_grid_is_saved(tmp_path, monkeypatch):
-    saver = ReconstructionSaver(folder=tmp_path, num_images=2)
-    calls = []
-    original = saver._collect
-    monkeypatch.setattr(saver, '_collect', lambda state: calls.append(1) or original(state))
-    run(saver, torch.rand(12, 1, 8, 8), batch_size=2, epochs=2)
-    assert len(calls) == 2  # one batch per epoch; the other five validation steps do nothing
+def test_nothing_is_read_from_state_once_the_images_are_collected(tmp_path):
+    images = torch.rand(12, 1, 8, 8)
+    key = torchbearer.state_key('only_the_first_batch_is_an_image')
+
+    @torchbearer.callbacks.on_step_validation
+    def store(state):  # after the first batch, the key holds something the saver would refuse to draw
+        state[key] = state[torchbearer.X] if state[torchbearer.BATCH] == 0 else 'not an image'
+
+    model = Scale()
+    trial = Trial(model, torch.optim.SGD(model.parameters(), lr=0.0), zero_loss, verbose=0,
+                  callbacks=[store, ReconstructionSaver(folder=tmp_path, num_images=2, key=key)])
+    loader = DataLoader(TensorDataset(images, images), batch_size=2)
+    trial.with_generators(train_generator=loader, val_generator=loader).run(2)
+    grid = read_png(tmp_path / 'reconstruction_1.png')
+    assert np.array_equal(tile(grid, 0, 1, 8, 8), as_pixels(images[1:2])[0])  # the first batch, read once
 
 
 # -- the other picture callbacks, sharing ReconstructionSaver's machinery --
@@ -338,8 +346,8 @@ def test_interpolation_and_traversal_of_a_real_vae_on_mnist(tmp_path, mnist):
 
 
 def test_rank_other_than_0_writes_nothing(tmp_path, monkeypatch):
-    from torchbearer_vae import picture_saver
-    monkeypatch.setattr(picture_saver, '_is_main_process', lambda: False)
+    from torchbearer_vae import distributed
+    monkeypatch.setattr(distributed, 'get_rank', lambda: 1)  # as on rank 1 under torchrun
     savers = [ReconstructionSaver(folder=tmp_path), SampleSaver(folder=tmp_path), LatentTraversal(folder=tmp_path),
               Interpolation(folder=tmp_path, num_pairs=1)]
     for saver in savers:
@@ -403,19 +411,21 @@ def test_shared_arguments_are_checked_the_same_way(tmp_path, cls, kwargs, error,
 
 
 @pytest.mark.parametrize('cls, kwargs, error, message', [
-    (SampleSaver, {'num_images': 0}, ValueError, 'num_images must be >= 1, got 0'),
+    (SampleSaver, {'num_images': 0}, ValueError, 'num_images must be an int >= 1, got 0'),
+    (SampleSaver, {'num_images': 2.5}, TypeError, 'num_images must be an int >= 1, got 2.5'),
     (SampleSaver, {'nrow': 1.5}, TypeError, 'nrow must be an int'),
     (SampleSaver, {'seed': -1}, ValueError, 'seed must be an int >= 0, got -1'),
     (LatentTraversal, {'dims': []}, ValueError, 'dims must be a non-empty sequence'),
-    (LatentTraversal, {'dims': [0, -1]}, ValueError, 'dims must be a non-empty sequence'),
-    (LatentTraversal, {'num_steps': 1}, ValueError, 'num_steps must be >= 2'),
+    (LatentTraversal, {'dims': [0, -1]}, ValueError, r'dims\[1\] must be an int >= 0, got -1'),
+    (LatentTraversal, {'dims': [0.5]}, TypeError, r'dims\[0\] must be an int'),
+    (LatentTraversal, {'num_steps': 1}, ValueError, 'num_steps must be an int >= 2'),
     (LatentTraversal, {'value_range': (3, -3)}, ValueError, 'low < high'),
-    (LatentTraversal, {'value_range': 3}, ValueError, 'value_range must be two numbers'),
-    (LatentTraversal, {'on': 'test'}, ValueError, "on must be 'validation' or 'training'"),
+    (LatentTraversal, {'value_range': 3}, TypeError, 'value_range must be two numbers'),
+    (LatentTraversal, {'on': 'test'}, ValueError, "on must be one of 'validation', 'training'"),
     (LatentTraversal, {'inputs': [1, 2]}, TypeError, 'inputs must be a floating point tensor'),
     (LatentTraversal, {'inputs': torch.zeros(0, 1, 3, 3)}, ValueError, 'at least 1 images, got 0'),
-    (Interpolation, {'num_pairs': 0}, ValueError, 'num_pairs must be >= 1, got 0'),
-    (Interpolation, {'num_steps': 1}, ValueError, 'num_steps must be >= 2'),
+    (Interpolation, {'num_pairs': 0}, ValueError, 'num_pairs must be an int >= 1, got 0'),
+    (Interpolation, {'num_steps': 1}, ValueError, 'num_steps must be an int >= 2'),
     (Interpolation, {'inputs': torch.rand(3, 1, 3, 3)}, ValueError, 'at least 8 images, got 3'),
 ])
 def test_bad_arguments_of_the_new_callbacks(tmp_path, cls, kwargs, error, message):

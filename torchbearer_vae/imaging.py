@@ -1,0 +1,276 @@
+"""Grids and image files: a working :class:`MakeGrid`, and the helpers the picture callbacks share.
+
+torchbearer's :class:`~torchbearer.callbacks.imaging.imaging.ImagingCallback` is the picture API
+the package builds on: a callback returns an image, and ``to_file``/``to_state``/
+``to_tensorboard``/``with_handler``, ``on_train``/``on_val``/``on_test`` come with it. Its
+``MakeGrid`` passes ``range=`` to :func:`torchvision.utils.make_grid`, an argument current
+torchvision no longer has; :class:`MakeGrid` here is the same callback with that one call
+fixed. The rest of this module (private) checks ``{epoch}`` file names, shapes batches as
+images, tiles them and converts grids to the pixels a PNG holds.
+"""
+import contextlib
+import math
+import os
+import re
+import string
+from typing import Callable, Tuple
+
+import numpy as np
+import torch
+import torchbearer
+from torchbearer.callbacks.imaging import imaging as torchbearer_imaging
+
+from ._checks import check_path, describe
+from ._io import BackgroundWriter, PathLike
+
+__all__ = ['MakeGrid']
+
+
+class MakeGrid(torchbearer_imaging.MakeGrid):
+    """torchbearer's ``MakeGrid``, working on current torchvision: the same arguments and builders.
+
+    It caches the first ``num_images`` images of ``state[key]`` each epoch and tiles them with
+    :func:`torchvision.utils.make_grid`. torchbearer's own ``MakeGrid.on_cache`` passes
+    ``range=norm_range``, which torchvision renamed ``value_range`` (0.12) and then removed, so it
+    fails with a ``TypeError`` on the first grid; this subclass overrides that one method. It
+    does not replace torchbearer's class (``torchbearer.callbacks.imaging.MakeGrid`` stays
+    torchbearer's): import it from here.
+
+    Args:
+        key (StateKey): Where the images ``(B, C, H, W)`` are in state.
+        transform (callable or None): Applied to the grid before the handlers.
+        num_images (int): Images to cache each epoch.
+        nrow, padding, normalize, norm_range, scale_each, pad_value: As for
+            :func:`torchvision.utils.make_grid` (``norm_range`` is its ``value_range``).
+
+    Example: ::
+
+        >>> import torch
+        >>> from torchbearer_vae import MakeGrid
+        >>> callback = MakeGrid(num_images=16, nrow=4).on_val().to_file('inputs_{epoch}.png')  # in a Trial
+        >>> MakeGrid(nrow=2).on_cache(torch.rand(4, 1, 8, 8), {}).shape  # 2 x 2 tiles of 8 + 2 padding
+        torch.Size([3, 22, 22])
+    """
+
+    def on_cache(self, cache, state):
+        """Tile the cached images ``(num_images, C, H, W)`` into one ``(C', H', W')`` grid."""
+        from torchvision.utils import make_grid
+
+        # torchbearer passes range=, which torchvision no longer accepts: value_range= is its name now.
+        return make_grid(cache, nrow=self.nrow, padding=self.padding, normalize=self.normalize,
+                         value_range=self.norm_range, scale_each=self.scale_each, pad_value=self.pad_value)
+
+
+# -- {epoch} file names --
+# What an {epoch} field may format with: zero padding, width, grouping and an integer type. Nothing
+# else: a fill character ('{epoch:/>3}') or '{epoch:c}' (the character whose code is the epoch: 46 is
+# '.', 47 '/') would let the epoch number write a path outside the folder.
+_EPOCH_SPEC = re.compile(r'0?[0-9]*[,_]?[dxXob]?')
+
+
+def _file_name(filename: str, epoch: int) -> str:
+    """``filename`` with ``{epoch}`` filled in, refused unless it names a file inside the folder."""
+    name = filename.format(epoch=epoch)
+    normal = name.replace('\\', '/')
+    if os.path.isabs(name) or normal.startswith('/') or os.path.splitdrive(name)[0] or '..' in normal.split('/'):
+        raise ValueError(f'filename {filename!r} must stay inside the folder: no absolute paths or "..", '
+                         f'got {name!r} for epoch {epoch}')
+    return name
+
+
+def _check_output_path(folder: PathLike, filename: str) -> None:
+    """Validate a folder and an ``{epoch}`` filename template before any training happens."""
+    from PIL import Image  # torchvision's own image dependency; only needed to list extensions
+
+    check_path('folder', folder)
+    if not isinstance(filename, str):
+        raise TypeError(f'filename must be a str, got {type(filename).__name__}')
+    try:
+        fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(filename)
+                  if name is not None]
+    except ValueError as error:
+        raise ValueError(f'filename {filename!r} must be a template whose only field is {{epoch}}: '
+                         f'formatting it failed with {type(error).__name__}: {error}') from None
+    for name, spec, conversion in fields:
+        if name != 'epoch':
+            raise ValueError(f'filename {filename!r} must be a template whose only field is {{epoch}}, got '
+                             f'{{{name}}}')
+        if conversion is not None or not _EPOCH_SPEC.fullmatch(spec):
+            raise ValueError(f'filename {filename!r}: {{epoch}} may only be padded, as in {{epoch:03d}}; got '
+                             f'{{epoch{"!" + conversion if conversion else ""}{":" + spec if spec else ""}}}')
+    extension = os.path.splitext(_file_name(filename, 0))[1].lower()
+    if extension not in Image.registered_extensions():
+        raise ValueError(f'filename {filename!r} must end in an image extension such as .png, '
+                         f'got {extension or "none"!r}')
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise ValueError(f'folder {os.fspath(folder)!r} exists and is not a directory; choose another folder')
+
+
+# -- batches of images --
+def _check_inputs(inputs, needed: int, name: str = 'inputs') -> torch.Tensor:
+    """A CPU copy of ``inputs`` if it is a float batch ``(N, ...)`` of at least ``needed`` images."""
+    if not isinstance(inputs, torch.Tensor) or not inputs.is_floating_point() or inputs.dim() < 2:
+        raise TypeError(f'{name} must be a floating point tensor holding a batch of images (N, ...), got '
+                        f'{describe(inputs)}')
+    if inputs.shape[0] < needed:
+        raise ValueError(f'{name} must hold at least {needed} images, got {inputs.shape[0]}')
+    return inputs.detach().cpu().clone()
+
+
+def _image_batch(value, what: str) -> torch.Tensor:
+    """The images in a model output or state value: the tensor, or the first element of a tuple/list."""
+    if isinstance(value, (tuple, list)):  # (recon, mu, logvar) or several inputs: the first one
+        if not value:
+            raise ValueError(f'{what} is an empty {type(value).__name__}; expected a batch of images (N, ...) or a '
+                             f'tuple whose first element is one')
+        value = value[0]
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f'{what} must be a tensor holding a batch of images (N, ...), got {describe(value)}')
+    if value.dim() < 2:
+        raise ValueError(f'{what} must be a batch of images (N, ...) with at least 2 dimensions, got '
+                         f'{describe(value)}')
+    return value
+
+
+def _model_shape(model) -> Tuple[int, ...]:
+    """The model's ``input_shape`` if it is an image's ``(C, H, W)``, else ``()``."""
+    shape = getattr(model, 'input_shape', None)
+    shape = tuple(shape) if isinstance(shape, (tuple, list, torch.Size)) else ()
+    return shape if len(shape) == 3 else ()
+
+
+def _check_fits(tensor: torch.Tensor, what: str, shape: Tuple[int, ...], of: str) -> None:
+    """An image-shaped batch (3 or more dimensions) must be images of ``shape``, a flat one as many values."""
+    rest = tuple(tensor.shape[1:])
+    if (tensor.dim() >= 3 and rest != shape and (1,) + rest != shape) or tensor[0].numel() != math.prod(shape):
+        raise ValueError(f'{what} of shape {tuple(tensor.shape)} does not fit {of}: give images (N, C, H, W) of '
+                         f'(C, H, W) = {shape}, channels first, or flat (N, C*H*W) (for channels-last images, '
+                         f'x.permute(0, 3, 1, 2))')
+
+
+def _as_images(tensor: torch.Tensor, what: str, who: str, image_shape=None, model=None) -> torch.Tensor:
+    """``tensor`` as ``(N, C, H, W)`` images, or a ValueError saying why it cannot be shown as images."""
+    model_shape = _model_shape(model)
+    if image_shape is None and model_shape:  # the model's images: the whole shape must fit, not only its size
+        _check_fits(tensor, what, model_shape, f"the model's input_shape {model_shape}")
+    if image_shape is not None:
+        shape = tuple(image_shape)
+    elif model_shape:
+        shape = model_shape
+    elif tensor.dim() == 4:
+        shape = tuple(tensor.shape[1:])
+    elif tensor.dim() == 3:
+        shape = (1,) + tuple(tensor.shape[1:])
+    elif tensor.dim() == 2 and math.isqrt(tensor.shape[1]) ** 2 == tensor.shape[1]:
+        side = math.isqrt(tensor.shape[1])
+        shape = (1, side, side)
+    else:
+        raise ValueError(f'{who} cannot tell the image shape of {what} of shape {tuple(tensor.shape)}; pass '
+                         f'image_shape=(channels, height, width)')
+    if shape[0] not in (1, 3, 4):
+        raise ValueError(f'{who} can write 1 (grey), 3 (RGB) or 4 (RGBA) channels, but the images have shape '
+                         f'{shape}; pass image_shape if the channels are elsewhere')
+    if math.prod(shape) == 0:
+        raise ValueError(f'{who} got {what} of shape {tuple(tensor.shape)}, images without pixels')
+    if tensor[0].numel() != math.prod(shape):
+        raise ValueError(f'{what} of shape {tuple(tensor.shape)} cannot be shown as images of shape {shape}')
+    return tensor.reshape((tensor.shape[0],) + shape)
+
+
+def _tile(images: torch.Tensor, nrow: int, normalize: bool = False) -> torch.Tensor:
+    """Tile ``(N, C, H, W)`` images with torchvision's ``make_grid``: a ``(3 or 4, H', W')`` grid."""
+    from torchvision.utils import make_grid  # importing torchvision takes a while: only when drawing
+
+    return make_grid(images.detach().float().cpu(), nrow=nrow, normalize=normalize)
+
+
+def _as_grid(image, nrow: int, normalize: bool, who: str) -> torch.Tensor:
+    """What ``draw`` returned as the ``(3 or 4, H, W)`` CPU image handlers receive: a batch tiled, grey as RGB."""
+    if not isinstance(image, torch.Tensor) or not image.is_floating_point():
+        raise TypeError(f'{who}.draw must return a float tensor, an image (C, H, W) or a batch (N, C, H, W), or '
+                        f'None; got {describe(image)}')
+    if image.dim() not in (3, 4) or image.shape[-3] not in (1, 3, 4) or image.numel() == 0:
+        raise ValueError(f'{who}.draw must return an image (C, H, W) or a batch (N, C, H, W) with 1 (grey), 3 '
+                         f'(RGB) or 4 (RGBA) channels and some pixels, got {describe(image)}')
+    if image.dim() == 4:
+        return _tile(image, nrow, normalize)
+    image = image.detach().float().cpu()
+    return image.repeat(3, 1, 1) if image.shape[0] == 1 else image  # as make_grid shows grey images
+
+
+# -- drawing with a model --
+def _device(model) -> torch.device:
+    parameter = next(model.parameters(), None) if isinstance(model, torch.nn.Module) else None
+    return parameter.device if parameter is not None else torch.device('cpu')
+
+
+@contextlib.contextmanager
+def _drawing(model):
+    """Eval mode (no dropout, batch-norm running statistics) and no autograd, then the mode as before."""
+    training = getattr(model, 'training', False)
+    if isinstance(model, torch.nn.Module):
+        model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        if isinstance(model, torch.nn.Module):
+            model.train(training)
+
+
+def _posterior_mean(model, x: torch.Tensor) -> torch.Tensor:
+    encoded = model.encode(x)
+    mu = encoded[0] if isinstance(encoded, (tuple, list)) else encoded
+    if not isinstance(mu, torch.Tensor) or mu.dim() != 2:
+        raise ValueError(f'model.encode(x) must return (mu, logvar) with mu of shape (batch, latent_dim), got '
+                         f'{describe(mu)}')
+    return mu
+
+
+def _require(model, who: str, *methods: str) -> None:
+    missing = [name for name in methods if not callable(getattr(model, name, None))]
+    if missing:
+        raise TypeError(f'{who} needs a model with {" and ".join(m + "()" for m in methods)}, but '
+                        f'{type(model).__name__} has no {", ".join(missing)}')
+
+
+# -- files --
+class _ImageFiles:
+    """A torchbearer imaging handler that writes each image atomically to ``folder/filename``, ``{epoch}`` filled in.
+
+    It owns the :class:`~torchbearer_vae._io.BackgroundWriter` the files are written with (in the
+    background unless :meth:`wait` is called), which its owner closes when its run ends.
+    """
+
+    def __init__(self, folder: PathLike, filename: str):
+        _check_output_path(folder, filename)
+        self.folder, self.filename = folder, filename
+        self._writer = BackgroundWriter()
+
+    def path(self, epoch: int) -> str:
+        return os.path.join(os.fspath(self.folder), _file_name(self.filename, epoch))
+
+    def __call__(self, image: torch.Tensor, index, state) -> None:
+        self._writer.write(self.path(state[torchbearer.EPOCH]), _png_writer(image))
+
+    def wait(self) -> None:
+        self._writer.wait()
+
+
+def _png_writer(grid: torch.Tensor) -> Callable[[str], None]:
+    """A ``write(tmp_path)`` that saves a ``(3 or 4, H, W)`` grid with the pixels ``save_image`` writes.
+
+    ``save_image`` is not used because it always writes RGB, and ``make_grid`` repeats a grey
+    image's channel three times: a grid whose three channels are equal is written as one 8-bit
+    grey channel here, the same picture in a third of the bytes and of the encoding time. The
+    pixels are converted now, as ``save_image`` does (``round(x * 255)``), so the writer owns them
+    and may run in another thread.
+    """
+    pixels = grid.mul(255).add_(0.5).clamp_(0, 255).permute(1, 2, 0).to('cpu', torch.uint8).numpy()
+    grey = pixels.shape[2] == 3 and (pixels[:, :, :1] == pixels[:, :, 1:]).all()
+    pixels = np.ascontiguousarray(pixels[:, :, 0]) if grey else pixels
+
+    def write(tmp_path: str) -> None:
+        from PIL import Image  # torchvision's own dependency
+        Image.fromarray(pixels).save(tmp_path)  # the format from the extension, which the temporary keeps
+    return write
