@@ -1,9 +1,12 @@
 """Sphinx configuration of the torchbearer_vae site.
 
-The build is offline: no intersphinx (it would fetch inventories from the internet), a theme
-installed from PyPI, and two local extensions in ``_ext``: ``cli_help`` renders the command
-line's ``--help`` from the real parser, ``docstring_doctests`` makes the docstrings'
-``Example: ::`` blocks run under the doctest builder. Build and test with::
+The build is offline and so is the site it makes: no intersphinx (it would fetch inventories from
+the internet), a theme installed from PyPI, MathJax copied into the site's ``_static`` (by
+``sphinx-mathjax-offline``) instead of loaded from a CDN, and local extensions in ``_ext``:
+``cli_help`` renders the command line's ``--help`` from the real parser, ``docstring_doctests``
+makes the docstrings' ``Example: ::`` blocks run under the doctest builder, ``package_refs``
+resolves ``torchbearer_vae.X`` references and ``attribute_docs`` refuses a ``#:`` comment that
+napoleon would garble. Build and test with::
 
     sphinx-build -W --keep-going -b html docs docs/_build/html
     sphinx-build -W --keep-going -b doctest docs docs/_build/doctest
@@ -26,10 +29,14 @@ extensions = [
     'sphinx.ext.doctest',
     'sphinx.ext.napoleon',
     'sphinx.ext.mathjax',
+    # Copies MathJax 3 (its module is named with hyphens) into _static/mathjax at the end of the
+    # build, so the formulas render with no network, e.g. a site opened from disk.
+    'sphinx-mathjax-offline',
     'sphinx.ext.viewcode',
     'cli_help',
     'docstring_doctests',
     'package_refs',
+    'attribute_docs',
 ]
 
 exclude_patterns = ['_build']
@@ -49,6 +56,9 @@ html_theme = 'furo'
 html_title = f'torchbearer_vae {release}'
 html_static_path = ['_static']
 html_css_files = ['custom.css']
+# Relative to _static: the copy sphinx-mathjax-offline makes (it sets the same value; said here so
+# that no CDN default can come back). tests/test_docs.py checks the site needs no network.
+mathjax_path = 'mathjax/tex-chtml.js'
 
 # ``-b doctest`` runs the docstrings' examples and the pages' ``>>>`` blocks. Whitespace is
 # normalised because tensors wrap differently across PyTorch versions. The examples run in a

@@ -1,5 +1,7 @@
-"""The documentation: the site builds offline with -W, its ``>>>`` examples pass, every public name
-is in the API reference, and every example script runs end to end on the real MNIST."""
+"""The documentation: the site builds offline with -W and works offline (its math typeset by a
+MathJax copied into the site), its ``>>>`` examples pass, every public name is in the API
+reference, and every example script and the README's Python snippet run end to end on the real
+MNIST."""
 import ast
 import html as html_module
 import importlib
@@ -9,6 +11,7 @@ import pathlib
 import pkgutil
 import re
 import runpy
+import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +26,7 @@ from torchbearer_vae.cli import build_parser
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DOCS = ROOT / 'docs'
 EXAMPLES = DOCS / 'examples'
-PAGES = ('index', 'tutorial', 'autoencoders', 'beyond', 'distributed', 'api', 'changelog')
+PAGES = ('index', 'tutorial', 'autoencoders', 'beyond', 'extending', 'distributed', 'api', 'changelog')
 # Any attempt to fetch something (an intersphinx inventory, a remote image) fails, as it would offline.
 OFFLINE = {'http_proxy': 'http://127.0.0.1:9', 'https_proxy': 'http://127.0.0.1:9',
            'HTTP_PROXY': 'http://127.0.0.1:9', 'HTTPS_PROXY': 'http://127.0.0.1:9', 'no_proxy': '', 'NO_PROXY': ''}
@@ -134,6 +137,36 @@ def test_conv_autoencoder_on_colour_images(tmp_path):
     assert np.abs(grid[..., 0] - grid[..., 2]).mean() > 10  # in colour, not grey
 
 
+def readme_snippet(title):
+    """The first Python code block of the README section whose heading starts with ``title``."""
+    section = (ROOT / 'README.md').read_text(encoding='utf-8').split(f'\n## {title}', 1)[1].split('\n## ', 1)[0]
+    return re.search(r'```python\n(.*?)```', section, re.S).group(1)
+
+
+@pytest.mark.slow
+def test_readme_state_way_snippet_runs_offline_as_written(mnist_dir, tmp_path):
+    # The snippet reads '../shared/data/mnist', relative to the repository's folder. Running it in the
+    # repository would leave its results/ there (and could delete a user's own); instead it runs, as it
+    # is, from a stand-in folder `checkout` whose ../shared/data/mnist is a link to the real files, so
+    # the relative path resolves as in the repository and everything it writes lands under tmp_path.
+    (tmp_path / 'shared' / 'data').mkdir(parents=True)
+    (tmp_path / 'shared' / 'data' / 'mnist').symlink_to(mnist_dir, target_is_directory=True)
+    checkout = tmp_path / 'checkout'
+    checkout.mkdir()
+    script = tmp_path / 'readme_snippet.py'
+    script.write_text(readme_snippet('A VAE in a Trial'), encoding='utf-8')
+    run = subprocess.run([sys.executable, str(script)], cwd=checkout, env={**os.environ, **OFFLINE},
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=900)
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert sorted(path.name for path in (checkout / 'results').iterdir()) == sorted(
+        f'reconstruction_{epoch}.png' for epoch in range(10))
+    grid = picture(checkout / 'results' / 'reconstruction_9.png')[..., 0]
+    assert grid.shape == (62, 242)  # 8 MNIST digits above their reconstructions
+    inputs, reconstructions = grid[2:30], grid[32:60]
+    assert np.corrcoef(inputs.ravel(), reconstructions.ravel())[0, 1] > 0.7  # it learned: they look alike
+
+
+
 # -- the site, built by the two processes started with the first test --
 
 def test_site_builds_with_no_warning_and_has_every_page(builds, html):
@@ -168,9 +201,97 @@ def test_tutorial_code_is_the_example_scripts_code(html):
         assert ':lines:' not in page.read_text(), f'{page.name}: use :pyobject: or :start-after:/:end-before:'
 
 
+# The attributes that fetch what a page needs to show; an absolute or protocol-relative URL in one
+# of them needs the network (an ``<a href>`` is only a link, and fine).
+FETCHING = re.compile(r'<(?:script|link|img|iframe|source|video|audio|embed)\b[^>]*?\b(?:src|href|srcset)=["\']'
+                      r'(?:https?:)?//[^"\']*', re.I)
+
+
+def test_site_needs_no_network_and_bundles_mathjax(html):
+    for page in html.rglob('*.html'):
+        fetched = FETCHING.findall(page.read_text(encoding='utf-8'))
+        assert not fetched, f'{page.relative_to(html)} fetches from the network: {fetched}'
+    for stylesheet in (html / '_static').glob('**/*.css'):
+        text = stylesheet.read_text(encoding='utf-8', errors='replace')
+        assert not re.search(r'(?:url\(|@import)\s*["\']?(?:https?:)?//', text), stylesheet
+    for page in ('tutorial', 'api'):  # the pages with formulas load MathJax from the site itself
+        scripts = re.findall(r'<script[^>]*\bsrc="([^"]*mathjax[^"]*)"', (html / f'{page}.html').read_text('utf-8'))
+        assert scripts == ['_static/mathjax/tex-chtml.js'], (page, scripts)
+    mathjax = html / '_static' / 'mathjax'
+    assert b'MathJax' in (mathjax / 'tex-chtml.js').read_bytes()
+    # CommonHTML output loads its fonts next to the script; without them the formulas are tofu.
+    assert (mathjax / 'output' / 'chtml' / 'fonts' / 'woff-v2' / 'MathJax_Main-Regular.woff').stat().st_size > 1000
+
+
+def browser():
+    return next(filter(None, map(shutil.which, ('chromium', 'chromium-browser', 'google-chrome'))), None)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(browser() is None, reason='no Chromium to open the site in (apt-get install chromium)')
+@pytest.mark.parametrize('page', ['tutorial', 'api'])
+def test_math_is_typeset_when_the_site_is_opened_from_disk_offline(html, tmp_path, page):
+    # A real browser opens the built file with every request sent to a closed port, so MathJax works
+    # only if the site carries it. MathJax replaces each \( \) or \[ \] element Sphinx wrote by an
+    # <mjx-container>; with MathJax missing, the raw LaTeX would stay.
+    run = subprocess.run(
+        [browser(), '--headless', '--no-sandbox', '--disable-gpu', '--proxy-server=http://127.0.0.1:9',
+         f'--user-data-dir={tmp_path}', '--virtual-time-budget=20000', '--dump-dom', (html / f'{page}.html').as_uri()],
+        capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    written = len(re.findall(r'class="math notranslate nohighlight"', (html / f'{page}.html').read_text('utf-8')))
+    assert written >= (3 if page == 'tutorial' else 5)  # the KL formula and its neighbours
+    typeset = len(re.findall(r'<mjx-container\b', run.stdout))
+    assert typeset == written, f'{typeset} of the {written} formulas of {page}.html typeset'
+    assert not re.search(r'\\[(\[]', html_text_of(run.stdout)), 'raw LaTeX left in the page'
+
+
+STATE_KEYS = ('MU', 'LOGVAR', 'KL', 'RECON', 'GLOBAL_STEP', 'GLOBAL_EPOCH')
+
+
+def api_entries(html, kind):
+    """``{full name: HTML of its entry}`` for the ``py <kind>`` entries of the API page."""
+    page = (html / 'api.html').read_text(encoding='utf-8')
+    starts = [match.start() for match in re.finditer(r'<dl class="py ', page)] + [len(page)]
+    entries = {}
+    for start, end in zip(starts, starts[1:]):
+        found = re.match(rf'<dl class="py {kind}">\s*<dt[^>]*\bid="([^"]+)"', page[start:end])
+        if found:
+            entries[found.group(1)] = page[start:end]
+    return entries
+
+
+def test_state_keys_render_as_their_comment_not_as_a_type(html):
+    # napoleon reads a data docstring's first line as 'type: description', so a '#:' comment with a
+    # colon in its first line rendered as "TYPE: <half a sentence>" below the other half.
+    entries = api_entries(html, 'data')
+    source = (ROOT / 'torchbearer_vae' / 'state.py').read_text(encoding='utf-8')
+    for key in STATE_KEYS:
+        entry = entries[f'torchbearer_vae.state.{key}']
+        assert 'field-list' not in entry and '>Type<' not in entry, f'{key} renders with a Type field'
+        comment = re.search(rf'((?:#:.*\n)+){key} = ', source).group(1)
+        opening = re.split(r'[`:]', comment.splitlines()[0][2:].strip())[0]  # up to the first markup
+        description = ' '.join(html_text_of(entry.split('</dt>', 1)[1]).split())
+        assert len(opening) > 10 and description.startswith(opening.strip()), (key, description)
+
+
+def test_every_type_field_in_the_api_reference_is_a_type(html):
+    # The same garbling for any attribute or property: what napoleon shows as a type must be one
+    # ('str or None'), not the start of a sentence.
+    for kind in ('data', 'attribute', 'property'):
+        for name, entry in api_entries(html, kind).items():
+            for field in re.findall(r'>Type<span class="colon">:</span></dt>\s*<dd[^>]*>(.*?)</dd>', entry, re.S):
+                words = [word for word in html_text_of(field).split() if word not in ('or', 'of', 'None')]
+                assert len(words) <= 3 and words[0].lower() not in ('a', 'an', 'the', 'like'), (name, words)
+
+
 def html_text(path):
     """The text of an HTML page, tags removed (code blocks come out as their source)."""
-    return html_module.unescape(re.sub(r'<[^>]+>', '', path.read_text(encoding='utf-8')))
+    return html_text_of(path.read_text(encoding='utf-8'))
+
+
+def html_text_of(markup):
+    return html_module.unescape(re.sub(r'<[^>]+>', '', markup))
 
 
 def top_level_source(script, name):

@@ -20,6 +20,7 @@ from .divergences import divergence, kld_loss
 from .errors import MissingStateError
 from .evaluation import importance_weighted_nll, negative_elbo
 from .guards import NaNGuard
+from .imaging import MakeGrid
 from .loaders import TensorLoader
 from .losses import kld, reconstruction_loss, vae_loss
 from .metrics import ActiveUnits, KLMetric, ReconstructionMetric
@@ -35,7 +36,7 @@ __all__ = [
     'kld', 'reconstruction_loss', 'vae_loss', 'divergence', 'kld_loss', 'MissingStateError',
     'Schedule', 'constant', 'linear_warmup', 'cyclical', 'capacity',
     'KLMetric', 'ReconstructionMetric', 'ActiveUnits',
-    'ReconstructionSaver', 'SampleSaver', 'LatentTraversal', 'Interpolation', 'PictureSaver',
+    'ReconstructionSaver', 'SampleSaver', 'LatentTraversal', 'Interpolation', 'PictureSaver', 'MakeGrid',
     'AutoEncoderDataset', 'train_val_split', 'read_idx', 'ImageDataset', 'IDXDataset', 'load_mnist', 'load_digits',
     'TensorLoader',
     'VAE', 'BaseVAE', 'ConvVAE',

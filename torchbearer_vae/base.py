@@ -159,7 +159,7 @@ class BaseVAE(nn.Module):
 
     @property
     def config(self) -> Optional[Dict[str, Any]]:
-        """The keyword arguments this model was built with: ``type(model)(**model.config)`` builds the same network.
+        """The keyword arguments this model was built with, so ``type(model)(**model.config)`` builds the same network.
 
         Recorded by the base when the model is built, defaults included, for every subclass
         without it writing anything. :func:`~torchbearer_vae.save_checkpoint` stores it (it must

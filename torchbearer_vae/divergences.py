@@ -20,7 +20,7 @@ from .state import GLOBAL_EPOCH, GLOBAL_STEP, KL, LOGVAR, MU, RECON
 
 __all__ = ['divergence', 'kld_loss']
 
-#: A KL weight: a number, or a function of torchbearer's state returning one (a
+#: The type of a KL weight. A number, or a function of torchbearer's state returning one (a
 #: :class:`~torchbearer_vae.Schedule`, for annealing).
 Beta = Union[float, Callable[[dict], float]]
 
@@ -62,7 +62,7 @@ def _uses_own_term(beta: Beta) -> bool:
     return isinstance(beta, Schedule) and type(beta).loss_term is not Schedule.loss_term
 
 
-#: What a divergence callback computes from the state values: ``(objective, value, count)``. The
+#: What a divergence callback computes from the state values, ``(objective, value, count)``. The
 #: loss gets ``count * term(objective)``, where ``term`` is ``beta * objective`` or the schedule's
 #: :meth:`~torchbearer_vae.Schedule.loss_term`; ``value`` (the divergence itself) goes to state.
 _Compute = Callable[..., Tuple[torch.Tensor, torch.Tensor, int]]

@@ -39,18 +39,18 @@ LOGVAR = _plugin_key('logvar', 'LOGVAR')
 #: :func:`~torchbearer_vae.divergence` callbacks such as :func:`~torchbearer_vae.kld_loss`.
 KL = _plugin_key('kl', 'KL')
 
-#: The reconstruction term of the last batch (a detached tensor): ``torchbearer.LOSS`` as the first
-#: :func:`~torchbearer_vae.divergence` callback of the step found it, i.e. the criterion's output
-#: before any divergence was added. Read by the ``'recon'`` metric.
+#: The reconstruction term of the last batch (a detached tensor), read by the ``'recon'`` metric.
+#: It is ``torchbearer.LOSS`` as the first :func:`~torchbearer_vae.divergence` callback of the step found
+#: it, i.e. the criterion's output before any divergence was added.
 RECON = _plugin_key('recon', 'RECON')
 
-#: The training position that KL schedules read (a Python int): the number of training steps
-#: (batches) completed before the current one, counted across epochs by the
-#: :func:`~torchbearer_vae.divergence` callback (which puts it in state when its beta is a schedule
-#: or another function of state) and restored with its ``load_state_dict``. During
-#: validation it is that of the last training step, so validation uses the beta training last used.
+#: The number of training steps (batches) completed before the current one, a Python int, which is
+#: the training position that KL schedules read. The :func:`~torchbearer_vae.divergence` callback counts
+#: it across epochs, puts it in state when its beta is a schedule or another function of state, and
+#: restores it with its ``load_state_dict``. During validation it is that of the last training step,
+#: so validation uses the beta training last used.
 GLOBAL_STEP = _plugin_key('global_step', 'GLOBAL_STEP')
 
-#: Like :data:`GLOBAL_STEP`, in training epochs: the number of training epochs completed before the
-#: current one (during validation, the index of the epoch just trained).
+#: The number of training epochs completed before the current one, as :data:`GLOBAL_STEP` counts
+#: steps (during validation, the index of the epoch just trained).
 GLOBAL_EPOCH = _plugin_key('global_epoch', 'GLOBAL_EPOCH')

@@ -25,6 +25,8 @@ def resolve(app, env, node, contnode):
     homes = sorted(name for name in domain.objects
                    if name.startswith(PACKAGE + '.') and name.endswith('.' + rest) and name.count('.') ==
                    target.count('.') + 1)
+    public = [name for name in homes if not any(part.startswith('_') for part in name.split('.')[1:-1])]
+    homes = public or homes  # autodoc also records a class under its defining private module (its canonical name)
     if len(homes) == 1:
         resolved = domain.resolve_xref(env, node.get('refdoc'), app.builder, node['reftype'], homes[0], node, contnode)
         if resolved is not None:
