@@ -1,4 +1,4 @@
-"""A user's own VAE: configuration recorded by the base, trained, checkpointed, rebuilt and resumed like the built-ins."""
+"""A user's own VAE: its configuration recorded by the base, trained, checkpointed, rebuilt and resumed."""
 import math
 import warnings
 

@@ -23,6 +23,7 @@ from PIL import Image
 
 from torchbearer_vae import load_checkpoint, model_from_checkpoint
 from torchbearer_vae._io import _TEMPORARY
+from torchbearer_vae.run_folder import LOCK
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, 'SIGKILL'), reason='needs POSIX signals')
 
@@ -47,7 +48,7 @@ def check_folder(out):
     """Open every file; return (real files, temporaries, checkpoint epoch or None, CSV rows or None)."""
     names = sorted(os.listdir(out)) if os.path.isdir(out) else []
     temporaries = [name for name in names if _TEMPORARY.match(name)]
-    real = [name for name in names if name not in temporaries]
+    real = [name for name in names if name not in temporaries and name != LOCK]  # a killed run leaves its lock file
     epoch = rows = None
     for name in real:
         path = os.path.join(out, name)
@@ -127,6 +128,7 @@ def run_with_kills(out, mnist_dir, log, errors):
     return journal
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_leaves_readable_files_and_the_run_resumes(mnist_dir, tmp_path):
     out = tmp_path / 'run'
     with open(tmp_path / 'stderr.txt', 'w') as log:
@@ -135,6 +137,7 @@ def test_sigkill_at_random_moments_leaves_readable_files_and_the_run_resumes(mni
     assert sum(': killed' in line for line in journal) >= 4
 
     real, temporaries, epoch, rows = check_folder(out)
+    assert not os.path.exists(out / LOCK)  # the last run released it
     assert temporaries == [] and epoch == EPOCHS and len(rows) == EPOCHS
     assert set(real) == {'checkpoint.pt', 'metrics.csv', 'loss.png', 'summary.json'} | {
         f'{picture}_{e}.png' for picture in ('reconstruction', 'samples') for e in range(EPOCHS)}

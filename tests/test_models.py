@@ -120,7 +120,8 @@ def test_a_subclass_of_the_base_supplies_only_the_networks():
 
 
 def test_the_old_private_hooks_still_work_with_a_deprecation_warning():
-    with pytest.warns(DeprecationWarning, match=r'overrides _encoder\(\) and _decoder\(\).*rename them to forward_encoder\(\) and forward_decoder'):
+    with pytest.warns(DeprecationWarning, match=r'overrides _encoder\(\) and _decoder\(\).*rename them to '
+                                                r'forward_encoder\(\) and forward_decoder'):
         class Old(BaseVAE):
             def __init__(self):
                 super().__init__(input_shape=(1, 2, 2), latent_dim=3)

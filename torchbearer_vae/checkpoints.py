@@ -4,17 +4,18 @@ torchbearer's own ``Trial.state_dict()`` pickles ``StateKey`` objects, which ``w
 loading refuses (and unrestricted unpickling of a downloaded file can run arbitrary code). A
 checkpoint here is a dict of tensors, numbers, strings, lists and dicts, written atomically.
 """
+import io
 import os
 import pickle
 import warnings
-from typing import Any, Dict, Optional, Union
+from typing import Any, Callable, Dict, Optional, Union
 
 import torch
 import torchbearer
 from torch import nn
 from torchbearer.callbacks import Callback
 
-from ._io import BackgroundWriter, PathLike, atomic_write
+from ._io import BackgroundWriter, PathLike, atomic_write, bytes_writer
 from .base import BaseVAE
 from .distributed import is_main_process, unwrap_model
 from .errors import CheckpointError
@@ -101,7 +102,7 @@ def save_checkpoint(path: PathLike, model: nn.Module, optimizer: Optional[torch.
         3
     """
     payload = _payload(model, optimizer, extra)
-    atomic_write(path, lambda tmp_path: torch.save(payload, tmp_path))
+    atomic_write(path, _serialised(payload))
 
 
 def _payload(model: nn.Module, optimizer: Optional[torch.optim.Optimizer], extra: Dict[str, Any]) -> Dict[str, Any]:
@@ -121,6 +122,19 @@ def _payload(model: nn.Module, optimizer: Optional[torch.optim.Optimizer], extra
                'optimizer_state': None if optimizer is None else optimizer.state_dict()}
     payload.update({key: _plain(value) for key, value in extra.items()})
     return payload
+
+
+def _serialised(payload) -> Callable[[str], None]:
+    """A ``write(tmp_path)`` that serialises ``payload`` in memory, then writes the bytes.
+
+    ``torch.save`` straight into a file reports a full disk as ``unexpected pos N vs M``, with no
+    errno; written from memory, a full disk is a plain ``OSError(ENOSPC)`` naming the file.
+    """
+    def write(tmp_path: str) -> None:
+        buffer = io.BytesIO()
+        torch.save(payload, buffer)
+        bytes_writer(buffer.getbuffer())(tmp_path)
+    return write
 
 
 def _snapshot(value):
@@ -381,7 +395,7 @@ class Checkpointer(Callback):
                            dict(epoch=len(history), history=_plain_history(history), **extra))
         if self.background:
             payload = _snapshot(payload)  # the weights of this epoch: the next one starts at once
-        self._writer.write(self.path, lambda tmp_path: torch.save(payload, tmp_path))
+        self._writer.write(self.path, _serialised(payload))
 
     def on_end(self, state):
         self._writer.close()

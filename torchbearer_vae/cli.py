@@ -2,47 +2,59 @@
 
 Every command is built from the same public pieces the tutorial uses (:class:`VAE`,
 :func:`kld_loss`, :class:`ReconstructionSaver`, ...). A mistake in the arguments or the inputs
-is reported as one line on stderr with exit status 2; nothing is left half-written.
+is reported as one line on stderr with exit status 2; nothing is left half-written. Ctrl-C exits
+with status 130 and SIGTERM with 143, the files written so far complete.
+
+The commands themselves are in the internal modules ``commands`` and ``model_commands``
+(imported only when there is work to do: ``--help`` stays fast); this module only parses and reports.
 """
 import argparse
+import re
+import signal
 import sys
 from typing import Optional, Sequence
 
-from .errors import CommandError
+from ._checks import check_int, check_number
+from .errors import CheckpointError, CommandError
 from .version import __version__
 
 __all__ = ['main', 'build_parser', 'CommandError']
 
 DATASETS = ('mnist', 'fashion-mnist', 'digits', 'idx:DIR')
-# Options that fix the model, the data or the optimisation: a resumed run must keep them.
-_RUN_OPTIONS = ('dataset', 'data_dir', 'batch_size', 'lr', 'latent_dim', 'hidden_dim', 'beta', 'val_fraction',
-                'seed', 'limit')
-_DEFAULTS = {'dataset': None, 'data_dir': 'data', 'batch_size': 128, 'lr': 1e-3, 'latent_dim': 20,
-             'hidden_dim': 400, 'beta': 1.0, 'val_fraction': 0.1, 'seed': 1, 'limit': None}
+_SEEDS = 2 ** 63  # what torch's generators and TensorLoader take
 
 
 # -- argument types: argparse turns their ArgumentTypeError into a one-line usage error --
+# (the bounds are checked by _checks, the package's one rule; the wording is the command line's)
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f'must be a whole number >= 1, got {text!r}') from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f'must be >= 1, got {value}')
+    try:
+        return check_int('value', value, minimum=1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'must be >= 1, got {value}') from None
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+        if not 0 <= value < _SEEDS:
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'must be a whole number from 0 to 2**63 - 1, got {text!r}') from None
     return value
 
 
-def _number(low: float, low_inclusive: bool, high: Optional[float] = None):
+def _number(**bounds):
     def parse(text: str) -> float:
         try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f'must be a number, got {text!r}') from None
-        too_low = value < low if low_inclusive else value <= low
-        if too_low or (high is not None and value >= high) or value != value or value == float('inf'):
-            bound = f'{">=" if low_inclusive else ">"} {low:g}' + (f' and < {high:g}' if high is not None else '')
-            raise argparse.ArgumentTypeError(f'must be a finite number {bound}, got {text!r}')
-        return value
+            return check_number('value', float(text), **bounds)
+        except ValueError as error:  # not a number, or out of bounds: "value must be a finite number > 0, got ..."
+            wanted = str(error).split(' must be ', 1)[-1].split(', got ')[0] if ' must be ' in str(error) else \
+                'a number'
+            raise argparse.ArgumentTypeError(f'must be {wanted}, got {text!r}') from None
     return parse
 
 
@@ -86,12 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
     data_options(train)
     train.add_argument('--epochs', type=_positive_int, default=10, help='total epochs (default: 10)')
     train.add_argument('--batch-size', type=_positive_int, default=None, help='default: 128')
-    train.add_argument('--lr', type=_number(0, False), default=None, help='Adam learning rate (default: 1e-3)')
+    train.add_argument('--lr', type=_number(above=0), default=None, help='Adam learning rate (default: 1e-3)')
     train.add_argument('--latent-dim', type=_positive_int, default=None, help='default: 20')
     train.add_argument('--hidden-dim', type=_positive_int, default=None, help='default: 400')
-    train.add_argument('--beta', type=_number(0, True), default=None, help='KL weight (default: 1.0)')
-    train.add_argument('--val-fraction', type=_number(0, False, 1), default=None, help='default: 0.1')
-    train.add_argument('--seed', type=int, default=None, help='default: 1')
+    train.add_argument('--beta', type=_number(minimum=0), default=None, help='KL weight (default: 1.0)')
+    train.add_argument('--val-fraction', type=_number(above=0, below=1), default=None, help='default: 0.1')
+    train.add_argument('--seed', type=_seed, default=None, help='default: 1')
     device_option(train)
     train.add_argument('--out', default=None, help='output folder (default: runs/DATASET)')
     train.add_argument('--resume', action='store_true', help='continue the run in --out from its checkpoint.pt')
@@ -99,17 +111,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     sample = commands.add_parser('sample', help='decode draws from the prior of a trained model')
     sample.add_argument('--checkpoint', required=True, help='a checkpoint.pt written by train')
-    sample.add_argument('--n', type=_positive_int, default=64, help='how many images (default: 64)')
-    sample.add_argument('--out', default='samples.png', help='image file (default: samples.png)')
-    sample.add_argument('--seed', type=int, default=0, help='default: 0')
+    sample.add_argument('--num-images', '--n', dest='num_images', type=_positive_int, default=64,
+                        help='how many images (default: 64)')
+    sample.add_argument('--out', default=None, help='image file, or a folder for samples.png '
+                                                    '(default: samples.png beside the checkpoint)')
+    sample.add_argument('--seed', type=_seed, default=0, help='default: 0')
     device_option(sample)
 
     reconstruct = commands.add_parser('reconstruct', help='show images above their reconstructions')
     reconstruct.add_argument('--checkpoint', required=True, help='a checkpoint.pt written by train')
     data_options(reconstruct)
     split_option(reconstruct)
-    reconstruct.add_argument('--n', type=_positive_int, default=8, help='how many images (default: 8)')
-    reconstruct.add_argument('--out', default='recon.png', help='image file (default: recon.png)')
+    reconstruct.add_argument('--num-images', '--n', dest='num_images', type=_positive_int, default=8,
+                             help='how many images (default: 8)')
+    reconstruct.add_argument('--out', default=None, help='image file, or a folder for recon.png '
+                                                         '(default: recon.png beside the checkpoint)')
     device_option(reconstruct)
 
     evaluate = commands.add_parser('evaluate', help='the ELBO and importance-weighted NLL on a dataset')
@@ -119,8 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument('--importance-samples', type=_positive_int, default=1,
                           help='K > 1 also estimates -log p(x) with the IWAE bound (default: 1)')
     evaluate.add_argument('--batch-size', type=_positive_int, default=500, help='default: 500')
-    evaluate.add_argument('--seed', type=int, default=0, help='default: 0')
-    evaluate.add_argument('--out', default=None, help='JSON file (default: evaluation.json beside the checkpoint)')
+    evaluate.add_argument('--seed', type=_seed, default=0, help='default: 0')
+    evaluate.add_argument('--out', default=None, help='JSON file, or a folder for evaluation.json '
+                               '(default: evaluation.json beside the checkpoint)')
     device_option(evaluate)
     return parser
 
@@ -132,25 +149,60 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         argv (sequence of str or None): The arguments, without the program name.
 
     Returns:
-        int: The exit status: 0 on success, 2 for a usage or input error, 130 if interrupted.
+        int: The exit status: 0 on success, 2 for a usage or input error (or a run stopped by a NaN),
+        130 if interrupted by Ctrl-C (SIGINT), 143 if terminated (SIGTERM).
     """
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stdout)
         return 0
-    from . import commands  # the heavy imports (torchvision, the Trial) only when there is work to do
-    from .checkpoints import CheckpointError
+    received = []
 
+    def terminate(signum, frame):  # SIGTERM stops the command as Ctrl-C does: files whole, one line
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    previous = _handle(signal.SIGTERM, terminate)
     try:
-        getattr(commands, args.command)(args)
+        from . import commands, model_commands  # the heavy imports (torchvision, the Trial) only for work to do
+        getattr(commands if args.command == 'train' else model_commands, args.command)(args)
     except (CommandError, CheckpointError) as error:
-        message = ' '.join(str(error).split())  # one line, even when a library's message has several
-        print(f'torchbearer-vae {args.command}: error: {message}', file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f'torchbearer-vae {args.command}: interrupted; files written so far are complete'
-              + ('; continue with --resume' if args.command == 'train' else ''), file=sys.stderr)
-        return 130
+        return _fail(args.command, str(error))
+    except OSError as error:  # a file the command could not read or write
+        where = f': {error.filename}' if error.filename else ''
+        return _fail(args.command, f'{error.strerror or error}{where}')
+    except MemoryError:
+        return _fail(args.command, 'out of memory; use smaller sizes (--batch-size, --hidden-dim, --num-images)')
+    except KeyboardInterrupt as interruption:
+        advice = f'; {interruption}' if str(interruption) else ''
+        print(f'torchbearer-vae {args.command}: {"terminated" if received else "interrupted"}; files written so '
+              f'far are complete{advice}', file=sys.stderr)
+        return 128 + (received[0] if received else signal.SIGINT)
+    finally:
+        _handle(signal.SIGTERM, previous)
     return 0
 
+
+def _handle(signum, handler):
+    """Install a signal handler where Python allows it (the main thread); returns the previous one."""
+    try:
+        return signal.signal(signum, handler)
+    except (ValueError, TypeError):  # not the main thread, or no previous Python handler to restore
+        return handler
+
+
+def _fail(command: str, message: str) -> int:
+    print(f'torchbearer-vae {command}: error: {_one_line(message)}', file=sys.stderr)
+    return 2
+
+
+# A library's advice to load with weights_only=False would run the code a crafted file holds: never pass it on.
+_UNSAFE_ADVICE = re.compile(r'weights_only\W*(?:=|set to|to)?\W*False', re.IGNORECASE)
+
+
+def _one_line(message: str) -> str:
+    """``message`` on one line, without any sentence advising ``weights_only=False``."""
+    sentences = re.split(r'(?<=[.;:])\s+', ' '.join(str(message).split()))
+    kept = [sentence for sentence in sentences if not _UNSAFE_ADVICE.search(sentence)]
+    return ' '.join(kept).rstrip(' ;:') or 'the file was refused'

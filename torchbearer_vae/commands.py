@@ -1,215 +1,215 @@
-"""What each ``torchbearer-vae`` sub-command does; :mod:`torchbearer_vae.cli` parses the arguments."""
+"""What each ``torchbearer-vae`` sub-command does, and the options they take; :mod:`torchbearer_vae.cli` parses them.
+
+Every problem with the arguments, the inputs or the files is a :class:`CommandError` (one line, exit status 2):
+the data and checkpoint layers' ``ValueError``/``OSError``/:class:`CheckpointError` are turned into one here,
+where it is known which argument named the file.
+"""
 import dataclasses
-import gc
-import json
 import os
 import platform
 import sys
+import threading
 import time
+import zlib
+from functools import partial
 
 import torch
-import torch.nn.functional as F
 import torchbearer
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import Subset
 from torchbearer import Trial
 
+from ._checks import check_int, check_number
 from ._io import remove_stale_temporaries
 from .callbacks import ReconstructionSaver, SampleSaver
-from .checkpoints import Checkpointer, CheckpointError, load_checkpoint, load_model_state, model_from_checkpoint
-from .cli import _DEFAULTS, _RUN_OPTIONS, CommandError
+from .checkpoints import Checkpointer, load_checkpoint
 from .datasets import AutoEncoderDataset, IDXDataset, ImageDataset, load_digits, load_mnist, train_val_split
 from .distributed import ReduceMetrics
-from .evaluation import importance_weighted_nll, negative_elbo
+from .divergences import kld_loss
+from .errors import CommandError
+from .evaluation import negative_elbo
 from .guards import NaNGuard
+from .limits import check_training_fits
 from .loaders import TensorLoader
-from .losses import kld_loss
+from .losses import reconstruction_loss
 from .models import VAE
+from .processes import Processes
 from .records import MetricsCSV, plot_history, write_json
+from .resume import check_resumable, optimizer_to, restore
+from .run_folder import CHECKPOINT, METRICS, SUMMARY, RunFolder, checkpoint_state, write_failure
 from .version import __version__
 
 __all__ = []  # internal: the public entry point is torchbearer_vae.cli.main
 
-CHECKPOINT, SUMMARY, METRICS = 'checkpoint.pt', 'summary.json', 'metrics.csv'
+# Options that fix the model, the data or the optimisation: a resumed run must keep them.
+RUN_OPTIONS = ('dataset', 'data_dir', 'batch_size', 'lr', 'latent_dim', 'hidden_dim', 'beta', 'val_fraction',
+               'seed', 'limit')
+DEFAULTS = {'dataset': None, 'data_dir': 'data', 'batch_size': 128, 'lr': 1e-3, 'latent_dim': 20,
+            'hidden_dim': 400, 'beta': 1.0, 'val_fraction': 0.1, 'seed': 1, 'limit': None}
+_Processes = Processes  # the name benchmarks/bench_training.py uses
+_IDX = 'idx:'
 
 
-def _run_name(dataset) -> str:
-    """runs/<this>: the dataset's name, or the IDX folder's."""
-    if dataset is None or not dataset.startswith('idx:'):
-        return dataset or 'mnist'
-    return os.path.basename(os.path.normpath(dataset[len('idx:'):])) or 'idx'
-
-
-def _bce_per_image(recon, target):
-    """Bernoulli reconstruction loss in nats per image (summed over pixels, averaged over the batch)."""
-    return F.binary_cross_entropy(recon, target, reduction='sum') / recon.shape[0]
-
-
-def _device(name: str) -> torch.device:
-    if name == 'cuda' and not torch.cuda.is_available():
-        raise CommandError('--device cuda was asked for but no CUDA GPU is available; use --device cpu or auto')
-    if name == 'auto':
-        name = 'cuda' if torch.cuda.is_available() else 'cpu'
-    return torch.device(name)
+def unreadable(error: BaseException) -> str:
+    text = ' '.join(str(error).split()) or type(error).__name__
+    return text if isinstance(error, (ValueError, RuntimeError, OSError)) else f'{type(error).__name__}: {text}'
 
 
 def load_dataset(name, data_dir, limit=None) -> ImageDataset:
-    """The images of ``--dataset`` (an :class:`ImageDataset`), the first ``limit`` of them if given."""
-    data_dir = data_dir or _DEFAULTS['data_dir']
+    """The images of ``--dataset`` (an :class:`ImageDataset`), the first ``limit`` of them if given.
+
+    IDX files (mnist, fashion-mnist, idx:DIR) are read only as far as ``limit``: a large or hostile file
+    costs no more than the images used.
+
+    Raises:
+        CommandError: naming ``--dataset`` and what is wrong with its files (missing, truncated, not IDX,
+            a folder where a file should be, no images).
+    """
+    data_dir = data_dir or DEFAULTS['data_dir']
+    shown = name or 'mnist'
     try:
         if name is None or name in ('mnist', 'fashion-mnist'):
-            dataset = load_mnist(data_dir, train=True, fashion=name == 'fashion-mnist')
+            dataset = load_mnist(data_dir, train=True, fashion=name == 'fashion-mnist', limit=limit)
         elif name == 'digits':
             dataset = load_digits()
         else:
-            dataset = IDXDataset.from_folder(name[len('idx:'):])
-    except (RuntimeError, FileNotFoundError, ValueError) as error:
+            dataset = IDXDataset.from_folder(name[len(_IDX):], limit=limit)
+    except (RuntimeError, OSError, EOFError, zlib.error, ValueError) as error:  # EOFError, BadGzipFile: a cut gzip
         hint = ("; or try --dataset digits (scikit-learn's 8x8 digits, no download) or --dataset idx:DIR"
                 if name in (None, 'mnist', 'fashion-mnist') else '')
-        raise CommandError(f'{error}{hint}') from None
-    if limit is not None and limit < len(dataset):
+        raise CommandError(f'--dataset {shown}: {unreadable(error)}{hint}') from None
+    if limit is not None and limit < len(dataset):  # digits: in memory already
         dataset = ImageDataset(dataset.data[:limit], dataset.targets[:limit])
+    if len(dataset) == 0:
+        raise CommandError(f'--dataset {shown} holds no images; give a dataset with images')
     return dataset
 
 
-def _run_options(args, checkpoint):
+def split(dataset, options):
+    """``train_val_split`` of the run's options; CommandError if the images are too few to split."""
+    try:
+        return train_val_split(dataset, options['val_fraction'], seed=options['seed'])
+    except ValueError as error:
+        limit = f' --limit {options["limit"]}' if options.get('limit') else ''
+        raise CommandError(f'--dataset {options["dataset"] or "mnist"}{limit}: {len(dataset)} images are too few to '
+                           f'split: {error}') from None
+
+
+def absolute(options: dict) -> dict:
+    """``options`` with the dataset's folder and ``data_dir`` absolute, so the run's data is found from anywhere."""
+    options = dict(options)
+    if isinstance(options.get('dataset'), str) and options['dataset'].startswith(_IDX):
+        options['dataset'] = _IDX + os.path.abspath(options['dataset'][len(_IDX):])
+    if isinstance(options.get('data_dir'), str):
+        options['data_dir'] = os.path.abspath(options['data_dir'])
+    return options
+
+
+def run_options(args, checkpoint):
     """The run's options: the command line's, or, when resuming, the checkpoint's (which must agree)."""
-    given = {name: getattr(args, name) for name in _RUN_OPTIONS}
+    given = absolute({name: getattr(args, name) for name in RUN_OPTIONS})
     if checkpoint is None:
-        return {name: _DEFAULTS[name] if value is None else value for name, value in given.items()}
-    saved = checkpoint['options']
+        return absolute({name: DEFAULTS[name] if value is None else value for name, value in given.items()})
+    saved = absolute(checkpoint['options'])
     conflicts = [f'--{name.replace("_", "-")} {value} (the run used {saved[name]})'
                  for name, value in given.items() if value is not None and value != saved[name]]
     if conflicts:
         raise CommandError(f'--resume continues the run with the options it started with; got {", ".join(conflicts)}.'
                            f' Start a new run in another --out to change them')
-    return dict(saved)
+    return {**checkpoint['options'], **{name: saved[name] for name in RUN_OPTIONS}}
 
 
-def _prepare_out(out, resume):
-    """Check --out before any work: a folder (or nothing yet), and no run to overwrite by mistake."""
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise CommandError(f'--out {out!r} is a file; give a folder for the run')
-    checkpoint_path = os.path.join(out, CHECKPOINT)
-    if resume:
-        return load_checkpoint(checkpoint_path)
-    if os.path.exists(checkpoint_path):
-        raise CommandError(f'{out!r} already holds a run ({CHECKPOINT}); pass --resume to continue it or choose '
-                           f'another --out')
-    return None
 
 
-class _Processes:
-    """The processes training together: this one alone, or the ``WORLD_SIZE`` ones torchrun started.
+_OPTION_CHECKS = {
+    'batch_size': partial(check_int, minimum=1), 'latent_dim': partial(check_int, minimum=1),
+    'hidden_dim': partial(check_int, minimum=1), 'seed': partial(check_int, minimum=0),
+    'limit': partial(check_int, minimum=1, allow_none=True), 'lr': partial(check_number, above=0),
+    'beta': partial(check_number, minimum=0), 'val_fraction': partial(check_number, above=0, below=1),
+}
 
-    Under ``torchrun`` (``WORLD_SIZE`` > 1 in the environment) every process runs ``train``: it
-    joins the default process group (``env://``: ``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``,
-    ``MASTER_PORT``), with NCCL on its own GPU (``cuda:LOCAL_RANK``) or gloo on the CPU.
-    """
 
-    def __init__(self, device_name: str):
-        self.rank, self.world_size, self.local_rank, self.joined = 0, 1, 0, False
-        try:
-            world_size = int(os.environ.get('WORLD_SIZE', '1'))
-            local_rank = int(os.environ.get('LOCAL_RANK', '0'))
-        except ValueError:
-            raise CommandError(f"WORLD_SIZE and LOCAL_RANK must be whole numbers (torchrun sets them), got "
-                               f"WORLD_SIZE={os.environ.get('WORLD_SIZE')!r}, "
-                               f"LOCAL_RANK={os.environ.get('LOCAL_RANK')!r}") from None
-        self.device = _device(device_name)
-        if world_size <= 1:
-            return
-        self.local_rank = local_rank
-        dist = torch.distributed
-        if not dist.is_available():
-            raise CommandError(f'WORLD_SIZE={world_size} asks for distributed training, but this PyTorch has no '
-                               f'torch.distributed')
-        if self.device.type == 'cuda':
-            if local_rank >= torch.cuda.device_count():
-                raise CommandError(f'process {local_rank} of this machine has no GPU of its own (there are '
-                                   f'{torch.cuda.device_count()}): start at most one process per GPU '
-                                   f'(torchrun --nproc_per_node) or use --device cpu')
-            self.device = torch.device('cuda', local_rank)
-            torch.cuda.set_device(self.device)
-        if not dist.is_initialized():  # else a program calling this joined already, and leaves itself
-            try:
-                dist.init_process_group('nccl' if self.device.type == 'cuda' else 'gloo')
-            except (RuntimeError, ValueError) as error:
-                raise CommandError(f"could not join the {world_size} processes (MASTER_ADDR="
-                                   f"{os.environ.get('MASTER_ADDR')}, MASTER_PORT={os.environ.get('MASTER_PORT')}): "
-                                   f"{error}") from None
-            self.joined = True
-        self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
+def _check_saved_options(options: dict, path: str) -> None:
+    """The options a checkpoint holds, checked as the command line checks its own (a file may have been edited)."""
+    try:
+        for name, check in _OPTION_CHECKS.items():
+            check(name, options[name])
+        for name in ('dataset', 'data_dir'):
+            if options[name] is not None and not isinstance(options[name], str):
+                raise TypeError(f'{name} must be a string or None, got a {type(options[name]).__name__}')
+    except (TypeError, ValueError) as error:
+        raise CommandError(f'{path!r} cannot be resumed: its options are not valid ({error}); start a new run in '
+                           f'another --out') from None
 
-    def from_rank_0(self, work):
-        """``work()`` done by rank 0 alone, its result (or its one-line error) given to every rank.
 
-        What touches ``--out`` happens on rank 0 only: on several machines, only rank 0's has the run.
-        """
-        if self.world_size == 1:
-            return work()
-        box = [None]
-        if self.rank == 0:
-            try:
-                box = [(work(), None)]
-            except (CommandError, CheckpointError) as error:
-                box = [(None, error)]
-        torch.distributed.broadcast_object_list(box, src=0)
-        result, error = box[0]
-        if error is not None:
-            raise error  # on every rank, so that none waits for the others (each prints the same line)
-        return result
+# -- train --
+def _run_name(dataset) -> str:
+    """runs/<this>: the dataset's name, or the IDX folder's."""
+    if dataset is None or not dataset.startswith(_IDX):
+        return dataset or 'mnist'
+    return os.path.basename(os.path.normpath(dataset[len(_IDX):])) or 'idx'
 
-    def gather(self, value) -> list:
-        """``value`` of every rank, in rank order."""
-        if self.world_size == 1:
-            return [value]
-        values = [None] * self.world_size
-        torch.distributed.all_gather_object(values, value)
-        return values
 
-    def barrier(self):
-        """Wait until every rank is here."""
-        if self.world_size > 1:
-            torch.distributed.barrier()
-
-    def leave(self, together: bool):
-        """Leave the process group; ``together``: the ranks all finished, and wait for each other first."""
-        if not self.joined:
-            return
-        # DistributedDataParallel holds the group, and torchbearer's Trial (which refers to itself) holds the
-        # DDP model until a garbage collection: a group destroyed while held can abort the process at exit
-        # ("terminate called without an active exception"), failing a run that succeeded.
-        gc.collect()
-        if together:  # not after an error: the other ranks may be waiting elsewhere, and torchrun stops them
-            self.barrier()
-        torch.distributed.destroy_process_group()
-        self.joined = False
+def _out(args) -> str:
+    return args.out or os.path.join('runs', _run_name(args.dataset))
 
 
 def train(args) -> dict:
     """``torchbearer-vae train``: train the reference VAE and write the run's files into ``--out``.
 
-    Under ``torchrun`` every process runs it: see :class:`_Processes`, :func:`_train` and
-    docs/distributed.rst.
+    ``--out`` is locked for the life of the run (see :class:`~torchbearer_vae.run_folder.RunFolder`).
+    Under ``torchrun`` every process runs it: see :class:`~torchbearer_vae.processes.Processes`,
+    :func:`_train` and docs/distributed.rst.
+
+    Raises:
+        KeyboardInterrupt: on Ctrl-C or SIGTERM, with what to do next as its message.
     """
-    processes = _Processes(args.device)
+    processes = Processes(args.device)
+    folder = RunFolder(_out(args))
     finished = False
     try:
-        summary = _train(args, processes)
+        summary = _train(args, processes, folder)
         finished = True
         return summary
+    except KeyboardInterrupt:
+        _wait_for_files()
+        raise KeyboardInterrupt(_after_interruption(folder.path)) from None
     finally:
+        _wait_for_files()  # the files handed to the background writers are whole before the lock goes
+        folder.close()
         processes.leave(together=finished)
 
 
-def _prepare(args, out):
-    """``(checkpoint, options, nothing_to_do)``: --out checked, the run to resume read, its options."""
-    checkpoint = _prepare_out(out, args.resume)
-    remove_stale_temporaries(out)  # left by a run killed in the middle of a write
-    options = _run_options(args, checkpoint)
+def _wait_for_files() -> None:
+    """Wait for the threads that write the run's files (BackgroundWriter's: the process's non-daemon threads)."""
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon and thread.is_alive():
+            thread.join(timeout=120)
+
+
+def _after_interruption(out: str) -> str:
+    """What to do after Ctrl-C: --resume only when there is a checkpoint to resume."""
+    if os.path.exists(os.path.join(out, CHECKPOINT)):
+        return f'{checkpoint_state(out)}; continue with --resume'
+    return 'no epoch was checkpointed: run the same command again to start over'
+
+
+def _prepare(args, folder: RunFolder):
+    """``(checkpoint, options, nothing_to_do)``: --out created and locked, the run to resume read and checked."""
+    folder.open()
+    path = os.path.join(folder.path, CHECKPOINT)
+    checkpoint = None
+    if args.resume:
+        if not os.path.exists(path):
+            raise CommandError(f'no checkpoint at {path!r} to resume; start the run without --resume')
+        checkpoint = load_checkpoint(path)
+        check_resumable(checkpoint, path, RUN_OPTIONS)
+        _check_saved_options(checkpoint['options'], path)
+    else:
+        folder.check_new_run()
+    remove_stale_temporaries(folder.path)  # left by a run killed in the middle of a write; ours alone (locked)
+    options = run_options(args, checkpoint)
     done = 0 if checkpoint is None else checkpoint['epoch']
-    return checkpoint, options, done >= args.epochs and os.path.exists(os.path.join(out, SUMMARY))
+    return checkpoint, options, done >= args.epochs and os.path.exists(os.path.join(folder.path, SUMMARY))
 
 
 @dataclasses.dataclass
@@ -225,9 +225,15 @@ class _Training:
     image_shape: tuple
     train_images: int
     val_images: int
+    folder: RunFolder
 
 
-def _train(args, processes: _Processes) -> dict:
+def _reconstruction(recon, target):
+    """The reconstruction term in nats per image: the package's one formula."""
+    return reconstruction_loss(recon, target, reduction='batchmean')
+
+
+def _train(args, processes: Processes, folder: RunFolder) -> dict:
     """Train on every rank: data sharded, the model in DistributedDataParallel, files written by rank 0.
 
     Every rank validates on all the validation images (with the same weights, in eval mode), so the
@@ -235,32 +241,52 @@ def _train(args, processes: _Processes) -> dict:
     metrics (``loss``, ``recon``, ``kl``) are averaged over the ranks by :class:`ReduceMetrics`,
     so the history, metrics.csv and the checkpoint hold the global values.
     """
-    training = _build_training(args, processes)
+    training = _build_training(args, processes, folder)
     if training is None:
         return {}
-    rank, world_size, device = processes.rank, processes.world_size, processes.device
-    trial, guard, model, val_loader = training.trial, training.guard, training.model, training.val_loader
-    out, options, done, image_shape = training.out, training.options, training.done, training.image_shape
-
+    rank, world_size = processes.rank, processes.world_size
+    trial, guard, model, out, options = training.trial, training.guard, training.model, training.out, training.options
     started = time.time()
-    trial.run(epochs=args.epochs)
-    seconds = time.time() - started
-    history = trial.state[torchbearer.HISTORY]
-    if guard.message is not None:
-        kept = (f'{os.path.join(out, CHECKPOINT)} holds the first {len(history)} epoch(s), all finite' if history
-                else 'no epoch completed, so no checkpoint was written')
-        raise CommandError(f'{guard.message}. {kept}')
+    try:
+        trial.run(epochs=args.epochs)
+        history = trial.state[torchbearer.HISTORY]
+        if guard.message is not None:
+            raise CommandError(_nan_message(guard.message, out, history, options))
+        if rank:  # rank 0 writes the run's last files
+            return {}
+        seconds = time.time() - started
+        summary = _summary(training, history, seconds, processes)
+        write_json(os.path.join(out, SUMMARY), summary)
+    except (OSError, RuntimeError) as error:
+        _wait_for_files()
+        weights = sum(p.numel() * p.element_size() for p in model.parameters())
+        message = write_failure(error, out, needed=3 * weights)  # weights and Adam's two moments
+        if message is None:
+            raise
+        raise CommandError(message) from None
+    print(f'{out}: {len(history)} epochs, validation negative ELBO {summary["val_elbo_per_image"]:.2f} nats per '
+          f'image, {seconds:.1f} s' + (f' ({world_size} processes)' if world_size > 1 else ''))
+    return summary
 
-    if rank:  # rank 0 writes the run's last files
-        return {}
+
+def _nan_message(message: str, out: str, history: list, options: dict) -> str:
+    """The guard's diagnosis (without advice: its own is for Python code), and what the command line can do."""
+    kept = (f'{os.path.join(out, CHECKPOINT)} holds the first {len(history)} epoch(s), all finite' if history
+            else 'no epoch completed, so no checkpoint was written')
+    return (f'{message}. {kept}. Start a new run in another --out with a lower --lr (this one used '
+            f'--lr {options["lr"]:g}; try --lr {options["lr"] / 10:g})')
+
+
+def _summary(training: _Training, history: list, seconds: float, processes: Processes) -> dict:
+    out, options, device = training.out, training.options, processes.device
     plotted = plot_history(history, os.path.join(out, 'loss.png'), metrics=('loss', 'recon', 'kl'))
     if not plotted:
         print('loss.png skipped: matplotlib is not installed (pip install "torchbearer-vae[plot]")')
     generator = torch.Generator(device=device).manual_seed(options['seed'])
-    val_elbo = negative_elbo(model, val_loader, generator=generator)
-    epochs_run = len(history) - done
-    summary = {
-        'dataset': options['dataset'] or 'mnist', 'image_shape': list(image_shape),
+    val_elbo = negative_elbo(training.model, training.val_loader, generator=generator)
+    epochs_run = len(history) - training.done
+    return {
+        'dataset': options['dataset'] or 'mnist', 'image_shape': list(training.image_shape),
         'train_images': training.train_images, 'val_images': training.val_images, 'epochs': len(history),
         'epochs_this_session': epochs_run, 'options': options,
         'val_elbo_per_image': val_elbo,
@@ -269,22 +295,20 @@ def _train(args, processes: _Processes) -> dict:
         'val_loss_z_mean_per_image_means': "the Trial's val_loss: the same loss with z = posterior mean (eval mode)",
         'wall_seconds': round(seconds, 3),
         'train_images_per_second': round(epochs_run * training.train_images / seconds, 1) if epochs_run else None,
-        'device': str(device), 'processes': world_size, 'versions': _environment(),
+        'device': str(device), 'processes': processes.world_size, 'versions': _environment(),
     }
-    write_json(os.path.join(out, SUMMARY), summary)
-    print(f'{out}: {len(history)} epochs, validation negative ELBO {val_elbo:.2f} nats per image, '
-          f'{seconds:.1f} s' + (f' ({world_size} processes)' if world_size > 1 else ''))
-    return summary
 
 
-def _build_training(args, processes: _Processes):
+def _build_training(args, processes: Processes, folder: RunFolder = None):
     """The :class:`_Training` of ``args`` on this rank, or ``None`` if the run in ``--out`` is complete.
 
-    benchmarks/bench_training.py builds the command's Trial with it, to time its epochs in turn with the floor's.
+    benchmarks/bench_training.py builds the command's Trial with it, to time its epochs in turn with the floor's;
+    without ``folder`` the run folder stays locked until the process ends.
     """
     rank, world_size, device = processes.rank, processes.world_size, processes.device
-    out = args.out or os.path.join('runs', _run_name(args.dataset))
-    checkpoint, options, nothing_to_do = processes.from_rank_0(lambda: _prepare(args, out))
+    folder = folder if folder is not None else RunFolder(_out(args))
+    out = folder.path
+    checkpoint, options, nothing_to_do = processes.from_rank_0(lambda: _prepare(args, folder))
     done = 0 if checkpoint is None else checkpoint['epoch']
     if nothing_to_do:
         if rank == 0:
@@ -297,9 +321,11 @@ def _build_training(args, processes: _Processes):
     dataset = load_dataset(options['dataset'], options['data_dir'], options['limit'])
     if not processes.local_rank:
         processes.barrier()
-    train_set, val_set = train_val_split(AutoEncoderDataset(dataset), options['val_fraction'], seed=options['seed'])
-    torch.manual_seed(options['seed'])
+    train_set, val_set = split(AutoEncoderDataset(dataset), options)
     image_shape = tuple(dataset[0][0].shape)
+    check_training_fits(image_shape, options['hidden_dim'], options['latent_dim'], options['batch_size'],
+                        len(train_set), device)
+    torch.manual_seed(options['seed'])
     model = VAE(image_shape, hidden_dim=options['hidden_dim'], latent_dim=options['latent_dim'])
     if rank:  # its own draws of z; the weights are rank 0's, which DistributedDataParallel copies to every rank
         torch.manual_seed(options['seed'] + rank)
@@ -312,16 +338,10 @@ def _build_training(args, processes: _Processes):
     kl_term = kld_loss(beta=options['beta'], reduction='batchmean')
     history = []
     if checkpoint is not None:  # the state of every piece that changes as training goes on
-        load_model_state(model, checkpoint['model_state'])
-        optimizer.load_state_dict(checkpoint['optimizer_state'])
-        kl_term.load_state_dict(checkpoint['kl_term'])
-        train_loader.load_state_dict(checkpoint['train_loader'])
-        rng_states = checkpoint.get('rng_states') or [checkpoint['rng_state']]  # one per rank, or one process's
-        if rank < len(rng_states):  # a rank the run did not have keeps its seed + rank
-            torch.set_rng_state(rng_states[rank])
-        history = checkpoint['history']
+        history = restore(checkpoint, os.path.join(out, CHECKPOINT), model=model, optimizer=optimizer,
+                          kl_term=kl_term, train_loader=train_loader, rank=rank)
     model.to(device)
-    _optimizer_to(optimizer, device)
+    optimizer_to(optimizer, device)
     # No device_ids, even on a GPU: with them DDP copies forward's keyword arguments to the device, and
     # torchbearer's state is one (the model would store MU and LOGVAR in a copy). The model is there already.
     trained = DistributedDataParallel(model) if world_size > 1 else model
@@ -329,7 +349,7 @@ def _build_training(args, processes: _Processes):
     def resumable(state):
         rng_state = torch.get_rng_state()
         saved = {'options': options, 'kl_term': kl_term.state_dict(), 'train_loader': train_loader.state_dict(),
-                 'rng_state': rng_state}
+                 'rng_state': rng_state, 'dataset_images': len(dataset)}
         if world_size > 1:  # Checkpointer calls this on every rank, before rank 0 writes
             saved['rng_states'] = processes.gather(rng_state)
         return saved
@@ -338,7 +358,7 @@ def _build_training(args, processes: _Processes):
     # and only protects the weights in memory, which this command discards on a NaN (the checkpoint holds whole good
     # epochs either way; a bad update shows as a non-finite output at the next step). Under DDP the gradient check
     # is what makes every rank stop at the same step (the all-reduce spreads a NaN), so there it stays on.
-    guard = NaNGuard(gradients=world_size > 1, warn=False)
+    guard = NaNGuard(gradients=world_size > 1, warn=False, advice='')
     callbacks = [
         ReduceMetrics(),  # first: the epoch's metrics are the means over the ranks before anything reads them
         kl_term,
@@ -349,11 +369,12 @@ def _build_training(args, processes: _Processes):
         MetricsCSV(os.path.join(out, METRICS)),
     ]
     verbose = 0 if args.quiet or rank else (2 if sys.stderr.isatty() else 1)  # a bar per batch only on a terminal
-    trial = Trial(trained, optimizer, _bce_per_image, metrics=['loss', 'recon', 'kl', 'active_units'],
+    trial = Trial(trained, optimizer, _reconstruction, metrics=['loss', 'recon', 'kl', 'active_units'],
                   callbacks=callbacks, verbose=verbose).to(device)
     trial.with_generators(train_generator=train_loader, val_generator=val_loader)
     trial.state[torchbearer.HISTORY] = history  # torchbearer continues from len(history)
-    return _Training(trial, guard, model, val_loader, out, options, done, image_shape, len(train_set), len(val_set))
+    return _Training(trial, guard, model, val_loader, out, options, done, image_shape, len(train_set), len(val_set),
+                     folder)
 
 
 def _adam(parameters, lr: float) -> torch.optim.Adam:
@@ -368,92 +389,6 @@ def _adam(parameters, lr: float) -> torch.optim.Adam:
         return torch.optim.Adam(parameters, lr=lr, fused=True)
     except (RuntimeError, TypeError, ValueError):  # an older torch, or a device without the fused kernel
         return torch.optim.Adam(parameters, lr=lr)
-
-
-def _optimizer_to(optimizer, device):
-    """Move a loaded optimizer's moment tensors to the model's device.
-
-    Adam's ``step`` count stays on the CPU, where torch wants it, except for the fused and
-    capturable variants, which keep it beside the parameters.
-    """
-    for group in optimizer.param_groups:
-        step_beside_parameters = group.get('fused') or group.get('capturable')
-        for parameter in group['params']:
-            state = optimizer.state.get(parameter, {})
-            for key, value in state.items():
-                if isinstance(value, torch.Tensor) and (key != 'step' or step_beside_parameters):
-                    state[key] = value.to(device)
-
-
-def _model(args):
-    checkpoint = load_checkpoint(args.checkpoint)
-    device = _device(args.device)
-    return checkpoint, model_from_checkpoint(checkpoint).to(device), device
-
-
-def _data_for(args, checkpoint):
-    """The images of --dataset (default: the run's), or the run's own training or validation split."""
-    options = checkpoint.get('options') or {}
-    if args.split == 'all':
-        name = args.dataset if args.dataset is not None else options.get('dataset')
-        data_dir = args.data_dir if args.data_dir is not None else options.get('data_dir')
-        return load_dataset(name, data_dir, args.limit)
-    if not options:
-        raise CommandError(f'--split {args.split} needs a checkpoint written by torchbearer-vae train, which records '
-                           f'how its data was split; use --split all')
-    if args.dataset not in (None, options['dataset']) or args.data_dir not in (None, options['data_dir']):
-        raise CommandError(f"--split {args.split} is the run's own split of its dataset "
-                           f"({options['dataset'] or 'mnist'}); leave out --dataset/--data-dir, or use --split all")
-    dataset = load_dataset(options['dataset'], options['data_dir'], options['limit'])
-    train_set, val_set = train_val_split(dataset, options['val_fraction'], seed=options['seed'])
-    part = val_set if args.split == 'val' else train_set
-    return part if args.limit is None else Subset(part, range(min(args.limit, len(part))))
-
-
-def _file_template(path: str):
-    """(folder, filename) for a picture callback writing exactly ``path`` (braces are not fields)."""
-    folder, name = os.path.split(os.path.abspath(path))
-    return folder, name.replace('{', '{{').replace('}', '}}')
-
-
-def sample(args) -> None:
-    """``torchbearer-vae sample``: a grid of decoded draws from the prior."""
-    folder, filename = _file_template(args.out)
-    saver = SampleSaver(folder=folder, filename=filename, num_images=args.n, nrow=max(1, round(args.n ** 0.5)),
-                        seed=args.seed)
-    checkpoint, model, device = _model(args)
-    print(f'wrote {args.n} samples to {saver.save(model)}')
-
-
-def reconstruct(args) -> None:
-    """``torchbearer-vae reconstruct``: the first ``--n`` images above their reconstructions."""
-    folder, filename = _file_template(args.out)
-    saver = ReconstructionSaver(folder=folder, filename=filename, num_images=args.n)
-    checkpoint, model, device = _model(args)
-    dataset = _data_for(args, checkpoint)
-    count = min(args.n, len(dataset))
-    inputs = torch.stack([dataset[i][0] for i in range(count)]).to(device)
-    print(f'wrote {count} images and their reconstructions to {saver.save(model, inputs)}')
-
-
-def evaluate(args) -> dict:
-    """``torchbearer-vae evaluate``: negative ELBO and (K > 1) the IWAE negative log-likelihood per image."""
-    out = args.out or os.path.join(os.path.dirname(os.path.abspath(args.checkpoint)), 'evaluation.json')
-    if os.path.isdir(out):
-        raise CommandError(f'--out {out!r} is a folder; give the JSON file name')
-    checkpoint, model, device = _model(args)
-    dataset = _data_for(args, checkpoint)
-    loader = TensorLoader(dataset, batch_size=args.batch_size, device=device)
-    generator = torch.Generator(device=device).manual_seed(args.seed)
-    result = {'checkpoint': os.path.abspath(args.checkpoint), 'images': len(dataset),
-              'negative_elbo_per_image': negative_elbo(model, loader, generator=generator)}
-    if args.importance_samples > 1:
-        result['importance_samples'] = args.importance_samples
-        result['iwae_nll_per_image'] = importance_weighted_nll(model, loader, k=args.importance_samples,
-                                                               generator=generator)
-    write_json(out, result)
-    print(json.dumps(result, indent=2))
-    return result
 
 
 def _environment() -> dict:

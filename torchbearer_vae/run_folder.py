@@ -1,0 +1,277 @@
+"""Where ``torchbearer-vae`` writes: ``train``'s run folder, locked for the life of a run, and the output file of
+``sample``, ``reconstruct`` and ``evaluate``, which may never be one of the command's inputs or a file of another kind.
+
+Internal to the command line (:mod:`torchbearer_vae.cli`); every refusal is a :class:`CommandError`.
+"""
+import errno
+import json
+import os
+import re
+import shutil
+import time
+from typing import Dict, List, Optional
+
+from .errors import CommandError
+
+try:  # POSIX; on Windows msvcrt locks a byte of the file instead
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None
+    import msvcrt
+
+__all__ = []  # internal: the public entry point is torchbearer_vae.cli.main
+
+CHECKPOINT, SUMMARY, METRICS, PLOT = 'checkpoint.pt', 'summary.json', 'metrics.csv', 'loss.png'
+LOCK = '.torchbearer-vae.lock'
+_PICTURE = re.compile(r'^(reconstruction|samples)_\d+\.png$')
+# What a run stopped in its first epoch, before its first checkpoint, can leave: a new run writes the same names.
+_FIRST_EPOCH = ('reconstruction_0.png', 'samples_0.png')
+
+
+def run_files(folder: str) -> List[str]:
+    """The names in ``folder`` that ``train`` writes (checkpoint, CSV, summary, plot, pictures), sorted."""
+    if not os.path.isdir(folder):
+        return []
+    return sorted(name for name in os.listdir(folder)
+                  if name in (CHECKPOINT, SUMMARY, METRICS, PLOT) or _PICTURE.match(name))
+
+
+def _no_space(error: BaseException) -> bool:
+    return isinstance(error, OSError) and error.errno in (errno.ENOSPC, getattr(errno, 'EDQUOT', errno.ENOSPC))
+
+
+class RunFolder:
+    """``train``'s ``--out``: created if needed, checked writable and locked before any work, released at the end.
+
+    The lock is an operating-system lock on a file in the folder (``fcntl.flock``), so it dies with its
+    process: a run killed with SIGKILL leaves the file but not the lock, and ``--resume`` takes it over.
+    The file holds the holder's PID, which a refused second process names.
+    """
+
+    def __init__(self, path: str):
+        self.path = os.fspath(path)
+        self._file = None
+        self._created: List[str] = []  # the folders this run made, removed again if it leaves them empty
+
+    # -- opening: create, lock, and prove the folder writable by writing the lock file --
+    def open(self) -> None:
+        """Create the folder (and its parents) and lock it; CommandError if it cannot be, or another run holds it."""
+        self._create()
+        try:
+            self._lock()
+        except BaseException:
+            self.close()
+            raise
+
+    def _create(self) -> None:
+        if os.path.exists(self.path) and not os.path.isdir(self.path):
+            raise CommandError(f'--out {self.path!r} is a file; give a folder for the run')
+        missing, folder = [], os.path.abspath(self.path)
+        while not os.path.exists(folder):
+            missing.append(folder)
+            folder = os.path.dirname(folder)
+        if not os.path.isdir(folder):
+            raise CommandError(f'--out {self.path!r} cannot be created: {folder!r} is a file, not a folder; '
+                               f'choose another --out')
+        for folder in reversed(missing):
+            try:
+                os.mkdir(folder)
+            except FileExistsError:
+                continue  # made by another process in the meantime
+            except OSError as error:
+                self.close()
+                raise CommandError(f'cannot create the run folder {self.path!r} ({error.strerror or error}); '
+                                   f'choose another --out') from None
+            self._created.append(folder)
+
+    def _lock(self) -> None:
+        path = os.path.join(self.path, LOCK)
+        for _ in range(100):
+            try:
+                file = open(path, 'a+')
+            except OSError as error:
+                raise CommandError(f'cannot write in the run folder {self.path!r} ({error.strerror or error}); '
+                                   f'choose another --out or change its permissions') from None
+            if not _try_lock(file):
+                file.close()
+                raise CommandError(f'{self.path!r} is in use by another torchbearer-vae train (PID {_holder(path)}); '
+                                   f'wait for it to finish, or choose another --out')
+            # The holder removes the file when it ends: if it did between our open and our lock, we hold a lock
+            # on a file no one else will see. Lock the file the name refers to now.
+            try:
+                same = os.path.samestat(os.fstat(file.fileno()), os.stat(path))
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            file.close()
+        else:  # pragma: no cover - only under a storm of runs starting and ending in the same folder
+            raise CommandError(f'could not lock {self.path!r}: other runs keep starting in it; choose another --out')
+        self._file = file
+        try:
+            file.seek(0)
+            file.truncate()
+            file.write(f'{os.getpid()}\n')
+            file.flush()
+            os.fsync(file.fileno())
+        except OSError as error:
+            what = 'no space left on device' if _no_space(error) else (error.strerror or str(error))
+            raise CommandError(f'cannot write in the run folder {self.path!r} ({what}); '
+                               f'choose another --out') from None
+
+    # -- what is in it --
+    def check_new_run(self) -> None:
+        """Refuse a folder that holds another run's files: a new run would replace them."""
+        if os.path.exists(os.path.join(self.path, CHECKPOINT)):
+            raise CommandError(f'{self.path!r} already holds a run ({CHECKPOINT}); pass --resume to continue it or '
+                               f'choose another --out')
+        others = [name for name in run_files(self.path) if name not in _FIRST_EPOCH]
+        if others:
+            shown = ', '.join(others[:4]) + (', ...' if len(others) > 4 else '')
+            raise CommandError(f'{self.path!r} holds files of another run ({shown}) but no {CHECKPOINT} to continue '
+                               f'from; a new run would replace them: choose another --out, or move them away')
+
+    # -- closing --
+    def close(self) -> None:
+        """Release the lock (removing its file) and the folders this run created, if they are still empty."""
+        if self._file is not None:
+            try:
+                os.remove(os.path.join(self.path, LOCK))  # while still locked: no one can take a file on its way out
+            except OSError:
+                pass
+            self._file.close()  # releases the lock
+            self._file = None
+        for folder in reversed(self._created):
+            try:
+                os.rmdir(folder)
+            except OSError:
+                break  # not empty: the run wrote something
+        self._created = []
+
+
+def _try_lock(file) -> bool:
+    try:
+        if fcntl is not None:
+            fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        else:  # pragma: no cover
+            msvcrt.locking(file.fileno(), msvcrt.LK_NBLCK, 1)
+    except OSError as error:
+        if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return False
+        raise
+    return True
+
+
+def _holder(path: str) -> str:
+    """The PID in a lock file; its holder may not have written it yet, so look a few times."""
+    for _ in range(20):
+        try:
+            with open(path) as file:
+                text = file.read().strip()
+        except OSError:
+            text = ''
+        if text.isdigit():
+            return text
+        time.sleep(0.01)
+    return 'unknown'
+
+
+# -- the output file of sample, reconstruct and evaluate --
+_IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.gif', '.tif', '.tiff', '.webp', '.ppm')
+
+
+def output_file(out: Optional[str], *, default_name: str, beside: str, kind: str,
+                inputs: Optional[Dict[str, str]] = None) -> str:
+    """The file a command writes: ``out``, or ``default_name`` in ``out`` when it is a folder, or beside ``beside``.
+
+    Refused (CommandError): one of the command's ``inputs`` (``{'the checkpoint': path}``); an existing
+    file that is not of ``kind`` (``'image'`` or ``'json'``), which the command did not write; a name
+    whose folder is under a file; for an image, a name whose extension is not an image format.
+    """
+    if out is None:
+        path = os.path.join(os.path.dirname(os.path.abspath(beside)), default_name)
+    elif os.path.isdir(out) or out.endswith(('/', os.sep)):
+        path = os.path.join(out, default_name)
+    else:
+        path = out
+    shown = path if out is None else out
+    if kind == 'image' and os.path.splitext(path)[1].lower() not in _IMAGE_EXTENSIONS:
+        raise CommandError(f'--out {shown!r} is not an image file name; give a name ending in .png')
+    folder = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(folder):
+        folder = os.path.dirname(folder)
+    if not os.path.isdir(folder):
+        raise CommandError(f'--out {shown!r} cannot be written: {folder!r} is a file, not a folder')
+    if not os.path.exists(path):
+        return path
+    for role, given in (inputs or {}).items():
+        if os.path.exists(given) and os.path.samefile(path, given):
+            raise CommandError(f'--out {shown!r} is {role} this command reads; give another file name')
+    if not os.path.isfile(path) or not _is_kind(path, kind):
+        what = 'a PNG image' if kind == 'image' else 'a JSON file'
+        raise CommandError(f'--out {shown!r} exists and is not {what} this command writes; it is left alone: '
+                           f'give another file name, or remove it first')
+    return path
+
+
+def _is_kind(path: str, kind: str) -> bool:
+    if kind == 'json':
+        try:
+            with open(path, encoding='utf-8') as file:
+                return isinstance(json.load(file), dict)
+        except (OSError, ValueError):
+            return False
+    from PIL import Image
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    except Exception:  # PIL raises many types for a file that is not an image
+        return False
+    return True
+
+
+# -- a file of the run that could not be written --
+_TORCH_WRITER = ('PytorchStreamWriter', 'unexpected pos', 'inline_container')
+
+
+def write_failure(error: BaseException, folder: str, needed: int) -> Optional[str]:
+    """One line for ``error`` if it is a file of the run folder that could not be written, else None.
+
+    torch's writer reports a full disk as ``unexpected pos N vs M``, without an errno: it is taken for one
+    when the disk has less room than ``needed`` bytes (about one checkpoint) once the temporary is removed.
+    """
+    chain, seen = [], error
+    while seen is not None and len(chain) < 10:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    text = ' '.join(str(item) for item in chain)
+    written = re.search(r'could not write (.+?): ', text)
+    filename = next((item.filename for item in chain if isinstance(item, OSError) and item.filename), None)
+    path = written.group(1) if written else filename
+    torch_writer = any(mark in text for mark in _TORCH_WRITER)
+    if path is None and not torch_writer:
+        return None
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        free = None
+    if any(_no_space(item) for item in chain) or (torch_writer and free is not None and free < needed):
+        what = 'no space left on device'
+        fix = 'free space'
+    else:
+        what = next((item.strerror for item in chain if isinstance(item, OSError) and item.strerror),
+                    str(chain[-1]).splitlines()[0] if str(chain[-1]) else type(chain[-1]).__name__)
+        fix = 'fix that'
+    if os.path.exists(os.path.join(folder, CHECKPOINT)):
+        return f'{what} writing {path or folder}; {checkpoint_state(folder)}; {fix} and run again with --resume'
+    return f'{what} writing {path or folder}; no checkpoint was written yet: {fix} and run the same command again'
+
+
+def checkpoint_state(folder: str) -> str:
+    """'the last checkpoint (epoch N) is intact', read from the run's checkpoint file."""
+    from .checkpoints import load_checkpoint
+    try:
+        epoch = load_checkpoint(os.path.join(folder, CHECKPOINT)).get('epoch')
+    except (ValueError, OSError):
+        return f'the last checkpoint ({os.path.join(folder, CHECKPOINT)}) is intact'
+    return f'the last checkpoint (epoch {epoch}) is intact'
