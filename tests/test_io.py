@@ -48,8 +48,8 @@ def test_background_writes_keep_their_order_and_are_done_after_waiting(tmp_path)
         return write
 
     writer = BackgroundWriter()
-    writer.write(tmp_path / 'checkpoint.pt', slow('checkpoint', 0.2))  # slower, but handed over first
-    writer.write(tmp_path / 'metrics.csv', slow('csv', 0.0))
+    writer.write(tmp_path / 'checkpoint.pt', slow('checkpoint', 0.2), owner='checkpointer')  # slower, handed first
+    writer.write(tmp_path / 'metrics.csv', slow('csv', 0.0), owner='csv')
     assert finished == []  # the caller did not wait
     writer.wait()
     assert finished == ['checkpoint', 'csv']
@@ -57,43 +57,46 @@ def test_background_writes_keep_their_order_and_are_done_after_waiting(tmp_path)
         'checkpoint.pt', 'metrics.csv']
 
 
-def test_a_background_error_is_raised_once_naming_the_file_and_keeps_the_old_file(tmp_path):
+def test_a_background_error_is_raised_once_to_its_owner_naming_the_file_and_keeps_the_old_file(tmp_path):
     target = tmp_path / 'file.txt'
     target.write_text('old')
 
     def fail(tmp_path_):
         raise OSError(28, 'No space left on device')
 
-    writer = BackgroundWriter()
-    writer.write(target, fail)
+    writer, owner, other = BackgroundWriter(), object(), object()
+    writer.write(target, fail, owner=owner)
+    writer.wait(owner=other)  # another callback is not blamed for it
     with pytest.raises(OSError, match=r'could not write .*file\.txt: No space left on device') as raised:
-        writer.wait()
+        writer.wait(owner=owner)
     assert raised.value.errno == 28
-    writer.wait()  # raised once: the next run is not blamed for it
+    writer.wait(owner=owner)  # raised once
     assert target.read_text() == 'old' and os.listdir(tmp_path) == ['file.txt']
-    writer.write(target, bytes_writer(b'new'))
-    writer.close()
+    writer.write(target, bytes_writer(b'new'), owner=owner)
+    writer.wait(owner=owner)
     assert target.read_bytes() == b'new'
 
 
-def test_writers_are_independent_and_an_idle_writer_holds_no_thread(tmp_path):
+def test_one_writer_per_run_and_an_idle_writer_holds_no_thread(tmp_path):
     import threading
 
-    failing, healthy = BackgroundWriter(), BackgroundWriter()
-
-    def fail(tmp_path_):
-        raise OSError(13, 'Permission denied')
-
-    failing.write(tmp_path / 'a.png', fail)
-    healthy.write(tmp_path / 'b.csv', bytes_writer(b'rows'))
-    healthy.close()  # the other writer's failure is not this one's
+    state = {}
+    writer = BackgroundWriter.of_run(state)
+    assert BackgroundWriter.of_run(state) is writer and BackgroundWriter.of_run({}) is not writer
+    writer.write(tmp_path / 'b.csv', bytes_writer(b'rows'))
+    writer.wait()
     assert (tmp_path / 'b.csv').read_bytes() == b'rows'
-    with pytest.raises(OSError, match=r'could not write .*a\.png'):
-        failing.close()
     assert not [t for t in threading.enumerate() if t.name == 'torchbearer_vae file writer']
 
 
-def test_a_foreground_writer_writes_before_returning_after_the_earlier_writes(tmp_path):
-    writer = BackgroundWriter(background=False)
-    writer.write(tmp_path / 'file.txt', bytes_writer(b'now'))
-    assert (tmp_path / 'file.txt').read_bytes() == b'now'
+def test_a_foreground_write_happens_before_returning_after_the_earlier_writes(tmp_path):
+    writer, order = BackgroundWriter(), []
+
+    def slow(tmp_path_):
+        time.sleep(0.1)
+        order.append('background')
+        open(tmp_path_, 'w').close()
+
+    writer.write(tmp_path / 'first.txt', slow)
+    writer.write(tmp_path / 'file.txt', lambda p: order.append('now') or open(p, 'w').close(), background=False)
+    assert order == ['background', 'now'] and (tmp_path / 'file.txt').exists()

@@ -4,7 +4,9 @@ import queue
 import re
 import tempfile
 import threading
-from typing import Callable, Optional, Tuple, Union
+from typing import Callable, Dict, Optional, Tuple, Union
+
+import torchbearer
 
 PathLike = Union[str, 'os.PathLike[str]']
 
@@ -91,40 +93,54 @@ def bytes_writer(data) -> Callable[[str], None]:
 
 
 # -- writing in the background: the training loop hands a file over and goes on --
+# Where a Trial's state keeps its run's writer (private: only the file-writing callbacks use it).
+_RUN_WRITER = torchbearer.state_key('torchbearer_vae_file_writer')
+
+
 class BackgroundWriter:
     """Write files with :func:`atomic_write` in a thread, in the order they were handed over.
 
-    Owned by the one object that uses it (each file-writing callback has its own), which
-    :meth:`close` s it when its run ends; a write that failed is raised, naming its file, by the
-    owner's next :meth:`write`, :meth:`wait` or :meth:`close`, so the callback that asked for the
-    file reports it. The thread exists only while there are files to write and is not a daemon:
-    a process that ends normally (or on an exception) finishes its files first, and an idle
-    writer holds no thread. A killed process leaves the old file and a temporary that
-    :func:`remove_stale_temporaries` deletes.
-
-    With ``background=False`` each :meth:`write` happens before it returns (after the earlier
-    ones), for a caller that reads the file at once.
+    One writer belongs to one run: :meth:`of_run` keeps it in the Trial's state, so every
+    file-writing callback of the run (checkpoint, CSV, pictures) hands its files to the same
+    queue and a file handed over after another is never newer on disk (a checkpoint is never
+    behind the CSV written after it). A write that fails is raised, naming its file, by the next
+    :meth:`write` or :meth:`wait` of the callback (``owner``) that asked for it, not by another's.
+    The thread exists only while there are files to write and is not a daemon: a process that
+    ends normally (or on an exception) finishes its files first, and an idle writer holds no
+    thread, so there is nothing to close. A killed process leaves the old file and a temporary
+    that :func:`remove_stale_temporaries` deletes.
 
     ``write`` callables must use only what they own (bytes, text, tensors copied for them), never
     the live model or history, which training goes on changing.
     """
 
-    def __init__(self, background: bool = True, name: str = 'torchbearer_vae file writer'):
-        self.background, self.name = background, name
+    def __init__(self, name: str = 'torchbearer_vae file writer'):
+        self.name = name
         self._lock = threading.Lock()
-        self._jobs: queue.Queue[Tuple[str, Callable[[str], None]]] = queue.Queue()
+        self._jobs: queue.Queue[Tuple[str, Callable[[str], None], int]] = queue.Queue()
         self._thread: Optional[threading.Thread] = None
-        self._error: Optional[Tuple[str, BaseException]] = None
+        self._errors: Dict[int, Tuple[str, BaseException]] = {}
 
-    def write(self, path: PathLike, write: Callable[[str], None]) -> None:
-        """Hand ``atomic_write(path, write)`` to the thread; first raise an earlier write's error."""
-        self.raise_error()
-        if not self.background:
-            self.wait()
+    @classmethod
+    def of_run(cls, state) -> 'BackgroundWriter':
+        """The writer of the run whose state this is, made on first use (a dict outside a Trial works too)."""
+        if _RUN_WRITER not in state:
+            state[_RUN_WRITER] = cls()
+        return state[_RUN_WRITER]
+
+    def write(self, path: PathLike, write: Callable[[str], None], *, owner: object = None,
+              background: bool = True) -> None:
+        """``atomic_write(path, write)``: in the thread, or (``background=False``) now, after the earlier files.
+
+        First raises an earlier failed write of ``owner``'s.
+        """
+        self.raise_error(owner)
+        if not background:
+            self.wait(owner)
             atomic_write(path, write)
             return
         with self._lock:
-            self._jobs.put((os.fspath(path), write))
+            self._jobs.put((os.fspath(path), write, id(owner)))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._work, name=self.name)
                 self._thread.start()
@@ -135,30 +151,27 @@ class BackgroundWriter:
                 if self._jobs.empty():
                     self._thread = None
                     return
-            path, write = self._jobs.get()
+            path, write, owner = self._jobs.get()
             try:
                 atomic_write(path, write)
             except BaseException as error:  # kept for the owner's thread, which raises it
                 with self._lock:
-                    if self._error is None:
-                        self._error = (path, error)
+                    self._errors.setdefault(owner, (path, error))
             finally:
                 self._jobs.task_done()
 
-    def wait(self) -> None:
-        """Block until every file handed over is on disk; raise the first error a write met."""
+    def wait(self, owner: object = None) -> None:
+        """Block until every file handed over is on disk; raise ``owner``'s first failed write, if any."""
         self._jobs.join()
-        self.raise_error()
+        self.raise_error(owner)
 
-    close = wait  # nothing else to release: the thread ends by itself once the queue is empty
-
-    def raise_error(self) -> None:
-        """Raise (once) the first error a background write met, naming its file."""
+    def raise_error(self, owner: object = None) -> None:
+        """Raise (once) the first error a background write of ``owner``'s met, naming its file."""
         with self._lock:
-            if self._error is None:
-                return
-            path, error = self._error
-            self._error = None
+            failed = self._errors.pop(id(owner), None)
+        if failed is None:
+            return
+        path, error = failed
         if isinstance(error, OSError):
             message = f'could not write {path}: {error.strerror or error}'
             raise (OSError(error.errno, message) if error.errno else OSError(message)) from error

@@ -384,7 +384,6 @@ class Checkpointer(Callback):
         if not isinstance(background, bool):
             raise TypeError(f'background must be True or False, got {background!r}')
         self.path, self.extra, self.background = path, extra, background
-        self._writer = BackgroundWriter(background)
 
     def on_checkpoint(self, state):
         history = state[torchbearer.HISTORY]
@@ -395,7 +394,7 @@ class Checkpointer(Callback):
                            dict(epoch=len(history), history=_plain_history(history), **extra))
         if self.background:
             payload = _snapshot(payload)  # the weights of this epoch: the next one starts at once
-        self._writer.write(self.path, _serialised(payload))
+        BackgroundWriter.of_run(state).write(self.path, _serialised(payload), owner=self, background=self.background)
 
     def on_end(self, state):
-        self._writer.close()
+        BackgroundWriter.of_run(state).wait(owner=self)

@@ -238,23 +238,23 @@ def _require(model, who: str, *methods: str) -> None:
 class _ImageFiles:
     """A torchbearer imaging handler that writes each image atomically to ``folder/filename``, ``{epoch}`` filled in.
 
-    It owns the :class:`~torchbearer_vae._io.BackgroundWriter` the files are written with (in the
-    background unless :meth:`wait` is called), which its owner closes when its run ends.
+    The files go through the run's :class:`~torchbearer_vae._io.BackgroundWriter` (kept in the
+    Trial's state), in order with the run's other files; :meth:`wait` waits for them and raises
+    a failed write of this handler's.
     """
 
     def __init__(self, folder: PathLike, filename: str):
         _check_output_path(folder, filename)
         self.folder, self.filename = folder, filename
-        self._writer = BackgroundWriter()
 
     def path(self, epoch: int) -> str:
         return os.path.join(os.fspath(self.folder), _file_name(self.filename, epoch))
 
     def __call__(self, image: torch.Tensor, index, state) -> None:
-        self._writer.write(self.path(state[torchbearer.EPOCH]), _png_writer(image))
+        BackgroundWriter.of_run(state).write(self.path(state[torchbearer.EPOCH]), _png_writer(image), owner=self)
 
-    def wait(self) -> None:
-        self._writer.wait()
+    def wait(self, state) -> None:
+        BackgroundWriter.of_run(state).wait(owner=self)
 
 
 def _png_writer(grid: torch.Tensor) -> Callable[[str], None]:

@@ -270,7 +270,7 @@ class PictureSaver(_PhaseImages):
     # -- torchbearer hooks --
     def on_end(self, state):
         if self._files is not None:
-            self._files.wait()  # the last pictures are on disk when Trial.run returns
+            self._files.wait(state)  # the last pictures are on disk when Trial.run returns
 
     def on_batch(self, state):
         """The image of :meth:`draw`, as handlers receive it (torchbearer's ``ImagingCallback`` hook)."""
@@ -296,7 +296,7 @@ class PictureSaver(_PhaseImages):
         self._send(state, collected)
         if self._files is None:
             return None
-        self._files.wait()
+        self._files.wait(state)
         return self._files.path(epoch)
 
     def _transform(self, outputs: torch.Tensor) -> torch.Tensor:

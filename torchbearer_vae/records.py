@@ -61,7 +61,6 @@ class MetricsCSV(Callback):
         if os.path.isdir(check_path('path', path)):
             raise ValueError(f'path {os.fspath(path)!r} is a directory; give the CSV file name')
         self.path, self.background = path, check_bool('background', background)
-        self._writer = BackgroundWriter(background)
 
     def on_checkpoint(self, state):
         if not is_main_process():
@@ -74,10 +73,10 @@ class MetricsCSV(Callback):
         for epoch, row in enumerate(history):
             writer.writerow({'epoch': epoch, **{k: v for k, v in row.items() if k in columns}})
         data = text.getvalue().encode('utf-8')
-        self._writer.write(self.path, bytes_writer(data))
+        BackgroundWriter.of_run(state).write(self.path, bytes_writer(data), owner=self, background=self.background)
 
     def on_end(self, state):
-        self._writer.close()
+        BackgroundWriter.of_run(state).wait(owner=self)
 
 
 @legacy_positional('history', 'path', 'metrics')
