@@ -3,8 +3,6 @@
 Real colour photographs (scikit-learn's two sample images, 427x640 RGB) cut into 32x32 patches,
 held as numpy, PIL and torchvision's CIFAR10 hold images: ``(N, H, W, C)`` uint8.
 """
-import os
-import pickle
 import warnings
 
 import numpy as np
@@ -181,31 +179,7 @@ def test_stated_layout_for_an_ambiguous_array(patches):
         TensorLoader(ImageDataset(images, channels_last=True), channels_last=True)
 
 
-def fake_cifar10(root, images, labels):
-    """torchvision's own CIFAR10 class over ``images`` written in CIFAR-10's pickled format (no download).
-
-    Only the checksums are skipped; the files are read and turned into ``.data`` (N, 32, 32, 3)
-    by torchvision's code.
-    """
-    from torchvision import datasets
-
-    folder = os.path.join(root, 'cifar-10-batches-py')
-    os.makedirs(folder)
-    rows = np.ascontiguousarray(images.transpose(0, 3, 1, 2)).reshape(len(images), -1)  # CIFAR rows: R, G, B planes
-    with open(os.path.join(folder, 'test_batch'), 'wb') as file:
-        pickle.dump({'data': rows, 'labels': [int(label) for label in labels]}, file)
-
-    class LocalCIFAR10(datasets.CIFAR10):
-        def _check_integrity(self):
-            return True
-
-        def _load_meta(self):
-            self.classes = ['china', 'flower']
-
-    return LocalCIFAR10
-
-
-def test_torchvision_cifar10_is_served_from_its_channels_last_data(patches, tmp_path):
+def test_torchvision_cifar10_is_served_from_its_channels_last_data(patches, tmp_path, fake_cifar10):
     from torchvision import transforms
 
     images, labels = patches

@@ -14,11 +14,21 @@ from .checkpoints import (
                           model_from_checkpoint,
                           save_checkpoint,
 )
-from .datasets import AutoEncoderDataset, IDXDataset, ImageDataset, load_digits, load_mnist, read_idx, train_val_split
+from .datasets import (
+                       AutoEncoderDataset,
+                       IDXDataset,
+                       ImageDataset,
+                       load_cifar10,
+                       load_digits,
+                       load_mnist,
+                       read_idx,
+                       train_val_split,
+)
 from .distributed import ReduceMetrics
 from .divergences import divergence, kld_loss
 from .errors import MissingStateError
 from .evaluation import importance_weighted_nll, negative_elbo
+from .folders import find_images, load_image_folder
 from .guards import NaNGuard
 from .imaging import MakeGrid
 from .loaders import TensorLoader
@@ -38,6 +48,7 @@ __all__ = [
     'KLMetric', 'ReconstructionMetric', 'ActiveUnits',
     'ReconstructionSaver', 'SampleSaver', 'LatentTraversal', 'Interpolation', 'PictureSaver', 'MakeGrid',
     'AutoEncoderDataset', 'train_val_split', 'read_idx', 'ImageDataset', 'IDXDataset', 'load_mnist', 'load_digits',
+    'load_cifar10', 'find_images', 'load_image_folder',
     'TensorLoader',
     'VAE', 'BaseVAE', 'ConvVAE',
     'importance_weighted_nll', 'negative_elbo',

@@ -2,6 +2,7 @@
 import glob
 import os
 import random
+import shutil
 import urllib.error
 from typing import Callable, Optional, Tuple
 
@@ -25,7 +26,7 @@ from ._images import ImageDataset
 from ._io import PathLike
 
 __all__ = ['AutoEncoderDataset', 'train_val_split', 'read_idx', 'ImageDataset', 'IDXDataset', 'load_mnist',
-           'load_digits']
+           'load_digits', 'load_cifar10']
 
 
 def _first(item, index):
@@ -366,3 +367,54 @@ def load_mnist(root: PathLike = 'data', train: bool = True, *, download: bool = 
         raise RuntimeError(f'{name} is not in {root!r} and could not be downloaded ({error}). '
                            f'Without internet, {where}.') from None
     return IDXDataset.from_folder(raw, split, limit=limit)
+
+
+def load_cifar10(root: PathLike = 'data', *, train: bool = True, download: bool = True,
+                 limit: Optional[int] = None) -> ImageDataset:
+    """CIFAR-10 as an :class:`ImageDataset` of ``(3, 32, 32)`` images, downloaded by torchvision if missing.
+
+    torchvision's :class:`~torchvision.datasets.CIFAR10` reads (or downloads into ``root``) the
+    ``cifar-10-batches-py`` folder; its ``(N, 32, 32, 3)`` channels-last array is held once as
+    ``uint8`` ``(N, 3, 32, 32)``.
+
+    Args:
+        root (str or PathLike): Folder with ``cifar-10-batches-py``, or where to download it.
+        train (bool): The 50,000-image training split, or the 10,000-image test split.
+        download (bool): Download with torchvision when the files are not found.
+        limit (int or None): Keep only the first ``limit`` images (and labels).
+
+    Returns:
+        ImageDataset: Items ``(3, 32, 32)`` images in ``[0, 1]`` with their labels; ``classes``
+        holds the ten class names.
+
+    Raises:
+        RuntimeError: when the files are missing and cannot be downloaded (e.g. offline); the
+            message says what to put where.
+    """
+    root = os.fspath(check_path('root', root))
+    for name, value in (('train', train), ('download', download)):
+        check_bool(name, value)
+    limit = check_int('limit', limit, minimum=1, allow_none=True)
+    split = 'train' if train else 'test'
+    where = (f'put the cifar-10-batches-py folder (from cifar-10-python.tar.gz) in {root!r}, or point to a folder '
+             f'that has it')
+    from torchvision.datasets import CIFAR10
+
+    try:
+        cifar = CIFAR10(root, train=train, download=False)
+    except RuntimeError:  # "Dataset not found or corrupted": missing, or failing torchvision's checksums
+        if not download:
+            raise RuntimeError(f'CIFAR-10 {split} files not found in {root!r}; {where} (or pass download=True)') \
+                from None
+        created = not os.path.exists(root)
+        try:
+            cifar = CIFAR10(root, train=train, download=True)
+        except (RuntimeError, OSError, urllib.error.URLError) as error:
+            if created:  # leave no empty folder behind a failed download
+                shutil.rmtree(root, ignore_errors=True)
+            raise RuntimeError(f'CIFAR-10 is not in {root!r} and could not be downloaded ({error}). '
+                               f'Without internet, {where}.') from None
+    end = len(cifar.data) if limit is None else limit
+    dataset = ImageDataset(cifar.data[:end], cifar.targets[:end], channels_last=True)
+    dataset.classes = list(cifar.classes)
+    return dataset

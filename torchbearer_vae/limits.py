@@ -5,42 +5,17 @@ swap) before any check. The model is built on PyTorch's ``meta`` device, which a
 bytes; the rest is estimated per image. The estimates are lower bounds: what they refuse cannot fit.
 """
 import math
-import os
-from typing import Optional, Sequence
+from typing import Sequence
 
 import torch
 
+from ._memory import available_memory
 from .errors import CommandError
 from .models import VAE
 
 __all__ = []  # internal: the public entry point is torchbearer_vae.cli.main
 
 _FLOAT = 4  # bytes per float32 value
-
-
-def available_memory(device: torch.device) -> Optional[int]:
-    """Bytes that can still be allocated on ``device`` (the CPU's RAM, or the GPU's), or None if unknown."""
-    if device.type == 'cuda':
-        return torch.cuda.mem_get_info(device)[0]
-    found = []
-    try:
-        with open('/proc/meminfo') as file:
-            for line in file:
-                if line.startswith('MemAvailable:'):
-                    found.append(int(line.split()[1]) * 1024)
-    except (OSError, ValueError, IndexError):
-        try:
-            found.append(os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE'))
-        except (AttributeError, ValueError, OSError):
-            pass
-    try:  # a container's own limit (cgroup v2), often far below the machine's
-        with open('/sys/fs/cgroup/memory.max') as limit, open('/sys/fs/cgroup/memory.current') as current:
-            text = limit.read().strip()
-            if text != 'max':
-                found.append(int(text) - int(current.read().strip()))
-    except (OSError, ValueError):
-        pass
-    return min(found) if found else None
 
 
 def _gib(size: float) -> str:

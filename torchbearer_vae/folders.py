@@ -1,0 +1,319 @@
+"""A folder of image files as an in-memory :class:`~torchbearer_vae.ImageDataset`: :func:`load_image_folder`.
+
+The files are decoded once, with Pillow, into one ``uint8`` tensor ``(N, C, H, W)``, so that
+:class:`~torchbearer_vae.TensorLoader` serves batches with no per-item work. A folder too large
+for that is refused before anything is decoded, with the figure and the options that make it fit
+(``limit``, ``image_size``), rather than streamed: a folder that fits in memory trains at the
+speed of MNIST, and one that does not is better read by a ``DataLoader`` over torchvision's
+``ImageFolder`` with workers.
+"""
+import math
+import os
+import sys
+import warnings
+import zlib
+from typing import Callable, List, Optional, Tuple, Union
+
+import numpy as np
+import torch
+
+from ._checks import check_int, check_path, describe
+from ._images import ImageDataset
+from ._memory import available_memory
+
+__all__ = ['IMAGE_EXTENSIONS', 'find_images', 'load_image_folder']
+
+#: The file extensions read as images (case-insensitive), those of torchvision's ``ImageFolder`` and GIF.
+IMAGE_EXTENSIONS = ('.bmp', '.gif', '.jpeg', '.jpg', '.pgm', '.png', '.ppm', '.tif', '.tiff', '.webp')
+
+# What Pillow raises for a corrupt, truncated or hostile file, besides OSError (UnidentifiedImageError, "image
+# file is truncated"): SyntaxError for a broken PNG chunk, zlib.error for a broken stream, and the others.
+_UNREADABLE = (OSError, SyntaxError, ValueError, EOFError, IndexError, zlib.error)
+_CHUNK = 64  # files decoded between progress updates
+
+
+def _walk(root: str) -> List[Tuple[str, ...]]:
+    """Every image file under ``root`` (symbolic links followed, each folder once), as tuples of path parts."""
+    found, seen = [], set()
+    for folder, subfolders, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:  # a link back up the tree: walk each folder once, not forever
+            subfolders[:] = []
+            continue
+        seen.add(real)
+        subfolders[:] = [name for name in subfolders if not name.startswith('.')]  # .git, .ipynb_checkpoints
+        relative = os.path.relpath(folder, root)
+        parts = () if relative == os.curdir else tuple(relative.split(os.sep))
+        found.extend(parts + (name,) for name in files
+                     if not name.startswith('.') and name.lower().endswith(IMAGE_EXTENSIONS))
+    return sorted(found)
+
+
+def find_images(root) -> Tuple[List[str], Optional[List[int]], Optional[List[str]]]:
+    """The image files under a folder, in a reproducible order, and their labels if the folder has classes.
+
+    Files are found recursively by their extension (:data:`IMAGE_EXTENSIONS`; names starting
+    with a dot are skipped) and sorted by their path below ``root``, compared folder name by
+    folder name. If every file is inside a first-level subfolder (as torchvision's
+    ``ImageFolder`` expects), the subfolders are the classes: sorted names, and each file's label
+    is the index of its subfolder. Otherwise there are no labels.
+
+    Args:
+        root (str or PathLike): The folder.
+
+    Returns:
+        tuple: ``(paths, labels, classes)``: the file paths, and the labels (one int per path)
+        and class names, or ``None`` and ``None`` for a folder without classes.
+
+    Raises:
+        FileNotFoundError: if ``root`` does not exist or holds no image file.
+        ValueError: if ``root`` is a file.
+
+    Example: ::
+
+        >>> import os, tempfile
+        >>> from PIL import Image
+        >>> from torchbearer_vae import find_images
+        >>> with tempfile.TemporaryDirectory() as root:
+        ...     for name in ('cat/b.png', 'cat/a.png', 'dog/c.png'):
+        ...         os.makedirs(os.path.join(root, os.path.dirname(name)), exist_ok=True)
+        ...         Image.new('L', (4, 4)).save(os.path.join(root, name))
+        ...     paths, labels, classes = find_images(root)
+        ...     [os.path.relpath(path, root) for path in paths], labels, classes
+        (['cat/a.png', 'cat/b.png', 'dog/c.png'], [0, 0, 1], ['cat', 'dog'])
+    """
+    root = os.fspath(check_path('root', root))
+    if not os.path.exists(root):
+        raise FileNotFoundError(f'no folder {root!r}; give the folder that holds the images')
+    if not os.path.isdir(root):
+        raise ValueError(f'{root!r} is a file, not a folder; give the folder that holds the images')
+    found = _walk(root)
+    if not found:
+        raise FileNotFoundError(f'no image files ({", ".join(IMAGE_EXTENSIONS)}) in {root!r} or its subfolders')
+    paths = [os.path.join(root, *parts) for parts in found]
+    if any(len(parts) == 1 for parts in found):
+        return paths, None, None
+    classes = sorted({parts[0] for parts in found})
+    index = {name: label for label, name in enumerate(classes)}
+    return paths, [index[parts[0]] for parts in found], classes
+
+
+def _is_grey(image) -> bool:
+    from PIL import Image
+
+    if image.mode in ('P', 'PA'):  # a palette of greys (a grey GIF) is grey
+        palette = np.asarray(image.getpalette('RGB') or [0, 0, 0]).reshape(-1, 3)
+        return bool((palette == palette[:, :1]).all())
+    return Image.getmodebase(image.mode) == 'L'  # L, LA, 1, I, I;16, F
+
+
+def _resize_and_crop(image, size: int):
+    """``image`` with its shorter side resized to ``size`` (bilinear, antialiased), cropped to its centre square.
+
+    The same sizes and rounding as torchvision's ``resize(image, size)`` followed by
+    ``center_crop(image, size)`` on a PIL image, so that both give the same pixels.
+    """
+    from PIL import Image
+
+    width, height = image.size
+    short, long = min(width, height), max(width, height)
+    new_long = int(size * long / short)
+    new = (size, new_long) if width <= height else (new_long, size)
+    if new != (width, height):
+        image = image.resize(new, Image.BILINEAR)  # Pillow's filters antialias when they reduce
+    left, top = int(round((new[0] - size) / 2.0)), int(round((new[1] - size) / 2.0))
+    return image.crop((left, top, left + size, top + size)) if new != (size, size) else image
+
+
+class _Decoder:
+    """Decodes one file to a ``uint8`` array ``(H, W)`` (grey) or ``(H, W, 3)``, or returns why it cannot."""
+
+    def __init__(self, image_size: Optional[int], channels: Optional[int]):
+        from PIL import Image
+
+        self.image_size, self.channels = image_size, channels
+        self.unreadable = _UNREADABLE + (Image.DecompressionBombError,)  # not an OSError
+
+    def __call__(self, path: str) -> Union[np.ndarray, Exception]:
+        try:
+            return self.decode(path)
+        except self.unreadable as error:
+            return error
+
+    def decode(self, path: str) -> np.ndarray:
+        from PIL import Image
+
+        with Image.open(path) as image:
+            grey = self.channels == 1 or (self.channels is None and _is_grey(image))
+            mode = 'L' if grey else 'RGB'
+            if self.image_size is not None and image.format == 'JPEG':
+                # JPEG decodes at 1/2, 1/4 or 1/8 scale for far less work; keep at least twice the final size
+                # so that the antialiased resize that follows still averages several pixels into each.
+                width, height = image.size
+                shrink = 2 * self.image_size / min(width, height)
+                if shrink <= 0.5:
+                    image.draft(image.mode, (max(1, int(width * shrink)), max(1, int(height * shrink))))
+            if image.mode.startswith('I;16'):  # 16-bit grey (PNG, TIFF): its top 8 bits, where convert would clip
+                image = Image.fromarray((np.asarray(image) >> 8).astype(np.uint8))
+            if image.mode == mode:
+                image.load()  # what convert would do, without its copy
+            else:
+                image = image.convert(mode)  # GIF: its first frame; alpha is dropped
+            if self.image_size is not None:
+                image = _resize_and_crop(image, self.image_size)
+            return np.asarray(image)
+
+
+def _bytes(size: int) -> str:
+    for power, unit in ((3, 'GiB'), (2, 'MiB'), (1, 'KiB')):
+        if size >= 1024 ** power:
+            return f'{size / 1024 ** power:.3g} {unit}'
+    return f'{size:,} bytes'
+
+
+def _check_fits(count: int, shape: Tuple[int, int, int], root: str) -> None:
+    """Refuse ``count`` uint8 images of ``shape`` that would take more than half the available memory."""
+    needed, available = count * math.prod(shape), available_memory()
+    if available is not None and needed > available // 2:
+        channels, height, width = shape
+        raise ValueError(f'{count:,} images of {channels}x{height}x{width} from {root!r} need {_bytes(needed)} in '
+                         f'memory, more than half the {_bytes(available)} available; pass limit=N or image_size=N '
+                         f'(--limit/--image-size) to load fewer or smaller images')
+
+
+def _progress_bar(progress, total: int):
+    """A callable ``(done, total)`` and a closer, for ``progress`` (None: a tqdm bar only on a terminal)."""
+    if callable(progress):
+        return progress, lambda: None
+    if progress is False or (progress is None and not sys.stderr.isatty()):
+        return lambda done, total: None, lambda: None
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit='image', desc='decoding', file=sys.stderr, leave=False)
+    return lambda done, total: bar.update(done - bar.n), bar.close
+
+
+def load_image_folder(root, *, image_size: Optional[int] = None, channels: Optional[int] = None,
+                      limit: Optional[int] = None, progress: Union[bool, Callable, None] = None) -> ImageDataset:
+    """Decode every image file under a folder into an in-memory :class:`~torchbearer_vae.ImageDataset`.
+
+    Files are found and labelled by :func:`find_images` (recursively, sorted; a folder of class
+    subfolders gives labels, as torchvision's ``ImageFolder``) and decoded with Pillow (GIF: the
+    first frame; palette, grey-with-alpha and RGBA images are converted, alpha dropped). A file
+    Pillow cannot read (corrupt, truncated) is skipped, with one warning that counts them and
+    names the first; if none can be read, it is an error.
+
+    Without ``image_size`` every image must have the same size. With it, each image's shorter
+    side is resized to ``image_size`` (Pillow's bilinear filter, antialiased, with torchvision's
+    ``resize`` rounding) and its centre ``image_size`` x ``image_size`` square kept, the pixels of
+    torchvision's ``center_crop(resize(image, image_size), image_size)``; a JPEG at least four
+    times larger is first decoded at a reduced scale (Pillow's ``draft``) that keeps twice the
+    final size.
+
+    The images are held once, ``uint8``: a folder whose images would need more than half the
+    available memory is refused before decoding, saying how much they need.
+
+    Args:
+        root (str or PathLike): The folder.
+        image_size (int or None): Resize and crop every image to this square size, in pixels.
+        channels (int or None): 1 (grey) or 3 (RGB); None: 1 if every image read is grey, else 3.
+        limit (int or None): Decode only the first ``limit`` readable images (in the sorted order);
+            no further file is opened.
+        progress (bool, callable or None): A callable ``progress(done, total)`` called as files
+            are opened (``total``: the files to open); True or False for a progress bar on
+            stderr or none; None for a bar only when stderr is a terminal.
+
+    Returns:
+        ImageDataset: ``data`` ``uint8`` ``(N, C, H, W)``; ``targets`` the labels (class indices)
+        or None; ``classes`` the class names or None; ``paths`` the files decoded, in order.
+
+    Raises:
+        FileNotFoundError: if ``root`` does not exist or has no image file.
+        ValueError: naming the files, if none can be read, their sizes differ (without
+            ``image_size``), or they would not fit in memory.
+
+    Example: ::
+
+        >>> import os, tempfile
+        >>> from PIL import Image
+        >>> from torchbearer_vae import load_image_folder
+        >>> with tempfile.TemporaryDirectory() as root:
+        ...     for name, colour in (('red/1.png', (255, 0, 0)), ('grey/1.png', (9, 9, 9))):
+        ...         os.makedirs(os.path.join(root, os.path.dirname(name)))
+        ...         Image.new('RGB', (40, 30), colour).save(os.path.join(root, name))
+        ...     images = load_image_folder(root, image_size=16)
+        >>> images.data.shape, images.targets.tolist(), images.classes
+        (torch.Size([2, 3, 16, 16]), [0, 1], ['grey', 'red'])
+    """
+    if image_size is not None:
+        check_int('image_size', image_size, minimum=1)
+    if channels is not None and check_int('channels', channels) not in (1, 3):
+        raise ValueError(f'channels must be 1 (grey), 3 (RGB) or None (1 if every image is grey), got {channels!r}')
+    limit = check_int('limit', limit, minimum=1, allow_none=True)
+    if not (progress is None or isinstance(progress, bool) or callable(progress)):
+        raise TypeError(f'progress must be True, False, None or a callable progress(done, total), got '
+                        f'{describe(progress)}')
+    root = os.fspath(check_path('root', root))
+    paths, labels, classes = find_images(root)
+    decode = _Decoder(image_size, channels)
+    wanted = len(paths) if limit is None else min(limit, len(paths))
+    update, close = _progress_bar(progress, wanted)
+    try:
+        data, read, skipped = _decode_all(paths, decode, wanted, root, update)
+    finally:
+        close()
+    if skipped:
+        first, error = skipped[0]
+        warnings.warn(f'skipped {len(skipped)} unreadable image file{"s" * (len(skipped) > 1)} of '
+                      f'{len(read) + len(skipped)} in {root!r}, the first {first!r} ({type(error).__name__}: {error})',
+                      stacklevel=2)
+    targets = None if labels is None else [labels[index] for index in read]
+    dataset = ImageDataset(torch.from_numpy(data), targets, channels_last=False)
+    dataset.classes = classes
+    dataset.paths = [paths[index] for index in read]
+    return dataset
+
+
+def _decode_all(paths, decode, wanted, root, update):
+    """Decode files in order until ``wanted`` are read: ``(data (N, C, H, W), indices read, [(path, error)])``."""
+    data, read, skipped = None, [], []
+    for index, path in enumerate(paths):
+        if len(read) == wanted:  # limit: no further file is opened
+            break
+        array = decode(path)
+        if isinstance(array, Exception):
+            skipped.append((path, array))
+        else:
+            if data is None:  # the first readable image gives the size: check the memory needed, once
+                data = _allocate(array, wanted, root)
+            data = _place(data, len(read), array, paths[read[0]] if read else path, path, root)
+            read.append(index)
+        if (index + 1) % _CHUNK == 0 or len(read) == wanted or index + 1 == len(paths):
+            update(index + 1, min(len(paths), wanted + len(skipped)))  # files to open: one more per file skipped
+    if data is None:
+        first, error = skipped[0]
+        raise ValueError(f'none of the {len(skipped)} image files in {root!r} could be read; the first, {first!r}: '
+                         f'{type(error).__name__}: {error}')
+    return (data if len(read) == len(data) else data[:len(read)].copy()), read, skipped
+
+
+def _allocate(first: np.ndarray, count: int, root: str) -> np.ndarray:
+    shape = (1,) + first.shape if first.ndim == 2 else (first.shape[2],) + first.shape[:2]
+    _check_fits(count, shape, root)
+    return np.empty((count,) + shape, dtype=np.uint8)
+
+
+def _place(data: np.ndarray, row: int, array: np.ndarray, first: str, path: str, root: str) -> np.ndarray:
+    """Write ``array`` (of ``path``) into ``data[row]``; a first colour image among grey ones makes every image RGB."""
+    if array.shape[:2] != data.shape[2:]:
+        raise ValueError(f'images of different sizes in {root!r} (first {data.shape[3]}x{data.shape[2]} at {first!r}, '
+                         f'then {array.shape[1]}x{array.shape[0]} at {path!r}); pass image_size=N '
+                         f'(--image-size N) to resize and crop every image to N x N')
+    if array.ndim == 3 and data.shape[1] == 1:  # channels=None and the first colour image: grey ones become RGB
+        _check_fits(len(data), (3,) + data.shape[2:], root)
+        data = np.repeat(data, 3, axis=1)
+    if array.ndim == 2:
+        data[row] = array  # broadcast: grey into every channel, for grey images among colour ones
+    else:
+        data[row] = array.transpose(2, 0, 1)
+    return data
