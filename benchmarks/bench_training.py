@@ -9,7 +9,7 @@ validates on the 1,000, batch 128):
   (2) the PyTorch VAE example's data path: torchvision's MNIST (a PIL image per item, ToTensor),
       DataLoader collation, and the example's reconstruction picture on the first validation batch;
   (3) a bare torchbearer Trial over TensorLoader (the example's loss as criterion, no callbacks);
-  (4) torchbearer_vae: Trial + TensorLoader + kld_loss + ReconstructionSaver(on='validation').
+  (4) torchbearer_vae: Trial + TensorLoader + kld_loss + ReconstructionSaver() (validation pictures).
 
 (1)-(3) use the example's loss, BCE(sum) + KL; (4) BCELoss(sum) + the kld_loss callback: the same
 objective. Every method uses the same optimizer: Adam(lr=1e-3, fused=True), which ``torchbearer-vae
