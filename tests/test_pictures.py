@@ -379,7 +379,7 @@ class FixedPosterior(nn.Module):
 
 
 def test_the_custom_picture_example_draws_one_bar_per_dimension_as_tall_as_its_kl(tmp_path):
-    saver = load_example('custom_picture').KLPerDimension(folder=tmp_path, num_images=6, height=16, width=4)
+    saver = load_example('custom_picture').KLBars(folder=tmp_path, num_images=6, height=16, width=4)
     trial_of([saver], model=FixedPosterior()).with_generators(loader(torch.rand(8, 1, 4, 4)),
                                                               val_generator=loader(torch.rand(8, 1, 4, 4))).run(1)
     bars = read_png(tmp_path / 'kl_0.png')[..., 0]

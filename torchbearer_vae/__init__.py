@@ -14,6 +14,7 @@ from .checkpoints import (
                           model_from_checkpoint,
                           save_checkpoint,
 )
+from .conditional import ConditionalVAE
 from .datasets import (
                        AutoEncoderDataset,
                        IDXDataset,
@@ -31,26 +32,28 @@ from .evaluation import importance_weighted_nll, negative_elbo
 from .folders import find_images, load_image_folder
 from .guards import NaNGuard
 from .imaging import MakeGrid
-from .loaders import TensorLoader
+from .latent import KLPerDimension, LatentManifold, LatentScatter
+from .loaders import TensorLoader, load_batch_with_labels
 from .losses import kld, reconstruction_loss, vae_loss
 from .metrics import ActiveUnits, KLMetric, ReconstructionMetric
 from .models import VAE, ConvVAE
 from .picture_saver import PictureSaver
 from .records import MetricsCSV, plot_history, write_json
 from .schedules import Schedule, capacity, constant, cyclical, linear_warmup
-from .state import GLOBAL_EPOCH, GLOBAL_STEP, KL, LOGVAR, MU, RECON
+from .state import GLOBAL_EPOCH, GLOBAL_STEP, KL, LABEL, LOGVAR, MU, RECON
 from .version import __version__
 
 __all__ = [
-    'MU', 'LOGVAR', 'KL', 'RECON', 'GLOBAL_STEP', 'GLOBAL_EPOCH',
+    'MU', 'LOGVAR', 'KL', 'RECON', 'GLOBAL_STEP', 'GLOBAL_EPOCH', 'LABEL',
     'kld', 'reconstruction_loss', 'vae_loss', 'divergence', 'kld_loss', 'MissingStateError',
     'Schedule', 'constant', 'linear_warmup', 'cyclical', 'capacity',
     'KLMetric', 'ReconstructionMetric', 'ActiveUnits',
     'ReconstructionSaver', 'SampleSaver', 'LatentTraversal', 'Interpolation', 'PictureSaver', 'MakeGrid',
+    'LatentScatter', 'LatentManifold', 'KLPerDimension',
     'AutoEncoderDataset', 'train_val_split', 'read_idx', 'ImageDataset', 'IDXDataset', 'load_mnist', 'load_digits',
     'load_cifar10', 'find_images', 'load_image_folder',
-    'TensorLoader',
-    'VAE', 'BaseVAE', 'ConvVAE',
+    'TensorLoader', 'load_batch_with_labels',
+    'VAE', 'BaseVAE', 'ConvVAE', 'ConditionalVAE',
     'importance_weighted_nll', 'negative_elbo',
     'save_checkpoint', 'load_checkpoint', 'model_from_checkpoint', 'load_model_state', 'Checkpointer',
     'CheckpointError', 'MetricsCSV', 'plot_history', 'write_json',

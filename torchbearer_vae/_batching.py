@@ -224,7 +224,13 @@ def _analyse(dataset, dtype, channels_last: Optional[bool]) -> Optional[Source]:
             if getattr(dataset, name) is not None:
                 _refuse_transform(dataset, name, getattr(dataset, name))
         inner = _analyse(dataset.dataset, dtype, channels_last) or _preload(dataset.dataset, dtype)
-        return Source([inner.columns[0], _CopyOf(0, dataset.flatten_target)], inner.rows)  # the label is dropped
+        columns = [inner.columns[0], _CopyOf(0, dataset.flatten_target)]
+        if getattr(dataset, 'keep_labels', False):  # (x, target, label): the wrapped dataset's second column
+            if inner.single or len(inner.columns) < 2:
+                raise ValueError(f'TensorLoader found no labels in {type(dataset.dataset).__name__} for '
+                                 f'AutoEncoderDataset(keep_labels=True); its items must be (x, label, ...)')
+            columns.append(inner.columns[1])
+        return Source(columns, inner.rows)  # without keep_labels the label is dropped
     if isinstance(dataset, (Subset, SubsetDataset)):
         inner = _analyse(dataset.dataset, dtype, channels_last)
         if inner is None:

@@ -18,6 +18,7 @@ _EXPORTS = (
     (torchbearer, 'RECON', 'state'),
     (torchbearer, 'GLOBAL_STEP', 'state'),
     (torchbearer, 'GLOBAL_EPOCH', 'state'),
+    (torchbearer, 'LABEL', 'state'),
     (torchbearer.callbacks, 'ReconstructionSaver', 'callbacks'),
     (torchbearer.callbacks, 'SampleSaver', 'callbacks'),
     (torchbearer.callbacks, 'LatentTraversal', 'callbacks'),

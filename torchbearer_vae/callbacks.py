@@ -27,8 +27,9 @@ from torchbearer.state import StateKey
 from ._checks import check_int, check_range, legacy_positional, renamed
 from ._io import PathLike
 from .distributed import unwrap_model
-from .imaging import _as_images, _check_fits, _check_inputs, _device, _drawing, _image_batch, _tile
+from .imaging import _as_images, _check_fits, _check_inputs, _conditional, _device, _drawing, _image_batch, _tile
 from .picture_saver import PictureSaver, _FromInputs
+from .state import LABEL
 
 __all__ = ['ReconstructionSaver', 'SampleSaver', 'LatentTraversal', 'Interpolation']
 
@@ -171,10 +172,15 @@ class SampleSaver(PictureSaver):
     inputs, so by default it draws at the end of each epoch's training phase (``evaluate`` never
     overwrites it); ``.on_val()`` or ``.on_test()`` draw at the end of those phases instead.
 
+    For a conditional model (one with ``num_classes``, such as
+    :class:`~torchbearer_vae.ConditionalVAE`, whose ``decode(z, labels)`` takes the labels) it draws
+    one row per class, ``min(nrow, num_images)`` images each, with the same noise in each
+    column: what changes down a column is the class, what changes along a row is the style.
+
     Args:
         folder (str or PathLike or None): Folder to write into.
         filename (str): File name template with ``{epoch}``.
-        num_images (int): How many samples.
+        num_images (int): How many samples (per class for a conditional model, at most ``nrow``).
         nrow (int): Images per row of the grid.
         seed (int): Seed of the fixed noise.
         normalize (bool): Rescale the grid to ``[0, 1]`` by its min and max.
@@ -233,7 +239,12 @@ class SampleSaver(PictureSaver):
         """The decoded fixed noise (or ``model.sample(num_images)`` under the seeded random state)."""
         device = _device(model)
         if callable(getattr(model, 'decode', None)) and getattr(model, 'latent_dim', None) is not None:
-            return self._decode(model, self.noise(model.latent_dim).to(device))
+            z = self.noise(model.latent_dim).to(device)
+            if _conditional(model):  # one row per class, the same noise in each column
+                columns, classes = min(self.nrow, self.num_images), model.num_classes
+                labels = torch.arange(classes, device=device).repeat_interleave(columns)
+                return _tile(self._decode(model, z[:columns].repeat(classes, 1), labels), columns, self.normalize)
+            return self._decode(model, z)
         with torch.random.fork_rng(devices=[device] if device.type == 'cuda' else []):
             torch.manual_seed(self.seed)
             samples = model.sample(self.num_images)
@@ -269,7 +280,8 @@ class LatentTraversal(_FromInputs):
     The input is ``inputs[0]`` if given (recommended: the same image every epoch; drawn at the end
     of each training phase by default), otherwise the first image of the phase (validation by
     default: the same each epoch when validation data is not shuffled). Needs a model with
-    ``encode(x) -> (mu, logvar)`` and ``decode(z)``.
+    ``encode(x) -> (mu, logvar)`` and ``decode(z)``; a conditional model's
+    (``encode(x, labels)``, ``decode(z, labels)``) gets the input's label, collected with it.
 
     Args:
         folder (str or PathLike or None): Folder to write into.
@@ -326,14 +338,15 @@ class LatentTraversal(_FromInputs):
 
     def draw(self, model, state):
         """One row per dimension: ``mu`` of the first input with that dimension swept over ``value_range``."""
-        mu = self._encode(model, state[self.key][:1])
+        label = state[LABEL][:1] if LABEL in state else None  # a conditional model's: the input's class throughout
+        mu = self._encode(model, state[self.key][:1], label)
         self._check_dims(mu.shape[1])
         dims = self.dims if self.dims is not None else list(range(mu.shape[1]))
         values = torch.linspace(*self.value_range, self.num_steps, device=mu.device, dtype=mu.dtype)
         z = mu.repeat(len(dims) * self.num_steps, 1)
         for row, dim in enumerate(dims):
             z[row * self.num_steps:(row + 1) * self.num_steps, dim] = values
-        return self._decode(model, z)
+        return self._decode(model, z, None if label is None else label.expand(z.shape[0]))
 
 
 class Interpolation(_FromInputs):
@@ -345,7 +358,9 @@ class Interpolation(_FromInputs):
     ``inputs`` if given (recommended: the same pairs every epoch; drawn at the end of each
     training phase by default), otherwise the first ``2 * num_pairs`` images of the phase
     (validation by default; fewer pairs if the phase has fewer images). Needs a model with
-    ``encode(x) -> (mu, logvar)`` and ``decode(z)``.
+    ``encode(x) -> (mu, logvar)`` and ``decode(z)``. For a conditional model, with the labels
+    collected from the batches, the class goes from one input's to the other's too, as weights
+    of the two classes (``decode(z, weights)``).
 
     Args:
         folder (str or PathLike or None): Folder to write into.
@@ -390,11 +405,18 @@ class Interpolation(_FromInputs):
             warnings.warn('Interpolation needs at least 2 inputs; it saw 1 and saved nothing', stacklevel=2)
             return None
         inputs = inputs[:2 * pairs]
-        mu = self._encode(model, inputs)
-        start, end = mu[0::2], mu[1::2]
+        labels = state[LABEL][:2 * pairs] if LABEL in state else None
+        mu = self._encode(model, inputs, labels)
         t = torch.linspace(0, 1, self.num_steps, device=mu.device, dtype=mu.dtype).view(1, -1, 1)
-        z = (start.unsqueeze(1) + t * (end - start).unsqueeze(1)).reshape(pairs * self.num_steps, -1)
-        decoded = self._decode(model, z)
+
+        def line(ends):  # (2 * pairs, D) -> the points of each pair's line, (pairs * num_steps, D)
+            start, end = ends[0::2], ends[1::2]
+            return (start.unsqueeze(1) + t * (end - start).unsqueeze(1)).reshape(pairs * self.num_steps, -1)
+
+        weights = None  # a conditional model's class, from one input's to the other's as weights of the classes
+        if labels is not None and _conditional(model):
+            weights = line(torch.nn.functional.one_hot(labels.long().to(mu.device), model.num_classes).to(mu.dtype))
+        decoded = self._decode(model, line(mu), weights)
         shape = tuple(decoded.shape[1:])
         _check_fits(inputs, 'inputs', shape, f'the decoded images of shape {shape}')
         ends = inputs.float().reshape((pairs, 2) + shape)

@@ -40,6 +40,15 @@ def _first(item, index):
     return item
 
 
+def _label(item, index):
+    """The label of a dataset item ``(x, label, ...)`` (for ``keep_labels``)."""
+    if not isinstance(item, (tuple, list)) or len(item) < 2:
+        got = f'a {type(item).__name__} of {len(item)}' if isinstance(item, (tuple, list)) else describe(item)
+        raise ValueError(f'keep_labels=True needs items (x, label, ...), but item {index} is {got}; wrap a labelled '
+                         f'dataset (e.g. TensorDataset(images, labels)) or leave keep_labels out')
+    return item[1]
+
+
 def _flatten(value, index):
     if isinstance(value, (np.ndarray, np.generic)):
         value = torch.from_numpy(np.asarray(value))
@@ -72,11 +81,18 @@ class AutoEncoderDataset(Dataset):
     a plain tensor. The wrapper is picklable (for ``DataLoader(num_workers > 0)``) when the
     dataset and the transforms are.
 
+    With ``keep_labels=True`` the items are ``(x, target, label)`` instead, the label being the
+    second element of the wrapped item, for a model or picture that needs it (a conditional VAE,
+    a latent scatter coloured by class). The criterion still gets ``(x, target)``: give the Trial
+    :func:`~torchbearer_vae.load_batch_with_labels` (``trial.with_loader(load_batch_with_labels)``),
+    which puts the labels of each batch in ``state[torchbearer_vae.LABEL]``.
+
     Args:
         dataset: A map-style dataset (``__getitem__`` and ``__len__``).
         transform (callable or None): Applied to the input only.
         target_transform (callable or None): Computes the target from the (untransformed) input.
         flatten_target (bool): Return the target as a 1-D tensor (``x.view(-1)``).
+        keep_labels (bool): Yield ``(x, target, label)``; the wrapped items must be ``(x, label, ...)``.
 
     Example: ::
 
@@ -88,11 +104,14 @@ class AutoEncoderDataset(Dataset):
         >>> x, target = data[0]
         >>> x.shape, target.shape
         (torch.Size([1, 28, 28]), torch.Size([784]))
+        >>> x, target, label = AutoEncoderDataset(TensorDataset(images, torch.arange(10)), keep_labels=True)[3]
+        >>> label
+        tensor(3)
     """
 
     @legacy_positional('dataset', 'transform', 'target_transform', 'flatten_target')
     def __init__(self, dataset, *, transform: Optional[Callable] = None, target_transform: Optional[Callable] = None,
-                 flatten_target: bool = False):
+                 flatten_target: bool = False, keep_labels: bool = False):
         if not (hasattr(dataset, '__getitem__') and hasattr(dataset, '__len__')):
             raise TypeError(f'AutoEncoderDataset needs a map-style dataset with __getitem__ and __len__, got '
                             f'{type(dataset).__name__}')
@@ -100,6 +119,7 @@ class AutoEncoderDataset(Dataset):
         self.transform = check_callable('transform', transform, allow_none=True)
         self.target_transform = check_callable('target_transform', target_transform, allow_none=True)
         self.flatten_target = check_bool('flatten_target', flatten_target)
+        self.keep_labels = check_bool('keep_labels', keep_labels)
         try:
             size = len(dataset)
         except TypeError as error:  # e.g. a 0-d tensor, which has __len__ but no length
@@ -112,7 +132,8 @@ class AutoEncoderDataset(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, index):
-        x = _first(self.dataset[index], index)
+        item = self.dataset[index]
+        x = _first(item, index)
         target = x if self.target_transform is None else self.target_transform(x)
         if self.flatten_target:
             target = _flatten(target, index)
@@ -120,11 +141,11 @@ class AutoEncoderDataset(Dataset):
             x = self.transform(x)
         _refuse_pil_image(x, 'input', index)
         _refuse_pil_image(target, 'target', index)
-        return x, target
+        return (x, target, _label(item, index)) if self.keep_labels else (x, target)
 
     def __repr__(self) -> str:
         options = ''.join(f', {name}={getattr(self, name)!r}' for name in
-                          ('transform', 'target_transform', 'flatten_target') if getattr(self, name))
+                          ('transform', 'target_transform', 'flatten_target', 'keep_labels') if getattr(self, name))
         return f'{type(self).__name__}({type(self.dataset).__name__} of {len(self)}{options})'
 
 

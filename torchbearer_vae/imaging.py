@@ -218,8 +218,15 @@ def _drawing(model):
             model.train(training)
 
 
-def _posterior_mean(model, x: torch.Tensor) -> torch.Tensor:
-    encoded = model.encode(x)
+def _conditional(model) -> bool:
+    """A model conditioned on class labels (``num_classes``; ``encode(x, labels)``, ``decode(z, labels)``)."""
+    classes = getattr(model, 'num_classes', None)
+    return isinstance(classes, int) and not isinstance(classes, bool)
+
+
+def _posterior_mean(model, x: torch.Tensor, labels=None) -> torch.Tensor:
+    """The posterior means of ``x``; a conditional model gets ``labels``, another model ignores them."""
+    encoded = model.encode(x, labels) if labels is not None and _conditional(model) else model.encode(x)
     mu = encoded[0] if isinstance(encoded, (tuple, list)) else encoded
     if not isinstance(mu, torch.Tensor) or mu.dim() != 2:
         raise ValueError(f'model.encode(x) must return (mu, logvar) with mu of shape (batch, latent_dim), got '

@@ -4,12 +4,55 @@ from typing import Iterator, Optional, Union
 
 import numpy as np
 import torch
+import torchbearer
+from torchbearer import deep_to
 
 from ._batching import source_of
 from ._checks import check_bool, check_int, describe, legacy_positional
 from .distributed import get_rank, get_world_size
+from .state import LABEL
 
-__all__ = ['TensorLoader']
+__all__ = ['TensorLoader', 'load_batch_with_labels']
+
+
+def load_batch_with_labels(state) -> None:
+    """A torchbearer batch loader for ``(x, target, label)`` batches: ``state[X]``, ``state[Y_TRUE]``, ``state[LABEL]``.
+
+    torchbearer's own loader (``load_batch_standard``) unpacks ``(x, target)``; give the Trial
+    this one with ``trial.with_loader(load_batch_with_labels)`` when the batches also carry the
+    class labels, as those of ``AutoEncoderDataset(dataset, keep_labels=True)`` do, through a
+    :class:`TensorLoader` or a DataLoader. The model and the criterion see what they always see
+    (``x``, and ``target`` for the criterion); the labels of every training, validation and test
+    batch go to ``state[torchbearer_vae.LABEL]``, on the Trial's device, for a
+    :class:`~torchbearer_vae.ConditionalVAE` or a picture coloured by class to read.
+
+    Args:
+        state (dict): The Trial's state; ``state[torchbearer.ITERATOR]`` yields the batches.
+
+    Raises:
+        ValueError: for a batch that is not ``(x, target, label)``, saying how to make one.
+
+    Example: ::
+
+        >>> import torch
+        >>> import torchbearer
+        >>> from torch.utils.data import TensorDataset
+        >>> from torchbearer_vae import LABEL, AutoEncoderDataset, TensorLoader, load_batch_with_labels
+        >>> data = AutoEncoderDataset(TensorDataset(torch.rand(6, 1, 4, 4), torch.arange(6)), keep_labels=True)
+        >>> state = {torchbearer.ITERATOR: iter(TensorLoader(data, batch_size=4)),
+        ...          torchbearer.DEVICE: 'cpu', torchbearer.DATA_TYPE: torch.float32}
+        >>> load_batch_with_labels(state)
+        >>> state[LABEL], state[torchbearer.X].shape
+        (tensor([0, 1, 2, 3]), torch.Size([4, 1, 4, 4]))
+        >>> # Trial(model, optimizer, criterion).with_generators(train, val).with_loader(load_batch_with_labels)
+    """
+    batch = next(state[torchbearer.ITERATOR])
+    if not isinstance(batch, (tuple, list)) or len(batch) != 3:
+        got = f'a {type(batch).__name__} of {len(batch)}' if isinstance(batch, (tuple, list)) else describe(batch)
+        raise ValueError(f'load_batch_with_labels needs batches (x, target, label), got {got}; wrap the dataset in '
+                         f'AutoEncoderDataset(dataset, keep_labels=True), or leave with_loader out for (x, target)')
+    state[torchbearer.X], state[torchbearer.Y_TRUE], state[LABEL] = deep_to(
+        tuple(batch), state[torchbearer.DEVICE], state[torchbearer.DATA_TYPE])
 
 
 def _seed(name: str, seed) -> int:
@@ -71,7 +114,9 @@ class TensorLoader:
       tensor or array is served as it is.
     * a :class:`~torch.utils.data.TensorDataset`: its tensors, as they are.
     * an :class:`~torchbearer_vae.AutoEncoderDataset` of any of these: the target is a copy of the
-      input (flattened if ``flatten_target``), not the label.
+      input (flattened if ``flatten_target``), not the label; with ``keep_labels=True`` the
+      batches are ``(x, target, label)``, the labels gathered from the wrapped dataset's tensor
+      like the images (see :func:`load_batch_with_labels`).
     * a :class:`~torch.utils.data.Subset` or torchbearer's ``SubsetDataset`` (what
       :func:`~torchbearer_vae.train_val_split` returns): the wrapped dataset's tensors, shared, and
       the subset's indices.

@@ -7,7 +7,11 @@ The base does the rest, and its subclasses (:class:`~torchbearer_vae.Reconstruct
 
 * *What*: the first ``num_images`` images of ``state[key]`` in a phase (fewer if the phase has
   fewer) are collected as one ``(N, ...)`` CPU batch, nothing being copied on the other steps;
-  or the fixed ``inputs`` are used every time. ``draw`` reads them from ``state[key]``.
+  or the fixed ``inputs`` are used every time. ``draw`` reads them from ``state[key]``. When the
+  batches carry class labels (``state[torchbearer_vae.LABEL]``, see
+  :func:`~torchbearer_vae.load_batch_with_labels`), those of the collected inputs are collected
+  with them and ``draw`` reads them from ``state[LABEL]``; otherwise (and for fixed ``inputs``
+  without ``labels``) ``state[LABEL]`` is absent.
 * *When*: once at the end of each phase the callback is on: ``.on_val()`` (validation data,
   checked with ``state[torchbearer.DATA]``, so ``trial.evaluate(data_key=torchbearer.TEST_DATA)``
   leaves validation pictures alone), ``.on_test()`` (test data, in ``evaluate``) and
@@ -34,7 +38,16 @@ import torchbearer
 from torchbearer.callbacks.imaging.imaging import ImagingCallback
 from torchbearer.state import State, StateKey
 
-from ._checks import check_bool, check_callable, check_choice, check_int, check_shape, legacy_positional, renamed
+from ._checks import (
+    check_bool,
+    check_callable,
+    check_choice,
+    check_int,
+    check_shape,
+    describe,
+    legacy_positional,
+    renamed,
+)
 from ._io import PathLike
 from .distributed import is_main_process, unwrap_model
 from .errors import MissingStateError
@@ -43,6 +56,7 @@ from .imaging import (
     _as_images,
     _check_fits,
     _check_inputs,
+    _conditional,
     _device,
     _drawing,
     _image_batch,
@@ -51,6 +65,7 @@ from .imaging import (
     _posterior_mean,
     _require,
 )
+from .state import LABEL
 
 __all__ = ['PictureSaver']
 
@@ -60,13 +75,14 @@ class _PhaseImages(ImagingCallback):
 
     The phase machinery of :class:`PictureSaver`: which phases (``state[torchbearer.DATA]``), the
     first ``needed`` values of ``collected_keys`` of the phase copied to the CPU (nothing once it
-    has them; none when ``needed`` is 0), then ``process(state)`` on rank 0 with them in
-    ``self._collected``.
+    has them; none when ``needed`` is 0; an ``optional`` key only while it is in state), then
+    ``process(state)`` on rank 0 with them in ``self._collected``.
     """
 
     def __init__(self, keys: Dict[str, StateKey], needed: int, on: Optional[str]):
         super().__init__()
         self.collected_keys, self._needed = keys, needed
+        self._optional = set()  # names of collected_keys gathered only when in state (the labels)
         self._phases = ()  # () until on_train/on_val/on_test choose: the default phase
         self._batches: Dict[str, list] = {}
         self._collected: Dict[str, torch.Tensor] = {}
@@ -130,17 +146,29 @@ class _PhaseImages(ImagingCallback):
             return  # nothing is copied once the inputs are collected
         who = type(self).__name__
         for name, key in self.collected_keys.items():
+            if key not in state and name in self._optional:
+                continue
             if key not in state:
                 raise MissingStateError(f'{who} needs state[{key!r}] ({name}) but it is not in state; pass the '
                                         f'{name} under which your data is stored')
-            batch = _image_batch(state[key], f'{who}: state[{key!r}] ({name})')
+            value = state[key]
+            if name in self._optional:  # labels: one value per image, not images
+                if not isinstance(value, torch.Tensor) or value.dim() == 0:
+                    raise ValueError(f'{who}: state[{key!r}] ({name}) must be a tensor with one value per image, '
+                                     f'got {describe(value)}')
+                batch = value
+            else:
+                batch = _image_batch(value, f'{who}: state[{key!r}] ({name})')
             self._batches[name].append(batch[:self._needed - count].detach().cpu())
 
     def _end(self, state):
         if not self._active or (self._needed and not self._batches['key']):
             return
         self._active = False
-        self._send(state, {name: torch.cat(parts) for name, parts in self._batches.items()} if self._needed else {})
+        collected = {name: torch.cat(parts) for name, parts in self._batches.items() if parts}
+        count = collected['key'].shape[0] if self._needed else 0
+        collected = {name: batch for name, batch in collected.items() if batch.shape[0] == count}  # all or none
+        self._send(state, collected)
 
     def _send(self, state, collected: Dict[str, torch.Tensor]) -> None:
         self._collected, self._batches = collected, {}
@@ -190,6 +218,8 @@ class PictureSaver(_PhaseImages):
         self.num_images = check_int('num_images', num_images, minimum=0)
         self.inputs = None if inputs is None else _check_inputs(inputs, max(num_images, 1))[:max(num_images, 1)]
         super().__init__({'key': key}, 0 if inputs is not None else num_images, on)
+        self.collected_keys['label'] = LABEL  # the labels of the collected inputs, when the batches carry them
+        self._optional.add('label')
         self._files = None if folder is None else _ImageFiles(folder, filename)
         self.folder, self.filename, self.key = folder, filename, key
         self.nrow = check_int('nrow', nrow, minimum=1)
@@ -277,6 +307,7 @@ class PictureSaver(_PhaseImages):
         model = unwrap_model(state[torchbearer.MODEL]) if torchbearer.MODEL in state else None
         view = State()
         view.update(state)
+        view.pop(LABEL, None)  # the last batch's labels are not those of the inputs drawn: only collected ones
         if self.inputs is not None:
             view[self.key] = self.inputs
         view.update({self.collected_keys[name]: batch for name, batch in self._collected.items()})
@@ -302,8 +333,9 @@ class PictureSaver(_PhaseImages):
     def _transform(self, outputs: torch.Tensor) -> torch.Tensor:
         return outputs if self.output_transform is None else self.output_transform(outputs)
 
-    def _decode(self, model, z: torch.Tensor) -> torch.Tensor:
-        decoded = _image_batch(model.decode(z), 'model.decode(z)')
+    def _decode(self, model, z: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
+        conditional = labels is not None and _conditional(model)
+        decoded = _image_batch(model.decode(z, labels) if conditional else model.decode(z), 'model.decode(z)')
         return _as_images(self._transform(decoded).float().cpu(), 'decoded images', type(self).__name__,
                           self.image_shape, model)
 
@@ -320,7 +352,8 @@ class _FromInputs(PictureSaver):
             self._check_fit(model, self.inputs)
 
     @legacy_positional('model', 'inputs', 'epoch')
-    def save(self, model: torch.nn.Module, inputs: Optional[torch.Tensor] = None, *, epoch: int = 0) -> Optional[str]:
+    def save(self, model: torch.nn.Module, inputs: Optional[torch.Tensor] = None, *, epoch: int = 0,
+             labels: Optional[torch.Tensor] = None) -> Optional[str]:
         """Draw and write the picture of ``model`` outside a Trial.
 
         Args:
@@ -328,6 +361,8 @@ class _FromInputs(PictureSaver):
             inputs (torch.Tensor or None): A batch of images; default, the ``inputs`` given at
                 construction.
             epoch (int): Fills ``{epoch}`` in the file name.
+            labels (torch.Tensor or None): The class of each input ``(N,)``, for a conditional
+                model (``state[LABEL]`` for :meth:`draw`).
 
         Returns:
             str or None: The path written (None when ``folder`` is None).
@@ -335,6 +370,12 @@ class _FromInputs(PictureSaver):
         if inputs is None and self.inputs is None:
             raise ValueError(f'{type(self).__name__}.save needs inputs (none were given at construction)')
         collected = {} if inputs is None else {'key': _check_inputs(inputs, min(self.num_images, 2))}
+        if labels is not None:
+            if not isinstance(labels, torch.Tensor) or labels.dim() != 1 or labels.shape[0] != (
+                    collected['key'] if inputs is not None else self.inputs).shape[0]:
+                raise ValueError(f'labels must be a tensor (N,) with one class index per input, got '
+                                 f'{describe(labels)}')
+            collected['label'] = labels.detach().cpu()
         return self._save(model, epoch, collected)
 
     @staticmethod
@@ -343,6 +384,6 @@ class _FromInputs(PictureSaver):
         if shape:  # the whole image shape, so that channels-last images are refused by name
             _check_fits(inputs, 'inputs', shape, f"the model's input_shape {shape}")
 
-    def _encode(self, model, inputs: torch.Tensor) -> torch.Tensor:
+    def _encode(self, model, inputs: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
         self._check_fit(model, inputs)
-        return _posterior_mean(model, inputs.to(_device(model)))
+        return _posterior_mean(model, inputs.to(_device(model)), labels)

@@ -3,7 +3,7 @@
 torchbearer keeps its per-batch values in a :class:`torchbearer.state.State` dict keyed by
 :class:`~torchbearer.state.StateKey` objects. The keys below are created **once**, here, and
 re-exported as ``torchbearer.MU``, ``torchbearer.LOGVAR``, ``torchbearer.KL`` (and likewise
-``RECON``, ``GLOBAL_STEP``, ``GLOBAL_EPOCH``).
+``RECON``, ``GLOBAL_STEP``, ``GLOBAL_EPOCH``, ``LABEL``).
 
 .. warning::
     Do not create these keys yourself with ``torchbearer.state_key('mu')``. torchbearer makes
@@ -14,7 +14,7 @@ re-exported as ``torchbearer.MU``, ``torchbearer.LOGVAR``, ``torchbearer.KL`` (a
 import torchbearer
 from torchbearer.state import StateKey
 
-__all__ = ['MU', 'LOGVAR', 'KL', 'RECON', 'GLOBAL_STEP', 'GLOBAL_EPOCH']
+__all__ = ['MU', 'LOGVAR', 'KL', 'RECON', 'GLOBAL_STEP', 'GLOBAL_EPOCH', 'LABEL']
 
 
 def _plugin_key(name: str, attribute: str) -> StateKey:
@@ -54,3 +54,8 @@ GLOBAL_STEP = _plugin_key('global_step', 'GLOBAL_STEP')
 #: The number of training epochs completed before the current one, as :data:`GLOBAL_STEP` counts
 #: steps (during validation, the index of the epoch just trained).
 GLOBAL_EPOCH = _plugin_key('global_epoch', 'GLOBAL_EPOCH')
+
+#: The class labels of the batch, an integer tensor ``(batch,)`` on the Trial's device, put in state at
+#: every step by :func:`~torchbearer_vae.load_batch_with_labels` (from ``AutoEncoderDataset(...,
+#: keep_labels=True)`` batches) and read by :class:`~torchbearer_vae.ConditionalVAE` and the pictures.
+LABEL = _plugin_key('label', 'LABEL')

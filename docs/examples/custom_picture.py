@@ -1,7 +1,7 @@
 """A picture of your own: how much each latent dimension of a VAE is used, as bars, once per epoch.
 
 A picture callback is one :class:`~torchbearer_vae.PictureSaver` subclass with one method,
-``draw(model, state)``, which returns an image. ``KLPerDimension`` encodes the first validation
+``draw(model, state)``, which returns an image. ``KLBars`` encodes the first validation
 images (collected for it in ``state[self.key]``) and draws one bar per latent dimension, as tall
 as that dimension's mean KL divergence from the prior: the dimensions the VAE uses stand tall,
 collapsed ones stay flat. The base does the rest: collecting, eval mode, rank 0, the atomic PNG
@@ -31,7 +31,7 @@ from torchbearer_vae import (
 )
 
 
-class KLPerDimension(PictureSaver):
+class KLBars(PictureSaver):
     """One bar per latent dimension: its mean KL divergence from the prior over the first validation images.
 
     The tallest bar fills the picture's ``height``; each bar is ``width`` pixels wide, with a
@@ -69,7 +69,7 @@ def main(argv=None):
                                  seed=1)
     model = VAE(latent_dim=args.latent_dim)
     trial = Trial(model, torch.optim.Adam(model.parameters(), lr=1e-3), nn.BCELoss(reduction='sum'),
-                  metrics=['loss', 'kl'], callbacks=[kld_loss(), KLPerDimension(folder=args.results)])
+                  metrics=['loss', 'kl'], callbacks=[kld_loss(), KLBars(folder=args.results)])
     trial.with_generators(TensorLoader(train, 128, shuffle=True, seed=1), TensorLoader(val, 128))
     return trial.run(epochs=args.epochs, verbose=args.verbose)
 

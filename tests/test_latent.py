@@ -1,0 +1,398 @@
+"""Labels in state (keep_labels, load_batch_with_labels, TensorLoader), the latent pictures (LatentScatter,
+LatentManifold, KLPerDimension) checked by their pixels, the ConditionalVAE both ways and through a checkpoint, the
+conditional SampleSaver, and the quality of conditional samples on the shared MNIST."""
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torchbearer
+from PIL import Image
+from torch import nn
+from torch.utils.data import DataLoader, Subset, TensorDataset
+from torchbearer import Trial
+from torchbearer.callbacks import Callback
+
+from torchbearer_vae import (
+    LABEL,
+    MU,
+    VAE,
+    AutoEncoderDataset,
+    ConditionalVAE,
+    ImageDataset,
+    Interpolation,
+    KLPerDimension,
+    LatentManifold,
+    LatentScatter,
+    LatentTraversal,
+    MissingStateError,
+    ReconstructionSaver,
+    SampleSaver,
+    TensorLoader,
+    kld_loss,
+    load_batch_with_labels,
+    model_from_checkpoint,
+    save_checkpoint,
+    train_val_split,
+)
+
+PAD = 2  # make_grid's default padding
+TAB10 = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf']
+
+
+def rgb(hex_colour):
+    return tuple(int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
+
+
+def read_png(path):
+    return np.asarray(Image.open(path).convert('RGB'))
+
+
+def count_colour(pixels, colour):
+    return int((pixels == np.array(colour, dtype=np.uint8)).all(-1).sum())
+
+
+def zero_loss(state):
+    return state[torchbearer.Y_PRED].sum() * 0
+
+
+def labelled(mnist, indices):
+    return AutoEncoderDataset(Subset(mnist, list(indices)), keep_labels=True)
+
+
+def run_trial(model, callbacks, train, val, epochs=1, lr=1e-3, criterion=None):
+    trial = Trial(model, torch.optim.Adam(model.parameters(), lr=lr), criterion or nn.BCELoss(reduction='sum'),
+                  metrics=['loss'], callbacks=callbacks, verbose=0)
+    trial.with_generators(TensorLoader(train, 100, shuffle=True, seed=0), TensorLoader(val, 100))
+    return trial.with_loader(load_batch_with_labels).run(epochs)
+
+
+# -- labels in state --
+def test_keep_labels_gives_triples_and_tensorloader_gives_the_dataloader_batches(mnist):
+    train, _ = train_val_split(AutoEncoderDataset(mnist, keep_labels=True), val_fraction=0.1, seed=1)
+    x, target, label = train[0]
+    assert torch.equal(x, target) and isinstance(label, int)
+    expected = list(DataLoader(train, batch_size=500))
+    got = list(TensorLoader(train, batch_size=500))
+    assert len(got) == len(expected) == 18
+    for (x1, t1, y1), (x2, t2, y2) in zip(expected, got):
+        assert torch.equal(x1, x2) and torch.equal(t1, t2) and torch.equal(y1, y2) and y1.dtype == y2.dtype
+    assert x2.data_ptr() != t2.data_ptr()  # the target is a copy, as collation gives
+
+
+def test_tensorloader_reads_no_item_for_labelled_batches(mnist):
+    calls = []
+
+    class Counting(ImageDataset):
+        def __getitem__(self, index):
+            calls.append(index)
+            return super().__getitem__(index)
+
+    loader = TensorLoader(AutoEncoderDataset(Counting(mnist.data, mnist.targets), keep_labels=True), batch_size=1000)
+    calls.clear()  # construction checks the first and last items
+    labels = torch.cat([batch[2] for batch in loader])
+    assert calls == [] and torch.equal(labels, mnist.targets)
+
+
+def test_keep_labels_refuses_a_dataset_without_labels():
+    with pytest.raises(ValueError, match=r'keep_labels=True needs items \(x, label, \.\.\.\)'):
+        AutoEncoderDataset(torch.rand(4, 1, 8, 8), keep_labels=True)
+    with pytest.raises(TypeError, match='keep_labels must be True or False'):
+        AutoEncoderDataset(TensorDataset(torch.rand(4, 2), torch.zeros(4)), keep_labels=1)
+
+
+class Record(Callback):
+    """Each step's inputs and labels, as the model saw them."""
+
+    def __init__(self):
+        self.steps = []
+
+    def on_forward(self, state):
+        self.steps.append((state[torchbearer.DATA], state[torchbearer.X].clone(), state[LABEL].clone()))
+
+    on_forward_validation = on_forward
+
+
+def test_every_training_and_validation_step_has_the_labels_of_its_images():
+    labels = torch.arange(60) % 7
+    images = (labels.float() / 10).view(-1, 1, 1, 1).expand(-1, 1, 4, 4).contiguous()  # each image says its label
+    data = AutoEncoderDataset(TensorDataset(images, labels), keep_labels=True)
+    record = Record()
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 16), nn.Unflatten(1, (1, 4, 4)))
+    trial = Trial(model, torch.optim.SGD(model.parameters(), lr=0.0), zero_loss, callbacks=[record], verbose=0)
+    trial.with_generators(TensorLoader(data, 16, shuffle=True, seed=0), DataLoader(data, batch_size=16))
+    trial.with_loader(load_batch_with_labels).run(2)
+    phases = [phase for phase, _, _ in record.steps]
+    assert phases.count(torchbearer.TRAIN_DATA) == phases.count(torchbearer.VALIDATION_DATA) == 8
+    for _, x, y in record.steps:
+        assert y.dtype == torch.int64 and torch.allclose(x.mean((1, 2, 3)), y.float() / 10)
+
+
+def test_load_batch_with_labels_refuses_pairs_with_the_fix():
+    data = TensorDataset(torch.rand(8, 4), torch.rand(8, 4))
+    trial = Trial(nn.Linear(4, 4), None, nn.MSELoss(), verbose=0).with_generators(DataLoader(data, batch_size=4))
+    with pytest.raises(ValueError, match=r'keep_labels=True'):
+        trial.with_loader(load_batch_with_labels).run(1)
+
+
+# -- the conditional VAE --
+def test_conditional_vae_both_ways_and_the_label_changes_the_images(mnist):
+    model = ConditionalVAE(num_classes=10, latent_dim=2)
+    x, labels = torch.stack([mnist[i][0] for i in range(6)]), mnist.targets[:6]
+    recon, mu, logvar = model.eval()(x, labels)
+    state = {LABEL: labels}
+    assert torch.equal(model(x, state=state), recon)  # the state way reads state[LABEL]
+    assert torch.equal(state[MU], mu)
+    z = torch.zeros(2, 2)
+    assert not torch.allclose(model.decode(z, torch.tensor([0, 0])), model.decode(z, torch.tensor([1, 1])))
+    assert torch.equal(model.decode(z, 3), model.decode(z, torch.tensor([3, 3])))
+    soft = torch.full((2, 10), 0.1)  # class weights are taken as they are
+    assert model.decode(z, soft).shape == (2, 1, 28, 28)
+    with pytest.raises(MissingStateError, match='keep_labels=True'):
+        model(x)
+    with pytest.raises(ValueError, match=r'class indices in \[0, 10\)'):
+        model(x, torch.full((6,), 10))
+    with pytest.raises(ValueError, match='one class index per image'):
+        model(x, labels[:5])
+
+
+def test_conditional_vae_learns_in_a_trial_the_state_way(mnist):
+    model = ConditionalVAE(latent_dim=2)
+    history = run_trial(model, [kld_loss()], labelled(mnist, range(2000)), labelled(mnist, range(9000, 9500)),
+                        epochs=2)
+    assert history[1]['val_loss'] < history[0]['val_loss'] < 300 * 500
+
+
+def test_conditional_vae_config_round_trips_through_a_checkpoint(tmp_path):
+    model = ConditionalVAE((1, 8, 8), num_classes=4, latent_dim=3, hidden_dim=16, logvar_clamp=(-30.0, 20.0))
+    save_checkpoint(tmp_path / 'model.pt', model)
+    rebuilt = model_from_checkpoint(tmp_path / 'model.pt')
+    assert type(rebuilt) is ConditionalVAE and rebuilt.config == model.config and rebuilt.num_classes == 4
+    z, labels = torch.randn(5, 3), torch.tensor([0, 1, 2, 3, 0])
+    assert torch.equal(rebuilt.decode(z, labels), model.eval().decode(z, labels))
+
+
+def test_sample_saver_draws_one_row_per_class_with_the_same_noise_per_column(tmp_path):
+    model = ConditionalVAE((1, 8, 8), num_classes=3, latent_dim=2, hidden_dim=16)
+    saver = SampleSaver(folder=tmp_path, filename='samples.png', num_images=16, nrow=4, seed=5)
+    grid = read_png(saver.save(model))[..., 0]
+    assert grid.shape == (PAD + 3 * (8 + PAD), PAD + 4 * (8 + PAD))  # 3 classes x 4 columns
+    noise = saver.noise(2)[:4]
+    with torch.no_grad():
+        for row in range(3):
+            expected = model.eval().decode(noise, row).mul(255).add(0.5).clamp(0, 255).to(torch.uint8)
+            for column in range(4):
+                top, left = PAD + row * (8 + PAD), PAD + column * (8 + PAD)
+                assert np.array_equal(grid[top:top + 8, left:left + 8], expected[column, 0].numpy())
+
+
+def test_the_encoding_pictures_pass_each_input_its_label(mnist, tmp_path):
+    model = ConditionalVAE(latent_dim=2)
+    callbacks = [kld_loss(), LatentTraversal(tmp_path, num_steps=3), Interpolation(tmp_path, num_pairs=1, num_steps=3),
+                 ReconstructionSaver(tmp_path), LatentScatter(tmp_path), LatentManifold(tmp_path, label=4),
+                 KLPerDimension(tmp_path)]
+    run_trial(model, callbacks, labelled(mnist, range(500)), labelled(mnist, range(9000, 9200)))
+    x, label = mnist[9000][0], mnist.targets[9000]
+    with torch.no_grad():
+        mu = model.eval().encode(x[None], label[None])[0]
+        z = mu.repeat(3, 1)
+        z[:, 0] = torch.tensor([-3.0, 0.0, 3.0])
+        expected = model.decode(z, label).mul(255).add(0.5).clamp(0, 255).to(torch.uint8)
+    traversal = read_png(tmp_path / 'traversal_0.png')[..., 0]
+    for column in range(3):
+        left = PAD + column * (28 + PAD)
+        assert np.abs(traversal[PAD:PAD + 28, left:left + 28].astype(int) - expected[column, 0].numpy()).max() <= 1
+    for name in ('interpolation', 'reconstruction', 'latent', 'manifold', 'kl_dims'):
+        assert (tmp_path / f'{name}_0.png').exists()
+
+
+# -- the pictures --
+def test_latent_scatter_colours_each_label_present_and_no_other(mnist, tmp_path):
+    chosen = [i for i in range(9000, 10000) if int(mnist.targets[i]) in (0, 3, 7)]
+    run_trial(VAE(latent_dim=2), [kld_loss(), LatentScatter(tmp_path, num_images=300)],
+              labelled(mnist, range(1000)), labelled(mnist, chosen))
+    pixels = read_png(tmp_path / 'latent_0.png')
+    present = {label: count_colour(pixels, rgb(TAB10[label])) for label in range(10)}
+    assert all(present[label] > 20 for label in (0, 3, 7)), present
+    assert all(present[label] == 0 for label in (1, 2, 4, 5, 6, 8, 9)), present
+
+
+def test_latent_scatter_without_labels_is_grey_and_projects_a_larger_latent(mnist, tmp_path):
+    data = AutoEncoderDataset(Subset(mnist, range(600)))
+    trial = Trial(VAE(latent_dim=8), None, nn.BCELoss(reduction='sum'),
+                  callbacks=[kld_loss(), LatentScatter(tmp_path, num_images=200)], verbose=0)
+    trial.with_generators(val_generator=TensorLoader(data, 100)).run(1)
+    pixels = read_png(tmp_path / 'latent_0.png')
+    assert count_colour(pixels, (128, 128, 128)) > 50  # matplotlib's '0.5' grey
+    assert all(count_colour(pixels, rgb(colour)) == 0 for colour in TAB10 if colour != '#7f7f7f')  # tab10's grey
+
+
+class Known(nn.Module):
+    """A stand-in VAE: mu puts the image's two values in latent dimensions ``dims``; decode shows two coordinates.
+
+    A decoded (1, 4, 8) image's left half is sigmoid(z[dims[0]]), its right half sigmoid(z[dims[1]]).
+    """
+
+    def __init__(self, latent_dim=2, dims=(0, 1)):
+        super().__init__()
+        self.latent_dim, self.dims = latent_dim, dims
+        self.weight = nn.Parameter(torch.zeros(()))
+
+    def encode(self, x):
+        mu = torch.zeros(x.shape[0], self.latent_dim)
+        mu[:, self.dims[0]] = 3 * x[:, 0, 0, 0]  # the larger spread: the first principal direction
+        mu[:, self.dims[1]] = x[:, 0, 0, 1]
+        return mu, torch.zeros_like(mu)
+
+    def decode(self, z):
+        halves = torch.sigmoid(z[:, list(self.dims)]).view(-1, 1, 1, 2, 1).expand(-1, 1, 4, 2, 4)
+        return halves.reshape(-1, 1, 4, 8)
+
+    def forward(self, x, state=None):
+        return x + self.weight
+
+
+def manifold_of(model, tmp_path, num_steps=5):
+    images = torch.zeros(64, 1, 4, 8)  # two uncorrelated values, zero mean: the principal directions are exact
+    images[:, 0, 0, 0] = torch.tensor([-1.0, 1.0]).repeat(32)
+    images[:, 0, 0, 1] = torch.tensor([-1.0, -1.0, 1.0, 1.0]).repeat(16)
+    trial = Trial(model, None, zero_loss, callbacks=[LatentManifold(tmp_path, num_steps=num_steps, num_images=64)],
+                  verbose=0)
+    trial.with_generators(val_generator=DataLoader(TensorDataset(images, images), batch_size=16)).run(1)
+    grid = read_png(tmp_path / 'manifold_0.png')[..., 0].astype(float)
+    assert grid.shape == (PAD + num_steps * (4 + PAD), PAD + num_steps * (8 + PAD))
+    tiles = [[grid[PAD + r * 6:PAD + r * 6 + 4, PAD + c * 10:PAD + c * 10 + 8] for c in range(num_steps)]
+             for r in range(num_steps)]
+    left = np.array([[tile[:, :4].mean() for tile in row] for row in tiles])
+    right = np.array([[tile[:, 4:].mean() for tile in row] for row in tiles])
+    return left, right
+
+
+@pytest.mark.parametrize('latent_dim, dims', [(2, (0, 1)), (6, (4, 2))])
+def test_latent_manifold_spans_the_two_directions_at_normal_quantiles(tmp_path, latent_dim, dims):
+    left, right = manifold_of(Known(latent_dim, dims), tmp_path)
+    quantiles = torch.distributions.Normal(0.0, 1.0).icdf((torch.arange(5) + 0.5) / 5)
+    expected = torch.sigmoid(quantiles).mul(255).round().numpy()
+    assert np.abs(left - expected[None, :]).max() <= 1  # the first direction grows left to right, in every row
+    assert np.abs(right - expected[::-1, None]).max() <= 1  # the second grows upwards, in every column
+
+
+def test_latent_manifold_refuses_a_larger_latent_without_inputs(tmp_path):
+    trial = Trial(Known(4, (0, 1)), None, zero_loss, callbacks=[LatentManifold(tmp_path, num_images=0)], verbose=0)
+    with pytest.raises(ValueError, match='needs a 2-D latent'):
+        trial.with_generators(val_generator=DataLoader(TensorDataset(torch.rand(4, 1, 4, 8)), batch_size=4)).run(1)
+
+
+class FixedPosterior(nn.Module):
+    """The same posterior for every input: KL per dimension 0.5 * mu_d ** 2 = 1/8, 0, 8 and 1."""
+
+    def __init__(self):
+        super().__init__()
+        self.mu = nn.Parameter(torch.tensor([0.25, 0.0, 16.0, 2.0]).sqrt())
+
+    def encode(self, x):
+        mu = self.mu.expand(x.shape[0], -1)
+        return mu, torch.zeros_like(mu)
+
+    def forward(self, x, state=None):
+        return x + self.mu.sum() * 0
+
+
+def columns_of(pixels, colour):
+    """The runs of columns holding ``colour``: (first, last, top row) of each bar."""
+    mask = (pixels == np.array(colour, dtype=np.uint8)).all(-1)
+    columns = np.flatnonzero(mask.any(0))
+    runs = np.split(columns, np.flatnonzero(np.diff(columns) > 1) + 1)
+    return [(run[0], run[-1], int(np.flatnonzero(mask[:, run[len(run) // 2]])[0])) for run in runs if len(run)]
+
+
+def test_kl_per_dimension_sorts_the_bars_and_draws_the_threshold_at_its_height(tmp_path):
+    images = torch.rand(8, 1, 4, 4)
+    trial = Trial(FixedPosterior(), None, zero_loss, callbacks=[KLPerDimension(tmp_path, threshold=0.01)], verbose=0)
+    trial.with_generators(val_generator=DataLoader(TensorDataset(images, images), batch_size=4)).run(1)
+    pixels = read_png(tmp_path / 'kl_dims_0.png')
+    blue = columns_of(pixels, rgb(TAB10[0]))
+    assert len(blue) == 3  # KL 8, 1, 1/8 above the threshold, in that order, left to right; KL 0 is grey
+    assert blue[0][0] < blue[1][0] < blue[2][0] and blue[0][2] < blue[1][2] < blue[2][2]
+    per_halving = (blue[2][2] - blue[0][2]) / 6  # a log axis: each halving of the KL is as many pixels lower
+    assert abs((blue[1][2] - blue[0][2]) - 3 * per_halving) <= 1.5
+    red = (pixels == np.array((255, 0, 0), dtype=np.uint8)).all(-1)
+    line = np.flatnonzero(red.sum(1) > 50)  # the dashed line's rows
+    expected = blue[1][2] + per_halving * np.log2(1 / 0.01)  # KL 1 -> 0.01: log2(100) halvings lower
+    assert len(line) and abs(line.mean() - expected) <= 3
+    grey = columns_of(pixels, (153, 153, 153))  # matplotlib's '0.6'
+    assert any(first > blue[2][1] for first, _, _ in grey)  # the collapsed dimension, last
+
+
+def test_the_charts_say_how_to_install_matplotlib(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, 'matplotlib.figure', None)
+    images = torch.rand(8, 1, 4, 4)
+    trial = Trial(FixedPosterior(), None, zero_loss, callbacks=[KLPerDimension(tmp_path)], verbose=0)
+    with pytest.raises(ImportError, match='pip install matplotlib'):
+        trial.with_generators(val_generator=DataLoader(TensorDataset(images, images), batch_size=4)).run(1)
+
+
+@pytest.mark.parametrize('make, match', [
+    (lambda: LatentScatter(num_images=1), 'num_images'),
+    (lambda: LatentManifold(num_steps=1), 'num_steps'),
+    (lambda: KLPerDimension(threshold=0), 'threshold'),
+    (lambda: ConditionalVAE(num_classes=1), 'num_classes'),
+])
+def test_bad_arguments_are_refused_at_construction(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+# -- quality --
+def classifier(images, labels, epochs=10):
+    """A small MLP digit classifier trained here (about 95% on held-out MNIST digits)."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    for _ in range(epochs):
+        order = torch.randperm(len(images))
+        for start in range(0, len(images), 128):
+            batch = order[start:start + 128]
+            loss = nn.functional.cross_entropy(net(images[batch]), labels[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return net.eval()
+
+
+@pytest.mark.slow
+def test_conditional_samples_are_the_digits_asked_for(mnist):
+    train, val = train_val_split(AutoEncoderDataset(mnist, keep_labels=True), val_fraction=0.1, seed=1)
+    model = ConditionalVAE(latent_dim=2)
+    run_trial(model, [kld_loss()], train, val, epochs=10)
+    images, _, labels = next(iter(TensorLoader(train, len(train))))
+    held_out, _, truth = next(iter(TensorLoader(val, len(val))))
+    net = classifier(images, labels)
+    with torch.no_grad():
+        assert (net(held_out).argmax(1) == truth).float().mean() > 0.93  # the judge is good
+        asked = torch.arange(10).repeat_interleave(100)
+        samples = model.eval().sample(1000, labels=asked, generator=torch.Generator().manual_seed(0))
+        accuracy = (net(samples).argmax(1) == asked).float().mean().item()
+    print(f"conditional samples labelled as asked: {accuracy:.1%}")
+    assert accuracy >= 0.9, accuracy
+
+
+# -- the example script of the page "The latent space and conditional VAEs" --
+@pytest.mark.slow
+@pytest.mark.parametrize('conditional', [False, True])
+def test_the_latent_space_example_draws_its_pictures_on_mnist(mnist_dir, tmp_path, conditional):
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[1] / 'docs' / 'examples' / 'latent_space.py'
+    spec = importlib.util.spec_from_file_location('docs_example_latent_space', path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    model, history = example.main(['--data-dir', mnist_dir, '--limit', '2000', '--epochs', '2', '--results',
+                                   str(tmp_path), '--verbose', '0'] + (['--conditional'] if conditional else []))
+    assert isinstance(model, ConditionalVAE) == conditional and history[1]['val_loss'] < history[0]['val_loss']
+    scatter = read_png(tmp_path / 'latent_1.png')
+    assert all(count_colour(scatter, rgb(colour)) > 0 for colour in TAB10)  # the ten digits of the validation set
+    assert read_png(tmp_path / 'manifold_1.png').shape[:2] == (PAD + 15 * 30, PAD + 15 * 30)
+    assert read_png(tmp_path / 'samples_1.png').shape[0] == PAD + (10 if conditional else 8) * 30  # rows
+    assert (tmp_path / 'kl_dims_1.png').exists()

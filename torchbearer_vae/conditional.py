@@ -1,0 +1,201 @@
+"""ConditionalVAE: the multilayer perceptron VAE conditioned on a class label (Sohn et al., 2015).
+
+The label, one-hot, is appended to the encoder's input and to ``z`` before decoding, so the
+decoder models ``p(x | z, y)`` and a digit of a chosen class is drawn by decoding prior noise
+with that label. Inside a Trial the labels come from ``state[torchbearer_vae.LABEL]``, which
+:func:`~torchbearer_vae.load_batch_with_labels` fills from ``AutoEncoderDataset(...,
+keep_labels=True)`` batches.
+"""
+from typing import Optional, Sequence, Tuple, Union
+
+import torch
+from torch import nn
+
+from ._checks import check_int, describe, renamed
+from .base import BaseVAE
+from .errors import MissingStateError
+from .losses import reconstruction_loss
+from .state import LABEL, LOGVAR, MU
+
+__all__ = ['ConditionalVAE']
+
+Labels = Union[int, Sequence[int], torch.Tensor]
+
+
+class ConditionalVAE(BaseVAE):
+    """The :class:`~torchbearer_vae.VAE` with a one-hot label appended to the encoder's input and to ``z``.
+
+    Encoder ``[x, onehot(y)] -> hidden_dim -> (mu, logvar)``, decoder ``[z, onehot(y)] ->
+    hidden_dim -> x``, ReLU, as in :class:`~torchbearer_vae.VAE`. Both ways of calling it work:
+
+    * **the state way** (in a :class:`~torchbearer.Trial`, ``use_state=True``): ``forward(x,
+      state=state)`` reads the labels from ``state[LABEL]``, stores ``state[MU]``/``state[LOGVAR]``
+      and returns the reconstruction; the Trial needs ``with_loader(load_batch_with_labels)``
+      and ``AutoEncoderDataset(..., keep_labels=True)`` data.
+    * **the PyTorch way**: ``model(x, labels)`` returns ``(recon, mu, logvar)``, for
+      :func:`~torchbearer_vae.vae_loss`.
+
+    :meth:`encode`, :meth:`decode` and :meth:`sample` take the labels too. Labels are integer
+    class indices ``(B,)`` in ``[0, num_classes)``, or a float ``(B, num_classes)`` of class
+    weights (a one-hot, or a mixture of two classes to interpolate between them); one int
+    labels every image. The pictures use them: :class:`~torchbearer_vae.SampleSaver` draws one row
+    per class with the same noise in each column, and the pictures that encode inputs read the
+    labels collected with them.
+
+    **How strongly the label conditions.** With a small latent (``latent_dim=2`` on MNIST) the
+    digit drawn is the digit asked for; with a roomy one (8 or 20 dimensions) the encoder can
+    put the class into ``z`` as well and the decoder learns to read it from there, so prior
+    samples follow the label less often. See the page "The latent space and conditional VAEs" of
+    the documentation for the measurements and what helps.
+
+    Args:
+        input_shape (int or sequence of int): Shape of one input, e.g. ``(1, 28, 28)``.
+        num_classes (int): Number of classes, >= 2 (10 for digits).
+        latent_dim (int): Dimension of ``z``.
+        hidden_dim (int): Width of the hidden layer of encoder and decoder.
+        likelihood (str): ``'bernoulli'`` or ``'gaussian'``.
+        sigma (float): Fixed standard deviation of the Gaussian likelihood.
+        use_state (bool): Inside a Trial, the state way (True) or ``(recon, mu, logvar)`` (False).
+        logvar_clamp (tuple of float or None): As for :class:`~torchbearer_vae.VAE`.
+
+    Example: ::
+
+        >>> import torch
+        >>> from torchbearer_vae import ConditionalVAE
+        >>> model = ConditionalVAE(num_classes=10, latent_dim=2)
+        >>> recon, mu, logvar = model(torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 2, 3]))
+        >>> recon.shape, mu.shape
+        (torch.Size([4, 1, 28, 28]), torch.Size([4, 2]))
+        >>> model.sample(6, labels=7).shape  # six sevens
+        torch.Size([6, 1, 28, 28])
+    """
+
+    def __init__(self, input_shape: Union[int, Sequence[int]] = (1, 28, 28), *, num_classes: int = 10,
+                 latent_dim: int = 20, hidden_dim: int = 400, likelihood: str = 'bernoulli', sigma: float = 0.1,
+                 use_state: bool = True, logvar_clamp: Optional[Tuple[float, float]] = None):
+        super().__init__(input_shape, latent_dim, use_state=use_state, likelihood=likelihood, sigma=sigma,
+                         logvar_clamp=logvar_clamp)
+        self.num_classes = check_int('num_classes', num_classes, minimum=2)
+        self.hidden_dim = check_int('hidden_dim', hidden_dim, minimum=1)
+        self.fc1 = nn.Linear(self.input_dim + num_classes, hidden_dim)
+        self.fc21 = nn.Linear(hidden_dim, latent_dim)
+        self.fc22 = nn.Linear(hidden_dim, latent_dim)
+        self.fc3 = nn.Linear(latent_dim + num_classes, hidden_dim)
+        self.fc4 = nn.Linear(hidden_dim, self.input_dim)
+
+    # -- the two networks, with the one-hot labels --
+    def forward_encoder(self, x: torch.Tensor, onehot: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The encoder: ``(mu, logvar)`` of images ``x`` ``(B, *input_shape)`` and one-hot labels ``(B, C)``."""
+        hidden = torch.relu(self.fc1(torch.cat([x.reshape(x.shape[0], -1), onehot], dim=1)))
+        return self.fc21(hidden), self.fc22(hidden)
+
+    def forward_decoder(self, z: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
+        """The decoder: pre-activations ``(B, prod(input_shape))`` for codes ``z`` with one-hot labels."""
+        return self.fc4(torch.relu(self.fc3(torch.cat([z, onehot], dim=1))))
+
+    def one_hot(self, labels: Labels, batch: int) -> torch.Tensor:
+        """The labels of a batch of ``batch`` as the float ``(batch, num_classes)`` the networks take.
+
+        Args:
+            labels (int, sequence of int or torch.Tensor): Class indices ``(batch,)`` (or one int for
+                all), or float class weights ``(batch, num_classes)``, used as they are.
+            batch (int): The batch size the labels must match.
+
+        Returns:
+            torch.Tensor: On the model's device, in its dtype.
+
+        Raises:
+            MissingStateError: for ``labels=None``, saying how to give them.
+            ValueError, TypeError: for labels of another batch size, shape or type, or out of range.
+        """
+        device, dtype = self._device(), next(self.parameters()).dtype
+        if labels is None:
+            raise MissingStateError(f'{type(self).__name__} needs the class labels: pass labels= (PyTorch way: '
+                                    f'model(x, labels)), or in a Trial use AutoEncoderDataset(..., keep_labels=True) '
+                                    f'and trial.with_loader(load_batch_with_labels), which fill state[LABEL]')
+        if isinstance(labels, bool) or not isinstance(labels, (int, list, tuple, torch.Tensor)):
+            raise TypeError(f'labels must be class indices (an int, a sequence or a tensor of ints) or float class '
+                            f'weights (batch, {self.num_classes}), got {describe(labels)}')
+        labels = torch.as_tensor(labels, device=device)
+        if labels.is_floating_point():
+            if tuple(labels.shape) != (batch, self.num_classes):
+                raise ValueError(f'float labels must be class weights of shape ({batch}, {self.num_classes}), got '
+                                 f'{describe(labels)}')
+            return labels.to(dtype)
+        if labels.dim() == 0:
+            labels = labels.expand(batch)
+        if labels.dim() != 1 or labels.shape[0] != batch:
+            raise ValueError(f'labels must hold one class index per image ({batch}), got {describe(labels)}')
+        if batch and (labels.min() < 0 or labels.max() >= self.num_classes):
+            raise ValueError(f'labels must be class indices in [0, {self.num_classes}) (num_classes='
+                             f'{self.num_classes}), got values from {int(labels.min())} to {int(labels.max())}')
+        return nn.functional.one_hot(labels.long(), self.num_classes).to(dtype)
+
+    # -- the interface of BaseVAE, with labels --
+    def encode(self, x: torch.Tensor, labels: Labels = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The posterior parameters ``(mu, logvar)`` of images with their labels (see :meth:`BaseVAE.encode`)."""
+        self._check_images(x)
+        onehot = self.one_hot(labels, x.shape[0])
+        mu, logvar = self.forward_encoder(x.reshape((x.shape[0],) + self.input_shape), onehot)
+        if self.logvar_clamp is not None:
+            logvar = logvar.clamp(*self.logvar_clamp)
+        return mu, logvar
+
+    def decode(self, z: torch.Tensor, labels: Labels = None) -> torch.Tensor:
+        """The decoder's mean ``(B, *input_shape)`` for codes ``z`` ``(B, latent_dim)`` and their labels."""
+        out = self.forward_decoder(z, self.one_hot(labels, z.shape[0]))
+        if self.likelihood == 'bernoulli':
+            out = torch.sigmoid(out)
+        return out.reshape((z.shape[0],) + self.input_shape)
+
+    @renamed(n='num_images')
+    @torch.no_grad()
+    def sample(self, num_images: int, *, labels: Labels = None, device: Optional[torch.device] = None,
+               generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """Decode ``num_images`` draws from the prior ``N(0, I)`` with the given labels.
+
+        Args:
+            num_images (int): How many images.
+            labels (int, sequence of int, torch.Tensor or None): The class of each image, or one
+                for all; None: the classes in turn (``0, 1, ..., num_classes - 1, 0, ...``).
+            device (torch.device or None): Where to decode; default, the model's device.
+            generator (torch.Generator or None): For reproducible draws (on its own device).
+
+        Returns:
+            torch.Tensor: ``(num_images, *input_shape)`` images.
+        """
+        check_int('num_images', num_images, minimum=1)
+        device = device if device is not None else self._device()
+        noise_device = generator.device if generator is not None else device
+        z = torch.randn(num_images, self.latent_dim, device=noise_device, generator=generator).to(device)
+        if labels is None:
+            labels = torch.arange(num_images) % self.num_classes
+        return self.decode(z, labels)
+
+    def log_likelihood(self, x: torch.Tensor, z: torch.Tensor, labels: Labels = None) -> torch.Tensor:
+        """``log p(x | z, y)`` per image, in nats (see :meth:`BaseVAE.log_likelihood`)."""
+        return -reconstruction_loss(self.decode(z, labels), x, self.likelihood, sigma=self.sigma, reduction='none')
+
+    def forward(self, x: torch.Tensor, labels: Labels = None, *, state: Optional[dict] = None):
+        """Encode with the labels, draw ``z`` and decode with them.
+
+        Args:
+            x (torch.Tensor): Inputs.
+            labels: The class of each input; default, ``state[LABEL]`` when ``state`` is given.
+            state (dict or None): torchbearer's state, passed by the Trial.
+
+        Returns:
+            The reconstruction when ``state`` is given and ``use_state`` is true (``mu`` and
+            ``logvar`` go to ``state[MU]``/``state[LOGVAR]``); otherwise ``(recon, mu, logvar)``.
+        """
+        if labels is None and state is not None:
+            labels = state.get(LABEL)
+        mu, logvar = self.encode(x, labels)
+        recon = self.decode(self.reparameterize(mu, logvar), labels).reshape(x.shape)
+        if state is not None and self.use_state:
+            state[MU], state[LOGVAR] = mu, logvar
+            return recon
+        return recon, mu, logvar
+
+    def extra_repr(self) -> str:
+        return f'num_classes={self.num_classes}, {super().extra_repr()}'

@@ -1,0 +1,280 @@
+"""Pictures of the latent space: where the data lands, what each place decodes to, and which dimensions are used.
+
+Three :class:`~torchbearer_vae.PictureSaver` subclasses, one PNG per epoch each, drawn from the
+validation data by default (``.on_train()``/``.on_test()`` and torchbearer's output builders as
+for every picture):
+
+* :class:`LatentScatter`: the posterior means of the validation images in two dimensions,
+  coloured by class when the batches carry labels (:func:`~torchbearer_vae.load_batch_with_labels`);
+* :class:`LatentManifold`: the images decoded over a grid of two latent directions (Kingma and
+  Welling, 2014, Fig. 4);
+* :class:`KLPerDimension`: the mean KL divergence of each latent dimension, sorted, with a
+  threshold: the posterior-collapse diagnostic.
+
+For a latent of more than two dimensions, the two directions are the first two principal
+components of the posterior means, computed with :func:`torch.linalg.svd`. The charts are drawn
+with matplotlib (``pip install matplotlib``) on its Agg canvas, without pyplot.
+"""
+from typing import Optional, Tuple
+
+import numpy as np
+import torch
+import torchbearer
+from torchbearer.state import StateKey
+
+from ._checks import check_int, check_number, describe
+from ._io import PathLike
+from .distributed import unwrap_model
+from .imaging import _conditional, _device, _require
+from .picture_saver import PictureSaver
+from .state import LABEL
+
+__all__ = ['LatentScatter', 'LatentManifold', 'KLPerDimension']
+
+_CHUNK = 1024  # images encoded at once: the whole validation set would need its activations at once
+
+
+def _figure(who: str, size: Tuple[float, float]):
+    """A matplotlib Figure on an Agg canvas (no pyplot, no GUI backend), or an ImportError with the install line."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise ImportError(f'{who} draws with matplotlib: pip install matplotlib (or pip install '
+                          f'"torchbearer-vae[plot]")') from None
+    figure = Figure(figsize=size, dpi=100)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _pixels(figure) -> torch.Tensor:
+    """The figure rendered as an RGB ``(3, H, W)`` float tensor in ``[0, 1]``."""
+    figure.canvas.draw()
+    rgba = np.asarray(figure.canvas.buffer_rgba())
+    return torch.from_numpy(rgba[..., :3].copy()).permute(2, 0, 1).float().div_(255)
+
+
+def _encode(model, inputs: torch.Tensor, labels: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``(mu, logvar)`` of the inputs on the CPU, encoded a chunk at a time."""
+    _require(model, 'a latent picture', 'encode')
+    device, means, logvars = _device(model), [], []
+    for start in range(0, inputs.shape[0], _CHUNK):
+        x = inputs[start:start + _CHUNK].to(device)
+        y = None if labels is None else labels[start:start + _CHUNK]
+        encoded = model.encode(x, y) if y is not None and _conditional(model) else model.encode(x)
+        if not isinstance(encoded, (tuple, list)) or len(encoded) != 2 or encoded[0].dim() != 2:
+            raise ValueError(f'model.encode(x) must return (mu, logvar), each (batch, latent_dim), got '
+                             f'{describe(encoded)}')
+        mu, logvar = encoded
+        means.append(mu.float().cpu())
+        logvars.append(logvar.float().cpu())
+    return torch.cat(means), torch.cat(logvars)
+
+
+def _principal_directions(mu: torch.Tensor) -> torch.Tensor:
+    """The two unit directions ``(2, latent_dim)`` along which the posterior means vary most.
+
+    The coordinate axes for a 2-D latent; else the first two right singular vectors of the
+    centred means, each signed so that its largest component is positive (the same picture for
+    the same model).
+    """
+    if mu.shape[1] <= 2:
+        return torch.eye(mu.shape[1], 2).T if mu.shape[1] == 2 else torch.ones(1, 1)
+    _, _, vh = torch.linalg.svd(mu - mu.mean(0), full_matrices=False)
+    directions = vh[:2]
+    signs = directions.gather(1, directions.abs().argmax(1, keepdim=True)).sign()
+    return directions * signs
+
+
+class LatentScatter(PictureSaver):
+    """Save, once per epoch, the posterior means of the validation images as a scatter in two dimensions.
+
+    The images collected (the first ``num_images`` of the phase) are encoded to their posterior
+    means ``mu``; for ``latent_dim == 2`` the points are the two coordinates, otherwise their
+    projections on the first two principal components (the axis labels say how much of the
+    variance each holds). With labels in the batches (``state[torchbearer_vae.LABEL]``, see
+    :func:`~torchbearer_vae.load_batch_with_labels`) each class has its colour and a legend entry;
+    without, the points are grey. Needs a model with ``encode(x) -> (mu, logvar)`` (a conditional
+    one gets the labels).
+
+    Args:
+        folder (str or PathLike or None): Folder to write into.
+        filename (str): File name template with ``{epoch}``.
+        num_images (int): Validation images to encode and draw, >= 2.
+        key (StateKey): Where the inputs are in state.
+        size (float): Width and height of the chart, in inches at 100 pixels per inch.
+
+    Raises:
+        ImportError: when drawing without matplotlib, with the install command.
+
+    Example: ::
+
+        >>> from torchbearer_vae import LatentScatter, load_batch_with_labels
+        >>> scatter = LatentScatter(folder='results', num_images=2000)  # results/latent_{epoch}.png
+        >>> # Trial(model, ..., callbacks=[kld_loss(), scatter]).with_loader(load_batch_with_labels)
+    """
+
+    _default_name = 'latent'
+
+    def __init__(self, folder: Optional[PathLike] = 'results', filename: str = 'latent_{epoch}.png', *,
+                 num_images: int = 2000, key: StateKey = torchbearer.X, size: float = 5.0):
+        check_int('num_images', num_images, minimum=2)
+        self.size = check_number('size', size, minimum=1, maximum=40)
+        super().__init__(folder, filename, key=key, num_images=num_images)
+
+    def draw(self, model, state):
+        """The scatter of the collected images' posterior means, as an RGB image."""
+        labels = state.get(LABEL)
+        mu, _ = _encode(model, state[self.key], labels)
+        directions = _principal_directions(mu)
+        points = (mu - mu.mean(0)) @ directions.T if mu.shape[1] > 2 else mu
+        figure = _figure(type(self).__name__, (self.size, self.size))
+        axes = figure.add_subplot()
+        if labels is None:
+            axes.scatter(points[:, 0], points[:, 1], s=4, color='0.5', linewidths=0)
+        else:
+            colours = _colours(int(labels.max()) + 1)
+            for label in labels.unique().tolist():
+                chosen = points[labels == label]
+                axes.scatter(chosen[:, 0], chosen[:, 1], s=4, color=colours[label], linewidths=0, label=str(label))
+            axes.legend(markerscale=3, fontsize='small', loc='best', title='label')
+        if mu.shape[1] > 2:
+            variance = points.var(0) / mu.var(0).sum().clamp_min(1e-12)
+            axes.set_xlabel(f'principal component 1 ({variance[0]:.0%} of the variance)')
+            axes.set_ylabel(f'principal component 2 ({variance[1]:.0%})')
+        else:
+            axes.set_xlabel('z[0]')
+            axes.set_ylabel('z[1]')
+        axes.set_title(f'posterior means, epoch {state[torchbearer.EPOCH]}')
+        figure.tight_layout()
+        return _pixels(figure)
+
+
+def _colours(count: int):
+    """One colour per class: matplotlib's tab10 (tab20 for more classes, then a colour map)."""
+    from matplotlib import colormaps
+
+    if count <= 10:
+        return [colormaps['tab10'](i) for i in range(count)]
+    if count <= 20:
+        return [colormaps['tab20'](i) for i in range(count)]
+    return [colormaps['viridis'](i / (count - 1)) for i in range(count)]
+
+
+class LatentManifold(PictureSaver):
+    r"""Save, once per epoch, the images decoded over a grid of two latent directions (Kingma and Welling, 2014).
+
+    The grid is ``num_steps`` by ``num_steps`` points ``z = a d_1 + b d_2``, with ``a`` (left to
+    right) and ``b`` (bottom to top) the quantiles ``(i + 1/2) / num_steps`` of ``N(0, 1)``, so
+    that the points are spread as the prior is (Kingma and Welling, "Auto-encoding variational
+    Bayes", Fig. 4). ``d_1, d_2`` are the two coordinate axes for a 2-D latent; for a larger
+    latent, the first two principal directions of the posterior means of the collected
+    validation images (unit vectors, so the prior along each is ``N(0, 1)`` too; the other
+    coordinates stay 0, the prior's mean). A conditional model decodes with the class ``label``.
+
+    Args:
+        folder (str or PathLike or None): Folder to write into.
+        filename (str): File name template with ``{epoch}``.
+        num_steps (int): Points per direction, >= 2.
+        num_images (int): Validation images whose posterior means give the principal directions;
+            0 for a 2-D latent, which needs none (then it draws at the end of each training phase).
+        key (StateKey): Where the inputs are in state.
+        label (int): The class a conditional model decodes with.
+
+    Example: ::
+
+        >>> from torchbearer_vae import LatentManifold
+        >>> manifold = LatentManifold(folder='results', num_steps=20)  # results/manifold_{epoch}.png
+    """
+
+    _default_name = 'manifold'
+
+    def __init__(self, folder: Optional[PathLike] = 'results', filename: str = 'manifold_{epoch}.png', *,
+                 num_steps: int = 15, num_images: int = 2000, key: StateKey = torchbearer.X, label: int = 0):
+        self.num_steps = check_int('num_steps', num_steps, minimum=2)
+        self.label = check_int('label', label, minimum=0)
+        super().__init__(folder, filename, key=key, num_images=check_int('num_images', num_images, minimum=0),
+                         nrow=num_steps)
+
+    def on_start(self, state):
+        """Refuse, before the first step, a model without ``decode``, or one with a larger latent and no inputs."""
+        super().on_start(state)
+        model = unwrap_model(state[torchbearer.MODEL])
+        _require(model, type(self).__name__, 'decode')
+        latent_dim = getattr(model, 'latent_dim', None)
+        if self.num_images == 0 and latent_dim is not None and latent_dim != 2:
+            raise ValueError(f'LatentManifold(num_images=0) needs a 2-D latent; the model has latent_dim={latent_dim}: '
+                             f'give num_images > 0 so that the principal directions can be found')
+
+    def draw(self, model, state):
+        """The decoded grid, ``num_steps`` per row, the second direction growing upwards."""
+        if self.key in state and self.num_images:
+            mu, _ = _encode(model, state[self.key], state.get(LABEL))
+            directions = _principal_directions(mu)
+        else:
+            directions = torch.eye(2)
+        quantiles = torch.distributions.Normal(0.0, 1.0).icdf((torch.arange(self.num_steps) + 0.5) / self.num_steps)
+        b, a = torch.meshgrid(quantiles.flip(0), quantiles, indexing='ij')  # top row: the largest b
+        z = a.reshape(-1, 1) * directions[0] + b.reshape(-1, 1) * directions[1]
+        labels = None
+        if _conditional(model):
+            if self.label >= model.num_classes:
+                raise ValueError(f'label must be < num_classes={model.num_classes}, got {self.label}')
+            labels = torch.full((z.shape[0],), self.label, dtype=torch.long)
+        return self._decode(model, z.to(_device(model)), labels)
+
+
+class KLPerDimension(PictureSaver):
+    r"""Save, once per epoch, the mean KL divergence of each latent dimension as bars, largest first.
+
+    Over the collected validation images (the first ``num_images``), dimension ``j`` gets
+    :math:`\frac{1}{N}\sum_n \frac{1}{2}(\mu_{nj}^2 + \sigma_{nj}^2 - 1 - \log \sigma_{nj}^2)` nats,
+    its share of the KL term of the loss. The bars are sorted, labelled with their dimension's
+    index, on a logarithmic axis, and a dashed line marks ``threshold``: the dimensions under it
+    (grey) carry almost no information about the image, their posterior being the prior: they
+    have collapsed. The title counts the dimensions above it. (The ``'active_units'`` metric,
+    :class:`~torchbearer_vae.ActiveUnits`, counts by the variance of ``mu`` instead; a dimension's KL
+    is at least half that variance.) Needs a model with ``encode(x) -> (mu, logvar)``.
+
+    Args:
+        folder (str or PathLike or None): Folder to write into.
+        filename (str): File name template with ``{epoch}``.
+        num_images (int): Validation images to average over, >= 1.
+        threshold (float): KL in nats per image under which a dimension counts as collapsed, > 0.
+        key (StateKey): Where the inputs are in state.
+
+    Example: ::
+
+        >>> from torchbearer_vae import KLPerDimension
+        >>> bars = KLPerDimension(folder='results', threshold=0.01)  # results/kl_dims_{epoch}.png
+    """
+
+    _default_name = 'kl_dims'
+
+    def __init__(self, folder: Optional[PathLike] = 'results', filename: str = 'kl_dims_{epoch}.png', *,
+                 num_images: int = 10000, threshold: float = 0.01, key: StateKey = torchbearer.X):
+        self.threshold = check_number('threshold', threshold, above=0)
+        super().__init__(folder, filename, key=key, num_images=check_int('num_images', num_images, minimum=1))
+
+    def draw(self, model, state):
+        """The sorted bars of the mean KL per dimension, and the threshold line."""
+        mu, logvar = _encode(model, state[self.key], state.get(LABEL))
+        kl = (0.5 * (mu.double() ** 2 + logvar.double().exp() - 1 - logvar.double())).mean(0)
+        order = kl.argsort(descending=True)
+        values = kl[order].clamp_min(self.threshold * 1e-3)  # a log axis: a zero would be no bar at all
+        active = kl[order] >= self.threshold
+        figure = _figure(type(self).__name__, (max(5.5, 0.25 * len(kl) + 1.5), 3.5))
+        axes = figure.add_subplot()
+        axes.bar(range(len(kl)), values.numpy(), color=['tab:blue' if a else '0.6' for a in active.tolist()])
+        axes.set_yscale('log')
+        axes.set_ylim(min(float(values.min()), self.threshold) / 2, max(float(values.max()), self.threshold) * 2)
+        axes.axhline(self.threshold, color='red', linestyle='--', linewidth=1.5)
+        if len(kl) <= 64:
+            axes.set_xticks(range(len(kl)), [str(i) for i in order.tolist()], fontsize='small')
+        axes.set_xlabel('latent dimension')
+        axes.set_ylabel('mean KL (nats per image)')
+        axes.set_title(f'{int(active.sum())} of {len(kl)} dimensions above {self.threshold:g} nats, '
+                       f'epoch {state[torchbearer.EPOCH]}')
+        figure.tight_layout()
+        return _pixels(figure)
+
