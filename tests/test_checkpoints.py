@@ -68,8 +68,8 @@ def test_missing_corrupt_and_foreign_files_are_explained(tmp_path):
     (tmp_path / 'truncated.pt').write_bytes(data[:len(data) // 2])
     with pytest.raises(CheckpointError, match='not a readable checkpoint'):
         load_checkpoint(tmp_path / 'truncated.pt')
-    (tmp_path / 'text.pt').write_text('hello')
-    with pytest.raises(CheckpointError, match='not a readable checkpoint'):
+    (tmp_path / 'text.pt').write_text('hello')  # not truncated: not a checkpoint at all
+    with pytest.raises(CheckpointError, match='is not a checkpoint: torch.save did not write it'):
         load_checkpoint(tmp_path / 'text.pt')
     torch.save({'weights': torch.zeros(2)}, tmp_path / 'foreign.pt')
     with pytest.raises(CheckpointError, match='not a torchbearer_vae checkpoint'):

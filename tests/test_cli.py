@@ -2,6 +2,7 @@
 import csv
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -41,6 +42,25 @@ def test_version_and_help(capsys):
     assert main([]) == 0
     help_text = capsys.readouterr().out
     assert all(command in help_text for command in ('train', 'sample', 'reconstruct', 'evaluate'))
+
+
+def test_help_shows_what_dataset_a_run_uses_by_default(capsys):
+    with pytest.raises(SystemExit):
+        main(['train', '--help'])
+    text = ' '.join(capsys.readouterr().out.split())
+    assert 'folder:DIR' in text and 'cifar10' in text and '(default: mnist)' in text
+    with pytest.raises(SystemExit):
+        main(['evaluate', '--help'])
+    text = ' '.join(capsys.readouterr().out.split())
+    assert "(default: the run's)" in text and '(default: val' in text
+
+
+def test_matplotlib_comes_with_the_base_install():
+    """README's main job writes loss.png: what draws it is installed with the command."""
+    import configparser
+    config = configparser.ConfigParser()
+    config.read(os.path.join(os.path.dirname(__file__), '..', 'setup.cfg'))
+    assert 'matplotlib' in config['options']['install_requires'].split()
 
 
 def test_python_dash_m_runs_the_same_command():
@@ -127,12 +147,17 @@ def test_sample_reconstruct_and_evaluate(trained, mnist_dir, tmp_path):
                      '--out', tmp_path / 'recon.png')
     assert result.returncode == 0, result.stderr
     assert np.asarray(Image.open(tmp_path / 'recon.png')).shape == (2 + 2 * 30, 2 + 5 * 30)
-    result = run_cli('evaluate', '--checkpoint', checkpoint, '--limit', 300, '--importance-samples', 50,
-                     '--out', tmp_path / 'evaluation.json')
+    result = run_cli('evaluate', '--checkpoint', checkpoint, '--split', 'all', '--limit', 300, '--importance-samples',
+                     50, '--out', tmp_path / 'evaluation.json')
     assert result.returncode == 0, result.stderr
     evaluation = json.loads((tmp_path / 'evaluation.json').read_text())
-    assert evaluation['images'] == 300
+    assert evaluation['images'] == 300 and evaluation['split'] == 'all'
     assert evaluation['iwae_nll_per_image'] < evaluation['negative_elbo_per_image']  # a tighter bound
+    result = run_cli('evaluate', '--checkpoint', checkpoint, '--out', tmp_path / 'val.json')
+    assert result.returncode == 0, result.stderr
+    evaluation = json.loads((tmp_path / 'val.json').read_text())
+    assert (evaluation['split'], evaluation['images']) == ('val', 200)  # by default not the training images
+    assert "--split val: the run's validation images" in result.stderr
 
 
 @pytest.mark.slow
@@ -141,6 +166,80 @@ def test_digits_dataset_trains_with_no_files_at_all(tmp_path):
     assert main(['train', '--dataset', 'digits', '--epochs', '1', '--out', str(out), '--quiet']) == 0
     summary = json.loads((out / 'summary.json').read_text())
     assert summary['image_shape'] == [1, 8, 8] and summary['train_images'] + summary['val_images'] == 1797
+
+
+EPOCH_LINE = re.compile(r'^epoch (\d+)/(\d+): train loss (\S+) recon (\S+) kl (\S+) \| val loss (\S+) recon (\S+) '
+                        r'kl (\S+) active_units (\d+) \(\d+\.\d s\)$')
+
+
+@pytest.mark.slow
+def test_progress_in_a_log_is_one_plain_line_per_epoch_counting_on_after_resume(tmp_path):
+    out, log = tmp_path / 'run', tmp_path / 'train.log'
+    for args in (['--epochs', '2'], ['--resume', '--epochs', '3']):
+        with open(log, 'a') as file:  # stderr to a file, as `2>> train.log`
+            result = subprocess.run(COMMAND + ['train', '--dataset', 'digits', '--out', str(out), *args], stderr=file,
+                                    stdout=subprocess.PIPE, text=True, timeout=300)
+        assert result.returncode == 0, log.read_text()
+    text = log.read_text()
+    assert '\r' not in text and '\x1b' not in text  # no bar, no terminal codes
+    lines = text.splitlines()
+    assert len(lines) == 3, text  # one line per epoch and nothing else
+    matches = [EPOCH_LINE.match(line) for line in lines]
+    assert all(matches), text
+    assert [(m[1], m[2]) for m in matches] == [('1', '2'), ('2', '2'), ('3', '3')]  # counted on after --resume
+    with open(out / 'metrics.csv') as file:
+        rows = list(csv.DictReader(file))
+    for match, row in zip(matches, rows):  # the figures of metrics.csv
+        assert float(match[3]) == pytest.approx(float(row['loss']), rel=1e-4)
+        assert float(match[6]) == pytest.approx(float(row['val_loss']), rel=1e-4)
+        assert float(match[9]) == float(row['val_active_units'])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(os, 'openpty'), reason='needs a pseudo-terminal')
+def test_on_a_terminal_a_live_bar_runs_and_the_epoch_lines_stay(tmp_path):
+    import fcntl
+    import struct
+    import termios
+
+    primary, secondary = os.openpty()
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack('HHHH', 24, 120, 0, 0))  # a terminal 120 wide
+    process = subprocess.Popen(COMMAND + ['train', '--dataset', 'digits', '--epochs', '2', '--out',
+                                          str(tmp_path / 'run')], stderr=secondary, stdout=subprocess.DEVNULL)
+    os.close(secondary)
+    received = b''
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:  # the terminal closed: the command ended
+            break
+        if not chunk:
+            break
+        received += chunk
+    assert process.wait(timeout=300) == 0
+    os.close(primary)
+    text = received.decode(errors='replace')
+    assert 'epoch 1/2 train' in text and 'epoch 2/2 validation' in text  # the live bars, labelled as the lines
+    # what stays on the screen: each line's text after its last carriage return
+    kept = [line.split('\r')[-1] for line in text.replace('\r\n', '\n').split('\n') if line.split('\r')[-1]]
+    assert [EPOCH_LINE.match(line)[1] for line in kept] == ['1', '2'], kept
+
+
+def test_a_long_evaluation_shows_its_progress(tmp_path, capsys, monkeypatch):
+    from torchbearer_vae import progress
+
+    out = tmp_path / 'run'
+    assert main(['train', '--dataset', 'digits', '--epochs', '1', '--hidden-dim', '16', '--out', str(out),
+                 '--quiet']) == 0
+    monkeypatch.setattr(progress, '_PLAIN_EVERY', 0.0)  # a line after every batch, as for a long one
+    capsys.readouterr()
+    assert main(['evaluate', '--checkpoint', str(out / 'checkpoint.pt'), '--split', 'all', '--batch-size', '500',
+                 '--importance-samples', '2']) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "--split all: all the images of --dataset digits (1,797)"
+    assert err[1:5] == ['negative ELBO: 500/1,797 images', 'negative ELBO: 1,000/1,797 images',
+                        'negative ELBO: 1,500/1,797 images', 'negative ELBO: 1,797/1,797 images']
+    assert 'IWAE bound, K=2: 1,797/1,797 images' in err
 
 
 def error_line(capsys):

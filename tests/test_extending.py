@@ -302,3 +302,16 @@ def test_the_documented_mmd_divergence_is_added_with_its_schedule_and_shown_as_a
     assert last['val_loss'] == pytest.approx(last['val_recon'] + last['val_kl'] + 50 * last['val_mmd'], rel=1e-4)
     first = history[0]  # during the first epoch the warm-up was still ramping: less than the full weight
     assert first['loss'] < first['recon'] + first['kl'] + 50 * first['mmd']
+
+
+def test_inputs_of_the_wrong_kind_say_how_to_convert_them():
+    import numpy as np
+
+    model = VAE()
+    with pytest.raises(TypeError, match=r'floating point images, got torch.uint8; convert uint8 images with '
+                                        r'x.float\(\) / 255'):
+        model(torch.zeros(2, 1, 28, 28, dtype=torch.uint8))
+    with pytest.raises(TypeError, match=r'needs a torch tensor of images, got a .*ndarray.*torch.as_tensor'):
+        model(np.zeros((2, 1, 28, 28), np.float32))
+    with pytest.raises(ValueError, match=r'looks channels-last: pass \(3, 32, 32\)'):
+        ConvVAE(input_shape=(32, 32, 3))

@@ -156,6 +156,27 @@ def test_5_training_sizes_that_cannot_fit_are_refused_before_allocating(args, na
     assert time.monotonic() - started < 60 and not (tmp_path / 'run').exists()
 
 
+@pytest.mark.parametrize('args, named', [
+    (['--model', 'conv', '--hidden-dim', 10 ** 9], '--hidden-dim 1000000000'),
+    (['--model', 'conv', '--latent-dim', 10 ** 10], '--latent-dim 10000000000'),
+])
+def test_5_convolutional_sizes_that_cannot_fit_are_refused_before_allocating(args, named, tmp_path):
+    started = time.monotonic()
+    one_error_line(run_cli('train', '--dataset', 'digits', *args, '--out', tmp_path / 'run', timeout=120), named)
+    assert time.monotonic() - started < 60 and not (tmp_path / 'run').exists()
+
+
+def test_5_an_image_size_that_cannot_fit_is_refused_before_decoding(tmp_path):
+    from PIL import Image
+
+    (tmp_path / 'images').mkdir()
+    Image.new('RGB', (8, 8)).save(tmp_path / 'images' / 'a.png')
+    started = time.monotonic()
+    one_error_line(run_cli('train', '--dataset', f'folder:{tmp_path / "images"}', '--image-size', 10 ** 7, '--out',
+                           tmp_path / 'run', timeout=120), '--image-size 10000000', 'use a smaller --image-size')
+    assert time.monotonic() - started < 60 and not (tmp_path / 'run').exists()
+
+
 def test_5_sample_num_images_that_cannot_fit_is_refused(tmp_path):
     checkpoint = tmp_path / 'checkpoint.pt'
     save_checkpoint(checkpoint, VAE(hidden_dim=16, latent_dim=2))
@@ -240,6 +261,27 @@ def test_6_a_checkpoint_that_cannot_be_resumed_is_one_line(changes, message, tmp
     before = snapshot(out)
     one_error_line(run_cli('train', '--resume', '--epochs', 2, '--out', out), 'cannot be resumed', message)
     assert snapshot(out) == before
+
+
+def test_6_a_checkpoint_of_the_previous_version_resumes_and_evaluates_with_the_old_defaults(tmp_path):
+    out = resumable_checkpoint(tmp_path / 'run')  # its options have no model, likelihood, sigma, image_size, channels
+    assert 'model' not in load_checkpoint(out / 'checkpoint.pt')['options']
+    result = run_cli('train', '--resume', '--epochs', 1, '--out', out, '--quiet')
+    assert result.returncode == 0, result.stderr
+    checkpoint = load_checkpoint(out / 'checkpoint.pt')
+    assert checkpoint['epoch'] == 1 and checkpoint['options']['model'] == 'mlp'
+    assert (checkpoint['options']['likelihood'], checkpoint['options']['hidden_dim']) == ('bernoulli', 8)
+    old = load_checkpoint(out / 'checkpoint.pt')
+    old['options'] = {name: value for name, value in old['options'].items()
+                      if name not in ('model', 'likelihood', 'sigma', 'image_size', 'channels')}
+    torch.save(old, out / 'checkpoint.pt')
+    result = run_cli('evaluate', '--checkpoint', out / 'checkpoint.pt')
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)['split'] == 'val'
+    for args, message in ((['--model', 'conv'], '--model conv (the run used mlp)'),
+                          (['--likelihood', 'gaussian'], '--likelihood gaussian (the run used bernoulli)')):
+        one_error_line(run_cli('train', '--resume', '--epochs', 3, '--out', out, *args), message)
+    assert load_checkpoint(out / 'checkpoint.pt')['epoch'] == 1
 
 
 def test_6_resume_refuses_options_of_the_wrong_type(tmp_path):

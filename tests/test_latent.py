@@ -324,12 +324,12 @@ def test_kl_per_dimension_sorts_the_bars_and_draws_the_threshold_at_its_height(t
     assert any(first > blue[2][1] for first, _, _ in grey)  # the collapsed dimension, last
 
 
-def test_the_charts_say_how_to_install_matplotlib(tmp_path, monkeypatch):
+def test_the_charts_say_how_to_install_matplotlib_when_they_are_made_before_any_training(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, 'matplotlib.figure', None)
-    images = torch.rand(8, 1, 4, 4)
-    trial = Trial(FixedPosterior(), None, zero_loss, callbacks=[KLPerDimension(tmp_path)], verbose=0)
-    with pytest.raises(ImportError, match='pip install matplotlib'):
-        trial.with_generators(val_generator=DataLoader(TensorDataset(images, images), batch_size=4)).run(1)
+    for chart in (KLPerDimension, LatentScatter):
+        with pytest.raises(ImportError, match=f'{chart.__name__} draws with matplotlib: pip install matplotlib'):
+            chart(tmp_path)
+    LatentManifold(tmp_path)  # decoded images, tiled by torchvision: no matplotlib needed
 
 
 @pytest.mark.parametrize('make, match', [

@@ -19,13 +19,16 @@ from torchbearer.callbacks.imaging.imaging import ImagingCallback
 import torchbearer_vae
 from torchbearer_vae import (
     VAE,
+    AutoEncoderDataset,
     Interpolation,
     LatentTraversal,
     PictureSaver,
     ReconstructionSaver,
     SampleSaver,
+    TensorLoader,
     kld_loss,
 )
+from torchbearer_vae.errors import MissingStateError
 from torchbearer_vae.imaging import MakeGrid
 
 PAD = 2  # make_grid's default padding
@@ -399,3 +402,18 @@ def test_the_custom_picture_example_runs_on_mnist(mnist_dir, tmp_path):
     assert sorted(os.listdir(tmp_path)) == ['kl_0.png', 'kl_1.png']
     bars = read_png(tmp_path / 'kl_1.png')[..., 0]
     assert bars.shape == (64, 8 * 8) and (bars[:, ::8] == 255).sum(0).max() == 64  # 8 bars, the tallest full
+
+
+def test_a_picture_that_collects_nothing_is_not_handed_some_phases_last_batch(tmp_path):
+    class ReadsInputs(PictureSaver):
+        def draw(self, model, state):
+            return state[self.key][:4]  # but no num_images: nothing was collected for it
+
+    model = VAE(input_shape=(1, 4, 4), latent_dim=2, hidden_dim=8)
+    data = TensorLoader(AutoEncoderDataset(torch.rand(32, 1, 4, 4)), 8)
+    trial = Trial(model, torch.optim.Adam(model.parameters()), model.reconstruction_loss,
+                  callbacks=[kld_loss(), ReadsInputs(folder=tmp_path)], verbose=0).with_generators(data, data)
+    with pytest.raises(MissingStateError, match=r'ReadsInputs.draw read state\[x\], but it collects no inputs: pass '
+                                                 r'num_images=N'):
+        trial.run(1)
+    assert not list(tmp_path.iterdir())

@@ -109,8 +109,10 @@ class ImageDataset(Dataset):
             raise TypeError(f'data must be a uint8 tensor or numpy array of images, got {describe(data)}')
         uint8 = data.dtype == (torch.uint8 if isinstance(data, torch.Tensor) else np.uint8)
         if not uint8 or data.ndim not in (3, 4):
+            fix = ('; convert float images in [0, 1] with (x * 255).round() to uint8, or use a TensorDataset '
+                   'for float data' if data.ndim in (3, 4) else '')
             raise ValueError(f'data must be uint8 images (N, H, W), (N, C, H, W) or (N, H, W, C), got '
-                             f'{describe(data)}')
+                             f'{describe(data)}{fix}')
         if channels_last is not None:
             check_bool('channels_last', channels_last)
         self.data = channels_first(data, channels_last, 'data')

@@ -14,7 +14,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
-from ._checks import check_bool, check_choice, check_int, check_number, check_range, check_shape, renamed
+from ._checks import check_bool, check_choice, check_int, check_number, check_range, check_shape, describe, renamed
 from .losses import LIKELIHOODS, reconstruction_loss
 from .state import LOGVAR, MU
 
@@ -212,12 +212,18 @@ class BaseVAE(nn.Module):
         Counting values is not enough: a channels-last ``(B, 32, 32, 3)`` batch has the values of
         ``(B, 3, 32, 32)``, and reshaping it would scramble every image.
         """
-        shape = tuple(x.shape[1:]) if isinstance(x, torch.Tensor) and x.dim() >= 2 else None
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f'{type(self).__name__} needs a torch tensor of images, got {describe(x)}; convert it '
+                            f'with torch.as_tensor(x)')
+        if not x.is_floating_point():
+            raise TypeError(f'{type(self).__name__} needs floating point images, got {x.dtype}; convert uint8 '
+                            f'images with x.float() / 255 (TensorLoader does it for you)')
+        shape = tuple(x.shape[1:]) if x.dim() >= 2 else None
         squeezed = tuple(d for d in self.input_shape if d != 1)
         if shape is not None and (shape in (self.input_shape, (self.input_dim,))
                                   or tuple(d for d in shape if d != 1) == squeezed):
             return
-        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        got = tuple(x.shape)
         hint = ''
         if shape is not None and len(shape) == 3 and (shape[2],) + shape[:2] == self.input_shape:
             hint = '; the images look channels-last: permute them with x.permute(0, 3, 1, 2)'
@@ -235,6 +241,7 @@ class BaseVAE(nn.Module):
 
         Raises:
             ValueError: for inputs of another shape (naming both), e.g. channels-last images.
+            TypeError: for inputs that are not a floating point tensor (uint8 images, numpy arrays).
         """
         self._check_images(x)
         mu, logvar = self.forward_encoder(x.reshape((x.shape[0],) + self.input_shape))

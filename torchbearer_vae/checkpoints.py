@@ -173,6 +173,11 @@ def load_checkpoint(path: PathLike) -> Dict[str, Any]:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise CheckpointError(f'no checkpoint at {path!r}')
+    with open(path, 'rb') as file:
+        head = file.read(4)
+    if head[:2] != b'PK' and head[:1] != b'\x80':  # torch.save writes a zip file (or, before 1.6, a pickle)
+        raise CheckpointError(f'{path!r} is not a checkpoint: torch.save did not write it (give the checkpoint.pt '
+                              f'of a run)')
     try:
         payload = torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as error:

@@ -1,8 +1,8 @@
-"""The ``torchbearer-vae`` command line: train, sample, reconstruct and evaluate the reference VAE.
+"""The ``torchbearer-vae`` command line: train a VAE (on a dataset or your own images), sample, reconstruct, evaluate.
 
-Every command is built from the same public pieces the tutorial uses (:class:`VAE`,
-:func:`kld_loss`, :class:`ReconstructionSaver`, ...). A mistake in the arguments or the inputs
-is reported as one line on stderr with exit status 2; nothing is left half-written. Ctrl-C exits
+Every command is built from the same public pieces the tutorial uses (:class:`VAE`, :class:`ConvVAE`,
+:func:`load_image_folder`, :func:`kld_loss`, :class:`ReconstructionSaver`, ...). A mistake in the arguments or
+the inputs is reported as one line on stderr with exit status 2; nothing is left half-written. Ctrl-C exits
 with status 130 and SIGTERM with 143, the files written so far complete.
 
 The commands themselves are in the internal modules ``commands`` and ``model_commands``
@@ -20,7 +20,7 @@ from .version import __version__
 
 __all__ = ['main', 'build_parser', 'CommandError']
 
-DATASETS = ('mnist', 'fashion-mnist', 'digits', 'idx:DIR')
+DATASETS = ('mnist', 'fashion-mnist', 'cifar10', 'digits', 'idx:DIR', 'folder:DIR')
 _SEEDS = 2 ** 63  # what torch's generators and TensorLoader take
 
 
@@ -59,9 +59,16 @@ def _number(**bounds):
 
 
 def _dataset_name(text: str) -> str:
-    if text in DATASETS[:3] or (text.startswith('idx:') and len(text) > 4):
+    folders = ('idx:', 'folder:')
+    if text in DATASETS[:4] or any(text.startswith(prefix) and len(text) > len(prefix) for prefix in folders):
         return text
-    raise argparse.ArgumentTypeError(f'unknown dataset {text!r}: choose mnist, fashion-mnist, digits or idx:DIR')
+    raise argparse.ArgumentTypeError(f'unknown dataset {text!r}: choose {", ".join(DATASETS[:-1])} or {DATASETS[-1]}')
+
+
+def _channels(text: str) -> int:
+    if text not in ('1', '3'):
+        raise argparse.ArgumentTypeError(f'must be 1 (grey) or 3 (colour), got {text!r}')
+    return int(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,42 +79,62 @@ def build_parser() -> argparse.ArgumentParser:
     """
     parser = argparse.ArgumentParser(
         prog='torchbearer-vae',
-        description='Variational auto-encoders with torchbearer: train the reference VAE, then sample from it, '
-                    'reconstruct images and estimate likelihoods.')
+        description='Variational auto-encoders with torchbearer: train a VAE on a dataset or your own images, then '
+                    'sample from it, reconstruct images and estimate likelihoods.')
     parser.add_argument('--version', action='version', version=f'%(prog)s {__version__}')
     commands = parser.add_subparsers(dest='command', metavar='command')
 
-    def data_options(command, required=False):
-        command.add_argument('--dataset', type=_dataset_name, required=required, default=None,
-                             help='mnist, fashion-mnist (downloaded into --data-dir if missing), digits '
-                                  "(scikit-learn's 8x8 digits, no download) or idx:DIR (IDX files in DIR)")
-        command.add_argument('--data-dir', default=None, help='where mnist/fashion-mnist are (default: data)')
+    def data_options(command, default):
+        command.add_argument('--dataset', type=_dataset_name, default=None, metavar='DATASET',
+                             help='mnist, fashion-mnist, cifar10 (downloaded into --data-dir if missing), digits '
+                                  "(scikit-learn's 8x8 digits, no download), idx:DIR (IDX files in DIR) or folder:DIR "
+                                  f'(every image file under DIR; class subfolders are labels) (default: {default})')
+        command.add_argument('--data-dir', default=None,
+                             help='where mnist, fashion-mnist and cifar10 are (default: data)')
         command.add_argument('--limit', type=_positive_int, default=None, help='use only the first N images')
 
     def split_option(command):
-        command.add_argument('--split', choices=('all', 'train', 'val'), default='all',
-                             help="all of --dataset, or the run's own training/validation split (default: all)")
+        command.add_argument('--split', choices=('all', 'train', 'val'), default=None,
+                             help="all of --dataset, or the run's own training/validation split (default: val, the "
+                                  "images the model was not trained on; all if --dataset names other data)")
 
     def device_option(command):
         command.add_argument('--device', choices=('auto', 'cpu', 'cuda'), default='auto',
                              help='auto picks cuda when available (default: auto)')
 
-    train = commands.add_parser('train', help='train the reference VAE', description=(
-        'Train the reference VAE with torchbearer. Writes reconstruction_{epoch}.png, samples_{epoch}.png, '
-        'metrics.csv, loss.png, checkpoint.pt and summary.json into --out.'))
-    data_options(train)
+    train = commands.add_parser(
+        'train', help='train a VAE (mlp or conv) on a dataset or your own images',
+        description='Train a VAE with torchbearer on a dataset or a folder of your own images. Writes '
+                    'reconstruction_{epoch}.png, samples_{epoch}.png, metrics.csv, loss.png, checkpoint.pt and '
+                    'summary.json into --out.')
+    data_options(train, 'mnist')
+    train.add_argument('--image-size', type=_positive_int, default=None, metavar='N',
+                       help='folder:DIR: resize each image (shorter side) to N and crop its centre N x N square '
+                            '(default: keep the size; every image must then have the same size)')
+    train.add_argument('--channels', type=_channels, default=None, metavar='{1,3}',
+                       help='folder:DIR: 1 (grey) or 3 (colour; RGBA and palette images converted) '
+                            '(default: 1 if every image is grey, else 3)')
+    train.add_argument('--model', choices=('mlp', 'conv'), default=None,
+                       help='mlp: the PyTorch example\'s VAE; conv: ConvVAE, height and width multiples of 4 '
+                            '(default: mlp for grey images, conv for colour ones)')
+    train.add_argument('--likelihood', choices=('bernoulli', 'gaussian'), default=None,
+                       help='of the decoder: bernoulli (pixels in [0, 1] as probabilities) or gaussian with a '
+                            'fixed --sigma (default: bernoulli)')
+    train.add_argument('--sigma', type=_number(above=0), default=None,
+                       help='standard deviation of --likelihood gaussian, in pixel units of [0, 1] (default: 0.1)')
     train.add_argument('--epochs', type=_positive_int, default=10, help='total epochs (default: 10)')
     train.add_argument('--batch-size', type=_positive_int, default=None, help='default: 128')
     train.add_argument('--lr', type=_number(above=0), default=None, help='Adam learning rate (default: 1e-3)')
     train.add_argument('--latent-dim', type=_positive_int, default=None, help='default: 20')
-    train.add_argument('--hidden-dim', type=_positive_int, default=None, help='default: 400')
+    train.add_argument('--hidden-dim', type=_positive_int, default=None, help='default: 400 (mlp), 256 (conv)')
     train.add_argument('--beta', type=_number(minimum=0), default=None, help='KL weight (default: 1.0)')
     train.add_argument('--val-fraction', type=_number(above=0, below=1), default=None, help='default: 0.1')
     train.add_argument('--seed', type=_seed, default=None, help='default: 1')
     device_option(train)
     train.add_argument('--out', default=None, help='output folder (default: runs/DATASET)')
     train.add_argument('--resume', action='store_true', help='continue the run in --out from its checkpoint.pt')
-    train.add_argument('--quiet', action='store_true', help='no progress bar')
+    train.add_argument('--quiet', action='store_true', help='no progress on stderr (a line per epoch, and a live '
+                                                            'bar on a terminal)')
 
     sample = commands.add_parser('sample', help='decode draws from the prior of a trained model')
     sample.add_argument('--checkpoint', required=True, help='a checkpoint.pt written by train')
@@ -120,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     reconstruct = commands.add_parser('reconstruct', help='show images above their reconstructions')
     reconstruct.add_argument('--checkpoint', required=True, help='a checkpoint.pt written by train')
-    data_options(reconstruct)
+    data_options(reconstruct, "the run's")
     split_option(reconstruct)
     reconstruct.add_argument('--num-images', '--n', dest='num_images', type=_positive_int, default=8,
                              help='how many images (default: 8)')
@@ -130,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser('evaluate', help='the ELBO and importance-weighted NLL on a dataset')
     evaluate.add_argument('--checkpoint', required=True, help='a checkpoint.pt written by train')
-    data_options(evaluate)
+    data_options(evaluate, "the run's")
     split_option(evaluate)
     evaluate.add_argument('--importance-samples', type=_positive_int, default=1,
                           help='K > 1 also estimates -log p(x) with the IWAE bound (default: 1)')
@@ -173,7 +200,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         where = f': {error.filename}' if error.filename else ''
         return _fail(args.command, f'{error.strerror or error}{where}')
     except MemoryError:
-        return _fail(args.command, 'out of memory; use smaller sizes (--batch-size, --hidden-dim, --num-images)')
+        return _fail(args.command, 'out of memory; use smaller sizes (--batch-size, --hidden-dim, --image-size, '
+                                   '--num-images)')
     except KeyboardInterrupt as interruption:
         advice = f'; {interruption}' if str(interruption) else ''
         print(f'torchbearer-vae {args.command}: {"terminated" if received else "interrupted"}; files written so '

@@ -7,10 +7,8 @@ where it is known which argument named the file.
 import dataclasses
 import os
 import platform
-import sys
 import threading
 import time
-import zlib
 from functools import partial
 
 import torch
@@ -18,11 +16,11 @@ import torchbearer
 from torch.nn.parallel import DistributedDataParallel
 from torchbearer import Trial
 
-from ._checks import check_int, check_number
+from ._checks import check_choice, check_int, check_number
 from ._io import remove_stale_temporaries
 from .callbacks import ReconstructionSaver, SampleSaver
 from .checkpoints import Checkpointer, load_checkpoint
-from .datasets import AutoEncoderDataset, IDXDataset, ImageDataset, load_digits, load_mnist, train_val_split
+from .datasets import AutoEncoderDataset
 from .distributed import ReduceMetrics
 from .divergences import kld_loss
 from .errors import CommandError
@@ -30,86 +28,47 @@ from .evaluation import negative_elbo
 from .guards import NaNGuard
 from .limits import check_training_fits
 from .loaders import TensorLoader
-from .losses import reconstruction_loss
-from .models import VAE
 from .processes import Processes
+from .progress import training_progress
 from .records import MetricsCSV, plot_history, write_json
 from .resume import check_resumable, optimizer_to, restore
+from .run_data import absolute, check_preprocessing, image, is_folder, load_dataset, run_name, shown, split
 from .run_folder import CHECKPOINT, METRICS, SUMMARY, RunFolder, checkpoint_state, write_failure
+from .run_models import DEFAULT_SIGMA, LIKELIHOODS, MODELS, OLD_RUN_DEFAULTS, build_model, criterion, settle
 from .version import __version__
 
 __all__ = []  # internal: the public entry point is torchbearer_vae.cli.main
 
-# Options that fix the model, the data or the optimisation: a resumed run must keep them.
+# Options that fix the model, the data or the optimisation: a resumed run must keep them. A checkpoint written
+# before the last five existed has the first ten only, and resumes with OLD_RUN_DEFAULTS for the others.
 RUN_OPTIONS = ('dataset', 'data_dir', 'batch_size', 'lr', 'latent_dim', 'hidden_dim', 'beta', 'val_fraction',
-               'seed', 'limit')
+               'seed', 'limit', 'model', 'likelihood', 'sigma', 'image_size', 'channels')
+REQUIRED_OPTIONS = RUN_OPTIONS[:10]
+# None: settled once the images are known (model: conv for colour images; hidden_dim: the model's own default;
+# channels of a folder: 1 if every image is grey), then recorded.
 DEFAULTS = {'dataset': None, 'data_dir': 'data', 'batch_size': 128, 'lr': 1e-3, 'latent_dim': 20,
-            'hidden_dim': 400, 'beta': 1.0, 'val_fraction': 0.1, 'seed': 1, 'limit': None}
+            'hidden_dim': None, 'beta': 1.0, 'val_fraction': 0.1, 'seed': 1, 'limit': None, 'model': None,
+            'likelihood': 'bernoulli', 'sigma': DEFAULT_SIGMA, 'image_size': None, 'channels': None}
 _Processes = Processes  # the name benchmarks/bench_training.py uses
-_IDX = 'idx:'
 
 
-def unreadable(error: BaseException) -> str:
-    text = ' '.join(str(error).split()) or type(error).__name__
-    return text if isinstance(error, (ValueError, RuntimeError, OSError)) else f'{type(error).__name__}: {text}'
-
-
-def load_dataset(name, data_dir, limit=None) -> ImageDataset:
-    """The images of ``--dataset`` (an :class:`ImageDataset`), the first ``limit`` of them if given.
-
-    IDX files (mnist, fashion-mnist, idx:DIR) are read only as far as ``limit``: a large or hostile file
-    costs no more than the images used.
-
-    Raises:
-        CommandError: naming ``--dataset`` and what is wrong with its files (missing, truncated, not IDX,
-            a folder where a file should be, no images).
-    """
-    data_dir = data_dir or DEFAULTS['data_dir']
-    shown = name or 'mnist'
-    try:
-        if name is None or name in ('mnist', 'fashion-mnist'):
-            dataset = load_mnist(data_dir, train=True, fashion=name == 'fashion-mnist', limit=limit)
-        elif name == 'digits':
-            dataset = load_digits()
-        else:
-            dataset = IDXDataset.from_folder(name[len(_IDX):], limit=limit)
-    except (RuntimeError, OSError, EOFError, zlib.error, ValueError) as error:  # EOFError, BadGzipFile: a cut gzip
-        hint = ("; or try --dataset digits (scikit-learn's 8x8 digits, no download) or --dataset idx:DIR"
-                if name in (None, 'mnist', 'fashion-mnist') else '')
-        raise CommandError(f'--dataset {shown}: {unreadable(error)}{hint}') from None
-    if limit is not None and limit < len(dataset):  # digits: in memory already
-        dataset = ImageDataset(dataset.data[:limit], dataset.targets[:limit])
-    if len(dataset) == 0:
-        raise CommandError(f'--dataset {shown} holds no images; give a dataset with images')
-    return dataset
-
-
-def split(dataset, options):
-    """``train_val_split`` of the run's options; CommandError if the images are too few to split."""
-    try:
-        return train_val_split(dataset, options['val_fraction'], seed=options['seed'])
-    except ValueError as error:
-        limit = f' --limit {options["limit"]}' if options.get('limit') else ''
-        raise CommandError(f'--dataset {options["dataset"] or "mnist"}{limit}: {len(dataset)} images are too few to '
-                           f'split: {error}') from None
-
-
-def absolute(options: dict) -> dict:
-    """``options`` with the dataset's folder and ``data_dir`` absolute, so the run's data is found from anywhere."""
-    options = dict(options)
-    if isinstance(options.get('dataset'), str) and options['dataset'].startswith(_IDX):
-        options['dataset'] = _IDX + os.path.abspath(options['dataset'][len(_IDX):])
-    if isinstance(options.get('data_dir'), str):
-        options['data_dir'] = os.path.abspath(options['data_dir'])
-    return options
+def saved_options(checkpoint: dict) -> dict:
+    """A checkpoint's run options, with the defaults of the options a previous version did not record."""
+    options = checkpoint.get('options') if isinstance(checkpoint.get('options'), dict) else {}
+    return {**OLD_RUN_DEFAULTS, **options}
 
 
 def run_options(args, checkpoint):
     """The run's options: the command line's, or, when resuming, the checkpoint's (which must agree)."""
-    given = absolute({name: getattr(args, name) for name in RUN_OPTIONS})
+    given = absolute({name: getattr(args, name, None) for name in RUN_OPTIONS})
     if checkpoint is None:
-        return absolute({name: DEFAULTS[name] if value is None else value for name, value in given.items()})
-    saved = absolute(checkpoint['options'])
+        options = absolute({name: DEFAULTS[name] if value is None else value for name, value in given.items()})
+        if given['sigma'] is not None and options['likelihood'] != 'gaussian':
+            raise CommandError(f'--sigma is the standard deviation of --likelihood gaussian; this run\'s likelihood '
+                               f'is {options["likelihood"]}: add --likelihood gaussian, or leave --sigma out')
+        check_preprocessing(options['dataset'], options['image_size'], options['channels'])
+        return options
+    saved = absolute(saved_options(checkpoint))
     conflicts = [f'--{name.replace("_", "-")} {value} (the run used {saved[name]})'
                  for name, value in given.items() if value is not None and value != saved[name]]
     if conflicts:
@@ -118,14 +77,20 @@ def run_options(args, checkpoint):
     return {**checkpoint['options'], **{name: saved[name] for name in RUN_OPTIONS}}
 
 
-
-
 _OPTION_CHECKS = {
     'batch_size': partial(check_int, minimum=1), 'latent_dim': partial(check_int, minimum=1),
     'hidden_dim': partial(check_int, minimum=1), 'seed': partial(check_int, minimum=0),
     'limit': partial(check_int, minimum=1, allow_none=True), 'lr': partial(check_number, above=0),
     'beta': partial(check_number, minimum=0), 'val_fraction': partial(check_number, above=0, below=1),
+    'model': partial(check_choice, choices=tuple(MODELS)), 'likelihood': partial(check_choice, choices=LIKELIHOODS),
+    'sigma': partial(check_number, above=0), 'image_size': partial(check_int, minimum=1, allow_none=True),
+    'channels': lambda name, value: _check_channels(value),
 }
+
+
+def _check_channels(value) -> None:
+    if check_int('channels', value, allow_none=True) not in (None, 1, 3):
+        raise ValueError(f'channels must be 1, 3 or None, got {value}')
 
 
 def _check_saved_options(options: dict, path: str) -> None:
@@ -142,15 +107,8 @@ def _check_saved_options(options: dict, path: str) -> None:
 
 
 # -- train --
-def _run_name(dataset) -> str:
-    """runs/<this>: the dataset's name, or the IDX folder's."""
-    if dataset is None or not dataset.startswith(_IDX):
-        return dataset or 'mnist'
-    return os.path.basename(os.path.normpath(dataset[len(_IDX):])) or 'idx'
-
-
 def _out(args) -> str:
-    return args.out or os.path.join('runs', _run_name(args.dataset))
+    return args.out or os.path.join('runs', run_name(args.dataset))
 
 
 def train(args) -> dict:
@@ -202,8 +160,8 @@ def _prepare(args, folder: RunFolder):
         if not os.path.exists(path):
             raise CommandError(f'no checkpoint at {path!r} to resume; start the run without --resume')
         checkpoint = load_checkpoint(path)
-        check_resumable(checkpoint, path, RUN_OPTIONS)
-        _check_saved_options(checkpoint['options'], path)
+        check_resumable(checkpoint, path, REQUIRED_OPTIONS)
+        _check_saved_options(saved_options(checkpoint), path)
     else:
         folder.check_new_run()
     remove_stale_temporaries(folder.path)  # left by a run killed in the middle of a write; ours alone (locked)
@@ -226,11 +184,6 @@ class _Training:
     train_images: int
     val_images: int
     folder: RunFolder
-
-
-def _reconstruction(recon, target):
-    """The reconstruction term in nats per image: the package's one formula."""
-    return reconstruction_loss(recon, target, reduction='batchmean')
 
 
 def _train(args, processes: Processes, folder: RunFolder) -> dict:
@@ -281,16 +234,18 @@ def _summary(training: _Training, history: list, seconds: float, processes: Proc
     out, options, device = training.out, training.options, processes.device
     plotted = plot_history(history, os.path.join(out, 'loss.png'), metrics=('loss', 'recon', 'kl'))
     if not plotted:
-        print('loss.png skipped: matplotlib is not installed (pip install "torchbearer-vae[plot]")')
+        print('loss.png skipped: matplotlib is not installed (pip install matplotlib)')
     generator = torch.Generator(device=device).manual_seed(options['seed'])
     val_elbo = negative_elbo(training.model, training.val_loader, generator=generator)
     epochs_run = len(history) - training.done
     return {
-        'dataset': options['dataset'] or 'mnist', 'image_shape': list(training.image_shape),
+        'dataset': shown(options['dataset']), 'image_shape': list(training.image_shape), 'model': options['model'],
+        'likelihood': options['likelihood'],
         'train_images': training.train_images, 'val_images': training.val_images, 'epochs': len(history),
         'epochs_this_session': epochs_run, 'options': options,
         'val_elbo_per_image': val_elbo,
-        'val_elbo_per_image_means': 'negative ELBO (BCE + KL) in nats per validation image, z sampled as in training',
+        'val_elbo_per_image_means': f'negative ELBO ({options["likelihood"]} -log p(x|z) + KL) in nats per validation '
+                                    f'image, z sampled as in training',
         'val_loss_z_mean_per_image': history[-1].get('val_loss'),
         'val_loss_z_mean_per_image_means': "the Trial's val_loss: the same loss with z = posterior mean (eval mode)",
         'wall_seconds': round(seconds, 3),
@@ -315,18 +270,22 @@ def _build_training(args, processes: Processes, folder: RunFolder = None):
             print(f'{out}: already trained for {done} epochs (asked for {args.epochs}); nothing to do')
         return None
 
-    # The first process of each machine reads the data first: it downloads mnist/fashion-mnist if needed, alone.
+    # The first process of each machine reads the data first: it downloads mnist/fashion-mnist/cifar10 if
+    # needed, alone.
     if processes.local_rank:
         processes.barrier()
-    dataset = load_dataset(options['dataset'], options['data_dir'], options['limit'])
+    dataset = load_dataset(options['dataset'], options['data_dir'], options['limit'], image_size=options['image_size'],
+                           channels=options['channels'], verbose=not (args.quiet or rank))
     if not processes.local_rank:
         processes.barrier()
     train_set, val_set = split(AutoEncoderDataset(dataset), options)
-    image_shape = tuple(dataset[0][0].shape)
-    check_training_fits(image_shape, options['hidden_dim'], options['latent_dim'], options['batch_size'],
-                        len(train_set), device)
+    image_shape = tuple(image(dataset[0]).shape)
+    if is_folder(options['dataset']):  # what the folder decoded to: evaluate and a resumed run decode the same
+        options['channels'] = image_shape[0]
+    options = settle(options, image_shape)
+    check_training_fits(build_model(options, image_shape, 'meta'), options['batch_size'], len(train_set), device)
     torch.manual_seed(options['seed'])
-    model = VAE(image_shape, hidden_dim=options['hidden_dim'], latent_dim=options['latent_dim'])
+    model = build_model(options, image_shape)
     if rank:  # its own draws of z; the weights are rank 0's, which DistributedDataParallel copies to every rank
         torch.manual_seed(options['seed'] + rank)
     optimizer = _adam(model.parameters(), options['lr'])
@@ -368,9 +327,9 @@ def _build_training(args, processes: Processes, folder: RunFolder = None):
         Checkpointer(os.path.join(out, CHECKPOINT), extra=resumable),
         MetricsCSV(os.path.join(out, METRICS)),
     ]
-    verbose = 0 if args.quiet or rank else (2 if sys.stderr.isatty() else 1)  # a bar per batch only on a terminal
-    trial = Trial(trained, optimizer, _reconstruction, metrics=['loss', 'recon', 'kl', 'active_units'],
-                  callbacks=callbacks, verbose=verbose).to(device)
+    callbacks += training_progress(args.quiet, rank)  # last: the epoch's figures are final
+    trial = Trial(trained, optimizer, criterion(options['likelihood'], options['sigma']),
+                  metrics=['loss', 'recon', 'kl', 'active_units'], callbacks=callbacks, verbose=0).to(device)
     trial.with_generators(train_generator=train_loader, val_generator=val_loader)
     trial.state[torchbearer.HISTORY] = history  # torchbearer continues from len(history)
     return _Training(trial, guard, model, val_loader, out, options, done, image_shape, len(train_set), len(val_set),

@@ -146,7 +146,8 @@ def negative_elbo(model, data: Data, *, batch_size: int = 100, device: Optional[
     (:func:`~torchbearer_vae.kld`), averaged over the images of ``data``. This is the training
     loss (e.g. ``BCELoss(reduction='sum')`` plus :func:`~torchbearer_vae.kld_loss`) per image,
     except that the network is in eval mode: a Trial's own validation loss decodes ``z = mu``
-    instead (``VAE.reparameterize`` in eval mode) and comes out lower. It is an unbiased estimate
+    instead (``VAE.reparameterize`` in eval mode), a different number (usually lower once the model
+    is trained, not always early in training). It is an unbiased estimate
     of the negative ELBO, an upper bound of ``-log p(x)``.
 
     Args:

@@ -34,14 +34,22 @@ __all__ = ['LatentScatter', 'LatentManifold', 'KLPerDimension']
 _CHUNK = 1024  # images encoded at once: the whole validation set would need its activations at once
 
 
-def _figure(who: str, size: Tuple[float, float]):
-    """A matplotlib Figure on an Agg canvas (no pyplot, no GUI backend), or an ImportError with the install line."""
+def _require_matplotlib(who: str) -> None:
+    """An ImportError with the install line unless matplotlib can be imported: at construction, before any training."""
     try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
+        import matplotlib.backends.backend_agg  # noqa: F401
+        import matplotlib.figure  # noqa: F401
     except ImportError:
         raise ImportError(f'{who} draws with matplotlib: pip install matplotlib (or pip install '
                           f'"torchbearer-vae[plot]")') from None
+
+
+def _figure(who: str, size: Tuple[float, float]):
+    """A matplotlib Figure on an Agg canvas (no pyplot, no GUI backend)."""
+    _require_matplotlib(who)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=size, dpi=100)
     FigureCanvasAgg(figure)
     return figure
@@ -121,6 +129,7 @@ class LatentScatter(PictureSaver):
         check_int('num_images', num_images, minimum=2)
         self.size = check_number('size', size, minimum=1, maximum=40)
         super().__init__(folder, filename, key=key, num_images=num_images)
+        _require_matplotlib(type(self).__name__)
 
     def draw(self, model, state):
         """The scatter of the collected images' posterior means, as an RGB image."""
@@ -255,6 +264,7 @@ class KLPerDimension(PictureSaver):
                  num_images: int = 10000, threshold: float = 0.01, key: StateKey = torchbearer.X):
         self.threshold = check_number('threshold', threshold, above=0)
         super().__init__(folder, filename, key=key, num_images=check_int('num_images', num_images, minimum=1))
+        _require_matplotlib(type(self).__name__)
 
     def draw(self, model, state):
         """The sorted bars of the mean KL per dimension, and the threshold line."""

@@ -11,13 +11,15 @@ import torch
 
 from .callbacks import ReconstructionSaver, SampleSaver
 from .checkpoints import CheckpointError, load_checkpoint, model_from_checkpoint
-from .commands import RUN_OPTIONS, load_dataset, split, unreadable
+from .commands import REQUIRED_OPTIONS, saved_options
 from .errors import CommandError
 from .evaluation import importance_weighted_nll, negative_elbo
 from .limits import check_evaluation_fits, check_pictures_fit
 from .loaders import TensorLoader
 from .processes import device as _device
+from .progress import counted
 from .records import write_json
+from .run_data import absolute, image, is_folder, load_dataset, shown, split, unreadable
 from .run_folder import output_file
 
 __all__ = []  # internal: the public entry point is torchbearer_vae.cli.main
@@ -36,36 +38,58 @@ def _model(args):
     return checkpoint, model.to(device), device
 
 
-def _sizes(model):
-    return tuple(getattr(model, 'input_shape', ())), getattr(model, 'hidden_dim', 0), getattr(model, 'latent_dim', 0)
+def _which_split(args, checkpoint, options) -> str:
+    """``--split``, or by default the run's validation images: those the model was not trained on.
+
+    ``all`` by default when the checkpoint does not record a run's split, or ``--dataset`` names other data.
+    """
+    if args.split is not None:
+        return args.split
+    if not all(key in (checkpoint.get('options') or {}) for key in REQUIRED_OPTIONS):
+        return 'all'
+    if args.dataset is not None and shown(absolute({'dataset': args.dataset})['dataset']) != shown(options['dataset']):
+        return 'all'
+    return 'val'
+
+
+def _preprocessing(name, options, model) -> dict:
+    """How a folder is decoded for this model: the run's --image-size and --channels (else the model's channels)."""
+    if not is_folder(name):
+        return {}
+    shape = tuple(getattr(model, 'input_shape', ()))
+    channels = options.get('channels') or (shape[0] if len(shape) == 3 and shape[0] in (1, 3) else None)
+    return {'image_size': options.get('image_size'), 'channels': channels}
 
 
 def _data_for(args, checkpoint, model):
-    """The images of --dataset (default: the run's), or the run's own training or validation split."""
-    options = checkpoint.get('options') if isinstance(checkpoint.get('options'), dict) else {}
+    """``(images, split, a line saying which)``: --dataset (default: the run's), all of it or a split of the run's."""
+    options = saved_options(checkpoint)
     name = args.dataset if args.dataset is not None else options.get('dataset')
     data_dir = args.data_dir if args.data_dir is not None else options.get('data_dir')
-    if args.split == 'all':
-        dataset = load_dataset(name, data_dir, args.limit)
+    which = _which_split(args, checkpoint, options)
+    preprocessing = _preprocessing(name, options, model)
+    if which == 'all':
+        dataset = load_dataset(name, data_dir, args.limit, verbose=False, **preprocessing)
     else:
-        if not all(key in options for key in RUN_OPTIONS):
-            raise CommandError(f'--split {args.split} needs a checkpoint written by torchbearer-vae train, which '
+        if not all(key in (checkpoint.get('options') or {}) for key in REQUIRED_OPTIONS):
+            raise CommandError(f'--split {which} needs a checkpoint written by torchbearer-vae train, which '
                                f'records how its data was split; use --split all')
         # --dataset/--data-dir say where the run's data is now (an older checkpoint kept a relative path)
-        dataset = load_dataset(name, data_dir, options['limit'])
+        dataset = load_dataset(name, data_dir, options['limit'], verbose=False, **preprocessing)
         expected = checkpoint.get('dataset_images')
         if isinstance(expected, int) and len(dataset) != expected:
-            raise CommandError(f'--split {args.split} is a split of the run\'s {expected} images, but --dataset '
-                               f'{name or "mnist"} has {len(dataset)}; give the run\'s dataset, or use --split all')
+            raise CommandError(f'--split {which} is a split of the run\'s {expected} images, but --dataset '
+                               f'{shown(name)} has {len(dataset)}; give the run\'s dataset, or use --split all')
         train_set, val_set = split(dataset, options)
-        dataset = val_set if args.split == 'val' else train_set
+        dataset = val_set if which == 'val' else train_set
         if args.limit is not None:
             dataset = torch.utils.data.Subset(dataset, range(min(args.limit, len(dataset))))
-    shape, wanted = tuple(dataset[0][0].shape), _sizes(model)[0]
+    shape, wanted = tuple(image(dataset[0]).shape), tuple(getattr(model, 'input_shape', ()))
     if wanted and shape != wanted:
-        raise CommandError(f'--dataset {name or "mnist"} has images of shape {shape}, but the model in '
+        raise CommandError(f'--dataset {shown(name)} has images of shape {shape}, but the model in '
                            f'{args.checkpoint} takes {wanted}; give the dataset it was trained on')
-    return dataset
+    what = {'all': 'all the images', 'train': "the run's training images", 'val': "the run's validation images"}
+    return dataset, which, f'--split {which}: {what[which]} of --dataset {shown(name)} ({len(dataset):,})'
 
 
 def _template(path: str):
@@ -84,9 +108,8 @@ def _start(args, default_name: str, kind: str):
 def sample(args) -> None:
     """``torchbearer-vae sample``: a grid of decoded draws from the prior."""
     out, checkpoint, model, device = _start(args, 'samples.png', 'image')
-    shape, hidden, latent = _sizes(model)
     rows = max(1, round(args.num_images ** 0.5))
-    check_pictures_fit(args.num_images, shape, hidden, latent, device)
+    check_pictures_fit(args.num_images, model, device)
     saver = SampleSaver(*_template(out), num_images=args.num_images, nrow=rows, seed=args.seed)
     print(f'wrote {args.num_images} samples to {saver.save(model)}')
 
@@ -94,28 +117,31 @@ def sample(args) -> None:
 def reconstruct(args) -> None:
     """``torchbearer-vae reconstruct``: the first ``--num-images`` images above their reconstructions."""
     out, checkpoint, model, device = _start(args, 'recon.png', 'image')
-    dataset = _data_for(args, checkpoint, model)
+    dataset, _, said = _data_for(args, checkpoint, model)
     count = min(args.num_images, len(dataset))
-    check_pictures_fit(2 * count, *_sizes(model), device)
+    check_pictures_fit(2 * count, model, device)
+    print(said, file=sys.stderr)
     saver = ReconstructionSaver(*_template(out), num_images=count)
-    inputs = torch.stack([dataset[i][0] for i in range(count)]).to(device)
+    inputs = torch.stack([image(dataset[i]) for i in range(count)]).to(device)
     print(f'wrote {count} images and their reconstructions to {saver.save(model, inputs)}')
 
 
 def evaluate(args) -> dict:
     """``torchbearer-vae evaluate``: negative ELBO and (K > 1) the IWAE negative log-likelihood per image."""
     out, checkpoint, model, device = _start(args, 'evaluation.json', 'json')
-    dataset = _data_for(args, checkpoint, model)
-    shape, hidden, latent = _sizes(model)
-    check_evaluation_fits(args.batch_size, len(dataset), args.importance_samples, shape, hidden, latent, device)
+    dataset, which, said = _data_for(args, checkpoint, model)
+    check_evaluation_fits(args.batch_size, len(dataset), args.importance_samples, model, device)
+    print(said, file=sys.stderr)
     loader = TensorLoader(dataset, batch_size=args.batch_size, device=device)
     generator = torch.Generator(device=device).manual_seed(args.seed)
-    result = {'checkpoint': os.path.abspath(args.checkpoint), 'images': len(dataset),
-              'negative_elbo_per_image': negative_elbo(model, loader, generator=generator)}
+    elbo = negative_elbo(model, counted(loader, len(dataset), 'negative ELBO'), generator=generator)
+    result = {'checkpoint': os.path.abspath(args.checkpoint), 'split': which, 'images': len(dataset),
+              'negative_elbo_per_image': elbo}
     if args.importance_samples > 1:
         result['importance_samples'] = args.importance_samples
-        result['iwae_nll_per_image'] = importance_weighted_nll(model, loader, num_samples=args.importance_samples,
-                                                               generator=generator)
+        result['iwae_nll_per_image'] = importance_weighted_nll(
+            model, counted(loader, len(dataset), f'IWAE bound, K={args.importance_samples}'),
+            num_samples=args.importance_samples, generator=generator)
     write_json(out, result)
     print(json.dumps(result, indent=2))
     print(f'wrote {out}', file=sys.stderr)  # stdout stays the JSON alone, for a pipe

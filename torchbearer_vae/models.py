@@ -136,6 +136,9 @@ class ConvVAE(BaseVAE):
         super().__init__(input_shape, latent_dim, use_state=use_state, likelihood=likelihood, sigma=sigma,
                          logvar_clamp=logvar_clamp)
         in_channels, height, width = self.input_shape
+        if width in (1, 3, 4) and in_channels not in (1, 3, 4):
+            raise ValueError(f'ConvVAE needs input_shape=(channels, height, width), got {self.input_shape}, which '
+                             f'looks channels-last: pass ({width}, {in_channels}, {height})')
         if height % 4 or width % 4:
             raise ValueError(f'ConvVAE needs height and width that are multiples of 4 (two stride-2 layers), '
                              f'got input_shape={self.input_shape}; crop or pad the images, e.g. 28 or 32')

@@ -311,8 +311,17 @@ class PictureSaver(_PhaseImages):
         if self.inputs is not None:
             view[self.key] = self.inputs
         view.update({self.collected_keys[name]: batch for name, batch in self._collected.items()})
+        if not self._needed and self.inputs is None:
+            view.pop(self.key, None)  # nothing collected: the last batch of some phase is not this picture's inputs
         with _drawing(model):
-            image = self.draw(model, view)
+            try:
+                image = self.draw(model, view)
+            except KeyError as error:
+                if error.args and error.args[0] is self.key and self.key not in view:
+                    raise MissingStateError(f'{type(self).__name__}.draw read state[{self.key!r}], but it collects no '
+                                            f'inputs: pass num_images=N to PictureSaver.__init__ (how many of the '
+                                            f"phase's images to collect) or inputs=") from None
+                raise
         return None if image is None else _as_grid(image, self.nrow, self.normalize, type(self).__name__)
 
     # -- for the subclasses --

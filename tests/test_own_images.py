@@ -1,0 +1,209 @@
+"""The main job on the user's own images (issue 13): a folder of colour photographs, the shared MNIST as PNG files,
+CIFAR-10 and the convolutional VAE, each from one command, and every later command run from another folder."""
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from torchbearer_vae import load_checkpoint, model_from_checkpoint
+from torchbearer_vae.cli import main
+
+EXECUTABLE = shutil.which('torchbearer-vae', path=os.path.dirname(sys.executable))
+COMMAND = [EXECUTABLE] if EXECUTABLE else [sys.executable, '-m', 'torchbearer_vae']
+PATCH = 40  # pixels: cut from the photographs, then --image-size 32 resizes them
+
+
+def run_cli(*args, timeout=900, **kwargs):
+    return subprocess.run(COMMAND + [str(a) for a in args], capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+def write_photo_patches(root, size=PATCH):
+    """scikit-learn's two photographs cut into ``size`` x ``size`` patches: ``china/`` and ``flower/``, PNG and
+    JPEG in turn, and one corrupt JPEG. Returns the number of readable files."""
+    from sklearn.datasets import load_sample_images
+
+    written = 0
+    for photo, name in zip(load_sample_images().images, ('china', 'flower')):
+        (root / name).mkdir(parents=True)
+        rows, columns = photo.shape[0] // size, photo.shape[1] // size
+        for index in range(rows * columns):
+            row, column = divmod(index, columns)
+            patch = Image.fromarray(photo[row * size:(row + 1) * size, column * size:(column + 1) * size])
+            patch.save(root / name / f'{index:04d}.{"jpg" if index % 2 else "png"}', quality=95)
+            written += 1
+    (root / 'china' / 'broken.jpg').write_bytes(b'\xff\xd8\xff\xe0 a JPEG cut after its first bytes')
+    return written
+
+
+@pytest.fixture(scope='module')
+def photos(tmp_path_factory):
+    root = tmp_path_factory.mktemp('photos') / 'patches'
+    return root, write_photo_patches(root)
+
+
+@pytest.fixture(scope='module')
+def colour_run(photos, tmp_path_factory):
+    """``train --model conv --likelihood gaussian --image-size 32`` on the photograph patches, two epochs."""
+    out = tmp_path_factory.mktemp('colour') / 'run'
+    result = run_cli('train', '--dataset', f'folder:{photos[0]}', '--model', 'conv', '--likelihood', 'gaussian',
+                     '--image-size', 32, '--epochs', 2, '--out', out)
+    assert result.returncode == 0, result.stderr
+    return out, result
+
+
+@pytest.mark.slow
+def test_a_colour_folder_trains_the_convolutional_vae(colour_run, photos):
+    out, result = colour_run
+    readable = photos[1]
+    assert sorted(os.listdir(out)) == ['checkpoint.pt', 'loss.png', 'metrics.csv', 'reconstruction_0.png',
+                                       'reconstruction_1.png', 'samples_0.png', 'samples_1.png', 'summary.json']
+    summary = json.loads((out / 'summary.json').read_text())
+    assert summary['image_shape'] == [3, 32, 32] and summary['train_images'] + summary['val_images'] == readable
+    assert (summary['model'], summary['likelihood']) == ('conv', 'gaussian')
+    options = summary['options']
+    assert options['dataset'] == f'folder:{photos[0]}' and os.path.isabs(options['dataset'][len('folder:'):])
+    assert (options['image_size'], options['channels'], options['sigma']) == (32, 3, 0.1)
+    model = model_from_checkpoint(load_checkpoint(out / 'checkpoint.pt'))
+    assert type(model).__name__ == 'ConvVAE' and model.input_shape == (3, 32, 32) and model.likelihood == 'gaussian'
+    # the corrupt file: one warning line naming it, and the run went on
+    assert "skipped 1 unreadable image file" in result.stderr and 'broken.jpg' in result.stderr
+    assert 'Traceback' not in result.stderr and 'warnings.warn' not in result.stderr
+    with open(out / 'metrics.csv') as file:
+        rows = list(csv.DictReader(file))
+    assert float(rows[1]['loss']) < float(rows[0]['loss'])  # it learns
+    # Gaussian nats per image: far above a Bernoulli run's, and loss = recon + kl still
+    assert float(rows[1]['val_recon']) > 1000 and np.isfinite(summary['val_elbo_per_image'])
+    assert float(rows[1]['loss']) == pytest.approx(float(rows[1]['recon']) + float(rows[1]['kl']), rel=1e-3)
+    picture = np.asarray(Image.open(out / 'reconstruction_1.png'))
+    assert picture.shape == (2 + 2 * 34, 2 + 8 * 34, 3)  # colour: three channels
+    assert np.abs(picture[..., 0].astype(int) - picture[..., 2]).mean() > 2  # not grey
+
+
+@pytest.mark.slow
+def test_every_command_reproduces_the_folder_from_another_directory(colour_run, tmp_path):
+    out = colour_run[0]
+    elsewhere = tmp_path / 'elsewhere'
+    elsewhere.mkdir()
+    summary = json.loads((out / 'summary.json').read_text())
+    checkpoint = out / 'checkpoint.pt'
+    result = run_cli('evaluate', '--checkpoint', checkpoint, '--importance-samples', 10, '--out', 'e.json',
+                     '--seed', 1, cwd=elsewhere)  # the run's seed: the same draws of z as its summary's
+    assert result.returncode == 0, result.stderr
+    evaluation = json.loads((elsewhere / 'e.json').read_text())
+    assert evaluation['split'] == 'val' and evaluation['images'] == summary['val_images']  # not the training images
+    # the same images, decoded the same way (resized to 32, colour): the same figure
+    assert evaluation['negative_elbo_per_image'] == pytest.approx(summary['val_elbo_per_image'], rel=1e-5)
+    assert evaluation['iwae_nll_per_image'] < evaluation['negative_elbo_per_image']
+    result = run_cli('reconstruct', '--checkpoint', checkpoint, '--num-images', 4, '--out', 'r.png', cwd=elsewhere)
+    assert result.returncode == 0, result.stderr
+    assert np.asarray(Image.open(elsewhere / 'r.png')).shape == (2 + 2 * 34, 2 + 4 * 34, 3)
+    result = run_cli('sample', '--checkpoint', checkpoint, '--num-images', 9, '--out', 's.png', cwd=elsewhere)
+    assert result.returncode == 0, result.stderr
+    assert np.asarray(Image.open(elsewhere / 's.png')).shape == (2 + 3 * 34, 2 + 3 * 34, 3)
+    assert sorted(os.listdir(elsewhere)) == ['e.json', 'r.png', 's.png']
+
+
+@pytest.mark.slow
+def test_mnist_written_as_png_files_trains_from_folder(mnist_png_folder, tmp_path):
+    out = tmp_path / 'run'
+    result = run_cli('train', '--dataset', f'folder:{mnist_png_folder}', '--epochs', 1, '--out', out, '--quiet')
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((out / 'summary.json').read_text())
+    assert summary['image_shape'] == [1, 28, 28] and summary['model'] == 'mlp'  # grey: the example's VAE
+    assert (summary['train_images'], summary['val_images'], summary['options']['channels']) == (9000, 1000, 1)
+    assert 100 < summary['val_elbo_per_image'] < 200  # one epoch of the example's VAE on MNIST (IDX: about 160)
+    elsewhere = tmp_path / 'elsewhere'
+    elsewhere.mkdir()
+    result = run_cli('evaluate', '--checkpoint', out / 'checkpoint.pt', '--out', 'e.json', cwd=elsewhere)
+    assert result.returncode == 0, result.stderr
+    evaluation = json.loads((elsewhere / 'e.json').read_text())
+    assert (evaluation['split'], evaluation['images']) == ('val', 1000)
+    assert evaluation['negative_elbo_per_image'] == pytest.approx(summary['val_elbo_per_image'], abs=1.5)
+
+
+@pytest.mark.slow
+def test_the_convolutional_vae_reaches_the_issue_figure_on_mnist(mnist_dir, tmp_path):
+    """--model conv on the shared split (9,000/1,000, seed 1), 10 epochs: at most 116.5 nats per image."""
+    out = tmp_path / 'conv'
+    result = run_cli('train', '--dataset', f'idx:{mnist_dir}', '--model', 'conv', '--epochs', 10, '--out', out,
+                     '--quiet', timeout=3600)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((out / 'summary.json').read_text())
+    assert (summary['train_images'], summary['val_images'], summary['model']) == (9000, 1000, 'conv')
+    assert summary['val_elbo_per_image'] <= 116.5
+
+
+def test_cifar10_trains_the_convolutional_vae_by_default(fake_cifar10, tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    images = (rng.random((120, 1, 1, 3)) * 255 * np.ones((1, 32, 32, 1))).astype(np.uint8)  # flat colours
+    fake_cifar10(str(tmp_path / 'data'), images, rng.integers(0, 2, 120))
+    out = tmp_path / 'run'
+    assert main(['train', '--dataset', 'cifar10', '--data-dir', str(tmp_path / 'data'), '--epochs', '1',
+                 '--hidden-dim', '32', '--out', str(out), '--quiet']) == 0
+    summary = json.loads((out / 'summary.json').read_text())
+    assert summary['image_shape'] == [3, 32, 32] and summary['model'] == 'conv'  # colour: the convolutional VAE
+    assert summary['options']['data_dir'] == str(tmp_path / 'data')
+    capsys.readouterr()
+    assert main(['evaluate', '--checkpoint', str(out / 'checkpoint.pt')]) == 0
+    assert json.loads(capsys.readouterr().out)['images'] == summary['val_images']
+
+
+def test_cifar10_offline_is_one_line_saying_what_to_do(tmp_path, capsys, monkeypatch):
+    for name in ('http_proxy', 'https_proxy', 'HTTP_PROXY', 'HTTPS_PROXY'):
+        monkeypatch.setenv(name, 'http://127.0.0.1:9')  # any download fails at once, as offline
+    monkeypatch.chdir(tmp_path)
+    assert main(['train', '--dataset', 'cifar10', '--out', 'run']) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and 'Traceback' not in err, err
+    assert err.startswith('torchbearer-vae train: error: --dataset cifar10: CIFAR-10 is not in')
+    assert 'cifar-10-batches-py' in err and '--dataset folder:DIR' in err
+    assert os.listdir(tmp_path) == []  # no data folder, no run folder left behind
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--dataset', 'digits', '--image-size', '32'], '--image-size apply to --dataset folder:DIR'),
+    (['--dataset', 'digits', '--channels', '3'], '--channels apply to --dataset folder:DIR'),
+    (['--dataset', 'digits', '--sigma', '0.2'], 'add --likelihood gaussian'),
+])
+def test_options_that_do_not_apply_are_refused_before_any_work(args, message, tmp_path, capsys):
+    assert main(['train', *args, '--out', str(tmp_path / 'run')]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / 'run').exists()
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--channels', '2'], "--channels: must be 1 (grey) or 3 (colour), got '2'"),
+    (['--model', 'resnet'], "invalid choice: 'resnet'"),
+    (['--likelihood', 'poisson'], "invalid choice: 'poisson'"),
+    (['--sigma', '0'], "must be a finite number > 0, got '0'"),
+    (['--dataset', 'folder:'], "unknown dataset 'folder:'"),
+])
+def test_bad_new_options_are_usage_errors(args, message, capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(['train', *args])
+    assert exit.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_folder_the_conv_model_cannot_take_says_to_resize(tmp_path, capsys):
+    for index in range(12):
+        Image.new('RGB', (30, 30), (index * 20, 0, 0)).save(tmp_path / f'{index}.png')
+    assert main(['train', '--dataset', f'folder:{tmp_path}', '--out', str(tmp_path / 'run'), '--quiet']) == 2
+    err = capsys.readouterr().err
+    assert '--model conv needs images whose height and width are multiples of 4' in err and '3x30x30' in err
+    assert '--image-size 32' in err and not (tmp_path / 'run').exists()
+    assert main(['train', '--dataset', f'folder:{tmp_path}', '--image-size', '8', '--epochs', '1', '--hidden-dim',
+                 '16', '--out', str(tmp_path / 'run'), '--quiet']) == 0  # resized: it trains
+    assert json.loads((tmp_path / 'run' / 'summary.json').read_text())['image_shape'] == [3, 8, 8]
+
+
+def test_a_missing_folder_is_one_line(tmp_path, capsys):
+    assert main(['train', '--dataset', f'folder:{tmp_path / "nowhere"}', '--out', str(tmp_path / 'run')]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"--dataset folder:{tmp_path / 'nowhere'}: no folder" in err

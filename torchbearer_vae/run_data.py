@@ -1,0 +1,148 @@
+"""The data of a ``torchbearer-vae`` run: what ``--dataset`` names, read into memory, and the run's split of it.
+
+``--dataset`` is ``mnist``, ``fashion-mnist``, ``cifar10`` (downloaded into ``--data-dir`` if missing),
+``digits`` (scikit-learn's, no download), ``idx:DIR`` (IDX files) or ``folder:DIR`` (a folder of image
+files, decoded by :func:`~torchbearer_vae.load_image_folder` with ``--image-size`` and ``--channels``).
+The run's options record folders as absolute paths, so every command finds the data from anywhere.
+
+Internal to the command line (:mod:`torchbearer_vae.cli`); every problem is a :class:`CommandError`.
+"""
+import math
+import os
+import sys
+import warnings
+import zlib
+from typing import Optional
+
+from .datasets import IDXDataset, ImageDataset, load_cifar10, load_digits, load_mnist, train_val_split
+from .errors import CommandError
+from .folders import load_image_folder
+from .limits import check_image_size_fits
+
+__all__ = []  # internal: the public entry point is torchbearer_vae.cli.main
+
+IDX, FOLDER = 'idx:', 'folder:'
+NAMES = ('mnist', 'fashion-mnist', 'cifar10', 'digits')  # and idx:DIR, folder:DIR
+DEFAULT_DATASET, DEFAULT_DATA_DIR = 'mnist', 'data'
+_DOWNLOADED = ('mnist', 'fashion-mnist', 'cifar10')
+
+
+def unreadable(error: BaseException) -> str:
+    """An exception as one phrase: its message, or its type and message when the type says something."""
+    text = ' '.join(str(error).split()) or type(error).__name__
+    return text if isinstance(error, (ValueError, RuntimeError, OSError)) else f'{type(error).__name__}: {text}'
+
+
+def shown(name: Optional[str]) -> str:
+    """The dataset's name as ``--dataset`` spells it (None: the default)."""
+    return name or DEFAULT_DATASET
+
+
+def is_folder(name: Optional[str]) -> bool:
+    return isinstance(name, str) and name.startswith(FOLDER)
+
+
+def run_name(name: Optional[str]) -> str:
+    """runs/<this>: the dataset's name, or the last part of the IDX folder's or image folder's path."""
+    for prefix in (IDX, FOLDER):
+        if isinstance(name, str) and name.startswith(prefix):
+            return os.path.basename(os.path.normpath(name[len(prefix):])) or prefix[:-1]
+    return shown(name)
+
+
+def check_preprocessing(name: Optional[str], image_size: Optional[int], channels: Optional[int]) -> None:
+    """Refuse ``--image-size``/``--channels`` for data that is not a folder of image files (its size is fixed)."""
+    given = [option for option, value in (('--image-size', image_size), ('--channels', channels)) if value is not None]
+    if given and not is_folder(name):
+        raise CommandError(f'{" and ".join(given)} apply to --dataset folder:DIR (they resize and convert image '
+                           f'files); --dataset {shown(name)} has images of one fixed size: leave {" and ".join(given)} '
+                           f'out')
+
+
+def load_dataset(name: Optional[str], data_dir: Optional[str], limit: Optional[int] = None, *,
+                 image_size: Optional[int] = None, channels: Optional[int] = None,
+                 verbose: bool = True) -> ImageDataset:
+    """The images of ``--dataset`` (an :class:`ImageDataset`), the first ``limit`` of them if given.
+
+    IDX files (mnist, fashion-mnist, idx:DIR) are read only as far as ``limit``, and a folder opens
+    only the files it keeps: a large or hostile input costs no more than the images used. A folder is
+    decoded with a progress bar on a terminal; ``verbose`` then prints one line of what was read
+    (and one per file skipped as unreadable, instead of Python's two-line warning).
+
+    Raises:
+        CommandError: naming ``--dataset`` and what is wrong with its files (missing, truncated, not IDX,
+            a folder where a file should be, no images, too large for the memory).
+    """
+    if not isinstance(name, (str, type(None))) or not isinstance(data_dir, (str, type(None))):  # an edited checkpoint
+        raise CommandError(f'the dataset recorded in the checkpoint ({name!r} in {data_dir!r}) is not a name; give '
+                           f'--dataset (and --data-dir)')
+    data_dir = data_dir or DEFAULT_DATA_DIR
+    check_preprocessing(name, image_size, channels)
+    if image_size is not None:
+        check_image_size_fits(image_size)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always', UserWarning)
+            dataset = _read(name, data_dir, limit, image_size, channels)
+    except (RuntimeError, OSError, EOFError, zlib.error, ValueError) as error:  # EOFError, BadGzipFile: a cut gzip
+        hint = _hint(name)
+        raise CommandError(f'--dataset {shown(name)}: {unreadable(error).rstrip(".") if hint else unreadable(error)}'
+                           f'{hint}') from None
+    for warning in caught:  # skipped files: one line each, whatever verbose says (they change the data)
+        if issubclass(warning.category, UserWarning):
+            print(f'torchbearer-vae: warning: --dataset {shown(name)}: {" ".join(str(warning.message).split())}',
+                  file=sys.stderr)
+    if limit is not None and limit < len(dataset):  # digits, cifar10: in memory already
+        dataset = ImageDataset(dataset.data[:limit], dataset.targets[:limit] if dataset.targets is not None else None)
+    if len(dataset) == 0:
+        raise CommandError(f'--dataset {shown(name)} holds no images; give a dataset with images')
+    if verbose and is_folder(name):
+        data = dataset.data
+        print(f'--dataset {name}: {len(data):,} images of {"x".join(map(str, data.shape[1:]))} '
+              f'({math.prod(data.shape) / 2 ** 20:.3g} MiB in memory)', file=sys.stderr)
+    return dataset
+
+
+def _read(name, data_dir, limit, image_size, channels) -> ImageDataset:
+    if name is None or name in ('mnist', 'fashion-mnist'):
+        return load_mnist(data_dir, train=True, fashion=name == 'fashion-mnist', limit=limit)
+    if name == 'cifar10':
+        return load_cifar10(data_dir, train=True, limit=limit)
+    if name == 'digits':
+        return load_digits()
+    if is_folder(name):
+        return load_image_folder(name[len(FOLDER):], image_size=image_size, channels=channels, limit=limit)
+    return IDXDataset.from_folder(name[len(IDX):], limit=limit)
+
+
+def _hint(name: Optional[str]) -> str:
+    if name is None or name in _DOWNLOADED:
+        return ("; or try --dataset digits (scikit-learn's 8x8 digits, no download), --dataset folder:DIR (your own "
+                "images) or --dataset idx:DIR")
+    return ''
+
+
+def image(item):
+    """The image of a dataset's item: ``(image, label)``, or the image alone (a folder without class subfolders)."""
+    return item[0] if isinstance(item, (tuple, list)) else item
+
+
+def split(dataset, options: dict):
+    """``train_val_split`` of the run's options; CommandError if the images are too few to split."""
+    try:
+        return train_val_split(dataset, options['val_fraction'], seed=options['seed'])
+    except ValueError as error:
+        limit = f' --limit {options["limit"]}' if options.get('limit') else ''
+        raise CommandError(f'--dataset {shown(options["dataset"])}{limit}: {len(dataset)} images are too few to '
+                           f'split: {error}') from None
+
+
+def absolute(options: dict) -> dict:
+    """``options`` with the dataset's folder and ``data_dir`` absolute, so the run's data is found from anywhere."""
+    options = dict(options)
+    for prefix in (IDX, FOLDER):
+        if isinstance(options.get('dataset'), str) and options['dataset'].startswith(prefix):
+            options['dataset'] = prefix + os.path.abspath(options['dataset'][len(prefix):])
+    if isinstance(options.get('data_dir'), str):
+        options['data_dir'] = os.path.abspath(options['data_dir'])
+    return options

@@ -1,0 +1,68 @@
+"""The model of a ``torchbearer-vae`` run, built from the run's options and the shape of its images.
+
+``--model mlp`` is :class:`~torchbearer_vae.VAE` (the PyTorch example's), ``--model conv`` is
+:class:`~torchbearer_vae.ConvVAE`; ``--likelihood`` and ``--sigma`` choose the decoder's likelihood.
+Options a run left to their default are settled here once the images are known (``mlp`` for grey
+images, ``conv`` for colour ones), and recorded so that a resumed run and ``evaluate`` use the same.
+
+Internal to the command line (:mod:`torchbearer_vae.cli`); every refusal is a :class:`CommandError`.
+"""
+from typing import Optional, Sequence
+
+import torch
+
+from .errors import CommandError
+from .losses import reconstruction_loss
+from .models import VAE, ConvVAE
+
+__all__ = []  # internal: the public entry point is torchbearer_vae.cli.main
+
+MODELS = {'mlp': VAE, 'conv': ConvVAE}
+HIDDEN_DIM = {'mlp': 400, 'conv': 256}  # each model's own default width
+LIKELIHOODS = ('bernoulli', 'gaussian')
+DEFAULT_SIGMA = 0.1  # the models' default: pixel values in [0, 1]
+# What a run written before --model existed used: a checkpoint without these options resumes with them.
+OLD_RUN_DEFAULTS = {'model': 'mlp', 'likelihood': 'bernoulli', 'sigma': DEFAULT_SIGMA, 'image_size': None,
+                    'channels': None}
+
+
+def settle(options: dict, image_shape: Sequence[int]) -> dict:
+    """``options`` with the defaults that depend on the images filled in: ``model`` and ``hidden_dim``."""
+    options = dict(options)
+    if options.get('model') is None:
+        options['model'] = 'conv' if len(image_shape) == 3 and image_shape[0] == 3 else 'mlp'
+    if options.get('hidden_dim') is None:
+        options['hidden_dim'] = HIDDEN_DIM[options['model']]
+    return options
+
+
+def build_model(options: dict, image_shape: Sequence[int], device: Optional[str] = None) -> torch.nn.Module:
+    """The run's model for images of ``image_shape`` (on ``device``; ``'meta'`` allocates nothing).
+
+    Raises:
+        CommandError: for sizes the model refuses (conv: height and width not multiples of 4) or too
+            large for PyTorch to describe, naming the options to change.
+    """
+    name = options['model']
+    config = {'latent_dim': options['latent_dim'], 'hidden_dim': options['hidden_dim'],
+              'likelihood': options['likelihood'], 'sigma': options['sigma']}
+    try:
+        with torch.device(device or 'cpu'):
+            return MODELS[name](tuple(image_shape), **config)
+    except ValueError as error:
+        if name == 'conv' and len(image_shape) == 3 and (image_shape[1] % 4 or image_shape[2] % 4):
+            raise CommandError(f'--model conv needs images whose height and width are multiples of 4, but --dataset '
+                               f'{options["dataset"] or "mnist"} has {"x".join(map(str, image_shape))}; pass '
+                               f'--image-size 32 (or another multiple of 4) with --dataset folder:DIR, or use '
+                               f'--model mlp') from None
+        raise CommandError(f'--model {name}: {error}') from None
+    except (RuntimeError, OverflowError, TypeError, MemoryError) as error:  # too large for PyTorch to describe
+        raise CommandError(f'--hidden-dim {options["hidden_dim"]} and --latent-dim {options["latent_dim"]} make a '
+                           f'model too large to build ({type(error).__name__}); use smaller values') from None
+
+
+def criterion(likelihood: str, sigma: float):
+    """The Trial's criterion: ``-log p(x|z)`` of the run's likelihood, in nats per image (the one formula)."""
+    def reconstruction(recon, target):
+        return reconstruction_loss(recon, target, likelihood, sigma=sigma, reduction='batchmean')
+    return reconstruction
