@@ -230,6 +230,16 @@ def test_a_folder_too_large_for_memory_is_refused_with_the_figure(photo_folder, 
     assert len(load_quietly(root, image_size=32, limit=6)) == 6  # 18,432 bytes fit
 
 
+def test_an_image_size_too_large_for_one_image_is_refused_before_opening_any_file(photo_folder, monkeypatch):
+    root, _ = photo_folder
+    opened = []
+    real_open = Image.open
+    monkeypatch.setattr(Image, 'open', lambda path, *args, **kwargs: opened.append(path) or real_open(path))
+    with pytest.raises(ValueError, match=r'1 images of 3x1000000x1000000 .* need [0-9.e+]+ GiB in memory, more than half'):
+        load_image_folder(root, image_size=10 ** 6)
+    assert opened == []
+
+
 def test_limit_opens_only_the_files_it_keeps(photo_folder, monkeypatch):
     root, _ = photo_folder
     everything = load_quietly(root, image_size=32)

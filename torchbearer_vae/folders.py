@@ -257,6 +257,8 @@ def load_image_folder(root, *, image_size: Optional[int] = None, channels: Optio
     paths, labels, classes = find_images(root)
     decode = _Decoder(image_size, channels)
     wanted = len(paths) if limit is None else min(limit, len(paths))
+    if image_size is not None:  # the first resize alone could be too large: check one image before decoding any
+        _check_fits(1, (channels or 3, image_size, image_size), root)
     update, close = _progress_bar(progress, wanted)
     try:
         data, read, skipped = _decode_all(paths, decode, wanted, root, update)
