@@ -72,8 +72,8 @@ def test_python_dash_m_runs_the_same_command():
 @pytest.mark.slow
 def test_train_writes_every_output_file(trained):
     out, result = trained
-    assert sorted(os.listdir(out)) == ['checkpoint.pt', 'loss.png', 'metrics.csv', 'reconstruction_0.png',
-                                       'samples_0.png', 'summary.json']
+    assert sorted(os.listdir(out)) == ['checkpoint.pt', 'kl_dims_0.png', 'latent_0.png', 'loss.png', 'metrics.csv',
+                                       'reconstruction_0.png', 'samples_0.png', 'summary.json']
     recon = np.asarray(Image.open(out / 'reconstruction_0.png'))
     assert recon.shape == (2 + 2 * 30, 2 + 8 * 30)  # grey: one channel
     samples = np.asarray(Image.open(out / 'samples_0.png'))
@@ -275,7 +275,7 @@ def test_input_errors_are_one_line_and_write_nothing(tmp_path, mnist_dir, capsys
         (['train', '--dataset', 'mnist', '--data-dir', 'nowhere', '--out', 'runs/b'], '--dataset digits'),
         (['train', '--dataset', f'idx:{mnist_dir}', '--out', 'runs/c', '--resume'], 'no checkpoint at'),
         (['sample', '--checkpoint', 'missing.pt'], "no checkpoint at 'missing.pt'"),
-        (['sample', '--checkpoint', str(file)], 'not a readable checkpoint'),
+        (['sample', '--checkpoint', str(file)], 'is not a checkpoint'),
     ]
     if not torch.cuda.is_available():
         cases.append((['train', '--dataset', 'digits', '--device', 'cuda', '--out', 'runs/d'], 'no CUDA GPU'))

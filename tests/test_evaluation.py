@@ -314,3 +314,67 @@ def test_counts_follow_the_type_and_value_rule(value):
             importance_weighted_nll(model, x, **{name: value})
     with pytest.raises(error, match='batch_size must be an int >= 1'):
         negative_elbo(model, x, batch_size=value)
+
+
+# -- a conditional model: the labels of the data reach encode and the likelihood --
+def conditional_setup():
+    from torchbearer_vae import ConditionalVAE
+
+    torch.manual_seed(0)
+    model = ConditionalVAE((1, 4, 4), num_classes=3, latent_dim=2, hidden_dim=8).eval()
+    x = torch.rand(12, 1, 4, 4)
+    labels = torch.arange(12) % 3
+    return model, x, labels
+
+
+def elbo_by_hand(model, x, labels, seed):
+    with torch.no_grad():
+        mu, logvar = model.encode(x, labels)
+        z = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=torch.Generator().manual_seed(seed))
+        recon = reconstruction_loss(model.decode(z, labels), x, 'bernoulli', reduction='none')
+        return (kld(mu, logvar, reduction='none') + recon).mean().item()
+
+
+def iwae_by_hand(model, x, labels, k, seed):
+    with torch.no_grad():
+        mu, logvar = model.encode(x, labels)
+        eps = torch.randn((k,) + tuple(mu.shape), generator=torch.Generator().manual_seed(seed))
+        z = mu + torch.exp(0.5 * logvar) * eps
+        log_q = Normal(mu, torch.exp(0.5 * logvar)).log_prob(z).sum(-1)
+        log_prior = Normal(0.0, 1.0).log_prob(z).sum(-1)
+        log_px = torch.stack([-reconstruction_loss(model.decode(z[i], labels), x, 'bernoulli', reduction='none')
+                              for i in range(k)])
+        return (math.log(k) - torch.logsumexp((log_px + log_prior - log_q).double(), 0)).mean().item()
+
+
+@pytest.mark.parametrize('form', ['triples', 'pairs', 'loader'])
+def test_a_conditional_model_is_scored_with_the_labels_of_its_data(form):
+    model, x, labels = conditional_setup()
+    data = {'triples': AutoEncoderDataset(TensorDataset(x, labels), keep_labels=True),
+            'pairs': TensorDataset(x, labels),
+            'loader': DataLoader(AutoEncoderDataset(TensorDataset(x, labels), keep_labels=True), batch_size=12)}[form]
+    elbo = negative_elbo(model, data, batch_size=12, generator=torch.Generator().manual_seed(3))
+    assert elbo == pytest.approx(elbo_by_hand(model, x, labels, 3), rel=1e-5)
+    other = negative_elbo(model, TensorDataset(x, (labels + 1) % 3), batch_size=12,
+                          generator=torch.Generator().manual_seed(3))
+    assert other == pytest.approx(elbo_by_hand(model, x, (labels + 1) % 3, 3), rel=1e-5) and other != elbo
+    nll = importance_weighted_nll(model, data, num_samples=5, batch_size=12, chunk_size=5,
+                                  generator=torch.Generator().manual_seed(4))
+    assert nll == pytest.approx(iwae_by_hand(model, x, labels, 5, 4), rel=1e-5)
+
+
+def test_a_conditional_model_without_labels_in_the_data_is_explained():
+    model, x, _ = conditional_setup()
+    for data in (x, AutoEncoderDataset(x)):  # images alone; (x, target) pairs, the target an image
+        with pytest.raises(ValueError, match=r'ConditionalVAE is conditional \(num_classes=3\): the data must carry '
+                                             r'the labels'):
+            negative_elbo(model, data)
+        with pytest.raises(ValueError, match='keep_labels=True'):
+            importance_weighted_nll(model, data, num_samples=2)
+
+
+def test_labels_in_the_data_change_nothing_for_a_model_that_takes_none(imperfect):
+    model, x = imperfect
+    with_labels = negative_elbo(model, TensorDataset(x, torch.arange(len(x)) % 3),
+                                generator=torch.Generator().manual_seed(0))
+    assert with_labels == negative_elbo(model, x, generator=torch.Generator().manual_seed(0))

@@ -235,7 +235,8 @@ def test_an_image_size_too_large_for_one_image_is_refused_before_opening_any_fil
     opened = []
     real_open = Image.open
     monkeypatch.setattr(Image, 'open', lambda path, *args, **kwargs: opened.append(path) or real_open(path))
-    with pytest.raises(ValueError, match=r'1 images of 3x1000000x1000000 .* need [0-9.e+]+ GiB in memory, more than half'):
+    with pytest.raises(ValueError, match=r'1 images of 3x1000000x1000000 .* need [0-9.e+]+ GiB in memory, more '
+                                         r'than half'):
         load_image_folder(root, image_size=10 ** 6)
     assert opened == []
 

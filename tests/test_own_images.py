@@ -61,8 +61,9 @@ def colour_run(photos, tmp_path_factory):
 def test_a_colour_folder_trains_the_convolutional_vae(colour_run, photos):
     out, result = colour_run
     readable = photos[1]
-    assert sorted(os.listdir(out)) == ['checkpoint.pt', 'loss.png', 'metrics.csv', 'reconstruction_0.png',
-                                       'reconstruction_1.png', 'samples_0.png', 'samples_1.png', 'summary.json']
+    assert sorted(os.listdir(out)) == ['checkpoint.pt', 'kl_dims_1.png', 'latent_1.png', 'loss.png', 'metrics.csv',
+                                       'reconstruction_0.png', 'reconstruction_1.png', 'samples_0.png',
+                                       'samples_1.png', 'summary.json']  # latent: china/ and flower/ are labels
     summary = json.loads((out / 'summary.json').read_text())
     assert summary['image_shape'] == [3, 32, 32] and summary['train_images'] + summary['val_images'] == readable
     assert (summary['model'], summary['likelihood']) == ('conv', 'gaussian')

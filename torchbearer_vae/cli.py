@@ -58,6 +58,16 @@ def _number(**bounds):
     return parse
 
 
+def _label(text: str) -> int:
+    try:
+        value = int(text)
+        if value < 0:
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'must be a class index, a whole number >= 0, got {text!r}') from None
+    return value
+
+
 def _dataset_name(text: str) -> str:
     folders = ('idx:', 'folder:')
     if text in DATASETS[:4] or any(text.startswith(prefix) and len(text) > len(prefix) for prefix in folders):
@@ -105,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser(
         'train', help='train a VAE (mlp or conv) on a dataset or your own images',
         description='Train a VAE with torchbearer on a dataset or a folder of your own images. Writes '
-                    'reconstruction_{epoch}.png, samples_{epoch}.png, metrics.csv, loss.png, checkpoint.pt and '
+                    'reconstruction_{epoch}.png, samples_{epoch}.png, kl_dims_{epoch}.png (and latent_{epoch}.png for '
+                    'labelled data), metrics.csv, loss.png, checkpoint.pt and '
                     'summary.json into --out.')
     data_options(train, 'mnist')
     train.add_argument('--image-size', type=_positive_int, default=None, metavar='N',
@@ -117,6 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument('--model', choices=('mlp', 'conv'), default=None,
                        help='mlp: the PyTorch example\'s VAE; conv: ConvVAE, height and width multiples of 4 '
                             '(default: mlp for grey images, conv for colour ones)')
+    train.add_argument('--conditional', action='store_true', default=None,
+                       help='a ConditionalVAE (mlp) given each image\'s class, for labelled data (mnist, '
+                            'fashion-mnist, cifar10, digits, idx:DIR with labels, folder:DIR with class '
+                            'subfolders); then sample --label N draws class N')
     train.add_argument('--likelihood', choices=('bernoulli', 'gaussian'), default=None,
                        help='of the decoder: bernoulli (pixels in [0, 1] as probabilities) or gaussian with a '
                             'fixed --sigma (default: bernoulli)')
@@ -142,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help='how many images (default: 64)')
     sample.add_argument('--out', default=None, help='image file, or a folder for samples.png '
                                                     '(default: samples.png beside the checkpoint)')
+    sample.add_argument('--label', type=_label, default=None, metavar='N',
+                        help='a conditional model (train --conditional): draw class N only (default: one row per '
+                             'class)')
     sample.add_argument('--seed', type=_seed, default=0, help='default: 0')
     device_option(sample)
 

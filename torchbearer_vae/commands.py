@@ -16,7 +16,7 @@ import torchbearer
 from torch.nn.parallel import DistributedDataParallel
 from torchbearer import Trial
 
-from ._checks import check_choice, check_int, check_number
+from ._checks import check_bool, check_choice, check_int, check_number
 from ._io import remove_stale_temporaries
 from .callbacks import ReconstructionSaver, SampleSaver
 from .checkpoints import Checkpointer, load_checkpoint
@@ -27,28 +27,41 @@ from .errors import CommandError
 from .evaluation import negative_elbo
 from .guards import NaNGuard
 from .limits import check_training_fits
-from .loaders import TensorLoader
+from .loaders import TensorLoader, load_batch_with_labels
 from .processes import Processes
 from .progress import training_progress
 from .records import MetricsCSV, plot_history, write_json
 from .resume import check_resumable, optimizer_to, restore
 from .run_data import absolute, check_preprocessing, image, is_folder, load_dataset, run_name, shown, split
-from .run_folder import CHECKPOINT, METRICS, SUMMARY, RunFolder, checkpoint_state, write_failure
-from .run_models import DEFAULT_SIGMA, LIKELIHOODS, MODELS, OLD_RUN_DEFAULTS, build_model, criterion, settle
+from .run_folder import CHECKPOINT, METRICS, SUMMARY, RunFolder, checkpoint_state, latent_pictures, write_failure
+from .run_models import (
+    DEFAULT_SIGMA,
+    LIKELIHOODS,
+    MODELS,
+    OLD_RUN_DEFAULTS,
+    build_model,
+    check_conditional,
+    criterion,
+    settle,
+)
 from .version import __version__
 
 __all__ = []  # internal: the public entry point is torchbearer_vae.cli.main
 
 # Options that fix the model, the data or the optimisation: a resumed run must keep them. A checkpoint written
-# before the last five existed has the first ten only, and resumes with OLD_RUN_DEFAULTS for the others.
+# before the last six existed has the first ten only, and resumes with OLD_RUN_DEFAULTS for the others.
 RUN_OPTIONS = ('dataset', 'data_dir', 'batch_size', 'lr', 'latent_dim', 'hidden_dim', 'beta', 'val_fraction',
-               'seed', 'limit', 'model', 'likelihood', 'sigma', 'image_size', 'channels')
+               'seed', 'limit', 'model', 'likelihood', 'sigma', 'image_size', 'channels', 'conditional')
 REQUIRED_OPTIONS = RUN_OPTIONS[:10]
 # None: settled once the images are known (model: conv for colour images; hidden_dim: the model's own default;
 # channels of a folder: 1 if every image is grey), then recorded.
 DEFAULTS = {'dataset': None, 'data_dir': 'data', 'batch_size': 128, 'lr': 1e-3, 'latent_dim': 20,
             'hidden_dim': None, 'beta': 1.0, 'val_fraction': 0.1, 'seed': 1, 'limit': None, 'model': None,
-            'likelihood': 'bernoulli', 'sigma': DEFAULT_SIGMA, 'image_size': None, 'channels': None}
+            'likelihood': 'bernoulli', 'sigma': DEFAULT_SIGMA, 'image_size': None, 'channels': None,
+            'conditional': False}
+# Validation images the latent pictures (KLPerDimension, LatentScatter) collect and encode when they draw: enough
+# for a scatter of every class; the cost that matters is matplotlib's drawing, hence run_folder.LATENT_EVERY.
+LATENT_IMAGES = 2000
 _Processes = Processes  # the name benchmarks/bench_training.py uses
 
 
@@ -67,6 +80,7 @@ def run_options(args, checkpoint):
             raise CommandError(f'--sigma is the standard deviation of --likelihood gaussian; this run\'s likelihood '
                                f'is {options["likelihood"]}: add --likelihood gaussian, or leave --sigma out')
         check_preprocessing(options['dataset'], options['image_size'], options['channels'])
+        check_conditional(options)
         return options
     saved = absolute(saved_options(checkpoint))
     conflicts = [f'--{name.replace("_", "-")} {value} (the run used {saved[name]})'
@@ -84,7 +98,7 @@ _OPTION_CHECKS = {
     'beta': partial(check_number, minimum=0), 'val_fraction': partial(check_number, above=0, below=1),
     'model': partial(check_choice, choices=tuple(MODELS)), 'likelihood': partial(check_choice, choices=LIKELIHOODS),
     'sigma': partial(check_number, above=0), 'image_size': partial(check_int, minimum=1, allow_none=True),
-    'channels': lambda name, value: _check_channels(value),
+    'channels': lambda name, value: _check_channels(value), 'conditional': check_bool,
 }
 
 
@@ -278,14 +292,17 @@ def _build_training(args, processes: Processes, folder: RunFolder = None):
                            channels=options['channels'], verbose=not (args.quiet or rank))
     if not processes.local_rank:
         processes.barrier()
-    train_set, val_set = split(AutoEncoderDataset(dataset), options)
+    num_classes = classes_of(dataset, options)
+    labelled = num_classes is not None  # the labels go along: a conditional model needs them, the scatter uses them
+    train_set, val_set = split(AutoEncoderDataset(dataset, keep_labels=labelled), options)
     image_shape = tuple(image(dataset[0]).shape)
     if is_folder(options['dataset']):  # what the folder decoded to: evaluate and a resumed run decode the same
         options['channels'] = image_shape[0]
     options = settle(options, image_shape)
-    check_training_fits(build_model(options, image_shape, 'meta'), options['batch_size'], len(train_set), device)
+    check_training_fits(build_model(options, image_shape, 'meta', num_classes=num_classes), options['batch_size'],
+                        len(train_set), device)
     torch.manual_seed(options['seed'])
-    model = build_model(options, image_shape)
+    model = build_model(options, image_shape, num_classes=num_classes)
     if rank:  # its own draws of z; the weights are rank 0's, which DistributedDataParallel copies to every rank
         torch.manual_seed(options['seed'] + rank)
     optimizer = _adam(model.parameters(), options['lr'])
@@ -324,6 +341,7 @@ def _build_training(args, processes: Processes, folder: RunFolder = None):
         guard,
         ReconstructionSaver(folder=out),
         SampleSaver(folder=out, num_images=64, seed=options['seed']),
+        *latent_pictures(out, labelled=labelled, epochs=args.epochs, num_images=LATENT_IMAGES),
         Checkpointer(os.path.join(out, CHECKPOINT), extra=resumable),
         MetricsCSV(os.path.join(out, METRICS)),
     ]
@@ -331,9 +349,28 @@ def _build_training(args, processes: Processes, folder: RunFolder = None):
     trial = Trial(trained, optimizer, criterion(options['likelihood'], options['sigma']),
                   metrics=['loss', 'recon', 'kl', 'active_units'], callbacks=callbacks, verbose=0).to(device)
     trial.with_generators(train_generator=train_loader, val_generator=val_loader)
+    if labelled:
+        trial.with_loader(load_batch_with_labels)
     trial.state[torchbearer.HISTORY] = history  # torchbearer continues from len(history)
     return _Training(trial, guard, model, val_loader, out, options, done, image_shape, len(train_set), len(val_set),
                      folder)
+
+
+def classes_of(dataset, options: dict):
+    """The number of classes of a labelled dataset, else None; CommandError for --conditional without labels."""
+    targets = getattr(dataset, 'targets', None)
+    if targets is None or len(targets) == 0:
+        if options.get('conditional'):
+            raise CommandError(f'--conditional needs labelled images, but --dataset {shown(options["dataset"])} has '
+                               f'no labels: put each class\'s images in a subfolder of its own (folder:DIR), give '
+                               f'the labels file (idx:DIR), or leave --conditional out')
+        return None
+    classes = getattr(dataset, 'classes', None)
+    count = len(classes) if classes else int(torch.as_tensor(targets).max()) + 1
+    if options.get('conditional') and count < 2:
+        raise CommandError(f'--conditional needs at least 2 classes, but --dataset {shown(options["dataset"])} has '
+                           f'{count}; leave --conditional out')
+    return count
 
 
 def _adam(parameters, lr: float) -> torch.optim.Adam:

@@ -14,6 +14,11 @@ to compute ``log p(x|z)``, looked up in this order:
 Either way the term is :func:`~torchbearer_vae.reconstruction_loss`, the formula training uses
 (:class:`~torchbearer_vae.BaseVAE`'s ``log_likelihood`` calls it too).
 
+A conditional model (one with an int ``num_classes``, as :class:`~torchbearer_vae.ConditionalVAE`)
+is given each image's label: ``encode(x, labels)`` and ``log_likelihood(x, z, labels)`` (or
+``decode(z, labels)``). Its data must then carry the labels: batches ``(x, target, label)``, as
+``AutoEncoderDataset(dataset, keep_labels=True)`` gives, or ``(x, label)``, as a labelled dataset gives.
+
 ``data`` is a tensor of images, a :class:`~torch.utils.data.Dataset` of ``(x, ...)`` items or of
 ``x`` (batched here with ``batch_size``), or a DataLoader or any iterable of batches ``(x, ...)``
 or ``x`` (used as it is). The model is put in eval mode (and back) and nothing is differentiated;
@@ -28,7 +33,7 @@ How to report a trained model's likelihood on held-out data::
     print(f'-ELBO {elbo:.1f} nats, IWAE(k=100) NLL {nll:.1f} nats per image')
 """
 import math
-from typing import Callable, Iterable, Iterator, Optional, Union
+from typing import Callable, Iterable, Iterator, Optional, Tuple, Union
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -45,19 +50,44 @@ _DEFAULT_PASS_SIZE = 1024
 Data = Union[torch.Tensor, Dataset, Iterable]
 
 
-def _first(batch) -> torch.Tensor:
-    if isinstance(batch, (tuple, list)) and batch:
-        batch = batch[0]
-    if not isinstance(batch, torch.Tensor):
-        raise TypeError(f'data must yield tensors or (x, ...) tuples of tensors, got a {type(batch).__name__}')
-    return batch
+def _conditional(model) -> bool:
+    """A model conditioned on class labels: an int ``num_classes`` (``encode(x, labels)``, ``decode(z, labels)``)."""
+    classes = getattr(model, 'num_classes', None)
+    return isinstance(classes, int) and not isinstance(classes, bool)
 
 
-def _batches(data: Data, batch_size: int) -> Iterator[torch.Tensor]:
+def _labels_of(batch, x: torch.Tensor) -> Optional[torch.Tensor]:
+    """The labels of a batch: ``(x, target, label)``'s third, or ``(x, label)``'s second if it is one per image."""
+    if not isinstance(batch, (tuple, list)):
+        return None
+    candidate = batch[2] if len(batch) >= 3 else batch[1] if len(batch) == 2 else None
+    if isinstance(candidate, torch.Tensor) and candidate.dim() in (1, 2) and candidate.shape[0] == x.shape[0] and (
+            candidate.dim() == 1 or candidate.is_floating_point()) and candidate.shape != x.shape:
+        return candidate
+    return None
+
+
+def _first(batch, conditional: bool, model) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    x = batch[0] if isinstance(batch, (tuple, list)) and batch else batch
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f'data must yield tensors or (x, ...) tuples of tensors, got a {type(x).__name__}')
+    if not conditional:
+        return x, None
+    labels = _labels_of(batch, x)
+    if labels is None:
+        raise ValueError(f'{type(model).__name__} is conditional (num_classes={model.num_classes}): the data must '
+                         f'carry the labels, as batches (x, target, label) or (x, label); e.g. '
+                         f'AutoEncoderDataset(dataset, keep_labels=True), or the labelled dataset itself')
+    return x, labels
+
+
+def _batches(data: Data, batch_size: int, model) -> Iterator[Tuple[torch.Tensor, Optional[torch.Tensor]]]:
+    conditional = _conditional(model)
     if isinstance(data, torch.Tensor):
         if data.dim() < 2:
             raise ValueError(f'a tensor of images needs a batch dimension, got shape {tuple(data.shape)}')
-        yield from data.split(batch_size)
+        for x in data.split(batch_size):
+            yield _first(x, conditional, model)
         return
     if isinstance(data, Dataset):
         data = DataLoader(data, batch_size=batch_size)
@@ -67,28 +97,31 @@ def _batches(data: Data, batch_size: int) -> Iterator[torch.Tensor]:
         raise TypeError(f'data must be a tensor, a Dataset or an iterable of batches, got a '
                         f'{type(data).__name__}') from None
     for batch in iterator:
-        yield _first(batch)
+        yield _first(batch, conditional, model)
 
 
-def _likelihood_of(model) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """``log p(x|z)`` per image for ``model`` (see the module docstring for the protocol)."""
+def _likelihood_of(model) -> Callable[..., torch.Tensor]:
+    """``log p(x|z)`` per image for ``model``, as ``(x, z, labels)`` (see the module docstring for the protocol)."""
     if not callable(getattr(model, 'encode', None)):
         raise TypeError(f'the model needs encode(x) -> (mu, logvar); {type(model).__name__} has no encode')
+    conditional = _conditional(model)
     if callable(getattr(model, 'log_likelihood', None)):
-        return model.log_likelihood
+        return (lambda x, z, labels: model.log_likelihood(x, z, labels)) if conditional else \
+            (lambda x, z, labels: model.log_likelihood(x, z))
     if not callable(getattr(model, 'decode', None)):
         raise TypeError(f'the model needs log_likelihood(x, z) or decode(z); {type(model).__name__} has neither')
     likelihood = check_choice('model.likelihood', getattr(model, 'likelihood', 'bernoulli'), LIKELIHOODS)
     sigma = check_number('model.sigma', getattr(model, 'sigma', 1.0), above=0) if likelihood == 'gaussian' else 1.0
 
-    def log_likelihood(x, z):
-        return -reconstruction_loss(model.decode(z), x, likelihood, sigma=sigma, reduction='none')
+    def log_likelihood(x, z, labels):
+        decoded = model.decode(z, labels) if conditional else model.decode(z)
+        return -reconstruction_loss(decoded, x, likelihood, sigma=sigma, reduction='none')
 
     return log_likelihood
 
 
-def _posterior(model, x):
-    encoded = model.encode(x)
+def _posterior(model, x, labels):
+    encoded = model.encode(x) if labels is None else model.encode(x, labels)
     if not isinstance(encoded, (tuple, list)) or len(encoded) < 2:
         raise TypeError(f'model.encode(x) must return (mu, logvar), got a {type(encoded).__name__}')
     mu, logvar = encoded[0], encoded[1]
@@ -111,7 +144,7 @@ def _normal(shape, device, generator) -> torch.Tensor:
 
 
 def _mean_over(model, data, batch_size, device, per_batch) -> float:
-    """Sum ``per_batch(x) -> (B,)`` over ``data`` with the model in eval mode; return the mean per image."""
+    """Sum ``per_batch(x, labels) -> (B,)`` over ``data`` with the model in eval mode; return the mean per image."""
     check_int('batch_size', batch_size, minimum=1)
     training = getattr(model, 'training', False)
     if isinstance(model, torch.nn.Module):
@@ -119,10 +152,10 @@ def _mean_over(model, data, batch_size, device, per_batch) -> float:
     total, count = torch.zeros((), dtype=torch.float64, device=device), 0
     try:
         with torch.no_grad():
-            for x in _batches(data, batch_size):
+            for x, labels in _batches(data, batch_size, model):
                 if x.shape[0] == 0:
                     continue
-                total += per_batch(x.to(device)).double().sum()
+                total += per_batch(x.to(device), None if labels is None else labels.to(device)).double().sum()
                 count += x.shape[0]
     finally:
         if isinstance(model, torch.nn.Module):
@@ -152,7 +185,8 @@ def negative_elbo(model, data: Data, *, batch_size: int = 100, device: Optional[
 
     Args:
         model: A model with ``encode`` and ``log_likelihood`` or ``decode`` (module docstring).
-        data: A tensor of images, a Dataset of ``(x, ...)`` or ``x``, or an iterable of batches.
+        data: A tensor of images, a Dataset of ``(x, ...)`` or ``x``, or an iterable of batches
+            (with the labels for a conditional model: module docstring).
         batch_size (int): Images per batch when ``data`` is a tensor or a Dataset.
         device (str or torch.device or None): Where to compute; default, the model's device.
         generator (torch.Generator or None): For reproducible draws of ``epsilon``.
@@ -171,10 +205,10 @@ def negative_elbo(model, data: Data, *, batch_size: int = 100, device: Optional[
     log_likelihood = _likelihood_of(model)
     device = _device_of(model, device)
 
-    def per_batch(x):
-        mu, logvar = _posterior(model, x)
+    def per_batch(x, labels):
+        mu, logvar = _posterior(model, x, labels)
         z = mu + torch.exp(0.5 * logvar) * _normal(mu.shape, mu.device, generator)
-        return kld(mu, logvar, reduction='none') - log_likelihood(x, z)
+        return kld(mu, logvar, reduction='none') - log_likelihood(x, z, labels)
 
     return _mean_over(model, data, batch_size, device, per_batch)
 
@@ -230,8 +264,8 @@ def importance_weighted_nll(model, data: Data, *, num_samples: int = 100, batch_
     log_likelihood = _likelihood_of(model)
     device = _device_of(model, device)
 
-    def per_batch(x):
-        mu, logvar = _posterior(model, x)
+    def per_batch(x, labels):
+        mu, logvar = _posterior(model, x, labels)
         count, latent_dim = mu.shape
         std = torch.exp(0.5 * logvar)
         chunk = chunk_size or max(1, _DEFAULT_PASS_SIZE // count)
@@ -244,7 +278,9 @@ def importance_weighted_nll(model, data: Data, *, num_samples: int = 100, batch_
             log_q = -0.5 * (eps.pow(2) + logvar + _LOG_2PI).sum(-1)
             log_prior = -0.5 * (z.pow(2) + _LOG_2PI).sum(-1)
             repeated = x.unsqueeze(0).expand((draws,) + tuple(x.shape)).reshape((draws * count,) + x.shape[1:])
-            log_px = log_likelihood(repeated, z.reshape(draws * count, latent_dim)).reshape(draws, count)
+            repeated_labels = None if labels is None else labels.repeat(draws, *[1] * (labels.dim() - 1))
+            log_px = log_likelihood(repeated, z.reshape(draws * count, latent_dim), repeated_labels).reshape(draws,
+                                                                                                        count)
             log_w = (log_px + log_prior - log_q).double()
             total = torch.logaddexp(total, torch.logsumexp(log_w, dim=0))
         return math.log(k) - total

@@ -1,9 +1,12 @@
 """``torchbearer-vae sample``, ``reconstruct`` and ``evaluate``: what a trained model does with a checkpoint.
 
 Each checks where it will write (never over its inputs or a file of another kind) and the sizes it is asked
-for before loading anything; every problem is one :class:`CommandError`.
+for before loading anything; every problem is one :class:`CommandError`. A conditional model
+(``train --conditional``) is given the labels of the data, and ``sample --label N`` draws one class.
 """
+import contextlib
 import json
+import math
 import os
 import sys
 
@@ -12,7 +15,7 @@ import torch
 from .callbacks import ReconstructionSaver, SampleSaver
 from .checkpoints import CheckpointError, load_checkpoint, model_from_checkpoint
 from .commands import REQUIRED_OPTIONS, saved_options
-from .errors import CommandError
+from .errors import CommandError, MissingStateError
 from .evaluation import importance_weighted_nll, negative_elbo
 from .limits import check_evaluation_fits, check_pictures_fit
 from .loaders import TensorLoader
@@ -31,6 +34,12 @@ def _model(args):
     try:
         model = model_from_checkpoint(checkpoint)
     except CheckpointError as error:
+        if 'model_class=' in str(error):  # a user's own BaseVAE subclass: only Python code can name its class
+            stored = (checkpoint.get('model') or {}).get('class', 'model')
+            raise CommandError(f'--checkpoint {args.checkpoint} holds a {stored}, not one of the package\'s models: '
+                               f'the command line rebuilds only VAE, ConvVAE and ConditionalVAE. In Python, '
+                               f'model_from_checkpoint({args.checkpoint!r}, model_class=YourClass) rebuilds '
+                               f'yours') from None
         raise CommandError(f'--checkpoint {args.checkpoint}: {error}') from None
     except (KeyError, TypeError, ValueError) as error:  # a configuration the model refuses
         raise CommandError(f'--checkpoint {args.checkpoint}: its model cannot be rebuilt: '
@@ -92,6 +101,33 @@ def _data_for(args, checkpoint, model):
     return dataset, which, f'--split {which}: {what[which]} of --dataset {shown(name)} ({len(dataset):,})'
 
 
+def _conditional(model) -> bool:
+    classes = getattr(model, 'num_classes', None)
+    return isinstance(classes, int) and not isinstance(classes, bool)
+
+
+def _labels(args, dataset, model, count: int):
+    """The labels of the first ``count`` images for a conditional model (None for another); CommandError if none."""
+    if not _conditional(model):
+        return None
+    first = dataset[0]
+    if not isinstance(first, (tuple, list)) or len(first) < 2:
+        raise CommandError(f'the model in {args.checkpoint} is conditional (a ConditionalVAE of {model.num_classes} '
+                           f'classes) and needs each image\'s label, but the images given have none; give its '
+                           f'labelled dataset (--dataset)')
+    return torch.tensor([int(dataset[i][1]) for i in range(count)])
+
+
+@contextlib.contextmanager
+def _fitting(args):
+    """A model that does not fit the data given (labels missing or out of its range): one line naming both."""
+    try:
+        yield
+    except (MissingStateError, ValueError) as error:
+        data = f'--dataset {shown(args.dataset)}' if getattr(args, 'dataset', None) else 'the data'
+        raise CommandError(f'the model in {args.checkpoint} does not fit {data}: {unreadable(error)}') from None
+
+
 def _template(path: str):
     """(folder, filename) for a picture callback writing exactly ``path`` (braces are not fields)."""
     folder, name = os.path.split(os.path.abspath(path))
@@ -105,13 +141,58 @@ def _start(args, default_name: str, kind: str):
     return (out, *_model(args))
 
 
+class _OneClass(SampleSaver):
+    """The samples of one class of a conditional model: its fixed noise decoded with the label ``label``."""
+
+    def __init__(self, *args, label: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.label = label
+
+    def draw(self, model, state):
+        z = self.noise(model.latent_dim).to(_device_of(model))
+        return self._decode(model, z, torch.full((z.shape[0],), self.label, dtype=torch.long, device=z.device))
+
+
+def _device_of(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _check_label(args, model) -> None:
+    if args.label is None:
+        return
+    if not _conditional(model):
+        raise CommandError(f'--label picks a class of a conditional model (train --conditional), but the model in '
+                           f'{args.checkpoint} is a {type(model).__name__}, which takes no labels: leave --label out')
+    if args.label >= model.num_classes:
+        raise CommandError(f'--label {args.label} is not a class of the model in {args.checkpoint}: it has '
+                           f'{model.num_classes} classes, 0 to {model.num_classes - 1}')
+
+
 def sample(args) -> None:
-    """``torchbearer-vae sample``: a grid of decoded draws from the prior."""
+    """``torchbearer-vae sample``: a grid of decoded draws from the prior (one class with ``--label``).
+
+    A conditional model without ``--label`` draws one row per class, the same noise in each column.
+    """
     out, checkpoint, model, device = _start(args, 'samples.png', 'image')
+    _check_label(args, model)
     rows = max(1, round(args.num_images ** 0.5))
+    if _conditional(model) and args.label is None:  # one row per class, --num-images in all (about)
+        columns = math.ceil(args.num_images / model.num_classes)
+        check_pictures_fit(columns * model.num_classes, model, device)
+        saver = SampleSaver(*_template(out), num_images=columns, nrow=columns, seed=args.seed)
+        with _fitting(args):
+            path = saver.save(model)
+        print(f'wrote {model.num_classes} rows of {columns} samples, one row per class (0 to '
+              f'{model.num_classes - 1}), to {path}')
+        return
     check_pictures_fit(args.num_images, model, device)
-    saver = SampleSaver(*_template(out), num_images=args.num_images, nrow=rows, seed=args.seed)
-    print(f'wrote {args.num_images} samples to {saver.save(model)}')
+    if args.label is None:
+        saver = SampleSaver(*_template(out), num_images=args.num_images, nrow=rows, seed=args.seed)
+    else:
+        saver = _OneClass(*_template(out), num_images=args.num_images, nrow=rows, seed=args.seed, label=args.label)
+    with _fitting(args):
+        path = saver.save(model)
+    print(f'wrote {args.num_images} samples{"" if args.label is None else f" of class {args.label}"} to {path}')
 
 
 def reconstruct(args) -> None:
@@ -119,29 +200,41 @@ def reconstruct(args) -> None:
     out, checkpoint, model, device = _start(args, 'recon.png', 'image')
     dataset, _, said = _data_for(args, checkpoint, model)
     count = min(args.num_images, len(dataset))
+    labels = _labels(args, dataset, model, count)  # a conditional model's: refused here if the images have none
     check_pictures_fit(2 * count, model, device)
     print(said, file=sys.stderr)
     saver = ReconstructionSaver(*_template(out), num_images=count)
     inputs = torch.stack([image(dataset[i]) for i in range(count)]).to(device)
-    print(f'wrote {count} images and their reconstructions to {saver.save(model, inputs)}')
+    with _fitting(args):
+        if labels is None:
+            path = saver.save(model, inputs)
+        else:  # a conditional model, given each image's label (the saver calls model(x) alone)
+            model.eval()
+            with torch.no_grad():
+                recon = model(inputs, labels.to(device))[0]
+            path = saver.write(inputs, recon.reshape(inputs.shape).cpu(), epoch=0)
+    print(f'wrote {count} images and their reconstructions to {path}')
 
 
 def evaluate(args) -> dict:
     """``torchbearer-vae evaluate``: negative ELBO and (K > 1) the IWAE negative log-likelihood per image."""
     out, checkpoint, model, device = _start(args, 'evaluation.json', 'json')
     dataset, which, said = _data_for(args, checkpoint, model)
+    _labels(args, dataset, model, 0)  # a conditional model: refused here if the images have no labels
     check_evaluation_fits(args.batch_size, len(dataset), args.importance_samples, model, device)
     print(said, file=sys.stderr)
     loader = TensorLoader(dataset, batch_size=args.batch_size, device=device)
     generator = torch.Generator(device=device).manual_seed(args.seed)
-    elbo = negative_elbo(model, counted(loader, len(dataset), 'negative ELBO'), generator=generator)
+    with _fitting(args):
+        elbo = negative_elbo(model, counted(loader, len(dataset), 'negative ELBO'), generator=generator)
     result = {'checkpoint': os.path.abspath(args.checkpoint), 'split': which, 'images': len(dataset),
               'negative_elbo_per_image': elbo}
     if args.importance_samples > 1:
         result['importance_samples'] = args.importance_samples
-        result['iwae_nll_per_image'] = importance_weighted_nll(
-            model, counted(loader, len(dataset), f'IWAE bound, K={args.importance_samples}'),
-            num_samples=args.importance_samples, generator=generator)
+        with _fitting(args):
+            result['iwae_nll_per_image'] = importance_weighted_nll(
+                model, counted(loader, len(dataset), f'IWAE bound, K={args.importance_samples}'),
+                num_samples=args.importance_samples, generator=generator)
     write_json(out, result)
     print(json.dumps(result, indent=2))
     print(f'wrote {out}', file=sys.stderr)  # stdout stays the JSON alone, for a pipe

@@ -11,6 +11,9 @@ import shutil
 import time
 from typing import Dict, List, Optional
 
+from torchbearer import EPOCH
+from torchbearer.callbacks import Callback
+
 from .errors import CommandError
 
 try:  # POSIX; on Windows msvcrt locks a byte of the file instead
@@ -23,9 +26,12 @@ __all__ = []  # internal: the public entry point is torchbearer_vae.cli.main
 
 CHECKPOINT, SUMMARY, METRICS, PLOT = 'checkpoint.pt', 'summary.json', 'metrics.csv', 'loss.png'
 LOCK = '.torchbearer-vae.lock'
-_PICTURE = re.compile(r'^(reconstruction|samples)_\d+\.png$')
+_PICTURE = re.compile(r'^(reconstruction|samples|latent|kl_dims)_\d+\.png$')
 # What a run stopped in its first epoch, before its first checkpoint, can leave: a new run writes the same names.
-_FIRST_EPOCH = ('reconstruction_0.png', 'samples_0.png')
+_FIRST_EPOCH = ('reconstruction_0.png', 'samples_0.png', 'latent_0.png', 'kl_dims_0.png')
+# The latent pictures are drawn every this many epochs and at the run's last: drawing them (matplotlib) costs
+# about as much as a quarter of an MNIST-test-sized epoch, too much for every epoch of a small dataset.
+LATENT_EVERY = 10
 
 
 def run_files(folder: str) -> List[str]:
@@ -275,3 +281,53 @@ def checkpoint_state(folder: str) -> str:
     except (ValueError, OSError):
         return f'the last checkpoint ({os.path.join(folder, CHECKPOINT)}) is intact'
     return f'the last checkpoint (epoch {epoch}) is intact'
+
+
+class OnSomeEpochs(Callback):
+    """Hand ``callback`` whole the epochs ``wanted(epoch)`` chooses (0-based), and the run's start and end always.
+
+    torchbearer's callbacks have no "every N epochs" of their own; every ``on_*`` hook of :class:`Callback` is
+    forwarded (set below), so a picture collects, draws and writes in the chosen epochs only.
+    """
+
+    def __init__(self, callback: Callback, wanted):
+        self.callback, self.wanted = callback, wanted
+
+    def state_dict(self):
+        return self.callback.state_dict()
+
+    def load_state_dict(self, state_dict):
+        self.callback.load_state_dict(state_dict)
+        return self
+
+
+_ALWAYS = ('on_init', 'on_start', 'on_end', 'on_checkpoint')
+
+
+def _forwarded(name: str):
+    def method(self, state):
+        if name in _ALWAYS or self.wanted(state[EPOCH]):
+            return getattr(self.callback, name)(state)
+    method.__name__ = name
+    return method
+
+
+for _name in dir(Callback):
+    if _name.startswith('on_'):
+        setattr(OnSomeEpochs, _name, _forwarded(_name))
+
+
+def latent_pictures(out: str, *, labelled: bool, epochs: int, num_images: int) -> List[Callback]:
+    """The run's kl_dims_{epoch}.png (and latent_{epoch}.png for labelled data), every LATENT_EVERY epochs and the last.
+
+    Without labels the scatter would be grey points only: it is left out; the KL bars always say something.
+    """
+    from .latent import KLPerDimension, LatentScatter
+
+    def wanted(epoch: int) -> bool:
+        return (epoch + 1) % LATENT_EVERY == 0 or epoch + 1 == epochs
+
+    pictures = [KLPerDimension(folder=out, num_images=num_images)]
+    if labelled:
+        pictures.append(LatentScatter(folder=out, num_images=num_images))
+    return [OnSomeEpochs(picture, wanted) for picture in pictures]

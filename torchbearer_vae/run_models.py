@@ -1,7 +1,8 @@
 """The model of a ``torchbearer-vae`` run, built from the run's options and the shape of its images.
 
 ``--model mlp`` is :class:`~torchbearer_vae.VAE` (the PyTorch example's), ``--model conv`` is
-:class:`~torchbearer_vae.ConvVAE`; ``--likelihood`` and ``--sigma`` choose the decoder's likelihood.
+:class:`~torchbearer_vae.ConvVAE`, ``--conditional`` the MLP :class:`~torchbearer_vae.ConditionalVAE`;
+``--likelihood`` and ``--sigma`` choose the decoder's likelihood.
 Options a run left to their default are settled here once the images are known (``mlp`` for grey
 images, ``conv`` for colour ones), and recorded so that a resumed run and ``evaluate`` use the same.
 
@@ -11,6 +12,7 @@ from typing import Optional, Sequence
 
 import torch
 
+from .conditional import ConditionalVAE
 from .errors import CommandError
 from .losses import reconstruction_loss
 from .models import VAE, ConvVAE
@@ -23,21 +25,32 @@ LIKELIHOODS = ('bernoulli', 'gaussian')
 DEFAULT_SIGMA = 0.1  # the models' default: pixel values in [0, 1]
 # What a run written before --model existed used: a checkpoint without these options resumes with them.
 OLD_RUN_DEFAULTS = {'model': 'mlp', 'likelihood': 'bernoulli', 'sigma': DEFAULT_SIGMA, 'image_size': None,
-                    'channels': None}
+                    'channels': None, 'conditional': False}
 
 
 def settle(options: dict, image_shape: Sequence[int]) -> dict:
     """``options`` with the defaults that depend on the images filled in: ``model`` and ``hidden_dim``."""
     options = dict(options)
     if options.get('model') is None:
-        options['model'] = 'conv' if len(image_shape) == 3 and image_shape[0] == 3 else 'mlp'
+        colour = len(image_shape) == 3 and image_shape[0] == 3
+        options['model'] = 'conv' if colour and not options.get('conditional') else 'mlp'  # conditional: MLP only
     if options.get('hidden_dim') is None:
         options['hidden_dim'] = HIDDEN_DIM[options['model']]
     return options
 
 
-def build_model(options: dict, image_shape: Sequence[int], device: Optional[str] = None) -> torch.nn.Module:
+def check_conditional(options: dict) -> None:
+    """Refuse ``--conditional`` with ``--model conv``: the conditional model is the MLP one."""
+    if options.get('conditional') and options.get('model') == 'conv':
+        raise CommandError('--conditional trains the MLP ConditionalVAE; there is no conditional --model conv: leave '
+                           '--model out (or pass --model mlp)')
+
+
+def build_model(options: dict, image_shape: Sequence[int], device: Optional[str] = None, *,
+                num_classes: Optional[int] = None) -> torch.nn.Module:
     """The run's model for images of ``image_shape`` (on ``device``; ``'meta'`` allocates nothing).
+
+    A ``--conditional`` run's model is a :class:`~torchbearer_vae.ConditionalVAE` of ``num_classes`` classes.
 
     Raises:
         CommandError: for sizes the model refuses (conv: height and width not multiples of 4) or too
@@ -48,6 +61,8 @@ def build_model(options: dict, image_shape: Sequence[int], device: Optional[str]
               'likelihood': options['likelihood'], 'sigma': options['sigma']}
     try:
         with torch.device(device or 'cpu'):
+            if options.get('conditional'):
+                return ConditionalVAE(tuple(image_shape), num_classes=num_classes, **config)
             return MODELS[name](tuple(image_shape), **config)
     except ValueError as error:
         if name == 'conv' and len(image_shape) == 3 and (image_shape[1] % 4 or image_shape[2] % 4):
