@@ -291,11 +291,14 @@ class BaseVAE(nn.Module):
         Returns:
             torch.Tensor: ``(num_images, *input_shape)`` images.
         """
+        return self.decode(self._prior_draws(num_images, device, generator))
+
+    def _prior_draws(self, num_images, device, generator) -> torch.Tensor:
+        """``(num_images, latent_dim)`` draws of ``N(0, I)``, made on the generator's device, on ``device``."""
         check_int('num_images', num_images, minimum=1)
         device = device if device is not None else self._device()
         noise_device = generator.device if generator is not None else device
-        z = torch.randn(num_images, self.latent_dim, device=noise_device, generator=generator).to(device)
-        return self.decode(z)
+        return torch.randn(num_images, self.latent_dim, device=noise_device, generator=generator).to(device)
 
     def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """``log p(x|z)`` per image, in nats, under the decoder's likelihood.

@@ -164,10 +164,7 @@ class ConditionalVAE(BaseVAE):
         Returns:
             torch.Tensor: ``(num_images, *input_shape)`` images.
         """
-        check_int('num_images', num_images, minimum=1)
-        device = device if device is not None else self._device()
-        noise_device = generator.device if generator is not None else device
-        z = torch.randn(num_images, self.latent_dim, device=noise_device, generator=generator).to(device)
+        z = self._prior_draws(num_images, device, generator)
         if labels is None:
             labels = torch.arange(num_images) % self.num_classes
         return self.decode(z, labels)
