@@ -140,7 +140,8 @@ def test_sigkill_at_random_moments_leaves_readable_files_and_the_run_resumes(mni
     assert not os.path.exists(out / LOCK)  # the last run released it
     assert temporaries == [] and epoch == EPOCHS and len(rows) == EPOCHS
     assert set(real) == {'checkpoint.pt', 'metrics.csv', 'loss.png', 'summary.json'} | {
-        f'{picture}_{e}.png' for picture in ('reconstruction', 'samples') for e in range(EPOCHS)}
+        f'{picture}_{e}.png' for picture in ('reconstruction', 'samples') for e in range(EPOCHS)} | {
+        f'{picture}_{EPOCHS - 1}.png' for picture in ('kl_dims', 'latent')}  # the latent charts: at the last epoch
     history = load_checkpoint(out / 'checkpoint.pt')['history']
     for row, saved in zip(rows, history):  # the CSV is the checkpoint's history, epoch for epoch
         for key, value in row.items():
