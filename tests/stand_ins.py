@@ -1,4 +1,5 @@
 """Tiny models with known outputs, shared by the test modules (import: `from stand_ins import ...`)."""
+import numpy as np
 import torch
 from torch import nn
 
@@ -36,3 +37,60 @@ class Scale(nn.Module):
         if self.output == 'wrong':
             return recon.reshape(x.shape[0], -1)[:, :-1]
         return recon
+
+
+def classifier(images, labels, epochs=10):
+    """A small MLP digit classifier trained on ``(N, 1, 28, 28)`` images (about 95% on held-out MNIST digits).
+
+    The judge of the conditional-sample quality tests: which digit does a sample look like?
+    """
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    for _ in range(epochs):
+        order = torch.randperm(len(images))
+        for start in range(0, len(images), 128):
+            batch = order[start:start + 128]
+            loss = nn.functional.cross_entropy(net(images[batch]), labels[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return net.eval()
+
+
+# -- what the loaders serve and the pictures write, compared exactly --
+PAD = 2  # make_grid's padding
+
+
+def batches(loader):
+    """Every batch of ``loader`` as a tuple of tensors."""
+    return [tuple(batch) if isinstance(batch, (tuple, list)) else (batch,) for batch in loader]
+
+
+def assert_same_batches(expected, got):
+    """The same batches, tensor for tensor: dtype, shape and every value."""
+    assert len(expected) == len(got)
+    for want, have in zip(expected, got):
+        assert len(want) == len(have)
+        for a, b in zip(want, have):
+            assert a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
+
+
+def read_png(path):
+    """The pixels, channels last: (H, W, 1) for the grey PNGs grey images are saved as."""
+    from PIL import Image
+
+    image = Image.open(path)
+    pixels = np.asarray(image)
+    return pixels[..., None] if image.mode == 'L' else pixels
+
+
+def tile(grid, row, column, height, width):
+    """One image of a make_grid picture (channels last)."""
+    top, left = PAD + row * (height + PAD), PAD + column * (width + PAD)
+    return grid[top:top + height, left:left + width]
+
+
+def as_pixels(images):
+    """What save_image writes for images in [0, 1]: round(x * 255), channels last."""
+    return images.mul(255).add(0.5).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()

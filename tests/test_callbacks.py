@@ -5,7 +5,7 @@ import pytest
 import torch
 import torchbearer
 from PIL import Image
-from stand_ins import Scale
+from stand_ins import PAD, Scale, as_pixels, read_png, tile
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from torchbearer import Trial
@@ -18,26 +18,6 @@ from torchbearer_vae import (
     SampleSaver,
     kld_loss,
 )
-
-PAD = 2  # make_grid's default padding
-
-
-def read_png(path):
-    """The pixels, channels last: (H, W, 1) for the grey PNGs grey images are saved as."""
-    image = Image.open(path)
-    pixels = np.asarray(image)
-    return pixels[..., None] if image.mode == 'L' else pixels
-
-
-def tile(grid, row, column, height, width):
-    top, left = PAD + row * (height + PAD), PAD + column * (width + PAD)
-    return grid[top:top + height, left:left + width]
-
-
-def as_pixels(images):
-    """What save_image writes for images in [0, 1]: round(x * 255), channels last."""
-    return images.mul(255).add(0.5).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-
 
 
 def zero_loss(*tensors):  # torchbearer unpacks tuple outputs into the criterion's arguments

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from torch import nn
+from stand_ins import classifier
 from torchvision.utils import make_grid
 
 from torchbearer_vae import (
@@ -185,22 +185,6 @@ def test_a_users_own_model_is_explained_with_the_python_way(tmp_path, capsys):
 
 
 # -- quality: the issue's check, through the command line --
-def classifier(images, labels, epochs=10):
-    """A small MLP digit classifier trained here (about 95% on held-out MNIST digits), as tests/test_latent.py's."""
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))
-    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
-    for _ in range(epochs):
-        order = torch.randperm(len(images))
-        for start in range(0, len(images), 128):
-            batch = order[start:start + 128]
-            loss = nn.functional.cross_entropy(net(images[batch]), labels[batch])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    return net.eval()
-
-
 @pytest.mark.slow
 def test_conditional_samples_from_the_command_line_are_the_digits_asked_for(mnist, mnist_dir, tmp_path):
     out = tmp_path / 'cvae'

@@ -8,6 +8,7 @@ import pytest
 import torch
 import torchbearer
 from PIL import Image
+from stand_ins import classifier
 from torch import nn
 from torch.utils.data import DataLoader, Subset, TensorDataset
 from torchbearer import Trial
@@ -344,22 +345,6 @@ def test_bad_arguments_are_refused_at_construction(make, match):
 
 
 # -- quality --
-def classifier(images, labels, epochs=10):
-    """A small MLP digit classifier trained here (about 95% on held-out MNIST digits)."""
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))
-    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
-    for _ in range(epochs):
-        order = torch.randperm(len(images))
-        for start in range(0, len(images), 128):
-            batch = order[start:start + 128]
-            loss = nn.functional.cross_entropy(net(images[batch]), labels[batch])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    return net.eval()
-
-
 @pytest.mark.slow
 def test_conditional_samples_are_the_digits_asked_for(mnist):
     train, val = train_val_split(AutoEncoderDataset(mnist, keep_labels=True), val_fraction=0.1, seed=1)

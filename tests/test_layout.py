@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torchbearer
+from stand_ins import assert_same_batches, batches
 from torch.utils.data import DataLoader, Subset
 
 from torchbearer_vae import AutoEncoderDataset, ConvVAE, ImageDataset, TensorLoader, kld_loss, train_val_split
@@ -25,16 +26,8 @@ def patches():
     return np.stack(cut), labels
 
 
-def batches(loader):
-    return [tuple(batch) if isinstance(batch, (tuple, list)) else (batch,) for batch in loader]
 
 
-def assert_same_batches(expected, got):
-    assert len(expected) == len(got)
-    for want, have in zip(expected, got):
-        assert len(want) == len(have)
-        for a, b in zip(want, have):
-            assert a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
 
 
 # -- ImageDataset --

@@ -5,6 +5,7 @@ import os
 import pytest
 import torch
 import torchbearer
+from stand_ins import assert_same_batches, batches
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from torchbearer_vae import VAE, AutoEncoderDataset, ImageDataset, TensorLoader, kld_loss, read_idx, train_val_split
@@ -49,17 +50,8 @@ class Opaque(Dataset):
         return self.dataset[index]
 
 
-def batches(loader):
-    return [tuple(batch) if isinstance(batch, (tuple, list)) else (batch,) for batch in loader]
 
 
-def assert_same_batches(expected, got):
-    assert len(expected) == len(got)
-    for want, have in zip(expected, got):
-        assert len(want) == len(have)
-        for a, b in zip(want, have):
-            assert a.dtype == b.dtype and a.shape == b.shape
-            assert torch.equal(a, b)
 
 
 # -- the same values as the per-item path --
