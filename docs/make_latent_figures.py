@@ -12,23 +12,12 @@ Written into ``docs/_static``:
 * ``conditional_samples.png``: a ConditionalVAE with a 2-D latent, one row per digit.
 """
 import argparse
-import importlib.util
 import os
 import shutil
 import tempfile
 
 import torch
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_DATA = os.path.normpath(os.path.join(HERE, '..', '..', 'shared', 'data', 'mnist'))
-
-
-def load_example(name):
-    """Import ``docs/examples/<name>.py`` as a module (the examples are scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(name, os.path.join(HERE, 'examples', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from make_figures import DEFAULT_DATA, HERE, load_example  # beside this script (sys.path[0])
 
 
 def figures(arguments, epochs, copies):
