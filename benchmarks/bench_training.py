@@ -28,12 +28,22 @@ start-up cancels out, against the floor (1) measured again in a child process be
 round by round (--cli-rounds); and, as a cross-check that the machine's slower spells cannot tilt,
 the command's own Trial timed epoch by epoch in turn with the floor, in this process.
 
+Measurement (6), --peers: the same VAE trained by pythae's TrainingPipeline and by Lightning's Trainer
+(the programs of peers.py, each as its library's documentation shows), whole processes of 1 and of E
+epochs, round by round in an order rotated every round with the floor (--floor-child) and our command
+(and ``ours --compile`` if the command has that flag); per epoch = (t(E) - t(1)) / (E - 1), the ratios
+ours/pythae, ours/Lightning and ours/floor per round. A peer that is not installed is skipped with a
+line (``pip install -e ".[bench]"`` installs both).
+
     python benchmarks/bench_training.py              # the full comparison (about 1 minute on 2 cores)
     python benchmarks/bench_training.py --quick      # a quick look (about 25 s)
     python benchmarks/bench_training.py --cli        # also measurement (5)
+    python benchmarks/bench_training.py --peers-only # only measurement (6) (--peers: also; ~1.5 min a round)
     python benchmarks/bench_training.py --adam default   # every method with Adam's default loop
 """
 import argparse
+import csv
+import functools
 import json
 import os
 import resource
@@ -43,6 +53,7 @@ import sys
 import tempfile
 import time
 
+import peers  # beside this script (sys.path[0])
 import torch
 import torch.nn.functional as F
 import torchbearer
@@ -52,7 +63,8 @@ import torchbearer_vae
 from torchbearer_vae import VAE, AutoEncoderDataset, ReconstructionSaver, TensorLoader, kld_loss, train_val_split
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'shared', 'data', 'mnist')
-TARGETS = {'(4)/(1)': ('<=', 1.20), '(2)/(4)': ('>=', 2.0), '(4)/(3)': ('<=', 1.05), '(5)/(1)': ('<=', 1.25)}
+TARGETS = {'(4)/(1)': ('<=', 1.20), '(2)/(4)': ('>=', 2.0), '(4)/(3)': ('<=', 1.05), '(5)/(1)': ('<=', 1.25),
+           'ours/pythae': ('<=', 0.85), 'ours/Lightning': ('<=', 0.65), 'ours/floor': ('<=', 1.10)}
 NAMES = {
     1: '(1) floor: bare PyTorch loop, float tensor, x[perm[i:i+128]]',
     2: '(2) PyTorch example: torchvision MNIST, PIL + ToTensor, DataLoader',
@@ -190,7 +202,8 @@ def fresh_model(seed, use_state):
 
 # Each method is a generator that trains one epoch per next() and yields its seconds, so that the
 # methods can take turns epoch by epoch: a burst of load on the machine hits all of them alike.
-def floor_epochs(setup):
+def floor_epochs(setup, losses=None):
+    """The floor loop (1); appends each epoch's validation loss per image to ``losses`` if given."""
     model, optimizer = setup.model(use_state=False)
     generator = torch.Generator().manual_seed(setup.seed)
     x_train, x_val, size = setup.train_x, setup.val_x, setup.batch_size
@@ -213,6 +226,8 @@ def floor_epochs(setup):
                 x = x_val[i:i + size]
                 recon, mu, logvar = model(x)
                 test_loss += example_loss(recon, x, mu, logvar).item()
+        if losses is not None:
+            losses.append(test_loss / len(x_val))
         yield time.perf_counter() - start
 
 
@@ -292,10 +307,13 @@ def compare(setup, epochs, repeats):
     return seconds, peaks, growth, can_reset
 
 
-def ratio_line(name, value):
-    sense, target = TARGETS[name]
-    met = value <= target if sense == '<=' else value >= target
-    return f'ratio {name} = {value:.2f}   target {sense} {target:.2f}   {"met" if met else "MISSED"}'
+def ratio_line(name, value, *, rounds=None, target=None):
+    """``ratio NAME = value   target <= x   met``; with the rounds' ratios, their range; ``target``: the
+    key of TARGETS when it is not ``name``."""
+    sense, limit = TARGETS[target or name]
+    met = value <= limit if sense == '<=' else value >= limit
+    spread = f' (rounds {min(rounds):.2f}-{max(rounds):.2f})' if rounds else ''
+    return f'ratio {name} = {value:.2f}{spread}   target {sense} {limit:.2f}   {"met" if met else "MISSED"}'
 
 
 # -- the scale check: (4) on the first N images --
@@ -384,15 +402,18 @@ def cli_seconds(args, epochs):
 
 
 def floor_child(folder, epochs, batch_size, seed):
-    """The floor loop (1) for some epochs in a process of its own; prints the timed epochs as JSON."""
-    run = floor_epochs(FloorData(folder, batch_size, seed))
-    print(json.dumps([next(run) for _ in range(epochs)][1:]))  # the first epoch is a warm-up
+    """The floor loop (1) for some epochs in a process of its own; prints as JSON the timed epochs (the
+    first is a warm-up) and the validation loss per image after the last."""
+    losses = []
+    run = floor_epochs(FloorData(folder, batch_size, seed), losses)
+    seconds = [next(run) for _ in range(epochs)][1:]
+    print(json.dumps({'seconds': seconds, 'val_loss': losses[-1]}))
 
 
 def floor_seconds(args):
     """The floor's epochs, measured in a child process between the command's runs (see cli)."""
     command = child_command(args, '--floor-child', str(args.cli_epochs))
-    return json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
+    return json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)['seconds']
 
 
 def cli(args, floor):
@@ -451,6 +472,122 @@ def cli_interleaved(args, rounds=20):
             ratio_line('(5)/(1)', statistics.median(pairs)) + '   (interleaved cross-check)']
 
 
+
+# -- measurement (6), --peers: whole processes of our command, the peers and the floor --
+def _last_line_json(done, out):
+    return json.loads(done.stdout.strip().splitlines()[-1])['val_loss']
+
+
+def _ours_val_loss(done, out):
+    with open(os.path.join(out, 'run', 'metrics.csv')) as file:
+        return float(list(csv.DictReader(file))[-1]['val_loss'])
+
+
+def peer_methods(args, split):
+    """The methods of (6), each ``name: (label, command(epochs, out), val_loss(done, out))``, and a line
+    for each method left out (a peer not installed, our command without ``--compile``)."""
+    def ours(*extra):
+        return lambda epochs, out: [sys.executable, '-m', 'torchbearer_vae', 'train', '--dataset', f'idx:{args.data}',
+                                    '--epochs', str(epochs), '--out', os.path.join(out, 'run'), '--quiet',
+                                    '--seed', '1', *extra]
+
+    def peer(name):
+        script = os.path.abspath(peers.__file__)
+        return lambda epochs, out: [sys.executable, script, name, '--split', split, '--epochs', str(epochs),
+                                    '--out', out, '--seed', str(args.seed), '--adam', args.adam]
+
+    methods = {
+        'floor': ('(1) floor: bare loop, whole process', lambda epochs, out: child_command(
+            args, '--floor-child', str(epochs)), _last_line_json),
+        'ours': ('ours: torchbearer-vae train --quiet', ours(), _ours_val_loss),
+        'ours --compile': ('ours: torchbearer-vae train --quiet --compile', ours('--compile'), _ours_val_loss),
+        'pythae': ('pythae: TrainingPipeline (peers.py)', peer('pythae'), _last_line_json),
+        'Lightning': ('Lightning: Trainer (peers.py)', peer('lightning'), _last_line_json)}
+    left_out = []
+    usage = subprocess.run([sys.executable, '-m', 'torchbearer_vae', 'train', '--help'], capture_output=True, text=True)
+    if '--compile' not in usage.stdout:
+        del methods['ours --compile']
+        left_out.append('ours --compile: skipped, `torchbearer-vae train --help` lists no --compile flag')
+    for name in peers.PEERS:
+        missing = peers.missing_peer(name)
+        if missing:
+            del methods[name]
+            left_out.append(missing)
+    return methods, left_out
+
+
+def run_process(command, val_loss, env):
+    """A method's whole process: its seconds (start-up included) and its validation loss per image."""
+    with tempfile.TemporaryDirectory() as out:
+        start = time.perf_counter()
+        done = subprocess.run(command(out), capture_output=True, text=True, env=env)
+        seconds = time.perf_counter() - start
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ['(no message)'])[-1]
+            raise RuntimeError(f'exit {done.returncode}: {last}')
+        return seconds, val_loss(done, out)
+
+
+def peer_rounds(methods, *, epochs, rounds, env):
+    """Every method once for 1 epoch, untimed (the first process to import a library reads it from the
+    disk: 4-8 s more), then round by round each method for 1 and for ``epochs`` epochs, in an order
+    rotated every round. Returns each method's per-round seconds ``{1: [...], epochs: [...]}``, its
+    last validation loss, and a line for each method that failed (left out from then on)."""
+    seconds = {name: {1: [], epochs: []} for name in methods}
+    losses, failed = {}, []
+    names = list(methods)
+    plan = [('warm-up', names, (1,))] + [(f'round {index + 1}', names[index % len(names):] + names[:index % len(names)],
+                                          (1, epochs)) for index in range(rounds)]
+    for when, order, counts in plan:
+        for name in [name for name in order if name in methods]:
+            _, command, val_loss = methods[name]
+            try:
+                for count in counts:
+                    took, losses[name] = run_process(functools.partial(command, count), val_loss, env)
+                    if when != 'warm-up':
+                        seconds[name][count].append(took)
+            except RuntimeError as error:
+                failed.append(f'{name}: failed in the {when}, left out ({error})')
+                del methods[name], seconds[name]
+    return seconds, losses, failed
+
+
+def peers_measurement(args):
+    """(6): our command against pythae, Lightning and the floor, whole processes, interleaved rounds."""
+    epochs = args.peer_epochs
+    # torch's threads: the same for every process (the floor child also takes --threads)
+    env = dict(os.environ, **({'OMP_NUM_THREADS': str(args.threads)} if args.threads else {}))
+    with tempfile.TemporaryDirectory() as folder:
+        split = os.path.join(folder, 'split.pt')
+        peers.write_split(args.data, split)
+        methods, left_out = peer_methods(args, split)
+        labels = {name: label for name, (label, _, _) in methods.items()}
+        seconds, losses, failed = peer_rounds(methods, epochs=epochs, rounds=args.peer_rounds, env=env)
+    lines = [f'(6) whole processes, {args.peer_rounds} rounds, the order rotated every round; per epoch = '
+             f'(t({epochs} epochs) - t(1 epoch)) / {epochs - 1}; ranges over the rounds'] + left_out + failed
+    per_epoch = {name: [(many - one) / (epochs - 1) for one, many in zip(times[1], times[epochs])]
+                 for name, times in seconds.items()}
+    for name, estimates in per_epoch.items():
+        one = seconds[name][1]
+        lines.append(f'{labels[name]:<46} {statistics.median(estimates):.3f} s/epoch ({min(estimates):.3f}-'
+                     f'{max(estimates):.3f})   1 epoch: {statistics.median(one):.1f} s ({min(one):.1f}-{max(one):.1f})'
+                     f'   validation {losses[name]:.1f} nats/image after {epochs}')
+    for ours in ('ours', 'ours --compile'):
+        for other in ('pythae', 'Lightning', 'floor'):
+            if ours in per_epoch and other in per_epoch:
+                pairs = list(zip(per_epoch[ours], per_epoch[other]))
+                # a process slowed by a burst of other work can make t(E) - t(1) <= 0: no estimate at all
+                ratios = [mine / theirs for mine, theirs in pairs if mine > 0 and theirs > 0]
+                if not ratios:
+                    lines.append(f'ratio {ours}/{other}: no round to compute it from (t({epochs}) <= t(1)); run again')
+                    continue
+                line = ratio_line(f'{ours}/{other}', statistics.median(ratios), rounds=ratios, target=f'ours/{other}')
+                lines.append(line + '   per round: ' + ' '.join(f'{ratio:.2f}' for ratio in ratios))
+                if len(ratios) < len(pairs):
+                    lines[-1] += f'   ({len(pairs) - len(ratios)} round(s) left out: t({epochs}) <= t(1))'
+    return lines
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--data', default=os.path.normpath(DATA), help='folder with the MNIST IDX files')
@@ -464,6 +601,11 @@ def main(argv=None):
     parser.add_argument('--cli', action='store_true', help='also measurement (5): `torchbearer-vae train`')
     parser.add_argument('--cli-epochs', type=int, default=11, help='E for measurement (5) (default: 11)')
     parser.add_argument('--cli-rounds', type=int, default=5, help='rounds of measurement (5) (default: 5)')
+    parser.add_argument('--peers', action='store_true', help='also measurement (6): pythae and Lightning (about '
+                        '1.5 minutes a round on 2 cores)')
+    parser.add_argument('--peers-only', action='store_true', help='only measurement (6)')
+    parser.add_argument('--peer-epochs', type=int, default=11, help='E for measurement (6) (default: 11)')
+    parser.add_argument('--peer-rounds', type=int, default=3, help='rounds of measurement (6) (default: 3)')
     parser.add_argument('--adam', choices=('fused', 'default'), default='fused',
                         help="every method's optimizer: Adam(fused=True), which `torchbearer-vae train` uses "
                              "(default), or Adam's default per-parameter loop")
@@ -471,10 +613,12 @@ def main(argv=None):
     parser.add_argument('--floor-child', type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
-        args.epochs, args.repeats, args.cli_epochs, args.cli_rounds = 3, 1, 3, 1
-    if args.epochs < 2 or args.repeats < 1 or args.cli_epochs < 2 or args.cli_rounds < 1:
-        parser.error('--epochs and --cli-epochs must be >= 2 (the first epoch is not timed), '
-                     '--repeats and --cli-rounds >= 1')
+        args.epochs, args.cli_epochs, args.peer_epochs = 3, 3, 3
+        args.repeats, args.cli_rounds, args.peer_rounds = 1, 1, 1
+    if min(args.epochs, args.cli_epochs, args.peer_epochs) < 2 or min(args.repeats, args.cli_rounds,
+                                                                       args.peer_rounds) < 1:
+        parser.error('--epochs, --cli-epochs and --peer-epochs must be >= 2 (an epoch is timed against the first), '
+                     '--repeats, --cli-rounds and --peer-rounds >= 1')
     if args.threads:
         torch.set_num_threads(args.threads)
     ADAM.clear()
@@ -488,6 +632,10 @@ def main(argv=None):
           f'{torchbearer.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, '
           f'load average {os.getloadavg()[0]:.2f}; every method with Adam(lr=1e-3'
           + ''.join(f', {key}={value}' for key, value in ADAM.items()) + ')')
+    if args.peers_only:
+        for line in peers_measurement(args):
+            print(line)
+        return print(f'load average at the end {os.getloadavg()[0]:.2f}')
     with tempfile.TemporaryDirectory() as out:
         setup = Setup(args.data, args.batch_size, args.seed, out)
         print(f'MNIST {setup.images:,} images: {len(setup.train):,} train + {len(setup.val):,} validation per '
@@ -510,6 +658,9 @@ def main(argv=None):
         print(line)
     if args.cli:
         for line in cli(args, median[1]) + cli_interleaved(args, rounds=5 if args.quick else 20):
+            print(line)
+    if args.peers:
+        for line in peers_measurement(args):
             print(line)
     print(f'load average at the end {os.getloadavg()[0]:.2f}')
 

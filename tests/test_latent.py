@@ -325,6 +325,72 @@ def test_kl_per_dimension_sorts_the_bars_and_draws_the_threshold_at_its_height(t
     assert any(first > blue[2][1] for first, _, _ in grey)  # the collapsed dimension, last
 
 
+def test_the_scatter_of_a_later_epoch_shows_that_epochs_points_and_classes_only(mnist, tmp_path):
+    def of_digits(digits):
+        return labelled(mnist, [i for i in range(9000, 10000) if int(mnist.targets[i]) in digits][:300])
+
+    model, scatter = VAE(latent_dim=2), LatentScatter(tmp_path, num_images=300)
+    trial = Trial(model, torch.optim.Adam(model.parameters()), nn.BCELoss(reduction='sum'),
+                  callbacks=[kld_loss(), scatter], verbose=0).with_loader(load_batch_with_labels)
+    train = TensorLoader(labelled(mnist, range(1000)), 100)
+    trial.with_generators(train, TensorLoader(of_digits((0, 3, 8)), 100)).run(1)
+    trial.with_generators(train, TensorLoader(of_digits((1, 5)), 100)).run(2)  # epoch 1, the same callback
+    first, second = read_png(tmp_path / 'latent_0.png'), read_png(tmp_path / 'latent_1.png')
+    for pixels, present in ((first, (0, 3, 8)), (second, (1, 5))):
+        counts = {label: count_colour(pixels, rgb(TAB10[label])) for label in range(10)}
+        assert all(counts[label] > 20 for label in present), counts
+        # Neither the points nor the legend of the other epoch; 7's grey is also in the antialiased text.
+        assert all(counts[label] == 0 for label in range(10) if label not in present + (7,)), counts
+
+
+def encoded(mu):
+    """A stand-in VAE whose posterior mean is ``mu`` (one row per input, the inputs being 0, 1, 2, ...), logvar 0."""
+    class Fixed(nn.Module):
+        def encode(self, x):
+            means = mu[x.flatten(1)[:, 0].long()]
+            return means, torch.zeros_like(means)
+
+    return Fixed()
+
+
+def drawn(chart, mu, labels=None, epoch=3):
+    state = {torchbearer.X: torch.arange(len(mu)).float().view(-1, 1, 1, 1), torchbearer.EPOCH: epoch}
+    if labels is not None:
+        state[LABEL] = labels
+    with torch.no_grad():
+        return chart.draw(encoded(mu), state)
+
+
+WIDE = torch.stack([torch.linspace(-1, 1, 200), 1e-4 * torch.linspace(-1, 1, 200) - 0.0123], 1)  # '-0.01225'
+
+
+@pytest.mark.parametrize('chart', [lambda: LatentScatter(None), lambda: KLPerDimension(None)])
+def test_a_chart_drawn_again_is_the_picture_a_new_chart_draws(chart):
+    generator = torch.Generator().manual_seed(0)
+    earlier = [(torch.randn(300, 5, generator=generator), torch.arange(300) % 10),
+               (torch.randn(300, 5, generator=generator) * 1e3, None),  # unlabelled, other tick labels
+               (WIDE, torch.arange(200) % 3),  # a 2-D latent; the scatter's wide tick labels need a wider margin
+               (0.25 + 0.01 * torch.randn(300, 4, generator=generator), None)]  # KL within a decade: wide labels
+    later = (torch.randn(300, 5, generator=generator) * torch.logspace(0, -1, 5), torch.arange(300) % 4 + 2)
+    reused = chart()
+    for mu, labels in earlier:
+        drawn(reused, mu, labels)
+    again, new = drawn(reused, *later), drawn(chart(), *later)
+    assert again.shape == new.shape and torch.equal(again, new)  # nothing of the earlier drawings is left
+
+
+@pytest.mark.parametrize('chart, mu', [(LatentScatter, WIDE), (KLPerDimension, torch.full((50, 4), 0.25))])
+def test_wide_tick_labels_push_the_layout_instead_of_cutting_the_axis_label(chart, mu):
+    pixels = drawn(chart(None), mu)
+    dark = (pixels < 0.5).all(0)  # black text: the tick labels and the rotated axis label
+    assert not dark[:, :3].any()  # nothing cut at the left edge
+    assert dark[:, :25].any()  # the axis label, moved left of the wide tick labels
+
+
+def test_the_smallest_scatter_is_drawn_too():
+    assert drawn(LatentScatter(None, size=1), torch.randn(50, 3)).shape == (3, 100, 100)  # 1 inch at 100 dpi
+
+
 def test_the_charts_say_how_to_install_matplotlib_when_they_are_made_before_any_training(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, 'matplotlib.figure', None)
     for chart in (KLPerDimension, LatentScatter):

@@ -13,7 +13,8 @@ for every picture):
 
 For a latent of more than two dimensions, the two directions are the first two principal
 components of the posterior means, computed with :func:`torch.linalg.svd`. The charts are drawn
-with matplotlib (``pip install matplotlib``) on its Agg canvas, without pyplot.
+with matplotlib (``pip install matplotlib``) on its Agg canvas, without pyplot; each chart makes
+its figure at its first drawing and draws on it again at the next ones.
 """
 from typing import Optional, Tuple
 
@@ -44,22 +45,49 @@ def _require_matplotlib(who: str) -> None:
                           f'"torchbearer-vae[plot]")') from None
 
 
+# -- the figure of a chart, made once and drawn on again at each epoch --
+# Making a figure, its axes and their ticks costs more than drawing them, and so does tight_layout, which measures
+# every text: a chart keeps its figure and changes its artists, and the layout is these margins in inches (left,
+# bottom, right, top), which fit the usual tick labels, axis labels and title.
+_MARGINS = (0.8, 0.6, 0.2, 0.37)
+
+
 def _figure(who: str, size: Tuple[float, float]):
-    """A matplotlib Figure on an Agg canvas (no pyplot, no GUI backend)."""
+    """The axes of a new matplotlib Figure on an Agg canvas (no pyplot, no GUI backend), ``size`` inches at 100 dpi."""
     _require_matplotlib(who)
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=size, dpi=100)
     FigureCanvasAgg(figure)
-    return figure
+    return figure.add_subplot()
 
 
-def _pixels(figure) -> torch.Tensor:
-    """The figure rendered as an RGB ``(3, H, W)`` float tensor in ``[0, 1]``."""
+def _pixels(axes) -> torch.Tensor:
+    """The figure of ``axes``, laid out with ``_MARGINS``, as an RGB ``(3, H, W)`` float tensor in ``[0, 1]``.
+
+    The same margins at every drawing, whatever the earlier ones needed, so that an epoch's picture
+    depends on its data only. Unusually wide tick labels (many digits) push an axis label out of
+    the figure: then ``tight_layout`` lays it out and it is drawn again.
+    """
+    figure = axes.figure
+    width, height = figure.get_size_inches()
+    left, bottom, right, top = (min(margin / side, 0.4) for margin, side in zip(_MARGINS, (width, height) * 2))
+    figure.subplots_adjust(left=left, bottom=bottom, right=1 - right, top=1 - top)  # (tiny figures: some axes left)
     figure.canvas.draw()
+    if not _inside(figure, axes.xaxis.label, axes.yaxis.label, axes.title):
+        figure.tight_layout()
+        figure.canvas.draw()
     rgba = np.asarray(figure.canvas.buffer_rgba())
     return torch.from_numpy(rgba[..., :3].copy()).permute(2, 0, 1).float().div_(255)
+
+
+def _inside(figure, *texts) -> bool:
+    """Whether the drawn ``texts`` lie within the figure (to a pixel)."""
+    renderer = figure.canvas.get_renderer()
+    boxes = [text.get_window_extent(renderer) for text in texts if text.get_text()]
+    return all(box.x0 >= -1 and box.y0 >= -1 and box.x1 <= figure.bbox.width + 1 and box.y1 <= figure.bbox.height + 1
+               for box in boxes)
 
 
 def _encode(model, inputs: torch.Tensor, labels: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -130,6 +158,8 @@ class LatentScatter(PictureSaver):
         self.size = check_number('size', size, minimum=1, maximum=40)
         super().__init__(folder, filename, key=key, num_images=num_images)
         _require_matplotlib(type(self).__name__)
+        self._axes = self._present = None  # made by the first draw, drawn on again: see _figure
+        self._dots = {}
 
     def draw(self, model, state):
         """The scatter of the collected images' posterior means, as an RGB image."""
@@ -137,16 +167,15 @@ class LatentScatter(PictureSaver):
         mu, _ = _encode(model, state[self.key], labels)
         directions = _principal_directions(mu)
         points = (mu - mu.mean(0)) @ directions.T if mu.shape[1] > 2 else mu
-        figure = _figure(type(self).__name__, (self.size, self.size))
-        axes = figure.add_subplot()
-        if labels is None:
-            axes.scatter(points[:, 0], points[:, 1], s=4, color='0.5', linewidths=0)
-        else:
-            colours = _colours(int(labels.max()) + 1)
-            for label in labels.unique().tolist():
-                chosen = points[labels == label]
-                axes.scatter(chosen[:, 0], chosen[:, 1], s=4, color=colours[label], linewidths=0, label=str(label))
-            axes.legend(markerscale=3, fontsize='small', loc='best', title='label')
+        if self._axes is None:
+            self._axes = _figure(type(self).__name__, (self.size, self.size))
+        axes = self._axes
+        self._classes([None] if labels is None else labels.unique().tolist())
+        for label, dots in self._dots.items():
+            dots.set_offsets((points if label is None else points[labels == label]).numpy())
+        axes.ignore_existing_data_limits = True  # the limits of this epoch's points only
+        axes.update_datalim(points.numpy())
+        axes.autoscale_view()
         if mu.shape[1] > 2:
             variance = points.var(0) / mu.var(0).sum().clamp_min(1e-12)
             axes.set_xlabel(f'principal component 1 ({variance[0]:.0%} of the variance)')
@@ -154,9 +183,31 @@ class LatentScatter(PictureSaver):
         else:
             axes.set_xlabel('z[0]')
             axes.set_ylabel('z[1]')
-        axes.set_title(f'posterior means, epoch {state[torchbearer.EPOCH]}')
-        figure.tight_layout()
-        return _pixels(figure)
+        # y=1: the title's usual place, fixed; by default matplotlib measures the ticks above the axes to place it.
+        axes.set_title(f'posterior means, epoch {state[torchbearer.EPOCH]}', y=1.0)
+        return _pixels(axes)
+
+    def _classes(self, present: list) -> None:
+        """A collection of points per class present, in order, and the legend; made again when the classes change.
+
+        ``present`` is ``[None]`` for unlabelled points: one grey collection, no legend. One collection
+        per class (not one with a colour per point) because matplotlib stamps a one-colour collection's
+        marker, the same at every point, where it would shade each point by where it falls in its pixel.
+        """
+        if present == self._present:
+            return
+        for dots in self._dots.values():
+            dots.remove()
+        if self._axes.get_legend() is not None:
+            self._axes.get_legend().remove()
+        if present == [None]:
+            self._dots = {None: self._axes.scatter(np.zeros(0), np.zeros(0), s=4, color='0.5', linewidths=0)}
+        else:
+            colours = _colours(max(present) + 1)
+            self._dots = {label: self._axes.scatter(np.zeros(0), np.zeros(0), s=4, color=colours[label], linewidths=0,
+                                                    label=str(label)) for label in present}
+            self._axes.legend(markerscale=3, fontsize='small', loc='best', title='label')
+        self._present = present
 
 
 def _colours(count: int):
@@ -265,6 +316,7 @@ class KLPerDimension(PictureSaver):
         self.threshold = check_number('threshold', threshold, above=0)
         super().__init__(folder, filename, key=key, num_images=check_int('num_images', num_images, minimum=1))
         _require_matplotlib(type(self).__name__)
+        self._axes = self._bars = None  # made by the first draw, drawn on again: see _figure
 
     def draw(self, model, state):
         """The sorted bars of the mean KL per dimension, and the threshold line."""
@@ -273,18 +325,20 @@ class KLPerDimension(PictureSaver):
         order = kl.argsort(descending=True)
         values = kl[order].clamp_min(self.threshold * 1e-3)  # a log axis: a zero would be no bar at all
         active = kl[order] >= self.threshold
-        figure = _figure(type(self).__name__, (max(5.5, 0.25 * len(kl) + 1.5), 3.5))
-        axes = figure.add_subplot()
-        axes.bar(range(len(kl)), values.numpy(), color=['tab:blue' if a else '0.6' for a in active.tolist()])
-        axes.set_yscale('log')
+        if self._axes is None or len(self._bars) != len(kl):  # the first drawing, or another model
+            self._axes = _figure(type(self).__name__, (max(5.5, 0.25 * len(kl) + 1.5), 3.5))
+            self._bars = self._axes.bar(range(len(kl)), np.ones(len(kl)))
+            self._axes.set_yscale('log')
+            self._axes.axhline(self.threshold, color='red', linestyle='--', linewidth=1.5)
+            self._axes.set_xlabel('latent dimension')
+            self._axes.set_ylabel('mean KL (nats per image)')
+        axes = self._axes
+        for bar, value, above in zip(self._bars, values.tolist(), active.tolist()):
+            bar.set_height(value)
+            bar.set_facecolor('tab:blue' if above else '0.6')
         axes.set_ylim(min(float(values.min()), self.threshold) / 2, max(float(values.max()), self.threshold) * 2)
-        axes.axhline(self.threshold, color='red', linestyle='--', linewidth=1.5)
         if len(kl) <= 64:
             axes.set_xticks(range(len(kl)), [str(i) for i in order.tolist()], fontsize='small')
-        axes.set_xlabel('latent dimension')
-        axes.set_ylabel('mean KL (nats per image)')
         axes.set_title(f'{int(active.sum())} of {len(kl)} dimensions above {self.threshold:g} nats, '
-                       f'epoch {state[torchbearer.EPOCH]}')
-        figure.tight_layout()
-        return _pixels(figure)
-
+                       f'epoch {state[torchbearer.EPOCH]}', y=1.0)  # y=1: see LatentScatter.draw
+        return _pixels(axes)
