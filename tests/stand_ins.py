@@ -1,9 +1,22 @@
 """Tiny models with known outputs, shared by the test modules (import: `from stand_ins import ...`)."""
+import os
+import shutil
+import subprocess
+import sys
+
 import numpy as np
 import torch
 from torch import nn
 
 from torchbearer_vae import LOGVAR, MU
+
+EXECUTABLE = shutil.which('torchbearer-vae', path=os.path.dirname(sys.executable))
+COMMAND = [EXECUTABLE] if EXECUTABLE else [sys.executable, '-m', 'torchbearer_vae']
+
+
+def run_cli(*args, timeout=900, **kwargs):
+    """``torchbearer-vae ARGS`` in a child process (the installed script, else ``python -m``), its output as text."""
+    return subprocess.run(COMMAND + [str(a) for a in args], capture_output=True, text=True, timeout=timeout, **kwargs)
 
 
 class FixedPosterior(nn.Module):

@@ -13,17 +13,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from stand_ins import COMMAND, run_cli
 
 import torchbearer_vae
 from torchbearer_vae import VAE, load_checkpoint, model_from_checkpoint, save_checkpoint
 from torchbearer_vae.cli import main
-
-EXECUTABLE = shutil.which('torchbearer-vae', path=os.path.dirname(sys.executable))
-COMMAND = [EXECUTABLE] if EXECUTABLE else [sys.executable, '-m', 'torchbearer_vae']
-
-
-def run_cli(*args, timeout=600, **kwargs):
-    return subprocess.run(COMMAND + [str(a) for a in args], capture_output=True, text=True, timeout=timeout, **kwargs)
 
 
 @pytest.fixture(scope='module')

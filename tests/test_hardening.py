@@ -14,19 +14,15 @@ import time
 
 import pytest
 import torch
+from stand_ins import COMMAND, run_cli
 
 from torchbearer_vae import VAE, TensorLoader, kld_loss, load_checkpoint, save_checkpoint
 
-EXECUTABLE = shutil.which('torchbearer-vae', path=os.path.dirname(sys.executable))
-COMMAND = [EXECUTABLE] if EXECUTABLE else [sys.executable, '-m', 'torchbearer_vae']
 LOCK = '.torchbearer-vae.lock'
 SMALL = ['--limit', '600', '--epochs', '1', '--hidden-dim', '32', '--latent-dim', '4', '--quiet']
 
 posix = pytest.mark.skipif(not hasattr(signal, 'SIGKILL'), reason='needs POSIX signals')
 
-
-def run_cli(*args, timeout=300, **kwargs):
-    return subprocess.run(COMMAND + [str(a) for a in args], capture_output=True, text=True, timeout=timeout, **kwargs)
 
 
 def start_cli(*args, **kwargs):

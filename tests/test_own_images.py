@@ -3,24 +3,17 @@ CIFAR-10 and the convolutional VAE, each from one command, and every later comma
 import csv
 import json
 import os
-import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
+from stand_ins import run_cli
 
 from torchbearer_vae import load_checkpoint, model_from_checkpoint
 from torchbearer_vae.cli import main
 
-EXECUTABLE = shutil.which('torchbearer-vae', path=os.path.dirname(sys.executable))
-COMMAND = [EXECUTABLE] if EXECUTABLE else [sys.executable, '-m', 'torchbearer_vae']
 PATCH = 40  # pixels: cut from the photographs, then --image-size 32 resizes them
 
-
-def run_cli(*args, timeout=900, **kwargs):
-    return subprocess.run(COMMAND + [str(a) for a in args], capture_output=True, text=True, timeout=timeout, **kwargs)
 
 
 def write_photo_patches(root, size=PATCH):

@@ -150,6 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument('--resume', action='store_true', help='continue the run in --out from its checkpoint.pt')
     train.add_argument('--quiet', action='store_true', help='no progress on stderr (a line per epoch, and a live '
                                                             'bar on a terminal)')
+    train.add_argument('--compile', action='store_true',
+                       help='compile the model and its loss with torch.compile: the first steps take seconds to '
+                            'minutes longer, later ones can be faster (mostly on a GPU; see the README\'s '
+                            'Performance); chosen anew at --resume')
 
     sample = commands.add_parser('sample', help='decode draws from the prior of a trained model')
     sample.add_argument('--checkpoint', required=True, help='a checkpoint.pt written by train')

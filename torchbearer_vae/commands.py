@@ -275,6 +275,8 @@ def _build_training(args, processes: Processes, folder: RunFolder = None):
     without ``folder`` the run folder stays locked until the process ends.
     """
     rank, world_size, device = processes.rank, processes.world_size, processes.device
+    if args.compile:
+        check_compiler(device)  # before the data is read
     folder = folder if folder is not None else RunFolder(_out(args))
     out = folder.path
     checkpoint, options, nothing_to_do = processes.from_rank_0(lambda: _prepare(args, folder))
@@ -318,6 +320,10 @@ def _build_training(args, processes: Processes, folder: RunFolder = None):
                           kl_term=kl_term, train_loader=train_loader, rank=rank)
     model.to(device)
     optimizer_to(optimizer, device)
+    loss = criterion(options['likelihood'], options['sigma'])
+    if args.compile:
+        model.compile()  # in place: the same module, the same state_dict keys, checkpoints unchanged
+        loss = torch.compile(loss)
     # No device_ids, even on a GPU: with them DDP copies forward's keyword arguments to the device, and
     # torchbearer's state is one (the model would store MU and LOGVAR in a copy). The model is there already.
     trained = DistributedDataParallel(model) if world_size > 1 else model
@@ -346,7 +352,7 @@ def _build_training(args, processes: Processes, folder: RunFolder = None):
         MetricsCSV(os.path.join(out, METRICS)),
     ]
     callbacks += training_progress(args.quiet, rank)  # last: the epoch's figures are final
-    trial = Trial(trained, optimizer, criterion(options['likelihood'], options['sigma']),
+    trial = Trial(trained, optimizer, loss,
                   metrics=['loss', 'recon', 'kl', 'active_units'], callbacks=callbacks, verbose=0).to(device)
     trial.with_generators(train_generator=train_loader, val_generator=val_loader)
     if labelled:
@@ -371,6 +377,18 @@ def classes_of(dataset, options: dict):
         raise CommandError(f'--conditional needs at least 2 classes, but --dataset {shown(options["dataset"])} has '
                            f'{count}; leave --conditional out')
     return count
+
+
+def check_compiler(device: torch.device) -> None:
+    """CommandError unless ``torch.compile`` can build kernels for ``device``: on the CPU it needs a C++ compiler."""
+    if torch.device(device).type != 'cpu':
+        return
+    import shutil
+
+    compilers = [os.environ['CXX']] if os.environ.get('CXX') else ['g++', 'c++', 'clang++']
+    if not any(shutil.which(name.split()[0]) for name in compilers):
+        raise CommandError(f'--compile on the CPU needs a C++ compiler ({" or ".join(compilers)}, or set CXX), and '
+                           f'none was found: install one (Debian/Ubuntu: apt install g++) or leave --compile out')
 
 
 def _adam(parameters, lr: float) -> torch.optim.Adam:
