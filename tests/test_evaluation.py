@@ -1,6 +1,7 @@
 """importance_weighted_nll and negative_elbo, checked against a VAE whose likelihood is known in closed form."""
 import inspect
 import math
+import os
 
 import pytest
 import torch
@@ -378,3 +379,19 @@ def test_labels_in_the_data_change_nothing_for_a_model_that_takes_none(imperfect
     with_labels = negative_elbo(model, TensorDataset(x, torch.arange(len(x)) % 3),
                                 generator=torch.Generator().manual_seed(0))
     assert with_labels == negative_elbo(model, x, generator=torch.Generator().manual_seed(0))
+
+
+# -- benchmarks/bench_evaluate.py times importance_weighted_nll against a bare floor: they compute one number --
+
+def test_the_benchmarks_floor_is_the_library_estimate_from_the_same_draws(mnist, monkeypatch):
+    monkeypatch.syspath_prepend(os.path.join(os.path.dirname(__file__), '..', 'benchmarks'))
+    import bench_evaluate
+
+    torch.manual_seed(0)
+    model = VAE().eval()
+    x = torch.stack([mnist[i][0] for i in range(40)])
+    # the floor decodes 40 images (2 draws of a batch of 20) per pass, the library 2 draws per chunk: the same noise
+    floor = bench_evaluate.floor(model, x, 7, 20, 40, seed=3)
+    ours = importance_weighted_nll(model, x, num_samples=7, batch_size=20, chunk_size=2, generator=seeded(3))
+    assert floor == pytest.approx(ours, rel=1e-6)
+    assert bench_evaluate.floor(model, x, 7, 20, 40, seed=4) != pytest.approx(ours, rel=1e-6)  # other draws
