@@ -30,7 +30,7 @@ def test_a_compiled_run_trains_like_an_eager_one_and_its_checkpoint_is_a_plain_m
     model = model_from_checkpoint(checkpoint)
     assert type(model) is VAE and not any(name.startswith('_orig_mod') for name in model.state_dict())
     # A compiled run resumes without --compile (it is not a run option) and goes on from its epoch.
-    result = run_cli(*common[:-4], '--epochs', 3, '--out', compiled, '--resume', '--quiet')
+    result = run_cli('train', '--epochs', 3, '--out', compiled, '--resume', '--quiet')
     assert result.returncode == 0, result.stderr
     assert len(_val_losses(compiled)) == 3
 
