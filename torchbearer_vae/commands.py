@@ -7,6 +7,7 @@ where it is known which argument named the file.
 import dataclasses
 import os
 import platform
+import shutil
 import threading
 import time
 from functools import partial
@@ -383,8 +384,6 @@ def check_compiler(device: torch.device) -> None:
     """CommandError unless ``torch.compile`` can build kernels for ``device``: on the CPU it needs a C++ compiler."""
     if torch.device(device).type != 'cpu':
         return
-    import shutil
-
     compilers = [os.environ['CXX']] if os.environ.get('CXX') else ['g++', 'c++', 'clang++']
     if not any(shutil.which(name.split()[0]) for name in compilers):
         raise CommandError(f'--compile on the CPU needs a C++ compiler ({" or ".join(compilers)}, or set CXX), and '
