@@ -32,7 +32,8 @@ Measurement (6), --peers: the same VAE trained by pythae's TrainingPipeline and 
 (the programs of peers.py, each as its library's documentation shows), whole processes of 1 and of E
 epochs, round by round in an order rotated every round with the floor (--floor-child) and our command
 (and ``ours --compile`` if the command has that flag); per epoch = (t(E) - t(1)) / (E - 1), the ratios
-ours/pythae, ours/Lightning and ours/floor per round. A peer that is not installed is skipped with a
+ours/pythae, ours/Lightning and ours/floor per round, and ours/Trial against the bare torchbearer Trial (3) in
+a process of its own (--trial-child): what our callbacks, metrics and files add to torchbearer's loop. A peer that is not installed is skipped with a
 line (``pip install -e ".[bench]"`` installs both).
 
     python benchmarks/bench_training.py              # the full comparison (about 1 minute on 2 cores)
@@ -265,11 +266,13 @@ def example_epochs(setup):
         yield time.perf_counter() - start
 
 
-def trial_epochs(loaders, seed, out, full):
+def trial_epochs(loaders, seed, out, full, models=None):
     """A Trial, one epoch per run() call: torchbearer continues from its history, and the timer
-    counts from on_start_epoch to on_end_epoch, as in one long run."""
+    counts from on_start_epoch to on_end_epoch, as in one long run. Appends the model to ``models`` if given."""
     timer = EpochTimer()
     model, optimizer = fresh_model(seed, use_state=full)
+    if models is not None:
+        models.append(model)
     if full:
         criterion = torch.nn.BCELoss(reduction='sum')
         callbacks = [kld_loss(), ReconstructionSaver(folder=out), timer]
@@ -310,9 +313,11 @@ def compare(setup, epochs, repeats):
 def ratio_line(name, value, *, rounds=None, target=None):
     """``ratio NAME = value   target <= x   met``; with the rounds' ratios, their range; ``target``: the
     key of TARGETS when it is not ``name``."""
+    spread = f' (rounds {min(rounds):.2f}-{max(rounds):.2f})' if rounds else ''
+    if (target or name) not in TARGETS:
+        return f'ratio {name} = {value:.2f}{spread}   (no target)'
     sense, limit = TARGETS[target or name]
     met = value <= limit if sense == '<=' else value >= limit
-    spread = f' (rounds {min(rounds):.2f}-{max(rounds):.2f})' if rounds else ''
     return f'ratio {name} = {value:.2f}{spread}   target {sense} {limit:.2f}   {"met" if met else "MISSED"}'
 
 
@@ -410,6 +415,19 @@ def floor_child(folder, epochs, batch_size, seed):
     print(json.dumps({'seconds': seconds, 'val_loss': losses[-1]}))
 
 
+def trial_child(folder, epochs, batch_size, seed):
+    """The bare torchbearer Trial (3) for some epochs in a process of its own, on the floor's split; prints as JSON
+    the timed epochs (the first is a warm-up) and the validation loss per image after the last."""
+    data, models = FloorData(folder, batch_size, seed), []
+    loaders = (TensorLoader(data.train, batch_size, shuffle=True, seed=seed), TensorLoader(data.val, batch_size))
+    run = trial_epochs(loaders, seed, None, full=False, models=models)
+    seconds = [next(run) for _ in range(epochs)][1:]
+    model = models[0].eval()
+    with torch.no_grad():
+        loss = sum(trial_loss(*model(x), x).item() for x in data.val_x.split(batch_size))
+    print(json.dumps({'seconds': seconds, 'val_loss': loss / len(data.val_x)}))
+
+
 def floor_seconds(args):
     """The floor's epochs, measured in a child process between the command's runs (see cli)."""
     command = child_command(args, '--floor-child', str(args.cli_epochs))
@@ -499,6 +517,8 @@ def peer_methods(args, split):
     methods = {
         'floor': ('(1) floor: bare loop, whole process', lambda epochs, out: child_command(
             args, '--floor-child', str(epochs)), _last_line_json),
+        'Trial': ('(3) bare torchbearer Trial, whole process', lambda epochs, out: child_command(
+            args, '--trial-child', str(epochs)), _last_line_json),
         'ours': ('ours: torchbearer-vae train --quiet', ours(), _ours_val_loss),
         'ours --compile': ('ours: torchbearer-vae train --quiet --compile', ours('--compile'), _ours_val_loss),
         'pythae': ('pythae: TrainingPipeline (peers.py)', peer('pythae'), _last_line_json),
@@ -573,7 +593,7 @@ def peers_measurement(args):
                      f'{max(estimates):.3f})   1 epoch: {statistics.median(one):.1f} s ({min(one):.1f}-{max(one):.1f})'
                      f'   validation {losses[name]:.1f} nats/image after {epochs}')
     for ours in ('ours', 'ours --compile'):
-        for other in ('pythae', 'Lightning', 'floor'):
+        for other in ('pythae', 'Lightning', 'floor', 'Trial'):
             if ours in per_epoch and other in per_epoch:
                 pairs = list(zip(per_epoch[ours], per_epoch[other]))
                 # a process slowed by a burst of other work can make t(E) - t(1) <= 0: no estimate at all
@@ -611,6 +631,7 @@ def main(argv=None):
                              "(default), or Adam's default per-parameter loop")
     parser.add_argument('--scale-child', type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument('--floor-child', type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument('--trial-child', type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
         args.epochs, args.cli_epochs, args.peer_epochs = 3, 3, 3
@@ -627,6 +648,8 @@ def main(argv=None):
         return scale_child(args.data, args.scale_child, args.epochs, args.batch_size, args.seed)
     if args.floor_child:
         return floor_child(args.data, args.floor_child, args.batch_size, args.seed)
+    if args.trial_child:
+        return trial_child(args.data, args.trial_child, args.batch_size, args.seed)
 
     print(f'torchbearer_vae {torchbearer_vae.__version__}, torch {torch.__version__}, torchbearer '
           f'{torchbearer.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, '

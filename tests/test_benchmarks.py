@@ -77,3 +77,30 @@ def test_each_peer_trains_the_vae(split, tmp_path, program, module):
     assert done.returncode == 0, done.stderr[-2000:]
     val_loss = json.loads(done.stdout.strip().splitlines()[-1])['val_loss']
     assert 100 < val_loss < 175
+
+
+@pytest.mark.slow
+def test_the_bare_trial_child_trains_like_the_floor_child(mnist_dir):
+    """(6)'s ``Trial`` row, the bare torchbearer Trial in a process of its own, trains the floor's model on the floor's
+    split: after 2 epochs both are far below the untrained ~540 nats per image and within 5% of each other (their
+    batches are shuffled by different generators)."""
+    script = os.path.join(BENCHMARKS, 'bench_training.py')
+    results = {}
+    for child in ('--trial-child', '--floor-child'):
+        done = subprocess.run([sys.executable, script, '--data', mnist_dir, child, '2'], capture_output=True, text=True,
+                              timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        results[child] = json.loads(done.stdout.strip().splitlines()[-1])
+        assert len(results[child]['seconds']) == 1 and results[child]['seconds'][0] > 0  # the first is a warm-up
+    trial, floor = results['--trial-child']['val_loss'], results['--floor-child']['val_loss']
+    assert trial < 175 and floor < 175
+    assert abs(trial - floor) < 0.05 * floor
+
+
+def test_a_ratio_without_a_target_says_so(monkeypatch):
+    monkeypatch.syspath_prepend(BENCHMARKS)
+    import bench_training
+
+    assert bench_training.ratio_line('ours/Trial', 1.234, rounds=[1.1, 1.3]) == \
+        'ratio ours/Trial = 1.23 (rounds 1.10-1.30)   (no target)'
+    assert bench_training.ratio_line('ours/floor', 1.05).endswith('target <= 1.10   met')
