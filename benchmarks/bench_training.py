@@ -32,9 +32,9 @@ Measurement (6), --peers: the same VAE trained by pythae's TrainingPipeline and 
 (the programs of peers.py, each as its library's documentation shows), whole processes of 1 and of E
 epochs, round by round in an order rotated every round with the floor (--floor-child) and our command
 (and ``ours --compile`` if the command has that flag); per epoch = (t(E) - t(1)) / (E - 1), the ratios
-ours/pythae, ours/Lightning and ours/floor per round, and ours/Trial against the bare torchbearer Trial (3) in
-a process of its own (--trial-child): what our callbacks, metrics and files add to torchbearer's loop. A peer that is not installed is skipped with a
-line (``pip install -e ".[bench]"`` installs both).
+ours/pythae, ours/Lightning and ours/floor per round, and ours/Trial against the bare torchbearer Trial
+(3) in a process of its own (--trial-child): what our callbacks, metrics and files add to torchbearer's
+loop. A peer that is not installed is skipped with a line (``pip install -e ".[bench]"`` installs both).
 
     python benchmarks/bench_training.py              # the full comparison (about 1 minute on 2 cores)
     python benchmarks/bench_training.py --quick      # a quick look (about 25 s)
