@@ -201,6 +201,18 @@ def fresh_model(seed, use_state):
     return model, torch.optim.Adam(model.parameters(), lr=1e-3, **ADAM)
 
 
+def validation_loss(model, x_val, size):
+    """The example's loss per image over ``x_val``, in batches of ``size``, the model in eval mode, no gradients."""
+    model.eval()
+    total = 0.0
+    with torch.no_grad():
+        for i in range(0, len(x_val), size):
+            x = x_val[i:i + size]
+            recon, mu, logvar = model(x)
+            total += example_loss(recon, x, mu, logvar).item()
+    return total / len(x_val)
+
+
 # Each method is a generator that trains one epoch per next() and yields its seconds, so that the
 # methods can take turns epoch by epoch: a burst of load on the machine hits all of them alike.
 def floor_epochs(setup, losses=None):
@@ -220,15 +232,9 @@ def floor_epochs(setup, losses=None):
             loss.backward()
             optimizer.step()
             train_loss += loss.item()
-        model.eval()
-        test_loss = 0.0
-        with torch.no_grad():
-            for i in range(0, len(x_val), size):
-                x = x_val[i:i + size]
-                recon, mu, logvar = model(x)
-                test_loss += example_loss(recon, x, mu, logvar).item()
+        test_loss = validation_loss(model, x_val, size)
         if losses is not None:
-            losses.append(test_loss / len(x_val))
+            losses.append(test_loss)
         yield time.perf_counter() - start
 
 
@@ -422,10 +428,7 @@ def trial_child(folder, epochs, batch_size, seed):
     loaders = (TensorLoader(data.train, batch_size, shuffle=True, seed=seed), TensorLoader(data.val, batch_size))
     run = trial_epochs(loaders, seed, None, full=False, models=models)
     seconds = [next(run) for _ in range(epochs)][1:]
-    model = models[0].eval()
-    with torch.no_grad():
-        loss = sum(trial_loss(*model(x), x).item() for x in data.val_x.split(batch_size))
-    print(json.dumps({'seconds': seconds, 'val_loss': loss / len(data.val_x)}))
+    print(json.dumps({'seconds': seconds, 'val_loss': validation_loss(models[0], data.val_x, batch_size)}))
 
 
 def floor_seconds(args):
