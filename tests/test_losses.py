@@ -156,6 +156,61 @@ def test_reconstruction_loss_bernoulli_sum_is_bce_loss_and_stays_finite_at_0_and
     assert value.item() == pytest.approx(100 + 100 + math.log(2) + math.log(4), rel=1e-6)  # logs clamped at -100
 
 
+
+# -- bernoulli_mean: probabilities scored from the logits they came from --
+
+@settings(max_examples=40, **BOUNDED)
+@given(batch=st.integers(1, 5), seed=st.integers(0, 2 ** 16), reduction=st.sampled_from(REDUCTIONS))
+def test_bernoulli_mean_gives_the_loss_and_gradient_of_bce_on_its_probabilities(batch, seed, reduction):
+    generator = torch.Generator().manual_seed(seed)
+    logits = (torch.randn(batch, 3, 4, generator=generator, dtype=torch.float64) * 4).requires_grad_()
+    x = torch.rand(batch, 3, 4, generator=generator, dtype=torch.float64)
+    fast = reconstruction_loss(torchbearer_vae.bernoulli_mean(logits), x, reduction=reduction)
+    (fast_grad,) = torch.autograd.grad(fast.sum(), logits)
+    plain = reconstruction_loss(torch.sigmoid(logits), x, reduction=reduction)
+    (plain_grad,) = torch.autograd.grad(plain.sum(), logits)
+    torch.testing.assert_close(fast, plain)
+    torch.testing.assert_close(fast_grad, plain_grad)
+    torch.testing.assert_close(vae_loss(torchbearer_vae.bernoulli_mean(logits), logits[:, 0], logits[:, 1], x),
+                               vae_loss(torch.sigmoid(logits), logits[:, 0], logits[:, 1], x))
+
+
+def test_bernoulli_mean_is_exact_where_the_sigmoid_saturates_and_its_whole_views_keep_that():
+    logits = torch.tensor([[-200.0, 0.0, 150.0]])
+    x = torch.tensor([[1.0, 1.0, 0.25]])
+    exact = 200 + math.log(2) + 0.75 * 150  # softplus(l) - x l, per value
+    probabilities = torchbearer_vae.bernoulli_mean(logits)
+    torch.testing.assert_close(probabilities, torch.sigmoid(logits), rtol=0, atol=0)
+    assert reconstruction_loss(probabilities, x).item() == pytest.approx(exact, rel=1e-6)
+    assert reconstruction_loss(torch.sigmoid(logits), x).item() == pytest.approx(100 + math.log(2) + 75, rel=1e-6)
+    assert reconstruction_loss(probabilities.reshape(1, 3, 1), x).item() == pytest.approx(exact, rel=1e-6)
+    per_image = reconstruction_loss(probabilities.view(1, 1, 3), x, reduction='none')
+    assert per_image.shape == (1,) and per_image.item() == pytest.approx(exact, rel=1e-6)
+
+
+def test_bernoulli_mean_logits_are_not_used_for_part_of_the_tensor_or_after_an_in_place_change():
+    logits = torch.tensor([[-200.0, 0.0], [150.0, 1.0]])
+    x = torch.ones(2, 2)
+    part = torchbearer_vae.bernoulli_mean(logits)[1:]  # a slice: its own probabilities, not the logits' tensor
+    torch.testing.assert_close(reconstruction_loss(part, x[1:]), nn.BCELoss(reduction='sum')(part, x[1:]))
+    column = torchbearer_vae.bernoulli_mean(logits).t()  # the whole storage in another order
+    torch.testing.assert_close(reconstruction_loss(column, x), nn.BCELoss(reduction='sum')(column, x))
+    changed = torchbearer_vae.bernoulli_mean(logits)
+    changed.clamp_(0.1, 0.9)  # the logits no longer give these probabilities
+    torch.testing.assert_close(reconstruction_loss(changed, x), nn.BCELoss(reduction='sum')(changed, x))
+
+
+def test_a_base_vae_decoder_is_scored_from_its_logits():
+    model = torchbearer_vae.VAE(hidden_dim=8, latent_dim=2)
+    with torch.no_grad():
+        model.fc4.weight.zero_()
+        model.fc4.bias.fill_(-120.0)  # every probability rounds to 0 in float32
+    x = torch.ones(2, 784)
+    recon, mu, logvar = model.eval()(x)
+    assert torch.all(recon == 0)
+    assert model.reconstruction_loss(recon, x).item() == pytest.approx(2 * 784 * 120, rel=1e-5)  # not 100 per value
+    assert model.reconstruction_loss(model.decode(mu), x).item() == pytest.approx(2 * 784 * 120, rel=1e-5)
+
 @pytest.mark.parametrize('call, error, message', [
     (lambda x: reconstruction_loss(x, x, 'poisson'), ValueError, "likelihood must be one of 'bernoulli', 'gaussian'"),
     (lambda x: reconstruction_loss(x, x, None), TypeError, 'likelihood must be one of'),

@@ -34,7 +34,7 @@ from .guards import NaNGuard
 from .imaging import MakeGrid
 from .latent import KLPerDimension, LatentManifold, LatentScatter
 from .loaders import TensorLoader, load_batch_with_labels
-from .losses import kld, reconstruction_loss, vae_loss
+from .losses import bernoulli_mean, kld, reconstruction_loss, vae_loss
 from .metrics import ActiveUnits, KLMetric, ReconstructionMetric
 from .models import VAE, ConvVAE
 from .picture_saver import PictureSaver
@@ -45,7 +45,7 @@ from .version import __version__
 
 __all__ = [
     'MU', 'LOGVAR', 'KL', 'RECON', 'GLOBAL_STEP', 'GLOBAL_EPOCH', 'LABEL',
-    'kld', 'reconstruction_loss', 'vae_loss', 'divergence', 'kld_loss', 'MissingStateError',
+    'kld', 'reconstruction_loss', 'vae_loss', 'bernoulli_mean', 'divergence', 'kld_loss', 'MissingStateError',
     'Schedule', 'constant', 'linear_warmup', 'cyclical', 'capacity',
     'KLMetric', 'ReconstructionMetric', 'ActiveUnits',
     'ReconstructionSaver', 'SampleSaver', 'LatentTraversal', 'Interpolation', 'PictureSaver', 'MakeGrid',

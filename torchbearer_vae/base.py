@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ._checks import check_bool, check_choice, check_int, check_number, check_range, check_shape, describe, renamed
-from .losses import LIKELIHOODS, reconstruction_loss
+from .losses import LIKELIHOODS, bernoulli_mean, reconstruction_loss
 from .state import LOGVAR, MU
 
 __all__ = ['BaseVAE']
@@ -272,10 +272,8 @@ class BaseVAE(nn.Module):
         Returns:
             torch.Tensor: ``(B, *input_shape)`` images.
         """
-        out = self.forward_decoder(z)
-        if self.likelihood == 'bernoulli':
-            out = torch.sigmoid(out)
-        return out.reshape((z.shape[0],) + self.input_shape)
+        out = self.forward_decoder(z).reshape((z.shape[0],) + self.input_shape)
+        return bernoulli_mean(out) if self.likelihood == 'bernoulli' else out
 
     @renamed(n='num_images')
     @torch.no_grad()

@@ -14,7 +14,7 @@ from torch import nn
 from ._checks import check_int, describe, renamed
 from .base import BaseVAE
 from .errors import MissingStateError
-from .losses import reconstruction_loss
+from .losses import bernoulli_mean, reconstruction_loss
 from .state import LABEL, LOGVAR, MU
 
 __all__ = ['ConditionalVAE']
@@ -143,10 +143,8 @@ class ConditionalVAE(BaseVAE):
 
     def decode(self, z: torch.Tensor, labels: Labels = None) -> torch.Tensor:
         """The decoder's mean ``(B, *input_shape)`` for codes ``z`` ``(B, latent_dim)`` and their labels."""
-        out = self.forward_decoder(z, self.one_hot(labels, z.shape[0]))
-        if self.likelihood == 'bernoulli':
-            out = torch.sigmoid(out)
-        return out.reshape((z.shape[0],) + self.input_shape)
+        out = self.forward_decoder(z, self.one_hot(labels, z.shape[0])).reshape((z.shape[0],) + self.input_shape)
+        return bernoulli_mean(out) if self.likelihood == 'bernoulli' else out
 
     @renamed(n='num_images')
     @torch.no_grad()
