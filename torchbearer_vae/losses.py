@@ -44,7 +44,7 @@ _LOGITS = '_torchbearer_vae_logits'
 
 
 def bernoulli_mean(logits: torch.Tensor) -> torch.Tensor:
-    """A Bernoulli decoder's probabilities ``sigmoid(logits)``, which :func:`reconstruction_loss` scores from the logits.
+    """A Bernoulli decoder's probabilities ``sigmoid(logits)``, scored from the logits by :func:`reconstruction_loss`.
 
     :meth:`BaseVAE.decode <torchbearer_vae.BaseVAE.decode>` returns it; a model of your own calls
     it on its decoder's last layer instead of ``torch.sigmoid``. The probabilities are an ordinary
