@@ -79,8 +79,9 @@ class BaseVAE(nn.Module):
       subclass writing anything, which :func:`~torchbearer_vae.save_checkpoint` stores so that
       :func:`~torchbearer_vae.model_from_checkpoint` can rebuild the model.
 
-    The likelihood is ``'bernoulli'`` (``decode`` returns probabilities, through a sigmoid;
-    ``reconstruction_loss`` equals ``BCELoss(reduction='sum')``) or ``'gaussian'`` with a
+    The likelihood is ``'bernoulli'`` (``decode`` returns probabilities,
+    :func:`~torchbearer_vae.bernoulli_mean` of the decoder's logits; ``reconstruction_loss``
+    equals ``BCELoss(reduction='sum')``, computed from the logits) or ``'gaussian'`` with a
     *fixed* standard deviation ``sigma`` (``decode`` returns the mean, unbounded;
     ``reconstruction_loss`` is ``MSELoss(reduction='sum') / (2 sigma^2)`` plus the constant
     ``D/2 log(2 pi sigma^2)`` per image, so that it is a true negative log-density in nats). The
@@ -191,7 +192,8 @@ class BaseVAE(nn.Module):
 
         Returns:
             torch.Tensor: ``(B, ...)`` with ``prod(input_shape)`` values per image: logits
-            (Bernoulli; :meth:`decode` applies the sigmoid) or means (Gaussian).
+            (Bernoulli; :meth:`decode` applies the sigmoid, :func:`~torchbearer_vae.bernoulli_mean`)
+            or means (Gaussian).
         """
         raise NotImplementedError(f'{type(self).__name__} must implement forward_decoder(z) -> pre-activations')
 
@@ -265,6 +267,9 @@ class BaseVAE(nn.Module):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """The decoder's mean for latent codes: probabilities (Bernoulli) or Gaussian means.
+
+        Bernoulli probabilities are :func:`~torchbearer_vae.bernoulli_mean` of the logits, which
+        :meth:`reconstruction_loss` scores from the logits (exact and faster).
 
         Args:
             z (torch.Tensor): ``(B, latent_dim)`` codes.
