@@ -1,5 +1,7 @@
 """The pure objective functions: kld, reconstruction_loss and vae_loss, against torch.distributions."""
+import copy
 import inspect
+import io
 import math
 import warnings
 
@@ -186,6 +188,20 @@ def test_bernoulli_mean_is_exact_where_the_sigmoid_saturates_and_its_whole_views
     assert reconstruction_loss(probabilities.reshape(1, 3, 1), x).item() == pytest.approx(exact, rel=1e-6)
     per_image = reconstruction_loss(probabilities.view(1, 1, 3), x, reduction='none')
     assert per_image.shape == (1,) and per_image.item() == pytest.approx(exact, rel=1e-6)
+
+
+def test_bernoulli_mean_returns_a_plain_tensor_that_saves_and_copies_as_the_probabilities_alone():
+    logits = torch.randn(4, 784)
+    probabilities = torchbearer_vae.bernoulli_mean(logits)
+    ours, plain = io.BytesIO(), io.BytesIO()
+    torch.save(probabilities, ours)
+    torch.save(torch.sigmoid(logits), plain)
+    assert len(ours.getvalue()) == len(plain.getvalue())  # no logits inside
+    ours.seek(0)
+    loaded = torch.load(ours, weights_only=True)
+    torch.testing.assert_close(loaded, probabilities, rtol=0, atol=0)
+    assert type(probabilities) is torch.Tensor and not vars(probabilities)
+    assert not vars(copy.deepcopy(probabilities))
 
 
 def test_bernoulli_mean_logits_are_not_used_for_part_of_the_tensor_or_after_an_in_place_change():

@@ -5,6 +5,8 @@ The callbacks that add a divergence to torchbearer's loss (:func:`~torchbearer_v
 """
 import math
 import warnings
+import weakref
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -40,7 +42,9 @@ def __getattr__(name):
 # gives a wrong, finite loss); from the logits it is softplus(l) - x*l: exact where the sigmoid saturates, and
 # its gradient skips the sigmoid's. A step of the reference VAE on a 2-core CPU spends ~1.1 ms in sigmoid + BCE
 # forward and backward, ~0.7 ms from the logits (benchmarks/README "Where our command's epoch goes").
-_LOGITS = '_torchbearer_vae_logits'
+# The logits are kept beside the probabilities, not on them: an attribute would go into torch.save and deepcopy.
+# id(probabilities) -> (logits, probabilities' version counter then), dropped when the probabilities are freed.
+_LOGITS: Dict[int, Tuple[torch.Tensor, int]] = {}
 
 
 def bernoulli_mean(logits: torch.Tensor) -> torch.Tensor:
@@ -48,8 +52,8 @@ def bernoulli_mean(logits: torch.Tensor) -> torch.Tensor:
 
     :meth:`BaseVAE.decode <torchbearer_vae.BaseVAE.decode>` returns it; a model of your own calls
     it on its decoder's last layer instead of ``torch.sigmoid``. The probabilities are an ordinary
-    tensor (for pictures, metrics, any criterion); :func:`reconstruction_loss` and
-    :func:`vae_loss` compute the binary cross-entropy from the logits kept with them, which is
+    tensor (for pictures, metrics, any criterion, ``torch.save``); :func:`reconstruction_loss` and
+    :func:`vae_loss` compute the binary cross-entropy from the logits kept beside them, which is
     exact where the sigmoid saturates (``BCELoss`` clamps each log at -100) and about a third
     faster than from the probabilities. A view of the whole tensor (``reshape``) keeps them; after
     an in-place change of the probabilities (``clamp_``) they are not used.
@@ -72,16 +76,17 @@ def bernoulli_mean(logits: torch.Tensor) -> torch.Tensor:
     """
     probabilities = torch.sigmoid(logits)
     if not torch.compiler.is_compiling():  # a compiled graph fuses the sigmoid into the loss itself
-        setattr(probabilities, _LOGITS, (logits, probabilities._version))
+        _LOGITS[id(probabilities)] = (logits, probabilities._version)
+        weakref.finalize(probabilities, _LOGITS.pop, id(probabilities), None)
     return probabilities
 
 
-def _logits_of(recon: torch.Tensor):
+def _logits_of(recon: torch.Tensor) -> Optional[torch.Tensor]:
     """The logits ``recon`` was computed from by :func:`bernoulli_mean`, shaped like ``recon``, or None."""
-    owner = recon if hasattr(recon, _LOGITS) else recon._base
-    if owner is None or not hasattr(owner, _LOGITS):
+    owner = recon if id(recon) in _LOGITS else recon._base
+    if owner is None or id(owner) not in _LOGITS:
         return None
-    logits, version = getattr(owner, _LOGITS)
+    logits, version = _LOGITS[id(owner)]
     whole = (owner is recon or (recon.numel() == owner.numel() and recon.storage_offset() == owner.storage_offset()
                                 and recon.is_contiguous() and owner.is_contiguous()))
     if not whole or owner._version != version:
