@@ -237,6 +237,8 @@ def test_a_base_vae_decoder_is_scored_from_its_logits():
     (lambda x: reconstruction_loss(x, (x * 255).long()), TypeError, 'target must be a floating point tensor'),
     (lambda x: reconstruction_loss(x[0, 0], x[0, 0]), ValueError, 'need a batch dimension'),
     (lambda x: reconstruction_loss(x, x[:, :3]), ValueError, r'\(2, 4\) but the target has shape \(2, 3\)'),
+    (lambda x: torchbearer_vae.bernoulli_mean(x.long()), TypeError, r"logits as a floating point tensor, got .*int64"),
+    (lambda x: torchbearer_vae.bernoulli_mean(x.numpy()), TypeError, r"floating point tensor, got .*ndarray"),
 ])
 def test_reconstruction_loss_bad_input(call, error, message):
     with pytest.raises(error, match=message):

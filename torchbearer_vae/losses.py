@@ -64,6 +64,9 @@ def bernoulli_mean(logits: torch.Tensor) -> torch.Tensor:
     Returns:
         torch.Tensor: ``torch.sigmoid(logits)``.
 
+    Raises:
+        TypeError: ``logits`` is not a floating point tensor.
+
     Example: ::
 
         >>> import torch
@@ -74,6 +77,8 @@ def bernoulli_mean(logits: torch.Tensor) -> torch.Tensor:
         >>> reconstruction_loss(torch.sigmoid(logits), x)  # the log of 0 clamped at -100
         tensor(100.6931)
     """
+    if not isinstance(logits, torch.Tensor) or not logits.is_floating_point():
+        raise TypeError(f'bernoulli_mean needs logits as a floating point tensor, got {describe(logits)}')
     probabilities = torch.sigmoid(logits)
     if not torch.compiler.is_compiling():  # a compiled graph fuses the sigmoid into the loss itself
         _LOGITS[id(probabilities)] = (logits, probabilities._version)
