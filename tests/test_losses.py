@@ -214,6 +214,10 @@ def test_bernoulli_mean_logits_are_not_used_for_part_of_the_tensor_or_after_an_i
     changed = torchbearer_vae.bernoulli_mean(logits)
     changed.clamp_(0.1, 0.9)  # the logits no longer give these probabilities
     torch.testing.assert_close(reconstruction_loss(changed, x), nn.BCELoss(reduction='sum')(changed, x))
+    moved = logits.clone()
+    kept = torchbearer_vae.bernoulli_mean(moved)
+    moved.add_(500.0)  # nor after the logits change
+    torch.testing.assert_close(reconstruction_loss(kept, x), nn.BCELoss(reduction='sum')(kept, x))
 
 
 def test_a_base_vae_decoder_is_scored_from_its_logits():

@@ -43,8 +43,8 @@ def __getattr__(name):
 # its gradient skips the sigmoid's. A step of the reference VAE on a 2-core CPU spends ~1.1 ms in sigmoid + BCE
 # forward and backward, ~0.7 ms from the logits (benchmarks/README "Where our command's epoch goes").
 # The logits are kept beside the probabilities, not on them: an attribute would go into torch.save and deepcopy.
-# id(probabilities) -> (logits, probabilities' version counter then), dropped when the probabilities are freed.
-_LOGITS: Dict[int, Tuple[torch.Tensor, int]] = {}
+# id(probabilities) -> (logits, both version counters then), dropped when the probabilities are freed.
+_LOGITS: Dict[int, Tuple[torch.Tensor, int, int]] = {}
 
 
 def bernoulli_mean(logits: torch.Tensor) -> torch.Tensor:
@@ -56,7 +56,7 @@ def bernoulli_mean(logits: torch.Tensor) -> torch.Tensor:
     :func:`vae_loss` compute the binary cross-entropy from the logits kept beside them, which is
     exact where the sigmoid saturates (``BCELoss`` clamps each log at -100) and about a third
     faster than from the probabilities. A view of the whole tensor (``reshape``) keeps them; after
-    an in-place change of the probabilities (``clamp_``) they are not used.
+    an in-place change of the probabilities or the logits (``clamp_``) they are not used.
 
     Args:
         logits (torch.Tensor): The decoder's output before the sigmoid.
@@ -81,7 +81,7 @@ def bernoulli_mean(logits: torch.Tensor) -> torch.Tensor:
         raise TypeError(f'bernoulli_mean needs logits as a floating point tensor, got {describe(logits)}')
     probabilities = torch.sigmoid(logits)
     if not torch.compiler.is_compiling():  # a compiled graph fuses the sigmoid into the loss itself
-        _LOGITS[id(probabilities)] = (logits, probabilities._version)
+        _LOGITS[id(probabilities)] = (logits, logits._version, probabilities._version)
         weakref.finalize(probabilities, _LOGITS.pop, id(probabilities), None)
     return probabilities
 
@@ -91,10 +91,10 @@ def _logits_of(recon: torch.Tensor) -> Optional[torch.Tensor]:
     owner = recon if id(recon) in _LOGITS else recon._base
     if owner is None or id(owner) not in _LOGITS:
         return None
-    logits, version = _LOGITS[id(owner)]
+    logits, logits_version, version = _LOGITS[id(owner)]
     whole = (owner is recon or (recon.numel() == owner.numel() and recon.storage_offset() == owner.storage_offset()
                                 and recon.is_contiguous() and owner.is_contiguous()))
-    if not whole or owner._version != version:
+    if not whole or owner._version != version or logits._version != logits_version:
         return None
     return logits.reshape(recon.shape)
 
