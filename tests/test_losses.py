@@ -220,6 +220,36 @@ def test_bernoulli_mean_logits_are_not_used_for_part_of_the_tensor_or_after_an_i
     torch.testing.assert_close(reconstruction_loss(kept, x), nn.BCELoss(reduction='sum')(kept, x))
 
 
+def test_bernoulli_mean_logits_follow_the_probabilities_gradient_and_inference_mode():
+    decoder = nn.Linear(2, 6)
+    x = torch.rand(3, 6).round()
+    detached = torchbearer_vae.bernoulli_mean(decoder(torch.randn(3, 2)))
+    detached.detach_()  # no gradient may reach the decoder through the loss
+    loss = reconstruction_loss(detached, x)
+    assert loss.grad_fn is None
+    torch.testing.assert_close(loss, nn.BCELoss(reduction='sum')(detached, x))
+    leaf = torchbearer_vae.bernoulli_mean(decoder(torch.randn(3, 2))).detach().requires_grad_()
+    reconstruction_loss(leaf, x).backward()  # the gradient is the probabilities' own
+    torch.testing.assert_close(leaf.grad, (leaf - x) / (leaf * (1 - leaf)))
+    model = torchbearer_vae.VAE(hidden_dim=8, latent_dim=2).eval()
+    images = torch.rand(2, 1, 28, 28)
+    with torch.inference_mode():
+        recon = model.decode(model.encode(images)[0])
+        torch.testing.assert_close(model.reconstruction_loss(recon, images),
+                                   nn.BCELoss(reduction='sum')(recon, images))
+
+
+@pytest.mark.parametrize('make', [torchbearer_vae.bernoulli_mean, torch.sigmoid])
+def test_a_bernoulli_target_outside_0_1_is_refused_with_what_to_do(make):
+    recon = make(torch.randn(2, 784))
+    with pytest.raises(ValueError, match=r'targets in \[0, 1\], got values from 0 to 255; scale 8-bit images with '
+                                         r'x.float\(\) / 255'):
+        reconstruction_loss(recon, torch.arange(256.0).repeat(7)[:1568].reshape(2, 784))
+    with pytest.raises(ValueError, match=r'got values from nan'):
+        vae_loss(recon, torch.zeros(2, 3), torch.zeros(2, 3), torch.full((2, 784), math.nan))
+    assert reconstruction_loss(recon, torch.ones(2, 784)).isfinite()  # 0 and 1 themselves are fine
+
+
 def test_a_base_vae_decoder_is_scored_from_its_logits():
     model = torchbearer_vae.VAE(hidden_dim=8, latent_dim=2)
     with torch.no_grad():

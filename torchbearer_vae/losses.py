@@ -56,7 +56,10 @@ def bernoulli_mean(logits: torch.Tensor) -> torch.Tensor:
     :func:`vae_loss` compute the binary cross-entropy from the logits kept beside them, which is
     exact where the sigmoid saturates (``BCELoss`` clamps each log at -100) and about a third
     faster than from the probabilities. A view of the whole tensor (``reshape``) keeps them; after
-    an in-place change of the probabilities or the logits (``clamp_``) they are not used.
+    an in-place change of the probabilities or the logits (``clamp_``) they are not used. Inside
+    ``torch.compile`` and ``torch.inference_mode`` nothing is kept: the probabilities are scored
+    as ``BCELoss`` does. A NaN logit gives a NaN loss, as ``BCEWithLogitsLoss`` does
+    (:class:`~torchbearer_vae.NaNGuard` stops training at it).
 
     Args:
         logits (torch.Tensor): The decoder's output before the sigmoid.
@@ -80,14 +83,23 @@ def bernoulli_mean(logits: torch.Tensor) -> torch.Tensor:
     if not isinstance(logits, torch.Tensor) or not logits.is_floating_point():
         raise TypeError(f'bernoulli_mean needs logits as a floating point tensor, got {describe(logits)}')
     probabilities = torch.sigmoid(logits)
-    if not torch.compiler.is_compiling():  # a compiled graph fuses the sigmoid into the loss itself
+    # Not kept: inside a compiled graph (no side table there; the graph scores the probabilities, as BCELoss does),
+    # nor for inference-mode tensors, which have no version counter to tell an in-place change.
+    if not (torch.compiler.is_compiling() or probabilities.is_inference() or logits.is_inference()):
         _LOGITS[id(probabilities)] = (logits, logits._version, probabilities._version)
         weakref.finalize(probabilities, _LOGITS.pop, id(probabilities), None)
     return probabilities
 
 
 def _logits_of(recon: torch.Tensor) -> Optional[torch.Tensor]:
-    """The logits ``recon`` was computed from by :func:`bernoulli_mean`, shaped like ``recon``, or None."""
+    """The logits ``recon`` was computed from by :func:`bernoulli_mean`, shaped like ``recon``, or None.
+
+    None too when the logits would not give ``recon``'s values or its gradient: part of the tensor or
+    another order of it, an in-place change of either, or ``recon`` made a leaf (``detach_``,
+    ``requires_grad_``); logits without their graph when ``recon`` has none.
+    """
+    if torch.compiler.is_compiling():
+        return None
     owner = recon if id(recon) in _LOGITS else recon._base
     if owner is None or id(owner) not in _LOGITS:
         return None
@@ -96,7 +108,20 @@ def _logits_of(recon: torch.Tensor) -> Optional[torch.Tensor]:
                                 and recon.is_contiguous() and owner.is_contiguous()))
     if not whole or owner._version != version or logits._version != logits_version:
         return None
+    if not recon.requires_grad:
+        return logits.detach().reshape(recon.shape)
+    if recon.is_leaf or not logits.requires_grad:
+        return None
     return logits.reshape(recon.shape)
+
+
+def _check_probability_targets(target: torch.Tensor) -> None:
+    """ValueError unless every target value is in ``[0, 1]`` (BCELoss refuses others; BCE from logits would not)."""
+    low, high = torch.aminmax(target.detach())  # one pass and one read-back (NaN fails the test too)
+    if not bool((low >= 0) & (high <= 1)):
+        raise ValueError(f'the Bernoulli likelihood needs targets in [0, 1], got values from {float(low):g} to '
+                         f'{float(high):g}; scale 8-bit images with x.float() / 255 (TensorLoader does it), or use '
+                         f"likelihood='gaussian' for other values")
 
 
 def _expect_tensors(function: str, *named) -> None:
@@ -216,8 +241,9 @@ def reconstruction_loss(recon: torch.Tensor, target: torch.Tensor, likelihood: s
     Raises:
         TypeError: ``recon`` or ``target`` is not a dense floating point tensor, or an option has
             the wrong type.
-        ValueError: they hold different numbers of values or have no batch dimension, or an
-            option has a wrong value.
+        ValueError: they hold different numbers of values or have no batch dimension, a
+            Bernoulli target holds values outside ``[0, 1]`` (8-bit images not divided by 255),
+            or an option has a wrong value.
 
     Example: ::
 
@@ -236,6 +262,8 @@ def reconstruction_loss(recon: torch.Tensor, target: torch.Tensor, likelihood: s
                              f'{tuple(target.shape)}; they must hold the same number of values')
         target = target.reshape(recon.shape)
     if likelihood == 'bernoulli':
+        if target.numel():
+            _check_probability_targets(target)
         logits = _logits_of(recon)
         if reduction != 'none':  # one reduction, as BCELoss(reduction='sum')
             total = (F.binary_cross_entropy(recon, target, reduction='sum') if logits is None
