@@ -54,8 +54,8 @@ def bernoulli_mean(logits: torch.Tensor) -> torch.Tensor:
     it on its decoder's last layer instead of ``torch.sigmoid``. The probabilities are an ordinary
     tensor (for pictures, metrics, any criterion, ``torch.save``); :func:`reconstruction_loss` and
     :func:`vae_loss` compute the binary cross-entropy from the logits kept beside them, which is
-    exact where the sigmoid saturates (``BCELoss`` clamps each log at -100) and about a third
-    faster than from the probabilities. A view of the whole tensor (``reshape``) keeps them; after
+    exact where the sigmoid saturates (``BCELoss`` clamps each log at -100) and, for the loss
+    itself, about a third faster than from the probabilities. A view of the whole tensor (``reshape``) keeps them; after
     an in-place change of the probabilities or the logits (``clamp_``) they are not used. Inside
     ``torch.compile`` and ``torch.inference_mode`` nothing is kept: the probabilities are scored
     as ``BCELoss`` does. A NaN logit gives a NaN loss, as ``BCEWithLogitsLoss`` does
