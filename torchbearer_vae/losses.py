@@ -55,11 +55,11 @@ def bernoulli_mean(logits: torch.Tensor) -> torch.Tensor:
     tensor (for pictures, metrics, any criterion, ``torch.save``); :func:`reconstruction_loss` and
     :func:`vae_loss` compute the binary cross-entropy from the logits kept beside them, which is
     exact where the sigmoid saturates (``BCELoss`` clamps each log at -100) and, for the loss
-    itself, about a third faster than from the probabilities. A view of the whole tensor (``reshape``) keeps them; after
-    an in-place change of the probabilities or the logits (``clamp_``) they are not used. Inside
-    ``torch.compile`` and ``torch.inference_mode`` nothing is kept: the probabilities are scored
-    as ``BCELoss`` does. A NaN logit gives a NaN loss, as ``BCEWithLogitsLoss`` does
-    (:class:`~torchbearer_vae.NaNGuard` stops training at it).
+    itself, about a third faster than from the probabilities. A view of the whole tensor
+    (``reshape``) keeps them; after an in-place change of the probabilities or the logits
+    (``clamp_``) they are not used. Inside ``torch.compile`` and ``torch.inference_mode`` nothing
+    is kept: the probabilities are scored as ``BCELoss`` does. A NaN logit gives a NaN loss, as
+    ``BCEWithLogitsLoss`` does (:class:`~torchbearer_vae.NaNGuard` stops training at it).
 
     Args:
         logits (torch.Tensor): The decoder's output before the sigmoid.
@@ -94,9 +94,10 @@ def bernoulli_mean(logits: torch.Tensor) -> torch.Tensor:
 def _logits_of(recon: torch.Tensor) -> Optional[torch.Tensor]:
     """The logits ``recon`` was computed from by :func:`bernoulli_mean`, shaped like ``recon``, or None.
 
-    None too when the logits would not give ``recon``'s values or its gradient: part of the tensor or
-    another order of it, an in-place change of either, or ``recon`` made a leaf (``detach_``,
-    ``requires_grad_``); logits without their graph when ``recon`` has none.
+    None when the logits would not give ``recon``'s values or its gradient: part of the tensor or
+    another order of it, an in-place change of either, ``recon`` made a leaf that requires a
+    gradient (``requires_grad_``). The logits without their graph when ``recon`` has none
+    (``detach_``, ``torch.no_grad``).
     """
     if torch.compiler.is_compiling():
         return None
