@@ -266,12 +266,13 @@ def reconstruction_loss(recon: torch.Tensor, target: torch.Tensor, likelihood: s
         if target.numel():
             _check_probability_targets(target)
         logits = _logits_of(recon)
-        if reduction != 'none':  # one reduction, as BCELoss(reduction='sum')
-            total = (F.binary_cross_entropy(recon, target, reduction='sum') if logits is None
-                     else F.binary_cross_entropy_with_logits(logits, target, reduction='sum'))
+        if logits is not None:  # softplus(l) - x l, in one temporary (BCEWithLogitsLoss makes four)
+            per_value = F.softplus(logits).addcmul_(target, logits, value=-1)
+        elif reduction != 'none':  # one reduction, as BCELoss(reduction='sum')
+            total = F.binary_cross_entropy(recon, target, reduction='sum')
             return total / recon.shape[0] if reduction == 'batchmean' else total
-        per_value = (F.binary_cross_entropy(recon, target, reduction='none') if logits is None
-                     else F.binary_cross_entropy_with_logits(logits, target, reduction='none'))
+        else:
+            per_value = F.binary_cross_entropy(recon, target, reduction='none')
     else:
         sigma = check_number('sigma', sigma, above=0)
         per_value = 0.5 * ((target - recon) / sigma).pow(2) + 0.5 * (_LOG_2PI + 2 * math.log(sigma))
