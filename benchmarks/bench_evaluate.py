@@ -11,7 +11,7 @@ not counted):
        layers, with no checks: per batch of B images, encode once, draw K*B z, decode all of them as
        one (K*B, 784) pass (split only if that pass would exceed 65,536 images), the Bernoulli
        log-likelihood of each image summed in float32 (the formula training and the library use:
-       binary cross-entropy from the decoder's logits), log prior and log q, then a float64
+       binary cross-entropy from the decoder's logits, softplus(l) - x l), log prior and log q, then a float64
        log-sum-exp over the K draws;
   (0b) the same floor decoding about 1,024 images per pass (--floor-pass), its K draws folded into a
        running float64 log-sum-exp: the (K*B, 784) pass of (0a) is larger than the caches, and these
@@ -82,9 +82,9 @@ def floor(model: VAE, images: torch.Tensor, k: int, batch: int, pass_size: int, 
                 eps = torch.randn((draws, count, mu.shape[1]), generator=generator)
                 z = mu + std * eps
                 logits = model.fc4(torch.relu(model.fc3(z.reshape(draws * count, -1))))
-                log_px = -F.binary_cross_entropy_with_logits(logits.reshape(draws, count, -1),
-                                                             flat.expand(draws, count, flat.shape[1]),
-                                                             reduction='none').sum(-1)
+                logits = logits.reshape(draws, count, -1)
+                log_px = -F.softplus(logits).addcmul_(flat.expand(draws, count, flat.shape[1]), logits,
+                                                      value=-1).sum(-1)
                 log_q = -0.5 * (eps.pow(2) + logvar + _LOG_2PI).sum(-1)
                 log_prior = -0.5 * (z.pow(2) + _LOG_2PI).sum(-1)
                 log_sum = torch.logaddexp(log_sum, torch.logsumexp((log_px + log_prior - log_q).double(), 0))
