@@ -387,6 +387,20 @@ def test_wide_tick_labels_push_the_layout_instead_of_cutting_the_axis_label(char
     assert dark[:, :25].any()  # the axis label, moved left of the wide tick labels
 
 
+@pytest.mark.parametrize('chart', [LatentScatter, KLPerDimension])
+def test_usual_charts_are_laid_out_once(chart, monkeypatch):
+    # tight_layout and a second drawing are for unusually wide tick labels only: they doubled the KL chart's time
+    from matplotlib.figure import Figure
+    layouts = []
+    monkeypatch.setattr(Figure, 'tight_layout', lambda self, *args, **kwargs: layouts.append(self))
+    generator = torch.Generator().manual_seed(0)
+    # the KL per dimension (logvar 0: mu^2 / 2) of a new model, within a decade (ticks labelled 4x10^-3, ...), and of
+    # a trained one, over decades; and a scatter of large means
+    for scales in (torch.linspace(0.09, 0.25, 20), torch.logspace(0.5, -2, 20), torch.full((20,), 30.0)):
+        drawn(chart(None), torch.randn(500, 20, generator=generator) * scales, torch.arange(500) % 10)
+    assert layouts == []
+
+
 def test_the_smallest_scatter_is_drawn_too():
     assert drawn(LatentScatter(None, size=1), torch.randn(50, 3)).shape == (3, 100, 100)  # 1 inch at 100 dpi
 
