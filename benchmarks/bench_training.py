@@ -470,7 +470,7 @@ def cli_interleaved(args, rounds=20):
     A ``run`` call also waits for the epoch's files at its end, which a real run overlaps with the
     next epoch, so this errs on the slow side; it does not see a process's start-up at all."""
     from torchbearer_vae import commands
-    from torchbearer_vae.cli import build_parser
+    from torchbearer_vae.cli.main import build_parser
 
     floor = floor_epochs(FloorData(args.data, args.batch_size, args.seed))
     with tempfile.TemporaryDirectory() as out:

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from torchbearer import Trial
 
 from torchbearer_vae import AutoEncoderDataset, ReconstructionSaver, kld
-from torchbearer_vae.imaging import _file_name
+from torchbearer_vae.callbacks.imaging import _file_name
 
 # Bounded and reproducible: the same cases on every run, nothing written to .hypothesis/.
 BOUNDED = dict(deadline=None, database=None, derandomize=True,

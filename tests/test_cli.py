@@ -220,7 +220,7 @@ def test_on_a_terminal_a_live_bar_runs_and_the_epoch_lines_stay(tmp_path):
 
 
 def test_a_long_evaluation_shows_its_progress(tmp_path, capsys, monkeypatch):
-    from torchbearer_vae import progress
+    from torchbearer_vae.cli import progress
 
     out = tmp_path / 'run'
     assert main(['train', '--dataset', 'digits', '--epochs', '1', '--hidden-dim', '16', '--out', str(out),

@@ -134,7 +134,7 @@ def test_checkpoint_of_a_wrapped_model_has_the_plain_models_keys(tmp_path):
     save_checkpoint(tmp_path / 'wrapped.pt', torch.nn.DataParallel(model))  # the same unwrapping as for DDP
     checkpoint = load_checkpoint(tmp_path / 'wrapped.pt')
     assert list(checkpoint['model_state']) == list(model.state_dict())
-    assert checkpoint['model']['class'] == 'torchbearer_vae.models:VAE'  # the inner model, not the wrapper
+    assert checkpoint['model']['class'] == 'torchbearer_vae.models.vae:VAE'  # the inner model, not the wrapper
     rebuilt = model_from_checkpoint(checkpoint)
     assert all(torch.equal(a, b) for a, b in zip(rebuilt.state_dict().values(), model.state_dict().values()))
 

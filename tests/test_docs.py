@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 
 import torchbearer_vae
-from torchbearer_vae.cli import build_parser
+from torchbearer_vae.cli.main import build_parser
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DOCS = ROOT / 'docs'

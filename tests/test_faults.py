@@ -22,8 +22,8 @@ import pytest
 from PIL import Image
 
 from torchbearer_vae import load_checkpoint, model_from_checkpoint
-from torchbearer_vae._io import _TEMPORARY
-from torchbearer_vae.run_folder import LOCK
+from torchbearer_vae.cli.run_folder import LOCK
+from torchbearer_vae.files import _TEMPORARY
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, 'SIGKILL'), reason='needs POSIX signals')
 

@@ -12,7 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
-from torchbearer_vae import AutoEncoderDataset, TensorLoader, find_images, folders, load_cifar10, load_image_folder
+from torchbearer_vae import AutoEncoderDataset, TensorLoader, find_images, load_cifar10, load_image_folder
+from torchbearer_vae.data import folders
 
 SMALL, LARGE = (32, 32), (40, 48)  # (height, width) of the patches
 

@@ -409,7 +409,7 @@ def test_12_a_refused_checkpoint_never_advises_weights_only_false(tmp_path):
 
 
 def test_12_quoted_library_advice_to_load_unsafely_is_dropped():
-    from torchbearer_vae.cli import _one_line
+    from torchbearer_vae.cli.main import _one_line
     message = ('Weights only load failed. Re-running `torch.load` with `weights_only` set to `False` will likely '
                'succeed, but it can result in arbitrary code execution.\nUnsupported global: GLOBAL x.Y')
     assert _one_line(message) == 'Weights only load failed. Unsupported global: GLOBAL x.Y'

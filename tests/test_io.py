@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from torchbearer_vae._io import (
+from torchbearer_vae.files import (
     BackgroundWriter,
     atomic_write,
     bytes_writer,

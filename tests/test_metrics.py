@@ -21,10 +21,10 @@ from torchbearer_vae import (
     KLMetric,
     MissingStateError,
     ReconstructionMetric,
-    _registry,
     divergence,
     kld,
     kld_loss,
+    registry,
     vae_loss,
 )
 
@@ -226,12 +226,12 @@ def test_a_metric_name_torchbearer_already_uses_is_kept(monkeypatch):
     theirs = (torchbearer.metrics.Loss, (), {})
     monkeypatch.setitem(defaults, 'recon', theirs)
     with pytest.warns(UserWarning, match="metric named 'recon'"):
-        _registry.register()
+        registry.register()
     assert defaults['recon'] is theirs
     monkeypatch.undo()
     with warnings.catch_warnings():
         warnings.simplefilter('error')
-        _registry.register()
+        registry.register()
     assert isinstance(torchbearer.metrics.get_default('recon'), ReconstructionMetric)
 
 

@@ -28,8 +28,8 @@ from torchbearer_vae import (
     TensorLoader,
     kld_loss,
 )
+from torchbearer_vae.callbacks.imaging import MakeGrid
 from torchbearer_vae.errors import MissingStateError
-from torchbearer_vae.imaging import MakeGrid
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / 'docs' / 'examples'
 

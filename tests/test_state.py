@@ -8,7 +8,7 @@ import torchbearer.cv_utils
 from torchbearer.state import StateKey
 
 import torchbearer_vae
-from torchbearer_vae import _registry
+from torchbearer_vae import registry
 
 REGISTERED = [
     (torchbearer, 'MU', 'MU'),
@@ -56,6 +56,7 @@ def test_reloaded_classes_replace_our_older_ones():
     code = (
         'import importlib, torchbearer, torchbearer_vae\n'
         'old = torchbearer.callbacks.ReconstructionSaver\n'
+        'importlib.reload(torchbearer_vae.callbacks.pictures)\n'
         'importlib.reload(torchbearer_vae.callbacks)\n'
         'importlib.reload(torchbearer_vae)\n'
         'assert torchbearer.callbacks.ReconstructionSaver is torchbearer_vae.ReconstructionSaver is not old\n'
@@ -68,14 +69,14 @@ def test_never_overwrites_what_torchbearer_already_has(monkeypatch):
     theirs = object()
     monkeypatch.setattr(torchbearer.callbacks, 'kld_loss', theirs)
     with pytest.warns(UserWarning, match='torchbearer.callbacks.kld_loss already exists'):
-        _registry.register()
+        registry.register()
     assert torchbearer.callbacks.kld_loss is theirs
 
 
 def test_registration_of_a_clean_namespace_is_silent():
     with warnings.catch_warnings():
         warnings.simplefilter('error')
-        _registry.register()
+        registry.register()
 
 
 def test_every_public_name_is_documented_and_exported():

@@ -3,42 +3,42 @@
 Importing the package registers its public objects into torchbearer's namespace
 (``torchbearer.MU``, ``torchbearer.callbacks.kld_loss``, ...): see :func:`register`.
 """
-from ._registry import register
-from .base import BaseVAE
-from .callbacks import Interpolation, LatentTraversal, ReconstructionSaver, SampleSaver
-from .checkpoints import (
-                          Checkpointer,
-                          CheckpointError,
-                          load_checkpoint,
-                          load_model_state,
-                          model_from_checkpoint,
-                          save_checkpoint,
+from .callbacks import (
+    Interpolation,
+    KLPerDimension,
+    LatentManifold,
+    LatentScatter,
+    LatentTraversal,
+    MakeGrid,
+    NaNGuard,
+    PictureSaver,
+    ReconstructionSaver,
+    SampleSaver,
 )
-from .conditional import ConditionalVAE
-from .datasets import (
-                       AutoEncoderDataset,
-                       IDXDataset,
-                       ImageDataset,
-                       load_cifar10,
-                       load_digits,
-                       load_mnist,
-                       read_idx,
-                       train_val_split,
+from .checkpoints import Checkpointer, load_checkpoint, load_model_state, save_checkpoint
+from .data import (
+    AutoEncoderDataset,
+    IDXDataset,
+    ImageDataset,
+    TensorLoader,
+    find_images,
+    load_batch_with_labels,
+    load_cifar10,
+    load_digits,
+    load_image_folder,
+    load_mnist,
+    read_idx,
+    train_val_split,
 )
 from .distributed import ReduceMetrics
 from .divergences import divergence, kld_loss
-from .errors import MissingStateError
+from .errors import CheckpointError, MissingStateError
 from .evaluation import importance_weighted_nll, negative_elbo
-from .folders import find_images, load_image_folder
-from .guards import NaNGuard
-from .imaging import MakeGrid
-from .latent import KLPerDimension, LatentManifold, LatentScatter
-from .loaders import TensorLoader, load_batch_with_labels
 from .losses import bernoulli_mean, kld, reconstruction_loss, vae_loss
 from .metrics import ActiveUnits, KLMetric, ReconstructionMetric
-from .models import VAE, ConvVAE
-from .picture_saver import PictureSaver
+from .models import VAE, BaseVAE, ConditionalVAE, ConvVAE, model_from_checkpoint
 from .records import MetricsCSV, plot_history, write_json
+from .registry import register
 from .schedules import Schedule, capacity, constant, cyclical, linear_warmup
 from .state import GLOBAL_EPOCH, GLOBAL_STEP, KL, LABEL, LOGVAR, MU, RECON
 from .version import __version__

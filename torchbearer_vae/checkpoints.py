@@ -8,42 +8,44 @@ import io
 import os
 import pickle
 import warnings
-from typing import Any, Callable, Dict, Optional, Union
+from typing import Any, Callable, Dict, Optional
 
 import torch
 import torchbearer
 from torch import nn
 from torchbearer.callbacks import Callback
 
-from ._io import BackgroundWriter, PathLike, atomic_write, bytes_writer
-from .base import BaseVAE
 from .distributed import is_main_process, unwrap_model
 from .errors import CheckpointError
+from .files import BackgroundWriter, PathLike, atomic_write, bytes_writer
 from .version import __version__
 
-__all__ = ['save_checkpoint', 'load_checkpoint', 'model_from_checkpoint', 'load_model_state',
-           'Checkpointer']
+__all__ = ['save_checkpoint', 'load_checkpoint', 'load_model_state', 'Checkpointer']
 
 FORMAT = 'torchbearer_vae.checkpoint/1'
 # What save_checkpoint writes itself: extra values may not take these names.
 _RESERVED = ('format', 'torchbearer_vae', 'model', 'model_state', 'optimizer_state')
 
 
-def _class_path(cls: type) -> str:
+def class_path(cls: type) -> str:
     """``module:qualname``, the unambiguous import path (a qualname may hold dots: ``f.<locals>.MyVAE``)."""
     return f'{cls.__module__}:{cls.__qualname__}'
 
 
 def _model_entry(model: nn.Module) -> Dict[str, Any]:
-    """The model's class path and, for a :class:`BaseVAE`, its configuration (``None`` if not plain values)."""
-    config = model.config if isinstance(model, BaseVAE) else None
+    """The model's class path and its recorded configuration, if it has one (``None`` if not plain values).
+
+    A :class:`~torchbearer_vae.BaseVAE` records its constructor's arguments as ``model.config``, a dict.
+    """
+    config = getattr(model, 'config', None)
+    config = config if isinstance(config, dict) else None
     problem = _not_plain(config, 'config') if config is not None else None
     if problem is not None:
         warnings.warn(f'{type(model).__name__}.{problem}: the checkpoint keeps the weights but cannot rebuild '
                       f'the model by itself; override {type(model).__name__}.config to return plain values',
                       stacklevel=4)
         config = None
-    return {'class': _class_path(type(model)), 'config': config}  # tuples stay tuples: weights_only loads them
+    return {'class': class_path(type(model)), 'config': config}  # tuples stay tuples: weights_only loads them
 
 
 def _not_plain(value, where: str) -> Optional[str]:
@@ -241,104 +243,6 @@ def load_model_state(model: nn.Module, state_dict: Dict[str, torch.Tensor]) -> N
         shown = '; '.join(problems[:4]) + ('; ...' if len(problems) > 4 else '')
         raise CheckpointError(f'the checkpoint does not fit this {type(model).__name__}: {shown}')
     model.load_state_dict(state_dict)
-
-
-def model_from_checkpoint(checkpoint: Union[PathLike, Dict[str, Any]], model_class: Optional[type] = None
-                          ) -> nn.Module:
-    """Rebuild the model a checkpoint was saved from, with its weights, in eval mode.
-
-    The checkpoint stores the model's class (as ``module:qualname``) and its
-    :attr:`~torchbearer_vae.BaseVAE.config`. The package's own models (:class:`~torchbearer_vae.VAE`,
-    :class:`~torchbearer_vae.ConvVAE`, ...) are rebuilt by themselves; any other
-    :class:`~torchbearer_vae.BaseVAE` subclass, a user's own, is rebuilt when its class is given
-    as ``model_class``: no class is ever imported from a name found in a file. The name must match
-    the stored one (a class saved from a script, ``__main__``, matches by its qualified name).
-
-    Before anything is allocated, the configuration is built on the ``meta`` device and its weight
-    shapes compared with the stored ones, so a file whose configuration was edited (say
-    ``hidden_dim=10**9`` beside small weights) is refused at once instead of allocating gigabytes.
-
-    Args:
-        checkpoint (str, PathLike or dict): A checkpoint path, or what :func:`load_checkpoint` returned.
-        model_class (type or None): The class to rebuild, for models that are not the package's own.
-
-    Returns:
-        nn.Module: The model, on the CPU, in eval mode.
-
-    Raises:
-        CheckpointError: if the class cannot be rebuilt (not the package's and no ``model_class``,
-            or ``model_class`` is another class), the checkpoint holds no configuration, or the
-            configuration does not build a model whose weights fit the stored ones.
-
-    Example: ::
-
-        >>> from torchbearer_vae import VAE, save_checkpoint, model_from_checkpoint
-        >>> save_checkpoint('vae.pt', VAE(latent_dim=2))
-        >>> model_from_checkpoint('vae.pt').latent_dim
-        2
-    """
-    if not isinstance(checkpoint, dict):
-        checkpoint = load_checkpoint(checkpoint)
-    entry = dict(checkpoint['model'])
-    stored = entry.pop('class')
-    config = entry.pop('config') if 'config' in entry else entry  # written before 0.2: the arguments beside 'class'
-    cls = _model_class(stored, model_class)
-    if config is None:
-        raise CheckpointError(f'the checkpoint holds no configuration for its {stored} (its arguments were not plain '
-                              f'values); build the model yourself and call load_model_state(model, '
-                              f'checkpoint["model_state"])')
-    _check_fits(cls, config, checkpoint['model_state'])
-    model = cls(**config)
-    load_model_state(model, checkpoint['model_state'])
-    return model.eval()
-
-
-def _package_models():
-    """The BaseVAE subclasses this package defines (walked, not imported by name)."""
-    found, todo = [], [BaseVAE]
-    while todo:
-        cls = todo.pop()
-        found.append(cls)
-        todo.extend(cls.__subclasses__())
-    return [cls for cls in found if cls.__module__.split('.')[0] == __name__.split('.')[0]]
-
-
-def _model_class(stored: str, model_class: Optional[type]) -> type:
-    if model_class is None:
-        for cls in _package_models():
-            if stored in (_class_path(cls), cls.__qualname__):  # the bare name: checkpoints written before 0.2
-                return cls
-        raise CheckpointError(f'the checkpoint holds a {stored}, which is not one of torchbearer_vae\'s models; pass '
-                              f'model_class=YourClass (a class is never imported from a name found in a file)')
-    if not isinstance(model_class, type) or not issubclass(model_class, nn.Module):
-        raise TypeError(f'model_class must be a torch.nn.Module subclass, got {model_class!r}')
-    given = _class_path(model_class)
-    stored_module, _, stored_name = stored.rpartition(':')
-    if stored != given and not (stored_name == model_class.__qualname__
-                                and '__main__' in (stored_module, model_class.__module__)):
-        raise CheckpointError(f'the checkpoint holds a {stored}, but model_class is {given}; pass the class the '
-                              f'checkpoint was saved from')
-    return model_class
-
-
-def _check_fits(cls: type, config: Dict[str, Any], weights: Dict[str, torch.Tensor]) -> None:
-    """Build ``cls(**config)`` on the meta device (no memory) and compare its weight shapes with the stored ones."""
-    try:
-        with torch.device('meta'):
-            probe = cls(**config)
-    except (TypeError, ValueError) as error:
-        raise CheckpointError(f'the checkpoint\'s configuration does not build a {cls.__name__}: {error}') from None
-    except Exception:  # a model that cannot be built on the meta device: load_model_state checks it once built
-        return
-    expected = {name: tuple(value.shape) for name, value in probe.state_dict().items()}
-    problems = [f'{name}: configuration {shape} vs stored {tuple(weights[name].shape)}'
-                for name, shape in expected.items() if name in weights and tuple(weights[name].shape) != shape]
-    problems += [f'{name}: missing from the checkpoint' for name in expected if name not in weights]
-    problems += [f'{name}: not in the model' for name in weights if name not in expected]
-    if problems:
-        shown = '; '.join(problems[:3]) + ('; ...' if len(problems) > 3 else '')
-        raise CheckpointError(f'the checkpoint\'s configuration and weights disagree ({shown}); the file was edited '
-                              f'or damaged, so the {cls.__name__} was not built')
 
 
 def _plain_history(history):

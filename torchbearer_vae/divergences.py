@@ -12,7 +12,7 @@ import torchbearer
 from torchbearer.callbacks import Callback
 from torchbearer.state import StateKey
 
-from ._checks import check_choice, check_int, check_number, describe, legacy_positional
+from .checks import check_choice, check_int, check_number, describe, legacy_positional
 from .errors import MissingStateError
 from .losses import REDUCTIONS, _kld_elements, kld
 from .schedules import Schedule

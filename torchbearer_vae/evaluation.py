@@ -38,7 +38,7 @@ from typing import Callable, Iterable, Iterator, Optional, Tuple, Union
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ._checks import check_choice, check_int, check_number, legacy_positional, renamed
+from .checks import check_choice, check_int, check_number, legacy_positional, renamed
 from .losses import LIKELIHOODS, kld, reconstruction_loss
 
 __all__ = ['importance_weighted_nll', 'negative_elbo']

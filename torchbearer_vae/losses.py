@@ -11,7 +11,7 @@ from typing import Dict, Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_choice, check_number, describe, legacy_positional
+from .checks import check_choice, check_number, describe, legacy_positional
 from .errors import MissingStateError  # noqa: F401  (importable from here, as before errors.py existed)
 
 __all__ = ['kld', 'reconstruction_loss', 'vae_loss', 'bernoulli_mean']

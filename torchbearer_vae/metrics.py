@@ -36,7 +36,7 @@ import inspect
 from torchbearer import Metric
 from torchbearer.metrics import mean, running_mean, to_dict
 
-from ._checks import check_choice, check_number, legacy_positional, renamed
+from .checks import check_choice, check_number, legacy_positional, renamed
 from .divergences import _key_name
 from .errors import MissingStateError
 from .state import KL, MU, RECON

@@ -8,9 +8,9 @@ from typing import Any, Dict, List, Sequence
 import torchbearer
 from torchbearer.callbacks import Callback
 
-from ._checks import check_bool, check_path, describe, legacy_positional
-from ._io import BackgroundWriter, PathLike, atomic_write, bytes_writer
+from .checks import check_bool, check_path, describe, legacy_positional
 from .distributed import is_main_process
+from .files import BackgroundWriter, PathLike, atomic_write, bytes_writer
 
 __all__ = ['MetricsCSV', 'plot_history', 'write_json']
 

@@ -20,7 +20,7 @@ from typing import Callable, Optional
 
 import torch
 
-from ._checks import check_callable, check_choice, check_int, check_number, describe, legacy_positional, renamed
+from .checks import check_callable, check_choice, check_int, check_number, describe, legacy_positional, renamed
 from .errors import MissingStateError
 from .state import GLOBAL_EPOCH, GLOBAL_STEP
 

@@ -10,7 +10,7 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
-from ._checks import check_int, check_shape, legacy_positional
+from ..checks import check_int, check_shape, legacy_positional
 from .base import BaseVAE
 
 __all__ = ['VAE', 'ConvVAE']

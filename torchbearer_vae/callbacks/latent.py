@@ -23,12 +23,12 @@ import torch
 import torchbearer
 from torchbearer.state import StateKey
 
-from ._checks import check_int, check_number, describe
-from ._io import PathLike
-from .distributed import unwrap_model
+from ..checks import check_int, check_number, describe
+from ..distributed import unwrap_model
+from ..files import PathLike
+from ..state import LABEL
 from .imaging import _conditional, _device, _require
 from .picture_saver import PictureSaver
-from .state import LABEL
 
 __all__ = ['LatentScatter', 'LatentManifold', 'KLPerDimension']
 

@@ -38,7 +38,7 @@ import torchbearer
 from torchbearer.callbacks.imaging.imaging import ImagingCallback
 from torchbearer.state import State, StateKey
 
-from ._checks import (
+from ..checks import (
     check_bool,
     check_callable,
     check_choice,
@@ -48,9 +48,10 @@ from ._checks import (
     legacy_positional,
     renamed,
 )
-from ._io import PathLike
-from .distributed import is_main_process, unwrap_model
-from .errors import MissingStateError
+from ..distributed import is_main_process, unwrap_model
+from ..errors import MissingStateError
+from ..files import PathLike
+from ..state import LABEL
 from .imaging import (
     _as_grid,
     _as_images,
@@ -65,7 +66,6 @@ from .imaging import (
     _posterior_mean,
     _require,
 )
-from .state import LABEL
 
 __all__ = ['PictureSaver']
 

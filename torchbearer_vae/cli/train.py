@@ -17,25 +17,22 @@ import torchbearer
 from torch.nn.parallel import DistributedDataParallel
 from torchbearer import Trial
 
-from ._checks import check_bool, check_choice, check_int, check_number
-from ._io import remove_stale_temporaries
-from .callbacks import ReconstructionSaver, SampleSaver
-from .checkpoints import Checkpointer, load_checkpoint
-from .datasets import AutoEncoderDataset
-from .distributed import ReduceMetrics
-from .divergences import kld_loss
-from .errors import CommandError
-from .evaluation import negative_elbo
-from .guards import NaNGuard
+from ..callbacks.guards import NaNGuard
+from ..callbacks.pictures import ReconstructionSaver, SampleSaver
+from ..checkpoints import Checkpointer, load_checkpoint
+from ..checks import check_bool, check_choice, check_int, check_number
+from ..data.datasets import AutoEncoderDataset
+from ..data.loaders import TensorLoader, load_batch_with_labels
+from ..distributed import ReduceMetrics
+from ..divergences import kld_loss
+from ..errors import CommandError
+from ..evaluation import negative_elbo
+from ..files import remove_stale_temporaries
+from ..records import MetricsCSV, plot_history, write_json
+from ..version import __version__
+from .data import absolute, check_preprocessing, image, is_folder, load_dataset, run_name, shown, split
 from .limits import check_training_fits
-from .loaders import TensorLoader, load_batch_with_labels
-from .processes import Processes
-from .progress import training_progress
-from .records import MetricsCSV, plot_history, write_json
-from .resume import check_resumable, optimizer_to, restore
-from .run_data import absolute, check_preprocessing, image, is_folder, load_dataset, run_name, shown, split
-from .run_folder import CHECKPOINT, METRICS, SUMMARY, RunFolder, checkpoint_state, latent_pictures, write_failure
-from .run_models import (
+from .model import (
     DEFAULT_SIGMA,
     LIKELIHOODS,
     MODELS,
@@ -45,7 +42,10 @@ from .run_models import (
     criterion,
     settle,
 )
-from .version import __version__
+from .processes import Processes
+from .progress import training_progress
+from .resume import check_resumable, optimizer_to, restore
+from .run_folder import CHECKPOINT, METRICS, SUMMARY, RunFolder, checkpoint_state, latent_pictures, write_failure
 
 __all__ = []  # internal: the public entry point is torchbearer_vae.cli.main
 

@@ -20,8 +20,8 @@ import torch
 import torchbearer
 from torchbearer.callbacks.imaging import imaging as torchbearer_imaging
 
-from ._checks import check_path, describe
-from ._io import BackgroundWriter, PathLike
+from ..checks import check_path, describe
+from ..files import BackgroundWriter, PathLike
 
 __all__ = ['MakeGrid']
 

@@ -14,9 +14,9 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
-from ._checks import check_bool, check_choice, check_int, check_number, check_range, check_shape, describe, renamed
-from .losses import LIKELIHOODS, bernoulli_mean, reconstruction_loss
-from .state import LOGVAR, MU
+from ..checks import check_bool, check_choice, check_int, check_number, check_range, check_shape, describe, renamed
+from ..losses import LIKELIHOODS, bernoulli_mean, reconstruction_loss
+from ..state import LOGVAR, MU
 
 __all__ = ['BaseVAE']
 

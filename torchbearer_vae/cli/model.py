@@ -12,10 +12,10 @@ from typing import Optional, Sequence
 
 import torch
 
-from .conditional import ConditionalVAE
-from .errors import CommandError
-from .losses import reconstruction_loss
-from .models import VAE, ConvVAE
+from ..errors import CommandError
+from ..losses import reconstruction_loss
+from ..models.conditional import ConditionalVAE
+from ..models.vae import VAE, ConvVAE
 
 __all__ = []  # internal: the public entry point is torchbearer_vae.cli.main
 

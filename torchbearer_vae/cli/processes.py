@@ -4,8 +4,7 @@ import os
 
 import torch
 
-from .checkpoints import CheckpointError
-from .errors import CommandError
+from ..errors import CheckpointError, CommandError
 
 __all__ = []  # internal: the public entry point is torchbearer_vae.cli.main
 

@@ -17,9 +17,9 @@ from typing import Callable, List, Optional, Tuple, Union
 import numpy as np
 import torch
 
-from ._checks import check_int, check_path, describe
-from ._images import ImageDataset
-from ._memory import available_memory
+from ..checks import check_int, check_path, describe
+from .images import ImageDataset
+from ..memory import available_memory
 
 __all__ = ['IMAGE_EXTENSIONS', 'find_images', 'load_image_folder']
 

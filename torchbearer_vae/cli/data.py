@@ -14,9 +14,9 @@ import warnings
 import zlib
 from typing import Optional
 
-from .datasets import IDXDataset, ImageDataset, load_cifar10, load_digits, load_mnist, train_val_split
-from .errors import CommandError
-from .folders import load_image_folder
+from ..data.datasets import IDXDataset, ImageDataset, load_cifar10, load_digits, load_mnist, train_val_split
+from ..data.folders import load_image_folder
+from ..errors import CommandError
 from .limits import check_image_size_fits
 
 __all__ = []  # internal: the public entry point is torchbearer_vae.cli.main

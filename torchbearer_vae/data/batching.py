@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import Subset, TensorDataset, default_collate
 from torchbearer.cv_utils import SubsetDataset
 
-from ._images import as_tensor, channels_first, infer_layout
+from .images import as_tensor, channels_first, infer_layout
 from .datasets import AutoEncoderDataset
 
 __all__ = []  # internal

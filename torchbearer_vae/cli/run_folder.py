@@ -14,7 +14,7 @@ from typing import Dict, List, Optional
 from torchbearer import EPOCH
 from torchbearer.callbacks import Callback
 
-from .errors import CommandError
+from ..errors import CommandError
 
 try:  # POSIX; on Windows msvcrt locks a byte of the file instead
     import fcntl
@@ -275,7 +275,7 @@ def write_failure(error: BaseException, folder: str, needed: int) -> Optional[st
 
 def checkpoint_state(folder: str) -> str:
     """'the last checkpoint (epoch N) is intact', read from the run's checkpoint file."""
-    from .checkpoints import load_checkpoint
+    from ..checkpoints import load_checkpoint
     try:
         epoch = load_checkpoint(os.path.join(folder, CHECKPOINT)).get('epoch')
     except (ValueError, OSError):
@@ -322,7 +322,7 @@ def latent_pictures(out: str, *, labelled: bool, epochs: int, num_images: int) -
 
     Without labels the scatter would be grey points only: it is left out; the KL bars always say something.
     """
-    from .latent import KLPerDimension, LatentScatter
+    from ..callbacks.latent import KLPerDimension, LatentScatter
 
     def wanted(epoch: int) -> bool:
         return (epoch + 1) % LATENT_EVERY == 0 or epoch + 1 == epochs

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ._checks import check_bool, check_callable, describe, legacy_positional
+from ..checks import check_bool, check_callable, describe, legacy_positional
 
 __all__ = []  # internal: ImageDataset is public through torchbearer_vae.datasets
 

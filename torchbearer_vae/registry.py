@@ -7,26 +7,28 @@ import torchbearer.callbacks
 import torchbearer.cv_utils
 import torchbearer.metrics
 
+from . import callbacks, data, divergences, metrics, state
+
 __all__ = ['register']
 
-_PACKAGE = __name__.rpartition('.')[0]
-# (torchbearer module, attribute, our module): the whole of what the plugin adds to torchbearer.
+_PACKAGE = __name__.partition('.')[0]
+# (torchbearer module, attribute, our module that defines it): the whole of what the plugin adds to torchbearer.
 _EXPORTS = (
-    (torchbearer, 'MU', 'state'),
-    (torchbearer, 'LOGVAR', 'state'),
-    (torchbearer, 'KL', 'state'),
-    (torchbearer, 'RECON', 'state'),
-    (torchbearer, 'GLOBAL_STEP', 'state'),
-    (torchbearer, 'GLOBAL_EPOCH', 'state'),
-    (torchbearer, 'LABEL', 'state'),
-    (torchbearer.callbacks, 'ReconstructionSaver', 'callbacks'),
-    (torchbearer.callbacks, 'SampleSaver', 'callbacks'),
-    (torchbearer.callbacks, 'LatentTraversal', 'callbacks'),
-    (torchbearer.callbacks, 'Interpolation', 'callbacks'),
-    (torchbearer.callbacks, 'NaNGuard', 'guards'),
-    (torchbearer.callbacks, 'kld_loss', 'divergences'),
-    (torchbearer.callbacks, 'divergence', 'divergences'),
-    (torchbearer.cv_utils, 'AutoEncoderDataset', 'datasets'),
+    (torchbearer, 'MU', state),
+    (torchbearer, 'LOGVAR', state),
+    (torchbearer, 'KL', state),
+    (torchbearer, 'RECON', state),
+    (torchbearer, 'GLOBAL_STEP', state),
+    (torchbearer, 'GLOBAL_EPOCH', state),
+    (torchbearer, 'LABEL', state),
+    (torchbearer.callbacks, 'ReconstructionSaver', callbacks),
+    (torchbearer.callbacks, 'SampleSaver', callbacks),
+    (torchbearer.callbacks, 'LatentTraversal', callbacks),
+    (torchbearer.callbacks, 'Interpolation', callbacks),
+    (torchbearer.callbacks, 'NaNGuard', callbacks),
+    (torchbearer.callbacks, 'kld_loss', divergences),
+    (torchbearer.callbacks, 'divergence', divergences),
+    (torchbearer.cv_utils, 'AutoEncoderDataset', data),
 )
 # (metric name, our class in .metrics): names for Trial(metrics=[...]), as torchbearer's default_for_key gives.
 _METRICS = (
@@ -56,8 +58,8 @@ def register() -> None:
     torchbearer's object in place; the plugin's stays available from ``torchbearer_vae``.
     Objects left by an earlier import of this package (before a reload) are updated.
     """
-    for module, name, source in _EXPORTS:
-        value = getattr(importlib.import_module(f'{_PACKAGE}.{source}'), name)
+    for module, name, ours in _EXPORTS:
+        value = getattr(ours, name)  # looked up now, so a reloaded module's classes are the ones registered
         current = getattr(module, name, _MISSING)
         if current is value:
             continue
@@ -69,7 +71,6 @@ def register() -> None:
     # torchbearer keeps its metric names in a private dict; default_for_key adds to it and would
     # silently replace a name torchbearer (or another plugin) already uses, so look first.
     defaults = importlib.import_module('torchbearer.metrics.metrics').__defaults__
-    metrics = importlib.import_module(f'{_PACKAGE}.metrics')
     for key, name in _METRICS:
         value = getattr(metrics, name)
         current = defaults.get(key, (_MISSING,))[0]

@@ -5,7 +5,7 @@ Every command is built from the same public pieces the tutorial uses (:class:`VA
 the inputs is reported as one line on stderr with exit status 2; nothing is left half-written. Ctrl-C exits
 with status 130 and SIGTERM with 143, the files written so far complete.
 
-The commands themselves are in the internal modules ``commands`` and ``model_commands``
+The commands themselves are in the internal modules ``train`` and ``checkpoint_commands``
 (imported only when there is work to do: ``--help`` stays fast); this module only parses and reports.
 """
 import argparse
@@ -14,9 +14,9 @@ import signal
 import sys
 from typing import Optional, Sequence
 
-from ._checks import check_int, check_number
-from .errors import CheckpointError, CommandError
-from .version import __version__
+from ..checks import check_int, check_number
+from ..errors import CheckpointError, CommandError
+from ..version import __version__
 
 __all__ = ['main', 'build_parser', 'CommandError']
 
@@ -214,8 +214,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     previous = _handle(signal.SIGTERM, terminate)
     try:
-        from . import commands, model_commands  # the heavy imports (torchvision, the Trial) only for work to do
-        getattr(commands if args.command == 'train' else model_commands, args.command)(args)
+        from . import checkpoint_commands, train  # the heavy imports (torchvision, the Trial) only for work to do
+        getattr(train if args.command == 'train' else checkpoint_commands, args.command)(args)
     except (CommandError, CheckpointError) as error:
         return _fail(args.command, str(error))
     except OSError as error:  # a file the command could not read or write

@@ -12,18 +12,19 @@ import sys
 
 import torch
 
-from .callbacks import ReconstructionSaver, SampleSaver
-from .checkpoints import CheckpointError, load_checkpoint, model_from_checkpoint
-from .commands import REQUIRED_OPTIONS, saved_options
-from .errors import CommandError, MissingStateError
-from .evaluation import importance_weighted_nll, negative_elbo
+from ..callbacks.pictures import ReconstructionSaver, SampleSaver
+from ..checkpoints import load_checkpoint
+from ..data.loaders import TensorLoader
+from ..errors import CheckpointError, CommandError, MissingStateError
+from ..evaluation import importance_weighted_nll, negative_elbo
+from ..models import model_from_checkpoint
+from ..records import write_json
+from .data import absolute, image, is_folder, load_dataset, shown, split, unreadable
 from .limits import check_evaluation_fits, check_pictures_fit
-from .loaders import TensorLoader
 from .processes import device as _device
 from .progress import counted
-from .records import write_json
-from .run_data import absolute, image, is_folder, load_dataset, shown, split, unreadable
 from .run_folder import output_file
+from .train import REQUIRED_OPTIONS, saved_options
 
 __all__ = []  # internal: the public entry point is torchbearer_vae.cli.main
 

@@ -11,8 +11,8 @@ import torch
 from torch.utils.data import Dataset
 from torchbearer.cv_utils import DatasetValidationSplitter
 
-from . import _idx
-from ._checks import (
+from . import idx as _idx
+from ..checks import (
     check_bool,
     check_callable,
     check_choice,
@@ -22,8 +22,8 @@ from ._checks import (
     describe,
     legacy_positional,
 )
-from ._images import ImageDataset
-from ._io import PathLike
+from .images import ImageDataset
+from ..files import PathLike
 
 __all__ = ['AutoEncoderDataset', 'train_val_split', 'read_idx', 'ImageDataset', 'IDXDataset', 'load_mnist',
            'load_digits', 'load_cifar10']

@@ -24,12 +24,12 @@ import torch
 import torchbearer
 from torchbearer.state import StateKey
 
-from ._checks import check_int, check_range, legacy_positional, renamed
-from ._io import PathLike
-from .distributed import unwrap_model
+from ..checks import check_int, check_range, legacy_positional, renamed
+from ..distributed import unwrap_model
+from ..files import PathLike
+from ..state import LABEL
 from .imaging import _as_images, _check_fits, _check_inputs, _conditional, _device, _drawing, _image_batch, _tile
 from .picture_saver import PictureSaver, _FromInputs
-from .state import LABEL
 
 __all__ = ['ReconstructionSaver', 'SampleSaver', 'LatentTraversal', 'Interpolation']
 

@@ -8,8 +8,8 @@ from typing import Any, Dict, Sequence
 
 import torch
 
-from .checkpoints import CheckpointError, load_model_state
-from .errors import CommandError
+from ..checkpoints import load_model_state
+from ..errors import CheckpointError, CommandError
 
 __all__ = []  # internal: the public entry point is torchbearer_vae.cli.main
 

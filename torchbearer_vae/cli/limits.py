@@ -9,8 +9,8 @@ import math
 
 import torch
 
-from ._memory import available_memory
-from .errors import CommandError
+from ..errors import CommandError
+from ..memory import available_memory
 
 __all__ = []  # internal: the public entry point is torchbearer_vae.cli.main
 

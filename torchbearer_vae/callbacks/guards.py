@@ -19,8 +19,8 @@ import torch
 import torchbearer
 from torchbearer.callbacks import TerminateOnNaN
 
-from ._checks import check_bool, describe, legacy_positional
-from .state import KL, LOGVAR, RECON
+from ..checks import check_bool, describe, legacy_positional
+from ..state import KL, LOGVAR, RECON
 
 __all__ = ['NaNGuard']
 

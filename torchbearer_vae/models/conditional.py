@@ -11,11 +11,11 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
-from ._checks import check_int, describe, renamed
+from ..checks import check_int, describe, renamed
+from ..errors import MissingStateError
+from ..losses import bernoulli_mean, reconstruction_loss
+from ..state import LABEL, LOGVAR, MU
 from .base import BaseVAE
-from .errors import MissingStateError
-from .losses import bernoulli_mean, reconstruction_loss
-from .state import LABEL, LOGVAR, MU
 
 __all__ = ['ConditionalVAE']
 

@@ -1,0 +1,4 @@
+"""The ``torchbearer-vae`` command line, a client of the library: nothing outside this subpackage imports it."""
+from .main import main
+
+__all__ = ['main']
