@@ -244,7 +244,7 @@ def _example(name):
     import importlib.util
     import pathlib
 
-    path = pathlib.Path(__file__).resolve().parents[1] / 'docs' / 'examples' / f'{name}.py'
+    path = pathlib.Path(__file__).resolve().parents[2] / 'docs' / 'examples' / f'{name}.py'
     spec = importlib.util.spec_from_file_location(f'docs_example_{name}', path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -449,7 +449,7 @@ def test_the_latent_space_example_draws_its_pictures_on_mnist(mnist_dir, tmp_pat
     import importlib.util
     import pathlib
 
-    path = pathlib.Path(__file__).resolve().parents[1] / 'docs' / 'examples' / 'latent_space.py'
+    path = pathlib.Path(__file__).resolve().parents[2] / 'docs' / 'examples' / 'latent_space.py'
     spec = importlib.util.spec_from_file_location('docs_example_latent_space', path)
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)

@@ -53,7 +53,7 @@ def test_matplotlib_comes_with_the_base_install():
     """README's main job writes loss.png: what draws it is installed with the command."""
     import configparser
     config = configparser.ConfigParser()
-    config.read(os.path.join(os.path.dirname(__file__), '..', 'setup.cfg'))
+    config.read(os.path.join(os.path.dirname(__file__), '..', '..', 'setup.cfg'))
     assert 'matplotlib' in config['options']['install_requires'].split()
 
 

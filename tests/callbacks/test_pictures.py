@@ -31,7 +31,7 @@ from torchbearer_vae import (
 from torchbearer_vae.callbacks.imaging import MakeGrid
 from torchbearer_vae.errors import MissingStateError
 
-EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / 'docs' / 'examples'
+EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / 'docs' / 'examples'
 
 
 
