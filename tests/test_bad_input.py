@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from torchbearer import Trial
 
 from torchbearer_vae import AutoEncoderDataset, ReconstructionSaver, kld
-from torchbearer_vae.callbacks.imaging import _file_name
+from torchbearer_vae.callbacks.imaging import file_name
 
 # Bounded and reproducible: the same cases on every run, nothing written to .hypothesis/.
 BOUNDED = dict(deadline=None, database=None, derandomize=True,
@@ -333,7 +333,7 @@ def test_a_file_name_template_cannot_leave_the_folder_for_any_epoch(template, ep
         event('template accepted')
         root = os.path.realpath(folder)
         for epoch in epochs + [46, 47, 92]:  # the code points of '.', '/' and '\\'
-            path = os.path.realpath(os.path.join(folder, _file_name(template, epoch)))
+            path = os.path.realpath(os.path.join(folder, file_name(template, epoch)))
             assert os.path.commonpath([root, path]) == root and path != root, (template, epoch, path)
 
 

@@ -14,9 +14,9 @@ from torchbearer.state import StateKey
 
 from .checks import check_choice, check_int, check_number, describe, legacy_positional
 from .errors import MissingStateError
-from .losses import REDUCTIONS, _kld_elements, kld
+from .losses import REDUCTIONS, kld, kld_elements
 from .schedules import Schedule
-from .state import GLOBAL_EPOCH, GLOBAL_STEP, KL, LOGVAR, MU, RECON
+from .state import GLOBAL_EPOCH, GLOBAL_STEP, KL, LOGVAR, MU, RECON, key_name
 
 __all__ = ['divergence', 'kld_loss']
 
@@ -25,17 +25,10 @@ __all__ = ['divergence', 'kld_loss']
 Beta = Union[float, Callable[[dict], float]]
 
 # How an error message names a key the user must set: the import path beats the bare name.
-_KEY_NAMES = {key: f'torchbearer_vae.{name}' for key, name in (
-    (MU, 'MU'), (LOGVAR, 'LOGVAR'), (KL, 'KL'), (RECON, 'RECON'))}
 # The loss as the last divergence callback left it. A divergence callback that finds this very
 # tensor in state[LOSS] is not the first of its step, so the loss already holds a divergence and
 # is not the reconstruction term. Private: only the divergence callbacks read it.
 _LOSS_WITH_DIVERGENCE = torchbearer.state_key('torchbearer_vae_loss_with_divergence')
-
-
-def _key_name(key) -> str:
-    """How a message names state key ``key``: ``torchbearer_vae.MU`` for the package's keys, else its name quoted."""
-    return _KEY_NAMES.get(key, repr(str(key)))
 
 
 def _state_key(name: str, value, allow_none: bool = False):
@@ -126,7 +119,7 @@ class _DivergenceCallback(Callback):
         try:
             values = [state[key] for key in self.keys]
         except KeyError as error:
-            missing = _key_name(error.args[0])
+            missing = key_name(error.args[0])
             raise MissingStateError(
                 f'{self.name} needs state[{missing}], but it is not in state. The model must accept a `state` '
                 f'argument in forward and store it there on every call, e.g. `state[{missing}] = ...` (with '
@@ -283,7 +276,7 @@ def kld_loss(beta: Beta = 1.0, *, reduction: str = 'sum', mu: StateKey = MU, log
     per_image_term = bool(free_bits) or _uses_own_term(beta)
 
     def compute(mu_value, logvar_value):
-        per_element = _kld_elements(mu_value, logvar_value)
+        per_element = kld_elements(mu_value, logvar_value)
         batch = per_element.shape[0]
         total = per_element.sum()
         if reduction == 'sum' and not per_image_term:

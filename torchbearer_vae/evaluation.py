@@ -40,6 +40,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .checks import check_choice, check_int, check_number, legacy_positional, renamed
 from .losses import LIKELIHOODS, kld, reconstruction_loss
+from .model_utils import decoded, evaluating, is_conditional, model_device, posterior
 
 __all__ = ['importance_weighted_nll', 'negative_elbo']
 
@@ -48,12 +49,6 @@ _LOG_2PI = math.log(2 * math.pi)
 _DEFAULT_PASS_SIZE = 1024
 
 Data = Union[torch.Tensor, Dataset, Iterable]
-
-
-def _conditional(model) -> bool:
-    """A model conditioned on class labels: an int ``num_classes`` (``encode(x, labels)``, ``decode(z, labels)``)."""
-    classes = getattr(model, 'num_classes', None)
-    return isinstance(classes, int) and not isinstance(classes, bool)
 
 
 def _labels_of(batch, x: torch.Tensor) -> Optional[torch.Tensor]:
@@ -82,7 +77,7 @@ def _first(batch, conditional: bool, model) -> Tuple[torch.Tensor, Optional[torc
 
 
 def _batches(data: Data, batch_size: int, model) -> Iterator[Tuple[torch.Tensor, Optional[torch.Tensor]]]:
-    conditional = _conditional(model)
+    conditional = is_conditional(model)
     if isinstance(data, torch.Tensor):
         if data.dim() < 2:
             raise ValueError(f'a tensor of images needs a batch dimension, got shape {tuple(data.shape)}')
@@ -104,7 +99,7 @@ def _likelihood_of(model) -> Callable[..., torch.Tensor]:
     """``log p(x|z)`` per image for ``model``, as ``(x, z, labels)`` (see the module docstring for the protocol)."""
     if not callable(getattr(model, 'encode', None)):
         raise TypeError(f'the model needs encode(x) -> (mu, logvar); {type(model).__name__} has no encode')
-    conditional = _conditional(model)
+    conditional = is_conditional(model)
     if callable(getattr(model, 'log_likelihood', None)):
         return (lambda x, z, labels: model.log_likelihood(x, z, labels)) if conditional else \
             (lambda x, z, labels: model.log_likelihood(x, z))
@@ -114,28 +109,13 @@ def _likelihood_of(model) -> Callable[..., torch.Tensor]:
     sigma = check_number('model.sigma', getattr(model, 'sigma', 1.0), above=0) if likelihood == 'gaussian' else 1.0
 
     def log_likelihood(x, z, labels):
-        decoded = model.decode(z, labels) if conditional else model.decode(z)
-        return -reconstruction_loss(decoded, x, likelihood, sigma=sigma, reduction='none')
+        return -reconstruction_loss(decoded(model, z, labels), x, likelihood, sigma=sigma, reduction='none')
 
     return log_likelihood
 
 
-def _posterior(model, x, labels):
-    encoded = model.encode(x) if labels is None else model.encode(x, labels)
-    if not isinstance(encoded, (tuple, list)) or len(encoded) < 2:
-        raise TypeError(f'model.encode(x) must return (mu, logvar), got a {type(encoded).__name__}')
-    mu, logvar = encoded[0], encoded[1]
-    if mu.dim() != 2 or mu.shape != logvar.shape or mu.shape[0] != x.shape[0]:
-        raise ValueError(f'model.encode(x) must return mu and logvar of shape (batch, latent_dim), got '
-                         f'{tuple(mu.shape)} and {tuple(logvar.shape)} for a batch of {x.shape[0]}')
-    return mu, logvar
-
-
 def _device_of(model, device) -> torch.device:
-    if device is not None:
-        return torch.device(device)
-    parameter = next(model.parameters(), None) if isinstance(model, torch.nn.Module) else None
-    return parameter.device if parameter is not None else torch.device('cpu')
+    return torch.device(device) if device is not None else model_device(model)
 
 
 def _normal(shape, device, generator) -> torch.Tensor:
@@ -146,20 +126,13 @@ def _normal(shape, device, generator) -> torch.Tensor:
 def _mean_over(model, data, batch_size, device, per_batch) -> float:
     """Sum ``per_batch(x, labels) -> (B,)`` over ``data`` with the model in eval mode; return the mean per image."""
     check_int('batch_size', batch_size, minimum=1)
-    training = getattr(model, 'training', False)
-    if isinstance(model, torch.nn.Module):
-        model.eval()
     total, count = torch.zeros((), dtype=torch.float64, device=device), 0
-    try:
-        with torch.no_grad():
-            for x, labels in _batches(data, batch_size, model):
-                if x.shape[0] == 0:
-                    continue
-                total += per_batch(x.to(device), None if labels is None else labels.to(device)).double().sum()
-                count += x.shape[0]
-    finally:
-        if isinstance(model, torch.nn.Module):
-            model.train(training)
+    with evaluating(model):
+        for x, labels in _batches(data, batch_size, model):
+            if x.shape[0] == 0:
+                continue
+            total += per_batch(x.to(device), None if labels is None else labels.to(device)).double().sum()
+            count += x.shape[0]
     if count == 0:
         raise ValueError('data holds no images')
     return total.item() / count
@@ -206,7 +179,7 @@ def negative_elbo(model, data: Data, *, batch_size: int = 100, device: Optional[
     device = _device_of(model, device)
 
     def per_batch(x, labels):
-        mu, logvar = _posterior(model, x, labels)
+        mu, logvar = posterior(model, x, labels)
         z = mu + torch.exp(0.5 * logvar) * _normal(mu.shape, mu.device, generator)
         return kld(mu, logvar, reduction='none') - log_likelihood(x, z, labels)
 
@@ -265,7 +238,7 @@ def importance_weighted_nll(model, data: Data, *, num_samples: int = 100, batch_
     device = _device_of(model, device)
 
     def per_batch(x, labels):
-        mu, logvar = _posterior(model, x, labels)
+        mu, logvar = posterior(model, x, labels)
         count, latent_dim = mu.shape
         std = torch.exp(0.5 * logvar)
         chunk = chunk_size or max(1, _DEFAULT_PASS_SIZE // count)

@@ -186,7 +186,7 @@ def kld(mu: torch.Tensor, logvar: torch.Tensor, *, reduction: str = 'sum') -> to
         tensor([1., 1., 1., 1.])
     """
     check_choice('reduction', reduction, REDUCTIONS)
-    per_element = _kld_elements(mu, logvar)
+    per_element = kld_elements(mu, logvar)
     if reduction == 'sum':
         return per_element.sum()
     if reduction == 'batchmean':
@@ -194,7 +194,7 @@ def kld(mu: torch.Tensor, logvar: torch.Tensor, *, reduction: str = 'sum') -> to
     return per_element.reshape(mu.shape[0], math.prod(mu.shape[1:])).sum(1)  # not -1: a batch may be empty
 
 
-def _kld_elements(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+def kld_elements(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """The KL of every latent element, shape of ``mu`` (float32 for low-precision inputs).
 
     It runs at every training step: four elementwise kernels, two of them in place on a fresh

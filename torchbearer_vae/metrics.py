@@ -37,9 +37,8 @@ from torchbearer import Metric
 from torchbearer.metrics import mean, running_mean, to_dict
 
 from .checks import check_choice, check_number, legacy_positional, renamed
-from .divergences import _key_name
 from .errors import MissingStateError
-from .state import KL, MU, RECON
+from .state import KL, MU, RECON, key_name
 
 __all__ = ['KLMetric', 'ReconstructionMetric', 'ActiveUnits']
 
@@ -51,7 +50,7 @@ def _read(state, key, metric: str):
         return state[key]
     except KeyError:
         raise MissingStateError(
-            f"the '{metric}' metric reads state[{_key_name(key)}], which no callback stored. "
+            f"the '{metric}' metric reads state[{key_name(key)}], which no callback stored. "
             f"Add a kld_loss() (or @divergence) callback and let the model store MU and LOGVAR in state "
             f"(the torchbearer state way); with a criterion that returns the whole loss (vae_loss, the "
             f"PyTorch way) the terms cannot be separated.") from None

@@ -59,3 +59,11 @@ GLOBAL_EPOCH = _plugin_key('global_epoch', 'GLOBAL_EPOCH')
 #: every step by :func:`~torchbearer_vae.load_batch_with_labels` (from ``AutoEncoderDataset(...,
 #: keep_labels=True)`` batches) and read by :class:`~torchbearer_vae.ConditionalVAE` and the pictures.
 LABEL = _plugin_key('label', 'LABEL')
+
+
+def key_name(key) -> str:
+    """How a message names state key ``key``: ``torchbearer_vae.MU`` for the package's keys, else its name quoted."""
+    for name in __all__:
+        if globals()[name] == key:
+            return f'torchbearer_vae.{name}'
+    return repr(str(key))

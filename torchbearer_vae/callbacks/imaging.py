@@ -8,7 +8,6 @@ torchvision no longer has; :class:`MakeGrid` here is the same callback with that
 fixed. The rest of this module (private) checks ``{epoch}`` file names, shapes batches as
 images, tiles them and converts grids to the pixels a PNG holds.
 """
-import contextlib
 import math
 import os
 import re
@@ -68,7 +67,7 @@ class MakeGrid(torchbearer_imaging.MakeGrid):
 _EPOCH_SPEC = re.compile(r'0?[0-9]*[,_]?[dxXob]?')
 
 
-def _file_name(filename: str, epoch: int) -> str:
+def file_name(filename: str, epoch: int) -> str:
     """``filename`` with ``{epoch}`` filled in, refused unless it names a file inside the folder."""
     name = filename.format(epoch=epoch)
     normal = name.replace('\\', '/')
@@ -78,7 +77,7 @@ def _file_name(filename: str, epoch: int) -> str:
     return name
 
 
-def _check_output_path(folder: PathLike, filename: str) -> None:
+def check_output_path(folder: PathLike, filename: str) -> None:
     """Validate a folder and an ``{epoch}`` filename template before any training happens."""
     from PIL import Image  # torchvision's own image dependency; only needed to list extensions
 
@@ -98,7 +97,7 @@ def _check_output_path(folder: PathLike, filename: str) -> None:
         if conversion is not None or not _EPOCH_SPEC.fullmatch(spec):
             raise ValueError(f'filename {filename!r}: {{epoch}} may only be padded, as in {{epoch:03d}}; got '
                              f'{{epoch{"!" + conversion if conversion else ""}{":" + spec if spec else ""}}}')
-    extension = os.path.splitext(_file_name(filename, 0))[1].lower()
+    extension = os.path.splitext(file_name(filename, 0))[1].lower()
     if extension not in Image.registered_extensions():
         raise ValueError(f'filename {filename!r} must end in an image extension such as .png, '
                          f'got {extension or "none"!r}')
@@ -107,7 +106,7 @@ def _check_output_path(folder: PathLike, filename: str) -> None:
 
 
 # -- batches of images --
-def _check_inputs(inputs, needed: int, name: str = 'inputs') -> torch.Tensor:
+def check_inputs(inputs, needed: int, name: str = 'inputs') -> torch.Tensor:
     """A CPU copy of ``inputs`` if it is a float batch ``(N, ...)`` of at least ``needed`` images."""
     if not isinstance(inputs, torch.Tensor) or not inputs.is_floating_point() or inputs.dim() < 2:
         raise TypeError(f'{name} must be a floating point tensor holding a batch of images (N, ...), got '
@@ -117,7 +116,7 @@ def _check_inputs(inputs, needed: int, name: str = 'inputs') -> torch.Tensor:
     return inputs.detach().cpu().clone()
 
 
-def _image_batch(value, what: str) -> torch.Tensor:
+def image_batch(value, what: str) -> torch.Tensor:
     """The images in a model output or state value: the tensor, or the first element of a tuple/list."""
     if isinstance(value, (tuple, list)):  # (recon, mu, logvar) or several inputs: the first one
         if not value:
@@ -132,14 +131,14 @@ def _image_batch(value, what: str) -> torch.Tensor:
     return value
 
 
-def _model_shape(model) -> Tuple[int, ...]:
+def model_shape(model) -> Tuple[int, ...]:
     """The model's ``input_shape`` if it is an image's ``(C, H, W)``, else ``()``."""
     shape = getattr(model, 'input_shape', None)
     shape = tuple(shape) if isinstance(shape, (tuple, list, torch.Size)) else ()
     return shape if len(shape) == 3 else ()
 
 
-def _check_fits(tensor: torch.Tensor, what: str, shape: Tuple[int, ...], of: str) -> None:
+def check_fits(tensor: torch.Tensor, what: str, shape: Tuple[int, ...], of: str) -> None:
     """An image-shaped batch (3 or more dimensions) must be images of ``shape``, a flat one as many values."""
     rest = tuple(tensor.shape[1:])
     if (tensor.dim() >= 3 and rest != shape and (1,) + rest != shape) or tensor[0].numel() != math.prod(shape):
@@ -148,15 +147,15 @@ def _check_fits(tensor: torch.Tensor, what: str, shape: Tuple[int, ...], of: str
                          f'x.permute(0, 3, 1, 2))')
 
 
-def _as_images(tensor: torch.Tensor, what: str, who: str, image_shape=None, model=None) -> torch.Tensor:
+def as_images(tensor: torch.Tensor, what: str, who: str, image_shape=None, model=None) -> torch.Tensor:
     """``tensor`` as ``(N, C, H, W)`` images, or a ValueError saying why it cannot be shown as images."""
-    model_shape = _model_shape(model)
-    if image_shape is None and model_shape:  # the model's images: the whole shape must fit, not only its size
-        _check_fits(tensor, what, model_shape, f"the model's input_shape {model_shape}")
+    shape_of_model = model_shape(model)
+    if image_shape is None and shape_of_model:  # the model's images: the whole shape must fit, not only its size
+        check_fits(tensor, what, shape_of_model, f"the model's input_shape {shape_of_model}")
     if image_shape is not None:
         shape = tuple(image_shape)
-    elif model_shape:
-        shape = model_shape
+    elif shape_of_model:
+        shape = shape_of_model
     elif tensor.dim() == 4:
         shape = tuple(tensor.shape[1:])
     elif tensor.dim() == 3:
@@ -177,14 +176,14 @@ def _as_images(tensor: torch.Tensor, what: str, who: str, image_shape=None, mode
     return tensor.reshape((tensor.shape[0],) + shape)
 
 
-def _tile(images: torch.Tensor, nrow: int, normalize: bool = False) -> torch.Tensor:
+def tile(images: torch.Tensor, nrow: int, normalize: bool = False) -> torch.Tensor:
     """Tile ``(N, C, H, W)`` images with torchvision's ``make_grid``: a ``(3 or 4, H', W')`` grid."""
     from torchvision.utils import make_grid  # importing torchvision takes a while: only when drawing
 
     return make_grid(images.detach().float().cpu(), nrow=nrow, normalize=normalize)
 
 
-def _as_grid(image, nrow: int, normalize: bool, who: str) -> torch.Tensor:
+def as_grid(image, nrow: int, normalize: bool, who: str) -> torch.Tensor:
     """What ``draw`` returned as the ``(3 or 4, H, W)`` CPU image handlers receive: a batch tiled, grey as RGB."""
     if not isinstance(image, torch.Tensor) or not image.is_floating_point():
         raise TypeError(f'{who}.draw must return a float tensor, an image (C, H, W) or a batch (N, C, H, W), or '
@@ -193,56 +192,13 @@ def _as_grid(image, nrow: int, normalize: bool, who: str) -> torch.Tensor:
         raise ValueError(f'{who}.draw must return an image (C, H, W) or a batch (N, C, H, W) with 1 (grey), 3 '
                          f'(RGB) or 4 (RGBA) channels and some pixels, got {describe(image)}')
     if image.dim() == 4:
-        return _tile(image, nrow, normalize)
+        return tile(image, nrow, normalize)
     image = image.detach().float().cpu()
     return image.repeat(3, 1, 1) if image.shape[0] == 1 else image  # as make_grid shows grey images
 
 
-# -- drawing with a model --
-def _device(model) -> torch.device:
-    parameter = next(model.parameters(), None) if isinstance(model, torch.nn.Module) else None
-    return parameter.device if parameter is not None else torch.device('cpu')
-
-
-@contextlib.contextmanager
-def _drawing(model):
-    """Eval mode (no dropout, batch-norm running statistics) and no autograd, then the mode as before."""
-    training = getattr(model, 'training', False)
-    if isinstance(model, torch.nn.Module):
-        model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        if isinstance(model, torch.nn.Module):
-            model.train(training)
-
-
-def _conditional(model) -> bool:
-    """A model conditioned on class labels (``num_classes``; ``encode(x, labels)``, ``decode(z, labels)``)."""
-    classes = getattr(model, 'num_classes', None)
-    return isinstance(classes, int) and not isinstance(classes, bool)
-
-
-def _posterior_mean(model, x: torch.Tensor, labels=None) -> torch.Tensor:
-    """The posterior means of ``x``; a conditional model gets ``labels``, another model ignores them."""
-    encoded = model.encode(x, labels) if labels is not None and _conditional(model) else model.encode(x)
-    mu = encoded[0] if isinstance(encoded, (tuple, list)) else encoded
-    if not isinstance(mu, torch.Tensor) or mu.dim() != 2:
-        raise ValueError(f'model.encode(x) must return (mu, logvar) with mu of shape (batch, latent_dim), got '
-                         f'{describe(mu)}')
-    return mu
-
-
-def _require(model, who: str, *methods: str) -> None:
-    missing = [name for name in methods if not callable(getattr(model, name, None))]
-    if missing:
-        raise TypeError(f'{who} needs a model with {" and ".join(m + "()" for m in methods)}, but '
-                        f'{type(model).__name__} has no {", ".join(missing)}')
-
-
 # -- files --
-class _ImageFiles:
+class ImageFiles:
     """A torchbearer imaging handler that writes each image atomically to ``folder/filename``, ``{epoch}`` filled in.
 
     The files go through the run's :class:`~torchbearer_vae._io.BackgroundWriter` (kept in the
@@ -251,11 +207,11 @@ class _ImageFiles:
     """
 
     def __init__(self, folder: PathLike, filename: str):
-        _check_output_path(folder, filename)
+        check_output_path(folder, filename)
         self.folder, self.filename = folder, filename
 
     def path(self, epoch: int) -> str:
-        return os.path.join(os.fspath(self.folder), _file_name(self.filename, epoch))
+        return os.path.join(os.fspath(self.folder), file_name(self.filename, epoch))
 
     def __call__(self, image: torch.Tensor, index, state) -> None:
         BackgroundWriter.of_run(state).write(self.path(state[torchbearer.EPOCH]), _png_writer(image), owner=self)

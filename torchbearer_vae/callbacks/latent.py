@@ -23,11 +23,11 @@ import torch
 import torchbearer
 from torchbearer.state import StateKey
 
-from ..checks import check_int, check_number, describe
+from ..checks import check_int, check_number
 from ..distributed import unwrap_model
 from ..files import PathLike
+from ..model_utils import is_conditional, model_device, posterior, require_methods
 from ..state import LABEL
-from .imaging import _conditional, _device, _require
 from .picture_saver import PictureSaver
 
 __all__ = ['LatentScatter', 'LatentManifold', 'KLPerDimension']
@@ -95,16 +95,12 @@ def _inside(figure, *texts) -> bool:
 
 def _encode(model, inputs: torch.Tensor, labels: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
     """``(mu, logvar)`` of the inputs on the CPU, encoded a chunk at a time."""
-    _require(model, 'a latent picture', 'encode')
-    device, means, logvars = _device(model), [], []
+    require_methods(model, 'a latent picture', 'encode')
+    device, means, logvars = model_device(model), [], []
     for start in range(0, inputs.shape[0], _CHUNK):
         x = inputs[start:start + _CHUNK].to(device)
         y = None if labels is None else labels[start:start + _CHUNK]
-        encoded = model.encode(x, y) if y is not None and _conditional(model) else model.encode(x)
-        if not isinstance(encoded, (tuple, list)) or len(encoded) != 2 or encoded[0].dim() != 2:
-            raise ValueError(f'model.encode(x) must return (mu, logvar), each (batch, latent_dim), got '
-                             f'{describe(encoded)}')
-        mu, logvar = encoded
+        mu, logvar = posterior(model, x, y)
         means.append(mu.float().cpu())
         logvars.append(logvar.float().cpu())
     return torch.cat(means), torch.cat(logvars)
@@ -263,7 +259,7 @@ class LatentManifold(PictureSaver):
         """Refuse, before the first step, a model without ``decode``, or one with a larger latent and no inputs."""
         super().on_start(state)
         model = unwrap_model(state[torchbearer.MODEL])
-        _require(model, type(self).__name__, 'decode')
+        require_methods(model, type(self).__name__, 'decode')
         latent_dim = getattr(model, 'latent_dim', None)
         if self.num_images == 0 and latent_dim is not None and latent_dim != 2:
             raise ValueError(f'LatentManifold(num_images=0) needs a 2-D latent; the model has latent_dim={latent_dim}: '
@@ -280,11 +276,11 @@ class LatentManifold(PictureSaver):
         b, a = torch.meshgrid(quantiles.flip(0), quantiles, indexing='ij')  # top row: the largest b
         z = a.reshape(-1, 1) * directions[0] + b.reshape(-1, 1) * directions[1]
         labels = None
-        if _conditional(model):
+        if is_conditional(model):
             if self.label >= model.num_classes:
                 raise ValueError(f'label must be < num_classes={model.num_classes}, got {self.label}')
             labels = torch.full((z.shape[0],), self.label, dtype=torch.long)
-        return self._decode(model, z.to(_device(model)), labels)
+        return self._decode(model, z.to(model_device(model)), labels)
 
 
 class KLPerDimension(PictureSaver):

@@ -51,20 +51,16 @@ from ..checks import (
 from ..distributed import is_main_process, unwrap_model
 from ..errors import MissingStateError
 from ..files import PathLike
+from ..model_utils import decoded, evaluating, model_device, posterior, require_methods
 from ..state import LABEL
 from .imaging import (
-    _as_grid,
-    _as_images,
-    _check_fits,
-    _check_inputs,
-    _conditional,
-    _device,
-    _drawing,
-    _image_batch,
-    _ImageFiles,
-    _model_shape,
-    _posterior_mean,
-    _require,
+    ImageFiles,
+    as_grid,
+    as_images,
+    check_fits,
+    check_inputs,
+    image_batch,
+    model_shape,
 )
 
 __all__ = ['PictureSaver']
@@ -158,7 +154,7 @@ class _PhaseImages(ImagingCallback):
                                      f'got {describe(value)}')
                 batch = value
             else:
-                batch = _image_batch(value, f'{who}: state[{key!r}] ({name})')
+                batch = image_batch(value, f'{who}: state[{key!r}] ({name})')
             self._batches[name].append(batch[:self._needed - count].detach().cpu())
 
     def _end(self, state):
@@ -216,11 +212,11 @@ class PictureSaver(_PhaseImages):
                  nrow: int = 8, normalize: bool = False, image_shape: Optional[Sequence[int]] = None,
                  output_transform: Optional[Callable[[torch.Tensor], torch.Tensor]] = None, on: Optional[str] = None):
         self.num_images = check_int('num_images', num_images, minimum=0)
-        self.inputs = None if inputs is None else _check_inputs(inputs, max(num_images, 1))[:max(num_images, 1)]
+        self.inputs = None if inputs is None else check_inputs(inputs, max(num_images, 1))[:max(num_images, 1)]
         super().__init__({'key': key}, 0 if inputs is not None else num_images, on)
         self.collected_keys['label'] = LABEL  # the labels of the collected inputs, when the batches carry them
         self._optional.add('label')
-        self._files = None if folder is None else _ImageFiles(folder, filename)
+        self._files = None if folder is None else ImageFiles(folder, filename)
         self.folder, self.filename, self.key = folder, filename, key
         self.nrow = check_int('nrow', nrow, minimum=1)
         self.normalize = check_bool('normalize', normalize)
@@ -313,7 +309,7 @@ class PictureSaver(_PhaseImages):
         view.update({self.collected_keys[name]: batch for name, batch in self._collected.items()})
         if not self._needed and self.inputs is None:
             view.pop(self.key, None)  # nothing collected: the last batch of some phase is not this picture's inputs
-        with _drawing(model):
+        with evaluating(model):
             try:
                 image = self.draw(model, view)
             except KeyError as error:
@@ -322,7 +318,7 @@ class PictureSaver(_PhaseImages):
                                             f'inputs: pass num_images=N to PictureSaver.__init__ (how many of the '
                                             f"phase's images to collect) or inputs=") from None
                 raise
-        return None if image is None else _as_grid(image, self.nrow, self.normalize, type(self).__name__)
+        return None if image is None else as_grid(image, self.nrow, self.normalize, type(self).__name__)
 
     # -- for the subclasses --
     def _save(self, model, epoch: int, collected: Dict[str, torch.Tensor]) -> Optional[str]:
@@ -343,20 +339,19 @@ class PictureSaver(_PhaseImages):
         return outputs if self.output_transform is None else self.output_transform(outputs)
 
     def _decode(self, model, z: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
-        conditional = labels is not None and _conditional(model)
-        decoded = _image_batch(model.decode(z, labels) if conditional else model.decode(z), 'model.decode(z)')
-        return _as_images(self._transform(decoded).float().cpu(), 'decoded images', type(self).__name__,
+        images = image_batch(decoded(model, z, labels), 'model.decode(z)')
+        return as_images(self._transform(images).float().cpu(), 'decoded images', type(self).__name__,
                           self.image_shape, model)
 
 
-class _FromInputs(PictureSaver):
+class FromInputs(PictureSaver):
     """A picture of encoded inputs: fixed ones given at construction or the first of a phase."""
 
     def on_start(self, state):
         """Refuse, before the first step, a model without ``encode``/``decode`` or fixed inputs that do not fit it."""
         super().on_start(state)
         model = unwrap_model(state[torchbearer.MODEL])
-        _require(model, type(self).__name__, 'encode', 'decode')
+        require_methods(model, type(self).__name__, 'encode', 'decode')
         if self.inputs is not None:
             self._check_fit(model, self.inputs)
 
@@ -378,7 +373,7 @@ class _FromInputs(PictureSaver):
         """
         if inputs is None and self.inputs is None:
             raise ValueError(f'{type(self).__name__}.save needs inputs (none were given at construction)')
-        collected = {} if inputs is None else {'key': _check_inputs(inputs, min(self.num_images, 2))}
+        collected = {} if inputs is None else {'key': check_inputs(inputs, min(self.num_images, 2))}
         if labels is not None:
             if not isinstance(labels, torch.Tensor) or labels.dim() != 1 or labels.shape[0] != (
                     collected['key'] if inputs is not None else self.inputs).shape[0]:
@@ -389,10 +384,10 @@ class _FromInputs(PictureSaver):
 
     @staticmethod
     def _check_fit(model, inputs: torch.Tensor) -> None:
-        shape = _model_shape(model)
+        shape = model_shape(model)
         if shape:  # the whole image shape, so that channels-last images are refused by name
-            _check_fits(inputs, 'inputs', shape, f"the model's input_shape {shape}")
+            check_fits(inputs, 'inputs', shape, f"the model's input_shape {shape}")
 
     def _encode(self, model, inputs: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
         self._check_fit(model, inputs)
-        return _posterior_mean(model, inputs.to(_device(model)), labels)
+        return posterior(model, inputs.to(model_device(model)), labels)[0]

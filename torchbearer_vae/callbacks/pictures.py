@@ -27,9 +27,10 @@ from torchbearer.state import StateKey
 from ..checks import check_int, check_range, legacy_positional, renamed
 from ..distributed import unwrap_model
 from ..files import PathLike
+from ..model_utils import evaluating, is_conditional, model_device
 from ..state import LABEL
-from .imaging import _as_images, _check_fits, _check_inputs, _conditional, _device, _drawing, _image_batch, _tile
-from .picture_saver import PictureSaver, _FromInputs
+from .imaging import as_images, check_fits, check_inputs, image_batch, tile
+from .picture_saver import FromInputs, PictureSaver
 
 __all__ = ['ReconstructionSaver', 'SampleSaver', 'LatentTraversal', 'Interpolation']
 
@@ -100,18 +101,18 @@ class ReconstructionSaver(PictureSaver):
         if blank:
             padding = inputs.new_zeros((blank,) + tuple(inputs.shape[1:]))
             inputs, outputs = torch.cat([inputs, padding]), torch.cat([outputs, padding])
-        return _tile(torch.cat([inputs, outputs]), nrow, self.normalize)
+        return tile(torch.cat([inputs, outputs]), nrow, self.normalize)
 
     def _pair(self, inputs, outputs, model):
         """The inputs as ``(N, C, H, W)`` images and the outputs reshaped like them, or why they cannot be."""
         raw = tuple(inputs.shape[1:])
-        inputs = _as_images(inputs, 'inputs', type(self).__name__, self.image_shape, model)
+        inputs = as_images(inputs, 'inputs', type(self).__name__, self.image_shape, model)
         of = f'the input images of shape {tuple(inputs.shape)}'
         if outputs.shape[0] != inputs.shape[0]:
             raise ValueError(f'the model output of shape {tuple(outputs.shape)} has not one image per input: it '
                              f'does not fit {of}')
         if tuple(outputs.shape[1:]) != raw:  # the inputs' own layout, or the images' (flat included)
-            _check_fits(outputs, 'the model output', tuple(inputs.shape[1:]), of)
+            check_fits(outputs, 'the model output', tuple(inputs.shape[1:]), of)
         return inputs, outputs.reshape(inputs.shape).float()
 
     @legacy_positional('inputs', 'outputs', 'epoch')
@@ -131,7 +132,7 @@ class ReconstructionSaver(PictureSaver):
         Raises:
             TypeError, ValueError: naming the argument that is not a batch of images that fits.
         """
-        inputs, outputs = _check_inputs(inputs, 1), _check_inputs(outputs, 1, 'outputs')
+        inputs, outputs = check_inputs(inputs, 1), check_inputs(outputs, 1, 'outputs')
         return self._save(None, epoch, {'key': inputs, 'output_key': outputs})
 
     @legacy_positional('model', 'inputs', 'epoch')
@@ -154,10 +155,10 @@ class ReconstructionSaver(PictureSaver):
             >>> saver = ReconstructionSaver(folder='results', filename='recon.png')
             >>> # saver.save(VAE(), torch.rand(8, 1, 28, 28)) writes results/recon.png
         """
-        inputs = _check_inputs(inputs, 1)[:self.num_images]
-        _as_images(inputs, 'inputs', type(self).__name__, self.image_shape, unwrap_model(model))  # before the model
-        with _drawing(model):
-            outputs = _image_batch(model(inputs.to(_device(model))), f'the output of {type(model).__name__}')
+        inputs = check_inputs(inputs, 1)[:self.num_images]
+        as_images(inputs, 'inputs', type(self).__name__, self.image_shape, unwrap_model(model))  # before the model
+        with evaluating(model):
+            outputs = image_batch(model(inputs.to(model_device(model))), f'the output of {type(model).__name__}')
         return self._save(model, epoch, {'key': inputs, 'output_key': outputs.float().cpu()})
 
 
@@ -237,18 +238,18 @@ class SampleSaver(PictureSaver):
 
     def draw(self, model, state):
         """The decoded fixed noise (or ``model.sample(num_images)`` under the seeded random state)."""
-        device = _device(model)
+        device = model_device(model)
         if callable(getattr(model, 'decode', None)) and getattr(model, 'latent_dim', None) is not None:
             z = self.noise(model.latent_dim).to(device)
-            if _conditional(model):  # one row per class, the same noise in each column
+            if is_conditional(model):  # one row per class, the same noise in each column
                 columns, classes = min(self.nrow, self.num_images), model.num_classes
                 labels = torch.arange(classes, device=device).repeat_interleave(columns)
-                return _tile(self._decode(model, z[:columns].repeat(classes, 1), labels), columns, self.normalize)
+                return tile(self._decode(model, z[:columns].repeat(classes, 1), labels), columns, self.normalize)
             return self._decode(model, z)
         with torch.random.fork_rng(devices=[device] if device.type == 'cuda' else []):
             torch.manual_seed(self.seed)
             samples = model.sample(self.num_images)
-        return _as_images(self._transform(samples).float().cpu(), 'samples', type(self).__name__, self.image_shape,
+        return as_images(self._transform(samples).float().cpu(), 'samples', type(self).__name__, self.image_shape,
                           model)
 
     @legacy_positional('model', 'epoch')
@@ -271,7 +272,7 @@ class SampleSaver(PictureSaver):
         return self._save(model, epoch, {})
 
 
-class LatentTraversal(_FromInputs):
+class LatentTraversal(FromInputs):
     """Save, once per epoch, a grid that varies one latent dimension at a time.
 
     The input is encoded and its posterior mean ``mu`` kept; row ``i`` of the grid decodes
@@ -349,7 +350,7 @@ class LatentTraversal(_FromInputs):
         return self._decode(model, z, None if label is None else label.expand(z.shape[0]))
 
 
-class Interpolation(_FromInputs):
+class Interpolation(FromInputs):
     """Save, once per epoch, decodings along straight lines between the codes of pairs of inputs.
 
     Pair ``i`` is inputs ``2i`` and ``2i+1``; both are encoded to their posterior means ``a`` and
@@ -414,11 +415,11 @@ class Interpolation(_FromInputs):
             return (start.unsqueeze(1) + t * (end - start).unsqueeze(1)).reshape(pairs * self.num_steps, -1)
 
         weights = None  # a conditional model's class, from one input's to the other's as weights of the classes
-        if labels is not None and _conditional(model):
+        if labels is not None and is_conditional(model):
             weights = line(torch.nn.functional.one_hot(labels.long().to(mu.device), model.num_classes).to(mu.dtype))
         decoded = self._decode(model, line(mu), weights)
         shape = tuple(decoded.shape[1:])
-        _check_fits(inputs, 'inputs', shape, f'the decoded images of shape {shape}')
+        check_fits(inputs, 'inputs', shape, f'the decoded images of shape {shape}')
         ends = inputs.float().reshape((pairs, 2) + shape)
         rows = torch.cat([ends[:, :1], decoded.reshape((pairs, self.num_steps) + shape), ends[:, 1:]], dim=1)
         return rows.reshape((-1,) + shape)

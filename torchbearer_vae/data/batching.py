@@ -13,8 +13,8 @@ import torch
 from torch.utils.data import Subset, TensorDataset, default_collate
 from torchbearer.cv_utils import SubsetDataset
 
-from .images import as_tensor, channels_first, infer_layout
 from .datasets import AutoEncoderDataset
+from .images import as_tensor, channels_first, infer_layout
 
 __all__ = []  # internal
 

@@ -11,7 +11,6 @@ import torch
 from torch.utils.data import Dataset
 from torchbearer.cv_utils import DatasetValidationSplitter
 
-from . import idx as _idx
 from ..checks import (
     check_bool,
     check_callable,
@@ -22,8 +21,9 @@ from ..checks import (
     describe,
     legacy_positional,
 )
-from .images import ImageDataset
 from ..files import PathLike
+from . import idx as idx_files
+from .images import ImageDataset
 
 __all__ = ['AutoEncoderDataset', 'train_val_split', 'read_idx', 'ImageDataset', 'IDXDataset', 'load_mnist',
            'load_digits', 'load_cifar10']
@@ -214,7 +214,7 @@ def read_idx(path: PathLike, *, limit: Optional[int] = None) -> torch.Tensor:
             FIFO, an empty, truncated or corrupt file, or a corrupt gzip).
     """
     check_path('path', path)
-    return _idx.read(path, check_int('limit', limit, minimum=1, allow_none=True))[0]
+    return idx_files.read(path, check_int('limit', limit, minimum=1, allow_none=True))[0]
 
 
 # -- IDX files --
@@ -274,7 +274,7 @@ class IDXDataset(ImageDataset):
         if labels is not None:
             check_path('labels', labels)
         limit = check_int('limit', limit, minimum=1, allow_none=True)
-        data, shape = _idx.read(images, limit)
+        data, shape = idx_files.read(images, limit)
         if data.dim() != 3 or data.dtype != torch.uint8:
             raise ValueError(f'{os.fspath(images)!r} holds {describe(data)}, not uint8 images (N, H, W); give an '
                              f'idx3-ubyte images file')
@@ -283,7 +283,7 @@ class IDXDataset(ImageDataset):
                              f'again')
         targets = None
         if labels is not None:
-            targets, count = _idx.read(labels, limit)
+            targets, count = idx_files.read(labels, limit)
             if count != shape[:1]:
                 raise ValueError(f'{os.fspath(labels)!r} holds labels of shape {count} for the {shape[0]} images in '
                                  f'{os.fspath(images)!r}; give the labels file of the same split')

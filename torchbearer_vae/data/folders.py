@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from ..checks import check_int, check_path, describe
-from .images import ImageDataset
 from ..memory import available_memory
+from .images import ImageDataset
 
 __all__ = ['IMAGE_EXTENSIONS', 'find_images', 'load_image_folder']
 

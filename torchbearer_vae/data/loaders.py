@@ -7,10 +7,10 @@ import torch
 import torchbearer
 from torchbearer import deep_to
 
-from .batching import source_of
 from ..checks import check_bool, check_int, describe, legacy_positional
 from ..distributed import get_rank, get_world_size
 from ..state import LABEL
+from .batching import source_of
 
 __all__ = ['TensorLoader', 'load_batch_with_labels']
 

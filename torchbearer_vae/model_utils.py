@@ -1,0 +1,72 @@
+"""What the package asks of a model, its own or a user's: one definition each, used by every layer.
+
+A model here is any ``nn.Module`` with ``encode(x) -> (mu, logvar)`` and ``decode(z)``; a conditional
+one (an int ``num_classes``) takes the labels too, ``encode(x, labels)`` and ``decode(z, labels)``.
+"""
+import contextlib
+from typing import Iterator, Optional, Tuple
+
+import torch
+
+from .checks import describe
+
+__all__ = []  # internal
+
+
+def model_device(model) -> torch.device:
+    """The device of the model's first parameter; the CPU for a model without parameters."""
+    parameter = next(model.parameters(), None) if isinstance(model, torch.nn.Module) else None
+    return parameter.device if parameter is not None else torch.device('cpu')
+
+
+def is_conditional(model) -> bool:
+    """A model conditioned on class labels: an int ``num_classes`` (``encode(x, labels)``, ``decode(z, labels)``)."""
+    classes = getattr(model, 'num_classes', None)
+    return isinstance(classes, int) and not isinstance(classes, bool)
+
+
+@contextlib.contextmanager
+def evaluating(model) -> Iterator[None]:
+    """Eval mode (no dropout, batch-norm running statistics) and no autograd, then the mode as before."""
+    training = getattr(model, 'training', False)
+    if isinstance(model, torch.nn.Module):
+        model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        if isinstance(model, torch.nn.Module):
+            model.train(training)
+
+
+def require_methods(model, who: str, *methods: str) -> None:
+    """A TypeError naming what ``who`` needs unless the model has each of ``methods``."""
+    missing = [name for name in methods if not callable(getattr(model, name, None))]
+    if missing:
+        raise TypeError(f'{who} needs a model with {" and ".join(m + "()" for m in methods)}, but '
+                        f'{type(model).__name__} has no {", ".join(missing)}')
+
+
+def posterior(model, x: torch.Tensor, labels: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``(mu, logvar)`` of a batch, each ``(batch, latent_dim)``, checked.
+
+    A conditional model is given ``labels``; another model ignores them.
+
+    Raises:
+        TypeError: if ``model.encode`` does not return a pair.
+        ValueError: if ``mu`` and ``logvar`` are not both ``(batch, latent_dim)`` for this batch.
+    """
+    encoded = model.encode(x, labels) if labels is not None and is_conditional(model) else model.encode(x)
+    if not isinstance(encoded, (tuple, list)) or len(encoded) < 2:
+        raise TypeError(f'model.encode(x) must return (mu, logvar), got {describe(encoded)}')
+    mu, logvar = encoded[0], encoded[1]
+    if (not isinstance(mu, torch.Tensor) or not isinstance(logvar, torch.Tensor) or mu.dim() != 2
+            or mu.shape != logvar.shape or mu.shape[0] != x.shape[0]):
+        raise ValueError(f'model.encode(x) must return mu and logvar of shape (batch, latent_dim), got '
+                         f'{describe(mu)} and {describe(logvar)} for a batch of {x.shape[0]}')
+    return mu, logvar
+
+
+def decoded(model, z: torch.Tensor, labels: Optional[torch.Tensor] = None):
+    """``model.decode(z)``; a conditional model is given ``labels``, another model ignores them."""
+    return model.decode(z, labels) if labels is not None and is_conditional(model) else model.decode(z)
