@@ -16,6 +16,7 @@ from torch import nn
 
 from ..checks import check_bool, check_choice, check_int, check_number, check_range, check_shape, describe, renamed
 from ..losses import LIKELIHOODS, bernoulli_mean, reconstruction_loss
+from ..model_utils import model_device
 from ..state import LOGVAR, MU
 
 __all__ = ['BaseVAE']
@@ -204,10 +205,6 @@ class BaseVAE(nn.Module):
         return self.forward_decoder(z)
 
     # -- the shared interface --
-    def _device(self) -> torch.device:
-        parameter = next(self.parameters(), None)
-        return parameter.device if parameter is not None else torch.device('cpu')
-
     def _check_images(self, x: torch.Tensor) -> None:
         """Refuse a batch whose images are not ``input_shape`` (or flat, or without its size-1 axes).
 
@@ -232,11 +229,13 @@ class BaseVAE(nn.Module):
         raise ValueError(f'{type(self).__name__}(input_shape={self.input_shape}) got inputs of shape {got}; expected '
                          f'(batch, {", ".join(map(str, self.input_shape))}) or (batch, {self.input_dim}){hint}')
 
-    def encode(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, x: torch.Tensor, *inputs) -> Tuple[torch.Tensor, torch.Tensor]:
         """The posterior parameters of a batch.
 
         Args:
             x (torch.Tensor): Inputs, ``(B, *input_shape)`` or flat ``(B, prod(input_shape))``.
+            *inputs: More inputs of the encoder, passed to :meth:`forward_encoder` after ``x``
+                (none for an unconditional VAE; the one-hot labels for a conditional one).
 
         Returns:
             tuple: ``(mu, logvar)``, each ``(B, latent_dim)``; ``logvar`` clamped to ``logvar_clamp`` if set.
@@ -246,7 +245,7 @@ class BaseVAE(nn.Module):
             TypeError: for inputs that are not a floating point tensor (uint8 images, numpy arrays).
         """
         self._check_images(x)
-        mu, logvar = self.forward_encoder(x.reshape((x.shape[0],) + self.input_shape))
+        mu, logvar = self.forward_encoder(x.reshape((x.shape[0],) + self.input_shape), *inputs)
         if self.logvar_clamp is not None:
             logvar = logvar.clamp(*self.logvar_clamp)
         return mu, logvar
@@ -265,7 +264,7 @@ class BaseVAE(nn.Module):
             return mu
         return mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
+    def decode(self, z: torch.Tensor, *inputs) -> torch.Tensor:
         """The decoder's mean for latent codes: probabilities (Bernoulli) or Gaussian means.
 
         Bernoulli probabilities are :func:`~torchbearer_vae.bernoulli_mean` of the logits, which
@@ -273,47 +272,50 @@ class BaseVAE(nn.Module):
 
         Args:
             z (torch.Tensor): ``(B, latent_dim)`` codes.
+            *inputs: More inputs of the decoder, passed to :meth:`forward_decoder` after ``z``.
 
         Returns:
             torch.Tensor: ``(B, *input_shape)`` images.
         """
-        out = self.forward_decoder(z).reshape((z.shape[0],) + self.input_shape)
+        out = self.forward_decoder(z, *inputs).reshape((z.shape[0],) + self.input_shape)
         return bernoulli_mean(out) if self.likelihood == 'bernoulli' else out
 
     @renamed(n='num_images')
     @torch.no_grad()
-    def sample(self, num_images: int, *, device: Optional[torch.device] = None,
+    def sample(self, num_images: int, *inputs, device: Optional[torch.device] = None,
                generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """Decode ``num_images`` draws from the prior ``N(0, I)`` (the decoder's mean, no pixel noise).
 
         Args:
             num_images (int): How many images (``n=`` is its deprecated name).
+            *inputs: More inputs of the decoder, as for :meth:`decode`.
             device (torch.device or None): Where to decode; default, the model's device.
             generator (torch.Generator or None): For reproducible draws (on its own device).
 
         Returns:
             torch.Tensor: ``(num_images, *input_shape)`` images.
         """
-        return self.decode(self._prior_draws(num_images, device, generator))
+        return self.decode(self._prior_draws(num_images, device, generator), *inputs)
 
     def _prior_draws(self, num_images, device, generator) -> torch.Tensor:
         """``(num_images, latent_dim)`` draws of ``N(0, I)``, made on the generator's device, on ``device``."""
         check_int('num_images', num_images, minimum=1)
-        device = device if device is not None else self._device()
+        device = device if device is not None else model_device(self)
         noise_device = generator.device if generator is not None else device
         return torch.randn(num_images, self.latent_dim, device=noise_device, generator=generator).to(device)
 
-    def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    def log_likelihood(self, x: torch.Tensor, z: torch.Tensor, *inputs) -> torch.Tensor:
         """``log p(x|z)`` per image, in nats, under the decoder's likelihood.
 
         Args:
             x (torch.Tensor): ``(B, *input_shape)`` or flat ``(B, prod(input_shape))`` images.
             z (torch.Tensor): ``(B, latent_dim)`` codes, one per image.
+            *inputs: More inputs of the decoder, as for :meth:`decode`.
 
         Returns:
             torch.Tensor: ``(B,)`` log-likelihoods.
         """
-        return -reconstruction_loss(self.decode(z), x, self.likelihood, sigma=self.sigma, reduction='none')
+        return -reconstruction_loss(self.decode(z, *inputs), x, self.likelihood, sigma=self.sigma, reduction='none')
 
     def reconstruction_loss(self, recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """``-log p(target|z)`` summed over the batch, in nats: the criterion for this model.
@@ -331,11 +333,12 @@ class BaseVAE(nn.Module):
         """
         return reconstruction_loss(recon, target, self.likelihood, sigma=self.sigma, reduction='sum')
 
-    def forward(self, x: torch.Tensor, state: Optional[dict] = None):
+    def forward(self, x: torch.Tensor, *inputs, state: Optional[dict] = None):
         """Encode, draw ``z`` and decode.
 
         Args:
             x (torch.Tensor): Inputs.
+            *inputs: More inputs of both networks, given to :meth:`encode` and :meth:`decode`.
             state (dict or None): torchbearer's state, passed by the Trial.
 
         Returns:
@@ -343,8 +346,8 @@ class BaseVAE(nn.Module):
             true (``mu`` and ``logvar`` go to ``state[MU]``/``state[LOGVAR]``); otherwise
             ``(recon, mu, logvar)``.
         """
-        mu, logvar = self.encode(x)
-        recon = self.decode(self.reparameterize(mu, logvar)).reshape(x.shape)
+        mu, logvar = self.encode(x, *inputs)
+        recon = self.decode(self.reparameterize(mu, logvar), *inputs).reshape(x.shape)
         if state is not None and self.use_state:
             state[MU], state[LOGVAR] = mu, logvar
             return recon

@@ -11,10 +11,10 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
-from ..checks import check_int, describe, renamed
+from ..checks import check_int, describe
 from ..errors import MissingStateError
-from ..losses import bernoulli_mean, reconstruction_loss
-from ..state import LABEL, LOGVAR, MU
+from ..model_utils import model_device
+from ..state import LABEL
 from .base import BaseVAE
 
 __all__ = ['ConditionalVAE']
@@ -83,15 +83,16 @@ class ConditionalVAE(BaseVAE):
         self.fc3 = nn.Linear(latent_dim + num_classes, hidden_dim)
         self.fc4 = nn.Linear(hidden_dim, self.input_dim)
 
-    # -- the two networks, with the one-hot labels --
-    def forward_encoder(self, x: torch.Tensor, onehot: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """The encoder: ``(mu, logvar)`` of images ``x`` ``(B, *input_shape)`` and one-hot labels ``(B, C)``."""
+    # -- the two networks, given the labels --
+    def forward_encoder(self, x: torch.Tensor, labels: Labels = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The encoder: ``(mu, logvar)`` of images ``x`` ``(B, *input_shape)`` and their labels (:meth:`one_hot`)."""
+        onehot = self.one_hot(labels, x.shape[0])
         hidden = torch.relu(self.fc1(torch.cat([x.reshape(x.shape[0], -1), onehot], dim=1)))
         return self.fc21(hidden), self.fc22(hidden)
 
-    def forward_decoder(self, z: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
-        """The decoder: pre-activations ``(B, prod(input_shape))`` for codes ``z`` with one-hot labels."""
-        return self.fc4(torch.relu(self.fc3(torch.cat([z, onehot], dim=1))))
+    def forward_decoder(self, z: torch.Tensor, labels: Labels = None) -> torch.Tensor:
+        """The decoder: pre-activations ``(B, prod(input_shape))`` for codes ``z`` and their labels."""
+        return self.fc4(torch.relu(self.fc3(torch.cat([z, self.one_hot(labels, z.shape[0])], dim=1))))
 
     def one_hot(self, labels: Labels, batch: int) -> torch.Tensor:
         """The labels of a batch of ``batch`` as the float ``(batch, num_classes)`` the networks take.
@@ -108,7 +109,7 @@ class ConditionalVAE(BaseVAE):
             MissingStateError: for ``labels=None``, saying how to give them.
             ValueError, TypeError: for labels of another batch size, shape or type, or out of range.
         """
-        device, dtype = self._device(), next(self.parameters()).dtype
+        device, dtype = model_device(self), next(self.parameters()).dtype
         if labels is None:
             raise MissingStateError(f'{type(self).__name__} needs the class labels: pass labels= (PyTorch way: '
                                     f'model(x, labels)), or in a Trial use AutoEncoderDataset(..., keep_labels=True) '
@@ -134,20 +135,12 @@ class ConditionalVAE(BaseVAE):
     # -- the interface of BaseVAE, with labels --
     def encode(self, x: torch.Tensor, labels: Labels = None) -> Tuple[torch.Tensor, torch.Tensor]:
         """The posterior parameters ``(mu, logvar)`` of images with their labels (see :meth:`BaseVAE.encode`)."""
-        self._check_images(x)
-        onehot = self.one_hot(labels, x.shape[0])
-        mu, logvar = self.forward_encoder(x.reshape((x.shape[0],) + self.input_shape), onehot)
-        if self.logvar_clamp is not None:
-            logvar = logvar.clamp(*self.logvar_clamp)
-        return mu, logvar
+        return super().encode(x, labels)
 
     def decode(self, z: torch.Tensor, labels: Labels = None) -> torch.Tensor:
         """The decoder's mean ``(B, *input_shape)`` for codes ``z`` ``(B, latent_dim)`` and their labels."""
-        out = self.forward_decoder(z, self.one_hot(labels, z.shape[0])).reshape((z.shape[0],) + self.input_shape)
-        return bernoulli_mean(out) if self.likelihood == 'bernoulli' else out
+        return super().decode(z, labels)
 
-    @renamed(n='num_images')
-    @torch.no_grad()
     def sample(self, num_images: int, *, labels: Labels = None, device: Optional[torch.device] = None,
                generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """Decode ``num_images`` draws from the prior ``N(0, I)`` with the given labels.
@@ -162,14 +155,9 @@ class ConditionalVAE(BaseVAE):
         Returns:
             torch.Tensor: ``(num_images, *input_shape)`` images.
         """
-        z = self._prior_draws(num_images, device, generator)
         if labels is None:
-            labels = torch.arange(num_images) % self.num_classes
-        return self.decode(z, labels)
-
-    def log_likelihood(self, x: torch.Tensor, z: torch.Tensor, labels: Labels = None) -> torch.Tensor:
-        """``log p(x | z, y)`` per image, in nats (see :meth:`BaseVAE.log_likelihood`)."""
-        return -reconstruction_loss(self.decode(z, labels), x, self.likelihood, sigma=self.sigma, reduction='none')
+            labels = torch.arange(check_int('num_images', num_images, minimum=1)) % self.num_classes
+        return super().sample(num_images, labels, device=device, generator=generator)
 
     def forward(self, x: torch.Tensor, labels: Labels = None, *, state: Optional[dict] = None):
         """Encode with the labels, draw ``z`` and decode with them.
@@ -185,12 +173,7 @@ class ConditionalVAE(BaseVAE):
         """
         if labels is None and state is not None:
             labels = state.get(LABEL)
-        mu, logvar = self.encode(x, labels)
-        recon = self.decode(self.reparameterize(mu, logvar), labels).reshape(x.shape)
-        if state is not None and self.use_state:
-            state[MU], state[LOGVAR] = mu, logvar
-            return recon
-        return recon, mu, logvar
+        return super().forward(x, labels, state=state)
 
     def extra_repr(self) -> str:
         return f'num_classes={self.num_classes}, {super().extra_repr()}'
