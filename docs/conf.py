@@ -39,6 +39,9 @@ extensions = [
     'attribute_docs',
 ]
 
+# package_refs: the pages whose references may name what has since moved or been removed (history).
+package_refs_history = ['changelog']
+
 exclude_patterns = ['_build']
 templates_path = []
 

@@ -8,6 +8,8 @@ from typing import Callable, Dict, Optional, Tuple, Union
 
 import torchbearer
 
+__all__ = []  # internal
+
 PathLike = Union[str, 'os.PathLike[str]']
 
 

@@ -11,7 +11,7 @@ into ``folder``, atomically, from rank 0 only. A VAE trained the state way with 
     Trial(VAE(), optimizer, torch.nn.BCELoss(reduction='sum'), callbacks=callbacks).with_generators(
         train_loader, val_loader).run(10)
 
-All four are :class:`~torchbearer_vae.picture_saver.PictureSaver` subclasses, so torchbearer
+All four are :class:`~torchbearer_vae.PictureSaver` subclasses, so torchbearer
 ``ImagingCallback`` s: ``.on_train()``/``.on_val()``/``.on_test()`` choose the data,
 ``.to_tensorboard()``, ``.to_file(...)``, ``.to_state(...)`` or ``.with_handler(...)`` send the
 grid elsewhere too, and ``.save(model, ...)`` draws outside a Trial (e.g. from a checkpoint).
