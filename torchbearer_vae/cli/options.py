@@ -103,6 +103,8 @@ def _check_channels(name: str, value) -> None:
 
 # -- the options --
 class _Required:
+    """The type of :data:`REQUIRED` (shown as its name)."""
+
     def __repr__(self):
         return 'REQUIRED'
 
@@ -245,11 +247,9 @@ def add_option(parser: argparse.ArgumentParser, name: str, *, default=_FROM_FIEL
     """
     field = _FIELDS[name]
     metadata = dict(field.metadata, shown=shown or field.metadata['shown'])
+    text = _with_default(metadata['help'], field.default if default is _FROM_FIELD else default, metadata)
     if default is _FROM_FIELD:
         default = None if metadata['run'] else field.default
-        text = _with_default(metadata['help'], field.default, metadata)
-    else:
-        text = _with_default(metadata['help'], default, metadata)
     flag = '--' + name.replace('_', '-')
     if metadata['switch']:
         return parser.add_argument(flag, action='store_true', default=default, help=text)
