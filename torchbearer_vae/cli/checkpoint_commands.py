@@ -21,17 +21,18 @@ from ..models import model_from_checkpoint
 from ..records import write_json
 from .data import absolute, image, is_folder, load_dataset, shown, split, unreadable
 from .limits import check_evaluation_fits, check_pictures_fit
-from .processes import device as _device
+from .model import model_device
+from .options import REQUIRED_OPTIONS, saved_options
+from .processes import pick_device
 from .progress import counted
 from .run_folder import output_file
-from .train import REQUIRED_OPTIONS, saved_options
 
 __all__ = []  # internal: the public entry point is torchbearer_vae.cli.main
 
 
 def _model(args):
     checkpoint = load_checkpoint(args.checkpoint)
-    device = _device(args.device)
+    device = pick_device(args.device)
     try:
         model = model_from_checkpoint(checkpoint)
     except CheckpointError as error:
@@ -150,12 +151,8 @@ class _OneClass(SampleSaver):
         self.label = label
 
     def draw(self, model, state):
-        z = self.noise(model.latent_dim).to(_device_of(model))
+        z = self.noise(model.latent_dim).to(model_device(model))
         return self._decode(model, z, torch.full((z.shape[0],), self.label, dtype=torch.long, device=z.device))
-
-
-def _device_of(model) -> torch.device:
-    return next(model.parameters()).device
 
 
 def _check_label(args, model) -> None:

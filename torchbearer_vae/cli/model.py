@@ -2,12 +2,14 @@
 
 ``--model mlp`` is :class:`~torchbearer_vae.VAE` (the PyTorch example's), ``--model conv`` is
 :class:`~torchbearer_vae.ConvVAE`, ``--conditional`` the MLP :class:`~torchbearer_vae.ConditionalVAE`;
-``--likelihood`` and ``--sigma`` choose the decoder's likelihood.
+``--likelihood`` and ``--sigma`` choose the decoder's likelihood. Another model for ``--model`` is one more
+entry of ``MODELS``: the choices, the help and the default width follow from it.
 Options a run left to their default are settled here once the images are known (``mlp`` for grey
 images, ``conv`` for colour ones), and recorded so that a resumed run and ``evaluate`` use the same.
 
 Internal to the command line (:mod:`torchbearer_vae.cli`); every refusal is a :class:`CommandError`.
 """
+import dataclasses
 from typing import Optional, Sequence
 
 import torch
@@ -19,13 +21,20 @@ from ..models.vae import VAE, ConvVAE
 
 __all__ = []  # internal: the public entry point is torchbearer_vae.cli.main
 
-MODELS = {'mlp': VAE, 'conv': ConvVAE}
-HIDDEN_DIM = {'mlp': 400, 'conv': 256}  # each model's own default width
-LIKELIHOODS = ('bernoulli', 'gaussian')
-DEFAULT_SIGMA = 0.1  # the models' default: pixel values in [0, 1]
-# What a run written before --model existed used: a checkpoint without these options resumes with them.
-OLD_RUN_DEFAULTS = {'model': 'mlp', 'likelihood': 'bernoulli', 'sigma': DEFAULT_SIGMA, 'image_size': None,
-                    'channels': None, 'conditional': False}
+
+@dataclasses.dataclass(frozen=True)
+class ModelChoice:
+    """A model ``--model`` names: its class, its own default width (``--hidden-dim``) and what ``--help`` says of it."""
+    model_class: type
+    hidden_dim: int
+    about: str
+
+
+#: The models of ``--model``, by the name the command line gives them: its choices, its help and build_model's class.
+MODELS = {
+    'mlp': ModelChoice(VAE, hidden_dim=400, about="the PyTorch example's VAE"),
+    'conv': ModelChoice(ConvVAE, hidden_dim=256, about='ConvVAE, height and width multiples of 4'),
+}
 
 
 def settle(options: dict, image_shape: Sequence[int]) -> dict:
@@ -35,7 +44,7 @@ def settle(options: dict, image_shape: Sequence[int]) -> dict:
         colour = len(image_shape) == 3 and image_shape[0] == 3
         options['model'] = 'conv' if colour and not options.get('conditional') else 'mlp'  # conditional: MLP only
     if options.get('hidden_dim') is None:
-        options['hidden_dim'] = HIDDEN_DIM[options['model']]
+        options['hidden_dim'] = MODELS[options['model']].hidden_dim
     return options
 
 
@@ -63,7 +72,7 @@ def build_model(options: dict, image_shape: Sequence[int], device: Optional[str]
         with torch.device(device or 'cpu'):
             if options.get('conditional'):
                 return ConditionalVAE(tuple(image_shape), num_classes=num_classes, **config)
-            return MODELS[name](tuple(image_shape), **config)
+            return MODELS[name].model_class(tuple(image_shape), **config)
     except ValueError as error:
         if name == 'conv' and len(image_shape) == 3 and (image_shape[1] % 4 or image_shape[2] % 4):
             raise CommandError(f'--model conv needs images whose height and width are multiples of 4, but --dataset '
@@ -74,6 +83,12 @@ def build_model(options: dict, image_shape: Sequence[int], device: Optional[str]
     except (RuntimeError, OverflowError, TypeError, MemoryError) as error:  # too large for PyTorch to describe
         raise CommandError(f'--hidden-dim {options["hidden_dim"]} and --latent-dim {options["latent_dim"]} make a '
                            f'model too large to build ({type(error).__name__}); use smaller values') from None
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device of ``model``'s parameters (the CPU for a model without any)."""
+    parameter = next(model.parameters(), None)
+    return parameter.device if parameter is not None else torch.device('cpu')
 
 
 def criterion(likelihood: str, sigma: float):

@@ -9,7 +9,7 @@ from ..errors import CheckpointError, CommandError
 __all__ = []  # internal: the public entry point is torchbearer_vae.cli.main
 
 
-def device(name: str) -> torch.device:
+def pick_device(name: str) -> torch.device:
     """The device of ``--device`` (``auto``: cuda when available); CommandError for cuda without a GPU."""
     if name == 'cuda' and not torch.cuda.is_available():
         raise CommandError('--device cuda was asked for but no CUDA GPU is available; use --device cpu or auto')
@@ -35,7 +35,7 @@ class Processes:
             raise CommandError(f"WORLD_SIZE and LOCAL_RANK must be whole numbers (torchrun sets them), got "
                                f"WORLD_SIZE={os.environ.get('WORLD_SIZE')!r}, "
                                f"LOCAL_RANK={os.environ.get('LOCAL_RANK')!r}") from None
-        self.device = device(device_name)
+        self.device = pick_device(device_name)
         if world_size <= 1:
             return
         self.local_rank = local_rank

@@ -14,6 +14,7 @@ from typing import Dict, List, Optional
 from torchbearer import EPOCH
 from torchbearer.callbacks import Callback
 
+from ..data.folders import IMAGE_EXTENSIONS
 from ..errors import CommandError
 
 try:  # POSIX; on Windows msvcrt locks a byte of the file instead
@@ -183,7 +184,9 @@ def _holder(path: str) -> str:
 
 
 # -- the output file of sample, reconstruct and evaluate --
-_IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.gif', '.tif', '.tiff', '.webp', '.ppm')
+# The image files a picture may be written to: those --dataset folder:DIR reads, but .pgm. The pictures are colour
+# grids (make_grid's), which Pillow writes under a .pgm name as a colour PPM (P6): a file its name misdescribes.
+PICTURE_EXTENSIONS = tuple(extension for extension in IMAGE_EXTENSIONS if extension != '.pgm')
 
 
 def output_file(out: Optional[str], *, default_name: str, beside: str, kind: str,
@@ -201,7 +204,7 @@ def output_file(out: Optional[str], *, default_name: str, beside: str, kind: str
     else:
         path = out
     shown = path if out is None else out
-    if kind == 'image' and os.path.splitext(path)[1].lower() not in _IMAGE_EXTENSIONS:
+    if kind == 'image' and os.path.splitext(path)[1].lower() not in PICTURE_EXTENSIONS:
         raise CommandError(f'--out {shown!r} is not an image file name; give a name ending in .png')
     folder = os.path.dirname(os.path.abspath(path))
     while not os.path.exists(folder):

@@ -1,4 +1,6 @@
-"""What each ``torchbearer-vae`` sub-command does, and the options they take; :mod:`torchbearer_vae.cli` parses them.
+"""``torchbearer-vae train``: the run's data, model and callbacks built into a Trial, trained, its files written.
+
+Its options, their defaults and how a checkpoint keeps them are defined in :mod:`torchbearer_vae.cli.options`.
 
 Every problem with the arguments, the inputs or the files is a :class:`CommandError` (one line, exit status 2):
 the data and checkpoint layers' ``ValueError``/``OSError``/:class:`CheckpointError` are turned into one here,
@@ -10,7 +12,7 @@ import platform
 import shutil
 import threading
 import time
-from functools import partial
+from typing import Optional
 
 import torch
 import torchbearer
@@ -20,7 +22,6 @@ from torchbearer import Trial
 from ..callbacks.guards import NaNGuard
 from ..callbacks.pictures import ReconstructionSaver, SampleSaver
 from ..checkpoints import Checkpointer, load_checkpoint
-from ..checks import check_bool, check_choice, check_int, check_number
 from ..data.datasets import AutoEncoderDataset
 from ..data.loaders import TensorLoader, load_batch_with_labels
 from ..distributed import ReduceMetrics
@@ -30,18 +31,10 @@ from ..evaluation import negative_elbo
 from ..files import remove_stale_temporaries
 from ..records import MetricsCSV, plot_history, write_json
 from ..version import __version__
-from .data import absolute, check_preprocessing, image, is_folder, load_dataset, run_name, shown, split
+from .data import image, is_folder, load_dataset, run_name, shown, split
 from .limits import check_training_fits
-from .model import (
-    DEFAULT_SIGMA,
-    LIKELIHOODS,
-    MODELS,
-    OLD_RUN_DEFAULTS,
-    build_model,
-    check_conditional,
-    criterion,
-    settle,
-)
+from .model import build_model, criterion, settle
+from .options import REQUIRED_OPTIONS, check_saved_options, run_options, saved_options
 from .processes import Processes
 from .progress import training_progress
 from .resume import check_resumable, optimizer_to, restore
@@ -49,76 +42,9 @@ from .run_folder import CHECKPOINT, METRICS, SUMMARY, RunFolder, checkpoint_stat
 
 __all__ = []  # internal: the public entry point is torchbearer_vae.cli.main
 
-# Options that fix the model, the data or the optimisation: a resumed run must keep them. A checkpoint written
-# before the last six existed has the first ten only, and resumes with OLD_RUN_DEFAULTS for the others.
-RUN_OPTIONS = ('dataset', 'data_dir', 'batch_size', 'lr', 'latent_dim', 'hidden_dim', 'beta', 'val_fraction',
-               'seed', 'limit', 'model', 'likelihood', 'sigma', 'image_size', 'channels', 'conditional')
-REQUIRED_OPTIONS = RUN_OPTIONS[:10]
-# None: settled once the images are known (model: conv for colour images; hidden_dim: the model's own default;
-# channels of a folder: 1 if every image is grey), then recorded.
-DEFAULTS = {'dataset': None, 'data_dir': 'data', 'batch_size': 128, 'lr': 1e-3, 'latent_dim': 20,
-            'hidden_dim': None, 'beta': 1.0, 'val_fraction': 0.1, 'seed': 1, 'limit': None, 'model': None,
-            'likelihood': 'bernoulli', 'sigma': DEFAULT_SIGMA, 'image_size': None, 'channels': None,
-            'conditional': False}
 # Validation images the latent pictures (KLPerDimension, LatentScatter) collect and encode when they draw: enough
 # for a scatter of every class; the cost that matters is matplotlib's drawing, hence run_folder.LATENT_EVERY.
 LATENT_IMAGES = 2000
-_Processes = Processes  # the name benchmarks/bench_training.py uses
-
-
-def saved_options(checkpoint: dict) -> dict:
-    """A checkpoint's run options, with the defaults of the options a previous version did not record."""
-    options = checkpoint.get('options') if isinstance(checkpoint.get('options'), dict) else {}
-    return {**OLD_RUN_DEFAULTS, **options}
-
-
-def run_options(args, checkpoint):
-    """The run's options: the command line's, or, when resuming, the checkpoint's (which must agree)."""
-    given = absolute({name: getattr(args, name, None) for name in RUN_OPTIONS})
-    if checkpoint is None:
-        options = absolute({name: DEFAULTS[name] if value is None else value for name, value in given.items()})
-        if given['sigma'] is not None and options['likelihood'] != 'gaussian':
-            raise CommandError(f'--sigma is the standard deviation of --likelihood gaussian; this run\'s likelihood '
-                               f'is {options["likelihood"]}: add --likelihood gaussian, or leave --sigma out')
-        check_preprocessing(options['dataset'], options['image_size'], options['channels'])
-        check_conditional(options)
-        return options
-    saved = absolute(saved_options(checkpoint))
-    conflicts = [f'--{name.replace("_", "-")} {value} (the run used {saved[name]})'
-                 for name, value in given.items() if value is not None and value != saved[name]]
-    if conflicts:
-        raise CommandError(f'--resume continues the run with the options it started with; got {", ".join(conflicts)}.'
-                           f' Start a new run in another --out to change them')
-    return {**checkpoint['options'], **{name: saved[name] for name in RUN_OPTIONS}}
-
-
-_OPTION_CHECKS = {
-    'batch_size': partial(check_int, minimum=1), 'latent_dim': partial(check_int, minimum=1),
-    'hidden_dim': partial(check_int, minimum=1), 'seed': partial(check_int, minimum=0),
-    'limit': partial(check_int, minimum=1, allow_none=True), 'lr': partial(check_number, above=0),
-    'beta': partial(check_number, minimum=0), 'val_fraction': partial(check_number, above=0, below=1),
-    'model': partial(check_choice, choices=tuple(MODELS)), 'likelihood': partial(check_choice, choices=LIKELIHOODS),
-    'sigma': partial(check_number, above=0), 'image_size': partial(check_int, minimum=1, allow_none=True),
-    'channels': lambda name, value: _check_channels(value), 'conditional': check_bool,
-}
-
-
-def _check_channels(value) -> None:
-    if check_int('channels', value, allow_none=True) not in (None, 1, 3):
-        raise ValueError(f'channels must be 1, 3 or None, got {value}')
-
-
-def _check_saved_options(options: dict, path: str) -> None:
-    """The options a checkpoint holds, checked as the command line checks its own (a file may have been edited)."""
-    try:
-        for name, check in _OPTION_CHECKS.items():
-            check(name, options[name])
-        for name in ('dataset', 'data_dir'):
-            if options[name] is not None and not isinstance(options[name], str):
-                raise TypeError(f'{name} must be a string or None, got a {type(options[name]).__name__}')
-    except (TypeError, ValueError) as error:
-        raise CommandError(f'{path!r} cannot be resumed: its options are not valid ({error}); start a new run in '
-                           f'another --out') from None
 
 
 # -- train --
@@ -176,7 +102,7 @@ def _prepare(args, folder: RunFolder):
             raise CommandError(f'no checkpoint at {path!r} to resume; start the run without --resume')
         checkpoint = load_checkpoint(path)
         check_resumable(checkpoint, path, REQUIRED_OPTIONS)
-        _check_saved_options(saved_options(checkpoint), path)
+        check_saved_options(saved_options(checkpoint), path)
     else:
         folder.check_new_run()
     remove_stale_temporaries(folder.path)  # left by a run killed in the middle of a write; ours alone (locked)
@@ -286,34 +212,10 @@ def _build_training(args, processes: Processes, folder: RunFolder = None):
         if rank == 0:
             print(f'{out}: already trained for {done} epochs (asked for {args.epochs}); nothing to do')
         return None
-
-    # The first process of each machine reads the data first: it downloads mnist/fashion-mnist/cifar10 if
-    # needed, alone.
-    if processes.local_rank:
-        processes.barrier()
-    dataset = load_dataset(options['dataset'], options['data_dir'], options['limit'], image_size=options['image_size'],
-                           channels=options['channels'], verbose=not (args.quiet or rank))
-    if not processes.local_rank:
-        processes.barrier()
-    num_classes = classes_of(dataset, options)
-    labelled = num_classes is not None  # the labels go along: a conditional model needs them, the scatter uses them
-    train_set, val_set = split(AutoEncoderDataset(dataset, keep_labels=labelled), options)
-    image_shape = tuple(image(dataset[0]).shape)
-    if is_folder(options['dataset']):  # what the folder decoded to: evaluate and a resumed run decode the same
-        options['channels'] = image_shape[0]
-    options = settle(options, image_shape)
-    check_training_fits(build_model(options, image_shape, 'meta', num_classes=num_classes), options['batch_size'],
-                        len(train_set), device)
-    torch.manual_seed(options['seed'])
-    model = build_model(options, image_shape, num_classes=num_classes)
-    if rank:  # its own draws of z; the weights are rank 0's, which DistributedDataParallel copies to every rank
-        torch.manual_seed(options['seed'] + rank)
-    optimizer = _adam(model.parameters(), options['lr'])
-    # Each rank trains on its shard of every epoch (the same seed on all ranks: disjoint shards) ...
-    train_loader = TensorLoader(train_set, batch_size=options['batch_size'], shuffle=True, seed=options['seed'],
-                                device=device, rank=rank, world_size=world_size)
-    # ... and validates on all the validation images.
-    val_loader = TensorLoader(val_set, batch_size=options['batch_size'], device=device, rank=0, world_size=1)
+    data = _read_data(args, processes, options)
+    options = data.options
+    model, optimizer = _model_and_optimizer(data, processes)
+    train_loader, val_loader = _loaders(data, processes)
     kl_term = kld_loss(beta=options['beta'], reduction='batchmean')
     history = []
     if checkpoint is not None:  # the state of every piece that changes as training goes on
@@ -328,11 +230,78 @@ def _build_training(args, processes: Processes, folder: RunFolder = None):
     # No device_ids, even on a GPU: with them DDP copies forward's keyword arguments to the device, and
     # torchbearer's state is one (the model would store MU and LOGVAR in a copy). The model is there already.
     trained = DistributedDataParallel(model) if world_size > 1 else model
+    callbacks, guard = _callbacks(args, out, data, processes, kl_term=kl_term, train_loader=train_loader)
+    trial = Trial(trained, optimizer, loss,
+                  metrics=['loss', 'recon', 'kl', 'active_units'], callbacks=callbacks, verbose=0).to(device)
+    trial.with_generators(train_generator=train_loader, val_generator=val_loader)
+    if data.num_classes is not None:
+        trial.with_loader(load_batch_with_labels)
+    trial.state[torchbearer.HISTORY] = history  # torchbearer continues from len(history)
+    return _Training(trial, guard, model, val_loader, out, options, done, data.image_shape, len(data.train_set),
+                     len(data.val_set), folder)
+
+
+@dataclasses.dataclass
+class _RunData:
+    """The run's images, read and split, and its options with what the images settle."""
+    dataset: torch.utils.data.Dataset
+    train_set: torch.utils.data.Dataset
+    val_set: torch.utils.data.Dataset
+    image_shape: tuple
+    num_classes: Optional[int]  # None: unlabelled
+    options: dict
+
+
+def _read_data(args, processes: Processes, options: dict) -> _RunData:
+    """The run's data on this rank; a folder's channels, the model and its width settled from the images."""
+    # The first process of each machine reads the data first: it downloads mnist/fashion-mnist/cifar10 if
+    # needed, alone.
+    if processes.local_rank:
+        processes.barrier()
+    dataset = load_dataset(options['dataset'], options['data_dir'], options['limit'], image_size=options['image_size'],
+                           channels=options['channels'], verbose=not (args.quiet or processes.rank))
+    if not processes.local_rank:
+        processes.barrier()
+    num_classes = classes_of(dataset, options)
+    labelled = num_classes is not None  # the labels go along: a conditional model needs them, the scatter uses them
+    train_set, val_set = split(AutoEncoderDataset(dataset, keep_labels=labelled), options)
+    image_shape = tuple(image(dataset[0]).shape)
+    if is_folder(options['dataset']):  # what the folder decoded to: evaluate and a resumed run decode the same
+        options['channels'] = image_shape[0]
+    return _RunData(dataset, train_set, val_set, image_shape, num_classes, settle(options, image_shape))
+
+
+def _model_and_optimizer(data: _RunData, processes: Processes):
+    """``(model, optimizer)``: the run's model, seeded, and its Adam; CommandError if the training cannot fit."""
+    options, rank = data.options, processes.rank
+    check_training_fits(build_model(options, data.image_shape, 'meta', num_classes=data.num_classes),
+                        options['batch_size'], len(data.train_set), processes.device)
+    torch.manual_seed(options['seed'])
+    model = build_model(options, data.image_shape, num_classes=data.num_classes)
+    if rank:  # its own draws of z; the weights are rank 0's, which DistributedDataParallel copies to every rank
+        torch.manual_seed(options['seed'] + rank)
+    return model, _adam(model.parameters(), options['lr'])
+
+
+def _loaders(data: _RunData, processes: Processes):
+    """``(train_loader, val_loader)`` on this rank's device."""
+    options, device = data.options, processes.device
+    # Each rank trains on its shard of every epoch (the same seed on all ranks: disjoint shards) ...
+    train_loader = TensorLoader(data.train_set, batch_size=options['batch_size'], shuffle=True, seed=options['seed'],
+                                device=device, rank=processes.rank, world_size=processes.world_size)
+    # ... and validates on all the validation images.
+    val_loader = TensorLoader(data.val_set, batch_size=options['batch_size'], device=device, rank=0, world_size=1)
+    return train_loader, val_loader
+
+
+def _callbacks(args, out: str, data: _RunData, processes: Processes, *, kl_term, train_loader):
+    """``(callbacks, guard)``: the Trial's callbacks in their order, and the NaNGuard among them."""
+    options, world_size = data.options, processes.world_size
 
     def resumable(state):
         rng_state = torch.get_rng_state()
         saved = {'options': options, 'kl_term': kl_term.state_dict(), 'train_loader': train_loader.state_dict(),
-                 'rng_state': rng_state, 'dataset_images': len(dataset)}
+                 'rng_state': rng_state, 'dataset_images': len(data.dataset)}
         if world_size > 1:  # Checkpointer calls this on every rank, before rank 0 writes
             saved['rng_states'] = processes.gather(rng_state)
         return saved
@@ -348,19 +317,12 @@ def _build_training(args, processes: Processes, folder: RunFolder = None):
         guard,
         ReconstructionSaver(folder=out),
         SampleSaver(folder=out, num_images=64, seed=options['seed']),
-        *latent_pictures(out, labelled=labelled, epochs=args.epochs, num_images=LATENT_IMAGES),
+        *latent_pictures(out, labelled=data.num_classes is not None, epochs=args.epochs, num_images=LATENT_IMAGES),
         Checkpointer(os.path.join(out, CHECKPOINT), extra=resumable),
         MetricsCSV(os.path.join(out, METRICS)),
     ]
-    callbacks += training_progress(args.quiet, rank)  # last: the epoch's figures are final
-    trial = Trial(trained, optimizer, loss,
-                  metrics=['loss', 'recon', 'kl', 'active_units'], callbacks=callbacks, verbose=0).to(device)
-    trial.with_generators(train_generator=train_loader, val_generator=val_loader)
-    if labelled:
-        trial.with_loader(load_batch_with_labels)
-    trial.state[torchbearer.HISTORY] = history  # torchbearer continues from len(history)
-    return _Training(trial, guard, model, val_loader, out, options, done, image_shape, len(train_set), len(val_set),
-                     folder)
+    callbacks += training_progress(args.quiet, processes.rank)  # last: the epoch's figures are final
+    return callbacks, guard
 
 
 def classes_of(dataset, options: dict):

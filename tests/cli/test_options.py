@@ -1,0 +1,177 @@
+"""The options of ``train``, defined once in cli/options.py: the parser, the defaults, the checkpoint and --resume."""
+import argparse
+import dataclasses
+import os
+
+import pytest
+import torch
+
+from torchbearer_vae import load_checkpoint
+from torchbearer_vae.cli import main
+from torchbearer_vae.cli.main import build_parser
+from torchbearer_vae.cli.model import MODELS, build_model
+from torchbearer_vae.cli.options import (
+    DEFAULTS,
+    IMPLIED,
+    REQUIRED,
+    REQUIRED_OPTIONS,
+    RUN_OPTIONS,
+    TrainOptions,
+    add_option,
+    check_saved_options,
+    option,
+    run_options,
+    saved_options,
+)
+from torchbearer_vae.cli.run_folder import PICTURE_EXTENSIONS, output_file
+from torchbearer_vae.errors import CommandError
+from torchbearer_vae.losses import LIKELIHOODS
+
+FIELDS = {field.name: field for field in dataclasses.fields(TrainOptions)}
+# A value other than the default for every run option, as typed and as stored (one command line: they fit together).
+GIVEN = {
+    'dataset': ('folder:images', 'folder:' + os.path.abspath('images')),
+    'data_dir': ('elsewhere', os.path.abspath('elsewhere')),
+    'limit': ('5', 5),
+    'image_size': ('16', 16),
+    'channels': ('3', 3),
+    'model': ('mlp', 'mlp'),
+    'conditional': (None, True),
+    'likelihood': ('gaussian', 'gaussian'),
+    'sigma': ('0.2', 0.2),
+    'batch_size': ('7', 7),
+    'lr': ('0.01', 0.01),
+    'latent_dim': ('3', 3),
+    'hidden_dim': ('9', 9),
+    'beta': ('0.5', 0.5),
+    'val_fraction': ('0.2', 0.2),
+    'seed': ('3', 3),
+}
+
+
+def flag(name):
+    return '--' + name.replace('_', '-')
+
+
+def given_args(*names):
+    """``train`` with the options ``names`` given as in GIVEN."""
+    argv = ['train']
+    for name in names:
+        text, _ = GIVEN[name]
+        argv += [flag(name)] if text is None else [flag(name), text]
+    return argv
+
+
+def parse(argv):
+    return build_parser().parse_args(argv)
+
+
+def test_every_option_is_in_the_train_parser_with_its_default(capsys):
+    args = vars(parse(['train']))
+    assert set(FIELDS) <= set(args)
+    for name, field in FIELDS.items():  # a run option reads None when not given: --resume compares what was given
+        assert args[name] == (None if name in RUN_OPTIONS else field.default), name
+    with pytest.raises(SystemExit):
+        main(['train', '--help'])
+    text = ' '.join(capsys.readouterr().out.split())
+    for name in FIELDS:
+        assert f'{flag(name)} ' in text, name
+
+
+def test_the_help_shows_each_default_from_the_one_definition():
+    parser = argparse.ArgumentParser()
+    for name, field in FIELDS.items():
+        action = add_option(parser, name)
+        if field.metadata['switch'] or field.default is None:
+            continue
+        shown = action.help.rsplit('default: ', 1)[1].rstrip(')')
+        assert type(field.default)(shown) == field.default, (name, action.help)  # 1e-3 is 0.001
+    # the other commands' options of the same name: their own default, the same type and help
+    other = argparse.ArgumentParser()
+    assert add_option(other, 'seed', default=0).help == 'default: 0' and other.parse_args([]).seed == 0
+    assert add_option(other, 'dataset', shown="the run's").help.endswith("(default: the run's)")
+    assert parse(['evaluate', '--checkpoint', 'c.pt']).batch_size == 500
+
+
+def test_a_new_run_takes_the_defaults_and_every_option_given():
+    assert set(GIVEN) == set(RUN_OPTIONS)  # a new run option needs an example here
+    defaults = run_options(parse(['train']), None)
+    assert list(defaults) == list(RUN_OPTIONS)
+    assert defaults == {**DEFAULTS, 'data_dir': os.path.abspath(DEFAULTS['data_dir'])}
+    options = run_options(parse(given_args(*RUN_OPTIONS)), None)
+    assert options == {name: stored for name, (_, stored) in GIVEN.items()}
+
+
+def test_the_stored_options_round_trip_through_the_checkpoint():
+    options = run_options(parse(given_args(*RUN_OPTIONS)), None)
+    checkpoint = {'options': options}
+    assert saved_options(checkpoint) == options
+    check_saved_options(saved_options(checkpoint), 'checkpoint.pt')
+    assert run_options(parse(['train', '--resume']), checkpoint) == options  # nothing given: the run's
+    assert run_options(parse(given_args(*RUN_OPTIONS) + ['--resume']), checkpoint) == options  # the same given
+
+
+@pytest.mark.parametrize('name', sorted(GIVEN))
+def test_resume_refuses_each_run_option_changed(name):
+    checkpoint = {'options': run_options(parse(['train']), None)}
+    with pytest.raises(CommandError, match=f'--resume continues the run .*; got {flag(name)} .* \\(the run used '):
+        run_options(parse(given_args(name) + ['--resume']), checkpoint)
+
+
+def test_a_checkpoint_without_the_later_options_reads_their_implied_values():
+    assert set(REQUIRED_OPTIONS) | set(IMPLIED) == set(RUN_OPTIONS) and not set(REQUIRED_OPTIONS) & set(IMPLIED)
+    assert IMPLIED == {'model': 'mlp', 'likelihood': 'bernoulli', 'sigma': 0.1, 'image_size': None,
+                       'channels': None, 'conditional': False}  # what runs before each option used
+    old = {name: value for name, value in run_options(parse(['train']), None).items() if name in REQUIRED_OPTIONS}
+    old['hidden_dim'] = 400  # settled before it was stored
+    options = saved_options({'options': old})
+    assert options == {**old, **IMPLIED}
+    check_saved_options(options, 'checkpoint.pt')  # a resumed run takes them
+    assert saved_options({}) == IMPLIED  # a checkpoint without options (save_checkpoint's): sample and evaluate
+
+
+def test_a_run_option_must_say_what_an_older_checkpoint_means():
+    with pytest.raises(TypeError, match='implied='):
+        option(1, help='', check=lambda name, value: None)
+    assert option(1, help='', check=lambda name, value: None, implied=REQUIRED).metadata['implied'] is REQUIRED
+    assert option(1, help='', run=False).metadata['run'] is False
+
+
+def test_the_model_and_likelihood_choices_come_from_their_one_definitions():
+    parser = argparse.ArgumentParser()
+    model, likelihood, hidden_dim = (add_option(parser, name) for name in ('model', 'likelihood', 'hidden_dim'))
+    assert tuple(model.choices) == tuple(MODELS) and tuple(likelihood.choices) == LIKELIHOODS
+    for name, choice in MODELS.items():
+        assert f'{choice.hidden_dim} ({name})' in hidden_dim.help and f'{name}: {choice.about}' in model.help
+        assert parse(['train', '--model', name]).model == name
+        options = {'model': name, 'latent_dim': 2, 'hidden_dim': choice.hidden_dim, 'likelihood': 'bernoulli',
+                   'sigma': 0.1}
+        built = build_model(options, (1, 8, 8), 'meta')
+        assert type(built) is choice.model_class and built.hidden_dim == choice.hidden_dim
+
+
+def test_picture_names_are_the_image_files_a_folder_reads_but_pgm(tmp_path):
+    for extension in PICTURE_EXTENSIONS + tuple(extension.upper() for extension in PICTURE_EXTENSIONS):
+        path = str(tmp_path / f'out{extension}')
+        assert output_file(path, default_name='s.png', beside='c.pt', kind='image') == path
+    for name in ('out.pgm', 'out.txt', 'out'):  # .pgm: the colour grid would be a PPM under a PGM name
+        with pytest.raises(CommandError, match='is not an image file name'):
+            output_file(str(tmp_path / name), default_name='s.png', beside='c.pt', kind='image')
+
+
+@pytest.mark.slow
+def test_a_checkpoint_from_before_the_later_options_resumes_and_evaluates(tmp_path, capsys):
+    """A real run whose checkpoint is made to lack every option added later: it resumes and evaluates with them."""
+    out = tmp_path / 'run'
+    assert main(['train', '--dataset', 'digits', '--epochs', '1', '--latent-dim', '2', '--hidden-dim', '8',
+                 '--out', str(out), '--quiet']) == 0
+    written = load_checkpoint(out / 'checkpoint.pt')['options']
+    assert list(written) == list(RUN_OPTIONS)
+    checkpoint = torch.load(out / 'checkpoint.pt', weights_only=True)
+    checkpoint['options'] = {name: value for name, value in checkpoint['options'].items() if name in REQUIRED_OPTIONS}
+    torch.save(checkpoint, out / 'checkpoint.pt')
+    assert main(['train', '--resume', '--epochs', '2', '--out', str(out), '--quiet']) == 0, capsys.readouterr().err
+    resumed = load_checkpoint(out / 'checkpoint.pt')
+    assert resumed['epoch'] == 2 and resumed['options'] == {**written, **IMPLIED}
+    assert main(['evaluate', '--checkpoint', str(out / 'checkpoint.pt'), '--out', str(tmp_path / 'e.json')]) == 0
+    assert (tmp_path / 'e.json').exists()
