@@ -17,11 +17,11 @@ from ..checkpoints import load_checkpoint
 from ..data.loaders import TensorLoader
 from ..errors import CheckpointError, CommandError, MissingStateError
 from ..evaluation import importance_weighted_nll, negative_elbo
+from ..model_utils import evaluating, is_conditional, model_device
 from ..models import model_from_checkpoint
 from ..records import write_json
 from .data import absolute, image, is_folder, load_dataset, shown, split, unreadable
 from .limits import check_evaluation_fits, check_pictures_fit
-from .model import model_device
 from .options import REQUIRED_OPTIONS, saved_options
 from .processes import pick_device
 from .progress import counted
@@ -103,14 +103,9 @@ def _data_for(args, checkpoint, model):
     return dataset, which, f'--split {which}: {what[which]} of --dataset {shown(name)} ({len(dataset):,})'
 
 
-def _conditional(model) -> bool:
-    classes = getattr(model, 'num_classes', None)
-    return isinstance(classes, int) and not isinstance(classes, bool)
-
-
 def _labels(args, dataset, model, count: int):
     """The labels of the first ``count`` images for a conditional model (None for another); CommandError if none."""
-    if not _conditional(model):
+    if not is_conditional(model):
         return None
     first = dataset[0]
     if not isinstance(first, (tuple, list)) or len(first) < 2:
@@ -158,7 +153,7 @@ class _OneClass(SampleSaver):
 def _check_label(args, model) -> None:
     if args.label is None:
         return
-    if not _conditional(model):
+    if not is_conditional(model):
         raise CommandError(f'--label picks a class of a conditional model (train --conditional), but the model in '
                            f'{args.checkpoint} is a {type(model).__name__}, which takes no labels: leave --label out')
     if args.label >= model.num_classes:
@@ -174,7 +169,7 @@ def sample(args) -> None:
     out, checkpoint, model, device = _start(args, 'samples.png', 'image')
     _check_label(args, model)
     rows = max(1, round(args.num_images ** 0.5))
-    if _conditional(model) and args.label is None:  # one row per class, --num-images in all (about)
+    if is_conditional(model) and args.label is None:  # one row per class, --num-images in all (about)
         columns = math.ceil(args.num_images / model.num_classes)
         check_pictures_fit(columns * model.num_classes, model, device)
         saver = SampleSaver(*_template(out), num_images=columns, nrow=columns, seed=args.seed)
@@ -207,8 +202,7 @@ def reconstruct(args) -> None:
         if labels is None:
             path = saver.save(model, inputs)
         else:  # a conditional model, given each image's label (the saver calls model(x) alone)
-            model.eval()
-            with torch.no_grad():
+            with evaluating(model):
                 recon = model(inputs, labels.to(device))[0]
             path = saver.write(inputs, recon.reshape(inputs.shape).cpu(), epoch=0)
     print(f'wrote {count} images and their reconstructions to {path}')

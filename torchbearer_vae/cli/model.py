@@ -85,12 +85,6 @@ def build_model(options: dict, image_shape: Sequence[int], device: Optional[str]
                            f'model too large to build ({type(error).__name__}); use smaller values') from None
 
 
-def model_device(model: torch.nn.Module) -> torch.device:
-    """The device of ``model``'s parameters (the CPU for a model without any)."""
-    parameter = next(model.parameters(), None)
-    return parameter.device if parameter is not None else torch.device('cpu')
-
-
 def criterion(likelihood: str, sigma: float):
     """The Trial's criterion: ``-log p(x|z)`` of the run's likelihood, in nats per image (the one formula)."""
     def reconstruction(recon, target):
