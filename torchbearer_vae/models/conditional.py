@@ -11,7 +11,7 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
-from ..checks import check_int, describe, renamed
+from ..checks import check_int, describe
 from ..errors import MissingStateError
 from ..losses import bernoulli_mean, reconstruction_loss
 from ..state import LABEL, LOGVAR, MU
@@ -146,7 +146,6 @@ class ConditionalVAE(BaseVAE):
         out = self.forward_decoder(z, self.one_hot(labels, z.shape[0])).reshape((z.shape[0],) + self.input_shape)
         return bernoulli_mean(out) if self.likelihood == 'bernoulli' else out
 
-    @renamed(n='num_images')
     @torch.no_grad()
     def sample(self, num_images: int, *, labels: Labels = None, device: Optional[torch.device] = None,
                generator: Optional[torch.Generator] = None) -> torch.Tensor:
