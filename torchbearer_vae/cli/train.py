@@ -63,7 +63,6 @@ DEFAULTS = {'dataset': None, 'data_dir': 'data', 'batch_size': 128, 'lr': 1e-3, 
 # Validation images the latent pictures (KLPerDimension, LatentScatter) collect and encode when they draw: enough
 # for a scatter of every class; the cost that matters is matplotlib's drawing, hence run_folder.LATENT_EVERY.
 LATENT_IMAGES = 2000
-_Processes = Processes  # the name benchmarks/bench_training.py uses
 
 
 def saved_options(checkpoint: dict) -> dict:
