@@ -2,7 +2,7 @@
 
 The docstrings and pages refer to public objects by the path users import them from,
 ``:func:`~torchbearer_vae.kld_loss```, but autodoc documents each object in its module,
-``torchbearer_vae.losses.kld_loss``. Sphinx would leave such a reference as plain text, silently.
+``torchbearer_vae.divergences.kld_loss``. Sphinx would leave such a reference as plain text, silently.
 This handler resolves a missing ``py`` reference to ``torchbearer_vae.<rest>`` as
 ``torchbearer_vae.<module>.<rest>`` when exactly one documented module has it, and emits a
 warning (an error under ``-W``) for any reference into ``torchbearer_vae`` that still has no
