@@ -469,7 +469,7 @@ def cli_interleaved(args, rounds=20):
     callback and file), one ``run`` call per epoch in turn with one floor epoch, each pair a ratio.
     A ``run`` call also waits for the epoch's files at its end, which a real run overlaps with the
     next epoch, so this errs on the slow side; it does not see a process's start-up at all."""
-    from torchbearer_vae.cli import train as commands
+    from torchbearer_vae.cli import train
     from torchbearer_vae.cli.main import build_parser
     from torchbearer_vae.cli.processes import Processes
 
@@ -479,7 +479,7 @@ def cli_interleaved(args, rounds=20):
                                              os.path.join(out, 'run'), '--quiet', '--seed', '1'])
         processes = Processes(command.device)
         try:
-            trial = commands._build_training(command, processes).trial
+            trial = train._build_training(command, processes).trial
             cli_times, floor_times = [], []
             for epoch in range(1, rounds + 2):
                 floor_times.append(next(floor))

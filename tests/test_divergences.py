@@ -12,6 +12,7 @@ from torch import nn
 from torch.distributions import Normal, kl_divergence
 from torchbearer import Trial
 from torchbearer.callbacks import on_criterion, on_criterion_validation
+from torchbearer.state import State
 
 from torchbearer_vae import (
     KL,
@@ -180,15 +181,18 @@ def test_bad_free_bits_fail_at_construction(make, error, message):
         make()
 
 
-def test_the_callback_keeps_its_function_keys_and_beta():
+def test_the_callback_keeps_its_keys_and_beta_and_stores_the_summed_kl():
     warmup = linear_warmup(10)
     callback = kld_loss(beta=warmup)
     assert callback.keys == (MU, LOGVAR) and callback.beta is warmup
-    assert callback.function(torch.ones(2, 1), torch.zeros(2, 1)).item() == 1.0  # kld(..., 'sum')
+    state = State()
+    state.update({MU: torch.ones(2, 1), LOGVAR: torch.zeros(2, 1), torchbearer.LOSS: torch.tensor(0.0)})
+    callback.on_criterion(state)
+    assert state[KL].item() == 1.0  # kld(..., 'sum')
     assert callback.state_dict() == {'step': 0, 'epoch': 0}
 
 
-# -- the TypeError / ValueError rule, keyword-only options, the old positional calls --
+# -- the TypeError / ValueError rule, keyword-only options --
 
 @settings(max_examples=60, deadline=None, database=None, derandomize=True)
 @given(value=st.one_of(st.text(max_size=3), st.none(), st.booleans(), st.lists(st.floats(), max_size=2),
@@ -224,15 +228,10 @@ def test_state_keys_are_checked():
         divergence(MU, store_as=1.0)
 
 
-def test_kld_loss_options_are_keyword_only_and_old_positional_calls_warn_and_work():
+def test_kld_loss_options_are_keyword_only():
     parameters = inspect.signature(kld_loss).parameters.values()
     assert [p.name for p in parameters if p.kind is p.POSITIONAL_OR_KEYWORD] == ['beta']
     mu, logvar = torch.randn(4, 2), torch.randn(4, 2)
-    with pytest.warns(DeprecationWarning, match='passing reduction=, mu=, logvar=, free_bits= by position'):
-        old = kld_loss(2.0, 'batchmean', MU, LOGVAR, 0.3)
     new = kld_loss(2.0, reduction='batchmean', mu=MU, logvar=LOGVAR, free_bits=0.3)
-    assert old.keys == new.keys and repr(old) == repr(new)
-    old_history = run_trial(FixedPosterior(mu, logvar), [old], validation=True)
     new_history = run_trial(FixedPosterior(mu, logvar), [new], validation=True)
-    assert old_history == new_history
     assert new_history['loss'] == pytest.approx(2 * free_bits_reference(mu, logvar, 0.3), rel=1e-5)

@@ -278,31 +278,12 @@ def test_a_model_without_log_likelihood_is_scored_with_reconstruction_loss():
     assert negative_elbo(plain, x, generator=seeded(4)) == negative_elbo(model, x, generator=seeded(4))
 
 
-# -- new names, keyword-only options, the TypeError / ValueError rule --
+# -- keyword-only options, the TypeError / ValueError rule --
 
-def test_k_is_now_num_samples_and_the_old_keyword_warns_and_gives_the_same_estimate(imperfect):
-    model, x = imperfect
-    x = x[:50]
-    new = importance_weighted_nll(model, x, num_samples=20, generator=seeded(5))
-    with pytest.warns(DeprecationWarning, match='k= is deprecated .* use num_samples='):
-        old = importance_weighted_nll(model, x, k=20, generator=seeded(5))
-    assert old == new
-    with pytest.raises(TypeError, match='got both k= .* and num_samples='):
-        importance_weighted_nll(model, x, k=20, num_samples=20)
-
-
-def test_options_after_model_and_data_are_keyword_only_and_old_positional_calls_warn(imperfect):
-    model, x = imperfect
-    x = x[:40]
+def test_options_after_model_and_data_are_keyword_only():
     for function in (importance_weighted_nll, negative_elbo):
         parameters = inspect.signature(function).parameters.values()
         assert [p.name for p in parameters if p.kind is p.POSITIONAL_OR_KEYWORD] == ['model', 'data']
-    with pytest.warns(DeprecationWarning, match='passing num_samples=, batch_size=, device=, chunk_size=, generator='):
-        old = importance_weighted_nll(model, x, 7, 16, None, 3, seeded(1))
-    assert old == importance_weighted_nll(model, x, num_samples=7, batch_size=16, chunk_size=3, generator=seeded(1))
-    with pytest.warns(DeprecationWarning, match='passing batch_size=, device=, generator= by position'):
-        old = negative_elbo(model, x, 16, None, seeded(2))
-    assert old == negative_elbo(model, x, batch_size=16, generator=seeded(2))
 
 
 @settings(max_examples=40, deadline=None, database=None, derandomize=True)

@@ -3,7 +3,6 @@ import copy
 import inspect
 import io
 import math
-import warnings
 
 import pytest
 import torch
@@ -308,7 +307,7 @@ def test_options_follow_the_type_and_value_rule(value):
             call()
 
 
-# -- keyword-only arguments, and the old positional calls --
+# -- keyword-only arguments --
 
 def test_options_after_the_tensors_are_keyword_only():
     for function, positional in ((kld, ['mu', 'logvar']), (vae_loss, ['recon', 'mu', 'logvar', 'target']),
@@ -316,31 +315,3 @@ def test_options_after_the_tensors_are_keyword_only():
         parameters = inspect.signature(function).parameters.values()
         assert [p.name for p in parameters if p.kind is p.POSITIONAL_OR_KEYWORD] == positional, function
         assert all(p.kind is p.KEYWORD_ONLY for p in parameters if p.name not in positional), function
-
-
-def test_old_positional_options_still_work_with_a_deprecation_warning():
-    mu, logvar = torch.randn(4, 3), torch.randn(4, 3)
-    recon, target = torch.rand(4, 6) * 0.9 + 0.05, torch.rand(4, 6)
-    with pytest.warns(DeprecationWarning, match='passing reduction= by position is deprecated'):
-        old = kld(mu, logvar, 'none')
-    assert torch.equal(old, kld(mu, logvar, reduction='none'))
-    with pytest.warns(DeprecationWarning, match='passing beta=, reduction= by position'):
-        old = vae_loss(recon, mu, logvar, target, 2.0, 'batchmean')
-    assert torch.equal(old, vae_loss(recon, mu, logvar, target, beta=2.0, reduction='batchmean'))
-    with warnings.catch_warnings():
-        warnings.simplefilter('error')  # the new forms do not warn
-        kld(mu, logvar, reduction='none')
-        vae_loss(recon, mu, logvar, target)
-
-
-def test_the_callbacks_moved_to_divergences_and_the_old_import_warns():
-    from torchbearer_vae import divergences
-    for name in ('divergence', 'kld_loss'):
-        with pytest.warns(DeprecationWarning, match=f'losses.{name} moved to torchbearer_vae.divergences.{name}'):
-            old = getattr(torchbearer_vae.losses, name)
-        assert old is getattr(divergences, name) is getattr(torchbearer_vae, name)
-    with pytest.warns(DeprecationWarning):
-        from torchbearer_vae.losses import kld_loss
-    assert kld_loss is divergences.kld_loss
-    with pytest.raises(AttributeError, match='no attribute'):
-        torchbearer_vae.losses.no_such_name  # noqa: B018

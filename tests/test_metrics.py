@@ -235,7 +235,7 @@ def test_a_metric_name_torchbearer_already_uses_is_kept(monkeypatch):
     assert isinstance(torchbearer.metrics.get_default('recon'), ReconstructionMetric)
 
 
-# -- ActiveUnits(key=...): the new name, the old one, keyword-only options --
+# -- ActiveUnits(key=...), keyword-only options --
 
 OTHER_MEANS = torchbearer.state_key('test_metrics_other_means')
 
@@ -249,7 +249,7 @@ class MeansElsewhere(LinearMeans):
         return output
 
 
-def test_active_units_reads_the_state_key_given_as_key_and_the_old_mu_still_works():
+def test_active_units_reads_the_state_key_given_as_key():
     def run(metric):
         model = MeansElsewhere(SCALES, OFFSETS)
         trial = Trial(model, torch.optim.SGD(model.parameters(), lr=0.0), lambda y_pred, y_true: (y_pred * 0).sum(),
@@ -260,12 +260,7 @@ def test_active_units_reads_the_state_key_given_as_key_and_the_old_mu_still_work
 
     assert run(ActiveUnits())['val_active_units'] == 0  # MU holds zeros here
     new = run(ActiveUnits(key=OTHER_MEANS, on='both'))
-    with pytest.warns(DeprecationWarning, match='mu= is deprecated .* use key='):
-        old_metric = ActiveUnits(mu=OTHER_MEANS, on='both')
-    assert run(old_metric) == new and new['val_active_units'] == new['active_units'] == 3
-    with pytest.warns(DeprecationWarning, match='passing on= by position'):
-        positional = ActiveUnits(0.01, 'both')
-    assert run(positional)['active_units'] == 0  # read MU (zeros), as ActiveUnits(on='both')
+    assert new['val_active_units'] == new['active_units'] == 3
 
 
 def test_active_units_options_are_keyword_only():

@@ -80,16 +80,11 @@ def test_wrong_types_are_type_errors_before_anything_is_written(tmp_path, call, 
     assert list(tmp_path.iterdir()) == []
 
 
-def test_old_positional_options_warn_and_work(tmp_path):
-    with pytest.warns(DeprecationWarning, match='passing background= by position'):
-        csv_writer = MetricsCSV(tmp_path / 'old.csv', False)
+def test_metrics_csv_with_background_false_writes_its_rows(tmp_path):
+    csv_writer = MetricsCSV(tmp_path / 'metrics.csv', background=False)
     assert csv_writer.background is False
-    history = train_with(csv_writer)
-    assert len((tmp_path / 'old.csv').read_text().splitlines()) == 3
-    with pytest.warns(DeprecationWarning, match='passing metrics= by position'):
-        assert plot_history(history, tmp_path / 'old.png', ('loss',)) is True
-    plot_history(history, tmp_path / 'new.png', metrics=('loss',))
-    assert (tmp_path / 'old.png').read_bytes() == (tmp_path / 'new.png').read_bytes()
+    train_with(csv_writer)
+    assert len((tmp_path / 'metrics.csv').read_text().splitlines()) == 3
 
 
 def test_only_the_main_process_writes_the_csv(tmp_path, monkeypatch):

@@ -320,42 +320,7 @@ def test_schedule_math_is_plain_python():
     assert type(value) is float and math.isclose(value, 3.0 * 2 / 7)
 
 
-# -- new names, keyword-only options, the TypeError / ValueError rule --
-
-def test_steps_is_now_num_steps_and_the_old_keyword_warns_and_gives_the_same_schedule():
-    with pytest.warns(DeprecationWarning, match='steps= is deprecated .* use num_steps='):
-        old = linear_warmup(steps=5, max_beta=2.0)
-    new = linear_warmup(num_steps=5, max_beta=2.0)
-    assert repr(old) == repr(new) and [old.value(t) for t in range(8)] == [new.value(t) for t in range(8)]
-    with pytest.warns(DeprecationWarning, match='use num_steps='):
-        old = capacity(max_capacity=4.0, steps=8, gamma=3.0)
-    new = capacity(4.0, num_steps=8, gamma=3.0)
-    assert repr(old) == repr(new) and [old.value(t) for t in range(10)] == [new.value(t) for t in range(10)]
-    with pytest.raises(TypeError, match='got both steps= .* and num_steps='):
-        linear_warmup(steps=5, num_steps=5)
-
-
-def test_a_deprecated_schedule_trains_exactly_like_the_new_one():
-    with pytest.warns(DeprecationWarning):
-        old = kld_loss(beta=linear_warmup(steps=4, max_beta=2.0))
-    records_old, _ = run(old, epochs=2)
-    records_new, _ = run(kld_loss(beta=linear_warmup(4, max_beta=2.0)), epochs=2)
-    assert records_old == records_new and len(set(records_new['train'])) > 2
-
-
-@pytest.mark.parametrize('old_call, new_call', [
-    (lambda: linear_warmup(4, 2.0, 'epoch'), lambda: linear_warmup(4, max_beta=2.0, unit='epoch')),
-    (lambda: cyclical(6, 0.25, 3.0), lambda: cyclical(6, ratio=0.25, max_beta=3.0)),
-    (lambda: capacity(5.0, 10, 2.0), lambda: capacity(5.0, 10, gamma=2.0)),
-    (lambda: Schedule(abs, 'epoch'), lambda: Schedule(abs, unit='epoch')),
-])
-def test_options_are_keyword_only_and_old_positional_calls_warn_and_work(old_call, new_call):
-    with pytest.warns(DeprecationWarning, match='by position is deprecated'):
-        old = old_call()
-    new = new_call()
-    assert repr(old) == repr(new) and old.unit == new.unit
-    assert [old.value(t) for t in range(12)] == [new.value(t) for t in range(12)]
-
+# -- keyword-only options, the TypeError / ValueError rule --
 
 def test_the_factories_take_their_length_by_position_and_the_rest_by_keyword():
     for function, positional in ((linear_warmup, ['num_steps']), (cyclical, ['period']),

@@ -1,17 +1,13 @@
-"""Argument checks and deprecations, one implementation for the whole package.
+"""Argument checks, one implementation for the whole package.
 
 The rule: a value of the wrong *type* raises :class:`TypeError`; a value of the right type but
 the wrong *value* (out of range, not finite, not one of the choices) raises :class:`ValueError`.
 ``bool`` is never accepted as a number. Every message names the argument, what it must be and
 what it got.
 """
-import functools
-import inspect
 import math
 import numbers
 import os
-import sys
-import warnings
 from typing import Any, Callable, Iterable, Optional, Sequence, Tuple
 
 __all__ = []  # internal
@@ -117,84 +113,6 @@ def check_path(name: str, value):
     if not isinstance(value, (str, os.PathLike)):
         raise TypeError(f'{name} must be a path (str or os.PathLike), got {_got(value)}')
     return value
-
-
-# -- deprecations: old names and old positional calls keep working for one release, with a warning --
-# Frames of these files are wrappers between the user's call and the warning (this module's decorators, the
-# BaseVAE config recorder, torchbearer's metric decorators): a warning points at the first frame outside them.
-_WRAPPERS = (os.path.abspath(__file__), os.path.join(os.path.dirname(os.path.abspath(__file__)), 'base.py'))
-
-
-def _user_level() -> int:
-    """The ``stacklevel`` that makes a warning raised here name the user's line, past the wrapper frames."""
-    import torchbearer
-
-    wrappers = _WRAPPERS[:2] + (os.path.dirname(os.path.abspath(torchbearer.__file__)) + os.sep,)
-    frame, level = sys._getframe(1), 1
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(wrappers):
-        frame, level = frame.f_back, level + 1
-    return level
-
-
-def renamed(**old_to_new: str):
-    """Decorator: keyword ``old`` still works as ``new``, with a :class:`DeprecationWarning`.
-
-    Example: ``@renamed(input_key='key')`` on ``__init__(self, ..., key=X)``.
-    """
-    def decorate(func):
-        @functools.wraps(func)
-        def wrapper(*args, **kwargs):
-            for old, new in old_to_new.items():
-                if old in kwargs:
-                    if new in kwargs:
-                        raise TypeError(f'{func.__qualname__} got both {old}= (deprecated) and {new}=; '
-                                        f'pass only {new}=')
-                    warnings.warn(f'{func.__qualname__}: {old}= is deprecated and will be removed in the next '
-                                  f'release; use {new}=', DeprecationWarning, stacklevel=_user_level())
-                    kwargs[new] = kwargs.pop(old)
-            return func(*args, **kwargs)
-        return wrapper
-    return decorate
-
-
-def legacy_positional(*old_order: str):
-    """Decorator: calls that pass more positional arguments than the new signature allows still work.
-
-    ``old_order`` is the old positional order of the parameters after ``self``; a call with more
-    positional arguments than the function now takes is bound by that order, with a
-    :class:`DeprecationWarning` asking for keywords. Put it outside :func:`renamed`. The wrapper's
-    ``translate(args, kwargs)`` (``args`` without ``self``) gives the keywords such a call means.
-    """
-    def decorate(func):
-        parameters = list(inspect.signature(func).parameters.values())
-        is_method = bool(parameters) and parameters[0].name == 'self'
-        allowed = sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in parameters) - is_method
-
-        def translate(args, kwargs):
-            if len(args) <= allowed:
-                return args, kwargs
-            if len(args) > len(old_order):
-                raise TypeError(f'{func.__qualname__} takes at most {len(old_order)} positional arguments, got '
-                                f'{len(args)}')
-            names = old_order[:len(args)]
-            duplicated = [n for n in names if n in kwargs]
-            if duplicated:
-                raise TypeError(f'{func.__qualname__} got multiple values for {", ".join(duplicated)}')
-            return (), {**dict(zip(names, args)), **kwargs}
-
-        @functools.wraps(func)
-        def wrapper(*args, **kwargs):
-            head, rest = (args[:1], args[1:]) if is_method else ((), args)
-            if len(rest) > allowed:
-                keywords = ', '.join(f'{n}=' for n in old_order[allowed:len(rest)])
-                warnings.warn(f'{func.__qualname__}: passing {keywords} by position is deprecated and will stop '
-                              f'working in the next release; pass them as keywords', DeprecationWarning,
-                              stacklevel=_user_level())
-            rest, kwargs = translate(rest, kwargs)
-            return func(*head, *rest, **kwargs)
-        wrapper.translate = translate
-        return wrapper
-    return decorate
 
 
 def describe(value: Any) -> str:

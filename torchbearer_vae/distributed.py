@@ -93,15 +93,6 @@ def unwrap_model(model):
     return model
 
 
-# Old private names, used by modules not yet moved to the public helpers.
-def _rank_and_world_size():
-    return get_rank(), get_world_size()
-
-
-_is_main_process = is_main_process
-_unwrap = unwrap_model
-
-
 def _averageable(value) -> bool:
     """Floats and float tensors of one value are averaged; counts (ints) and anything else are not."""
     if isinstance(value, torch.Tensor):

@@ -12,9 +12,9 @@ import torchbearer
 from torchbearer.callbacks import Callback
 from torchbearer.state import StateKey
 
-from .checks import check_choice, check_int, check_number, describe, legacy_positional
+from .checks import check_choice, check_int, check_number, describe
 from .errors import MissingStateError
-from .losses import REDUCTIONS, kld, kld_elements
+from .losses import REDUCTIONS, kld_elements
 from .schedules import Schedule
 from .state import GLOBAL_EPOCH, GLOBAL_STEP, KL, LOGVAR, MU, RECON, key_name
 
@@ -76,8 +76,8 @@ class _DivergenceCallback(Callback):
     """
 
     def __init__(self, name: str, keys: Tuple[StateKey, ...], compute: _Compute, beta: Beta,
-                 store_as: Optional[StateKey], function: Callable):
-        self.name, self.keys, self.beta, self.store_as, self.function = name, keys, beta, store_as, function
+                 store_as: Optional[StateKey]):
+        self.name, self.keys, self.beta, self.store_as = name, keys, beta, store_as
         self._compute = compute
         self.step = 0
         self.epoch = 0
@@ -206,12 +206,11 @@ def divergence(*keys: StateKey, beta: Beta = 1.0, store_as: Optional[StateKey] =
                                  f'{describe(value)}; reduce it with sum() or mean()')
             return value, value, 1
 
-        return _DivergenceCallback(name, keys, compute, beta, store_as, func)
+        return _DivergenceCallback(name, keys, compute, beta, store_as)
 
     return decorator
 
 
-@legacy_positional('beta', 'reduction', 'mu', 'logvar', 'free_bits')
 def kld_loss(beta: Beta = 1.0, *, reduction: str = 'sum', mu: StateKey = MU, logvar: StateKey = LOGVAR,
              free_bits: float = 0.0):
     r"""The KL-divergence callback of *the torchbearer state way*: :func:`~torchbearer_vae.kld` via :func:`divergence`.
@@ -290,8 +289,5 @@ def kld_loss(beta: Beta = 1.0, *, reduction: str = 'sum', mu: StateKey = MU, log
             return objective, total, batch
         return objective, per_image, 1
 
-    def kld_loss(mu_value, logvar_value):  # the callback's `function`, as for @divergence
-        return kld(mu_value, logvar_value, reduction=reduction)
-
     # named 'kld_loss' so that errors say 'kld_loss needs ...'; the same callback class as @divergence
-    return _DivergenceCallback('kld_loss', (mu, logvar), compute, beta, KL, kld_loss)
+    return _DivergenceCallback('kld_loss', (mu, logvar), compute, beta, KL)

@@ -38,7 +38,7 @@ from typing import Callable, Iterable, Iterator, Optional, Tuple, Union
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .checks import check_choice, check_int, check_number, legacy_positional, renamed
+from .checks import check_choice, check_int, check_number
 from .losses import LIKELIHOODS, kld, reconstruction_loss
 from .model_utils import decoded, evaluating, is_conditional, model_device, posterior
 
@@ -138,7 +138,6 @@ def _mean_over(model, data, batch_size, device, per_batch) -> float:
     return total.item() / count
 
 
-@legacy_positional('model', 'data', 'batch_size', 'device', 'generator')
 def negative_elbo(model, data: Data, *, batch_size: int = 100, device: Optional[Union[str, torch.device]] = None,
                   generator: Optional[torch.Generator] = None) -> float:
     r"""The single-sample negative ELBO, in nats per image, with ``z`` sampled as in training.
@@ -186,8 +185,6 @@ def negative_elbo(model, data: Data, *, batch_size: int = 100, device: Optional[
     return _mean_over(model, data, batch_size, device, per_batch)
 
 
-@legacy_positional('model', 'data', 'num_samples', 'batch_size', 'device', 'chunk_size', 'generator')
-@renamed(k='num_samples')
 def importance_weighted_nll(model, data: Data, *, num_samples: int = 100, batch_size: int = 100,
                             device: Optional[Union[str, torch.device]] = None, chunk_size: Optional[int] = None,
                             generator: Optional[torch.Generator] = None) -> float:
@@ -213,8 +210,7 @@ def importance_weighted_nll(model, data: Data, *, num_samples: int = 100, batch_
         model: A model with ``encode`` and ``log_likelihood`` or ``decode`` (module docstring).
         data: A tensor of images, a Dataset of ``(x, ...)`` or ``x``, or an iterable of batches.
         num_samples (int): ``k``, the importance samples per image (the IWAE paper reports
-            ``k = 5000``; 100 is common for quick comparisons). ``k=``, its old name, still
-            works, deprecated.
+            ``k = 5000``; 100 is common for quick comparisons).
         batch_size (int): Images per batch when ``data`` is a tensor or a Dataset.
         device (str or torch.device or None): Where to compute; default, the model's device.
         chunk_size (int or None): Draws per image decoded together; default

@@ -4,15 +4,13 @@ The callbacks that add a divergence to torchbearer's loss (:func:`~torchbearer_v
 :func:`~torchbearer_vae.kld_loss`) live in :mod:`torchbearer_vae.divergences`.
 """
 import math
-import warnings
 import weakref
 from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 
-from .checks import check_choice, check_number, describe, legacy_positional
-from .errors import MissingStateError  # noqa: F401  (importable from here, as before errors.py existed)
+from .checks import check_choice, check_number, describe
 
 __all__ = ['kld', 'reconstruction_loss', 'vae_loss', 'bernoulli_mean']
 
@@ -21,20 +19,6 @@ REDUCTIONS = ('sum', 'batchmean', 'none')
 #: The decoder likelihoods :func:`reconstruction_loss` knows.
 LIKELIHOODS = ('bernoulli', 'gaussian')
 _LOG_2PI = math.log(2 * math.pi)
-# Names that lived here before divergences.py: still importable from here for one release, with a warning.
-_MOVED = ('divergence', 'kld_loss', 'Beta')
-
-
-def __getattr__(name):
-    # Looked up only when the module has no such name: no import of divergences (which imports this module)
-    # happens when this module loads, so the import direction stays losses -> divergences.
-    if name in _MOVED:
-        warnings.warn(f'torchbearer_vae.losses.{name} moved to torchbearer_vae.divergences.{name}; import it from '
-                      f'there or from torchbearer_vae (the old place goes in the next release)', DeprecationWarning,
-                      stacklevel=2)
-        from . import divergences
-        return getattr(divergences, name)
-    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 
 # -- a Bernoulli decoder's probabilities remember their logits --
@@ -144,7 +128,6 @@ def _expect_tensors(function: str, *named) -> None:
                          f'{tuple(b.shape)}')
 
 
-@legacy_positional('mu', 'logvar', 'reduction')
 def kld(mu: torch.Tensor, logvar: torch.Tensor, *, reduction: str = 'sum') -> torch.Tensor:
     r"""The KL divergence from the diagonal Gaussian posterior to the standard normal prior.
 
@@ -283,7 +266,6 @@ def reconstruction_loss(recon: torch.Tensor, target: torch.Tensor, likelihood: s
     return per_image.sum() / (recon.shape[0] if reduction == 'batchmean' else 1)
 
 
-@legacy_positional('recon', 'mu', 'logvar', 'target', 'beta', 'reduction')
 def vae_loss(recon: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, target: torch.Tensor, *,
              beta: float = 1.0, reduction: str = 'sum') -> torch.Tensor:
     """The negative ELBO of a Bernoulli-decoder VAE: binary cross-entropy plus ``beta`` times KL.

@@ -36,7 +36,7 @@ import inspect
 from torchbearer import Metric
 from torchbearer.metrics import mean, running_mean, to_dict
 
-from .checks import check_choice, check_number, legacy_positional, renamed
+from .checks import check_choice, check_number
 from .errors import MissingStateError
 from .state import KL, MU, RECON, key_name
 
@@ -153,8 +153,7 @@ class ActiveUnits(Metric):
     Args:
         threshold (float): ``δ``, the variance above which a dimension is active.
         on (str): ``'validation'`` (also test data, with ``Trial.evaluate``), ``'training'`` or ``'both'``.
-        key (StateKey): Where the model stores the posterior means, shape ``(batch, *latent)``
-            (``mu=``, its old name, still works, deprecated).
+        key (StateKey): Where the model stores the posterior means, shape ``(batch, *latent)``.
 
     Example: ::
 
@@ -167,8 +166,6 @@ class ActiveUnits(Metric):
         ...                           metrics=['loss', 'active_units'])  # or ActiveUnits(on='both')
     """
 
-    @legacy_positional('threshold', 'on', 'key')
-    @renamed(mu='key')
     def __init__(self, threshold: float = 0.01, *, on: str = 'validation', key=MU):
         super().__init__('active_units')
         self.threshold = check_number('threshold', threshold, minimum=0)

@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Sequence
 import torchbearer
 from torchbearer.callbacks import Callback
 
-from .checks import check_bool, check_path, describe, legacy_positional
+from .checks import check_bool, check_path, describe
 from .distributed import is_main_process
 from .files import BackgroundWriter, PathLike, atomic_write, bytes_writer
 
@@ -55,7 +55,6 @@ class MetricsCSV(Callback):
         >>> # Trial(..., callbacks=[csv_writer])
     """
 
-    @legacy_positional('path', 'background')
     def __init__(self, path: PathLike, *, background: bool = True):
         super().__init__()
         if os.path.isdir(check_path('path', path)):
@@ -79,7 +78,6 @@ class MetricsCSV(Callback):
         BackgroundWriter.of_run(state).wait(owner=self)
 
 
-@legacy_positional('history', 'path', 'metrics')
 def plot_history(history: Sequence[Dict[str, Any]], path: PathLike, *, metrics: Sequence[str] = ('loss',)) -> bool:
     """Plot training and validation curves of ``metrics`` per epoch into an image file.
 

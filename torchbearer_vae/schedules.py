@@ -20,7 +20,7 @@ from typing import Callable, Optional
 
 import torch
 
-from .checks import check_callable, check_choice, check_int, check_number, describe, legacy_positional, renamed
+from .checks import check_callable, check_choice, check_int, check_number, describe
 from .errors import MissingStateError
 from .state import GLOBAL_EPOCH, GLOBAL_STEP
 
@@ -55,7 +55,6 @@ class Schedule:
         >>> callback = kld_loss(beta=squared)
     """
 
-    @legacy_positional('function', 'unit', 'description')
     def __init__(self, function: Callable[[int], float], *, unit: str = 'step', description: Optional[str] = None):
         check_callable('function', function, how='as function(position: int) -> beta')
         check_choice('unit', unit, tuple(_UNITS))
@@ -134,8 +133,6 @@ def constant(beta: float) -> Schedule:
     return Schedule(lambda position: beta, description=f'constant(beta={beta})')
 
 
-@legacy_positional('num_steps', 'max_beta', 'unit')
-@renamed(steps='num_steps')
 def linear_warmup(num_steps: int, *, max_beta: float = 1.0, unit: str = 'step') -> Schedule:
     r"""KL warm-up: beta rises linearly from 0 to ``max_beta`` over ``num_steps``, then stays there.
 
@@ -149,7 +146,7 @@ def linear_warmup(num_steps: int, *, max_beta: float = 1.0, unit: str = 'step') 
 
     Args:
         num_steps (int): Length of the warm-up, in training batches (or epochs with ``unit='epoch'``),
-            >= 1. The old name ``steps=`` still works, deprecated.
+            >= 1.
         max_beta (float): The final beta, >= 0.
         unit (str): ``'step'`` or ``'epoch'``.
 
@@ -170,7 +167,6 @@ def linear_warmup(num_steps: int, *, max_beta: float = 1.0, unit: str = 'step') 
                     description=f'linear_warmup(num_steps={num_steps}, max_beta={max_beta}, unit={unit!r})')
 
 
-@legacy_positional('period', 'ratio', 'max_beta', 'unit')
 def cyclical(period: int, *, ratio: float = 0.5, max_beta: float = 1.0, unit: str = 'step') -> Schedule:
     r"""Cyclical annealing (Fu et al. 2019, "Cyclical Annealing Schedule: A Simple Approach to
     Mitigating KL Vanishing"): a linear warm-up over the first ``ratio`` of every ``period``, then
@@ -211,8 +207,6 @@ def cyclical(period: int, *, ratio: float = 0.5, max_beta: float = 1.0, unit: st
                     description=f'cyclical(period={period}, ratio={ratio}, max_beta={max_beta}, unit={unit!r})')
 
 
-@legacy_positional('max_capacity', 'num_steps', 'gamma', 'unit')
-@renamed(steps='num_steps')
 def capacity(max_capacity: float, num_steps: int, *, gamma: float = 1000.0, unit: str = 'step') -> Schedule:
     r"""A capacity target (Burgess et al. 2018, "Understanding disentangling in beta-VAE"): the
     divergence term becomes :math:`\gamma\,|\mathrm{KL} - C_t|` instead of :math:`\beta\,\mathrm{KL}`.
@@ -235,7 +229,7 @@ def capacity(max_capacity: float, num_steps: int, *, gamma: float = 1000.0, unit
     Args:
         max_capacity (float): The final ``C``, in nats (per image with ``kld_loss``), >= 0.
         num_steps (int): Training batches (or epochs with ``unit='epoch'``) over which ``C`` rises,
-            >= 1. The old name ``steps=`` still works, deprecated.
+            >= 1.
         gamma (float): The weight of ``|KL - C|``, > 0 (Burgess et al. use 1000).
         unit (str): ``'step'`` or ``'epoch'``.
 

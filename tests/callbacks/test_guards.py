@@ -1,5 +1,6 @@
 """NaNGuard in real Trials on the real MNIST, the logvar clamp, and the CLI's stop on a NaN."""
 import gc
+import inspect
 import math
 import multiprocessing
 import os
@@ -277,11 +278,11 @@ def test_the_advice_is_the_library_s_by_default_and_a_program_can_give_its_own(i
         assert guard.message.endswith('checkpoints keep the last complete epoch' + (f'; {advice}' if advice else ''))
 
 
-def test_options_are_keyword_only_checked_and_old_positional_calls_warn():
-    with pytest.warns(DeprecationWarning, match='passing gradients=, validation=, warn= by position'):
-        old = NaNGuard(False, False, False)
-    assert repr(old) == repr(NaNGuard(gradients=False, validation=False, warn=False))
-    assert (old.gradients, old.validation, old.warn, old.advice) == (False, False, False, None)
+def test_options_are_keyword_only_and_checked():
+    parameters = list(inspect.signature(NaNGuard.__init__).parameters.values())[1:]
+    assert parameters and all(p.kind is p.KEYWORD_ONLY for p in parameters)
+    guard = NaNGuard(gradients=False, validation=False, warn=False)
+    assert (guard.gradients, guard.validation, guard.warn, guard.advice) == (False, False, False, None)
     assert repr(NaNGuard(advice='lower --lr')) == "NaNGuard(gradients=True, validation=True, warn=True, " \
                                                   "advice='lower --lr')"
     for name in ('gradients', 'validation', 'warn'):

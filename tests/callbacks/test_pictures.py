@@ -1,6 +1,6 @@
 """The picture callbacks as torchbearer ImagingCallbacks: builders, phases read from ``state[torchbearer.DATA]``,
-a picture of one's own through the one public hook ``draw``, ``torchbearer_vae.MakeGrid``, whole-shape checks, the
-deprecated argument names, and the docs' custom-picture example, in real Trials."""
+a picture of one's own through the one public hook ``draw``, ``torchbearer_vae.MakeGrid``, whole-shape checks
+and the docs' custom-picture example, in real Trials."""
 import importlib.util
 import os
 import pathlib
@@ -325,24 +325,6 @@ def test_a_wrong_type_is_a_type_error_and_a_wrong_value_a_value_error(make, erro
 def test_dims_may_be_any_iterable_of_ints():
     assert LatentTraversal(dims=np.array([2, 0])).dims == [2, 0]
     assert LatentTraversal(dims=range(3)).dims == [0, 1, 2]
-
-
-# -- deprecated names and positions keep working, with a warning --
-
-def test_old_positions_and_names_still_work_with_a_deprecation_warning(tmp_path):
-    with pytest.warns(DeprecationWarning, match='by position'):
-        saver = ReconstructionSaver(tmp_path, 'r_{epoch}.png', 2)
-    assert saver.num_images == 2 and saver.filename == 'r_{epoch}.png'
-    key = torchbearer.state_key('images_under_another_key')
-    with pytest.warns(DeprecationWarning, match='input_key= is deprecated'):
-        assert LatentTraversal(folder=tmp_path, input_key=key).key is key
-    with pytest.warns(DeprecationWarning, match='on= is deprecated'):
-        saver = ReconstructionSaver(folder=tmp_path, filename='train_{epoch}.png', num_images=2, on='training')
-    trial_of([saver]).with_train_generator(loader(torch.rand(4, 1, 4, 4))).run(1)  # training data only
-    with pytest.warns(DeprecationWarning, match='by position'):
-        path = SampleSaver(folder=tmp_path, filename='s_{epoch}.png', num_images=4).save(ProbeVAE(), 3)
-    assert os.path.basename(path) == 's_3.png'
-    assert sorted(os.listdir(tmp_path)) == ['s_3.png', 'train_0.png']
 
 
 # -- the documentation's example of a picture of one's own --

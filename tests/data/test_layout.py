@@ -130,10 +130,9 @@ def test_bad_image_dataset_arguments(kwargs, error, message):
         ImageDataset(**kwargs)
 
 
-def test_old_positional_transform_still_works_with_a_warning():
+def test_the_transform_gets_the_float_image():
     data = torch.full((2, 4, 4), 255, dtype=torch.uint8)  # two grey 4x4 images (square: not one 4-channel image)
-    with pytest.warns(DeprecationWarning, match='transform= by position is deprecated'):
-        dataset = ImageDataset(data, [0, 1], lambda x: x * 2)
+    dataset = ImageDataset(data, [0, 1], transform=lambda x: x * 2)
     assert torch.equal(dataset[1][0], torch.full((1, 4, 4), 2.0)) and dataset[1][1] == 1
 
 

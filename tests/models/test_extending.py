@@ -1,6 +1,5 @@
 """A user's own VAE: its configuration recorded by the base, trained, checkpointed, rebuilt and resumed."""
 import math
-import warnings
 
 import pytest
 import torch
@@ -210,20 +209,6 @@ def test_a_checkpoint_with_missing_or_wrong_typed_entries_is_named_not_crashed(t
     torch.save(checkpoint, tmp_path / 'c.pt')
     with pytest.raises(CheckpointError, match=f'damaged torchbearer_vae checkpoint: its {message}'):
         load_checkpoint(tmp_path / 'c.pt')
-
-
-def test_old_positional_calls_still_build_the_same_model_with_a_warning():
-    with pytest.warns(DeprecationWarning, match=r'passing hidden_dim=, latent_dim= by position is deprecated'):
-        old = VAE((1, 28, 28), 30, 5)
-    assert old.config == VAE(latent_dim=5, hidden_dim=30).config
-    with pytest.warns(DeprecationWarning, match='latent_dim=, channels= by position'):
-        conv = ConvVAE((3, 16, 16), 6, (4, 8))
-    assert conv.latent_dim == 6 and conv.channels == (4, 8)
-    with warnings.catch_warnings():
-        warnings.simplefilter('error')
-        VAE((1, 28, 28), latent_dim=3)  # the new way warns nothing
-    with pytest.warns(DeprecationWarning, match='n= is deprecated'):
-        assert VAE().sample(n=2).shape == (2, 1, 28, 28)
 
 
 def test_channels_last_images_are_refused_naming_both_shapes_not_scrambled():

@@ -119,28 +119,6 @@ def test_a_subclass_of_the_base_supplies_only_the_networks():
         BaseVAE(input_shape=4, latent_dim=2).encode(torch.rand(1, 4))
 
 
-def test_the_old_private_hooks_still_work_with_a_deprecation_warning():
-    with pytest.warns(DeprecationWarning, match=r'overrides _encoder\(\) and _decoder\(\).*rename them to '
-                                                r'forward_encoder\(\) and forward_decoder'):
-        class Old(BaseVAE):
-            def __init__(self):
-                super().__init__(input_shape=(1, 2, 2), latent_dim=3)
-                self.enc, self.dec = torch.nn.Linear(4, 6), torch.nn.Linear(3, 4)
-
-            def _encoder(self, x):
-                return self.enc(x.flatten(1)).chunk(2, dim=1)
-
-            def _decoder(self, z):
-                return self.dec(z)
-
-    model = Old()
-    x = torch.rand(2, 1, 2, 2)
-    mu, logvar = model.encode(x)
-    torch.testing.assert_close(mu, model.enc(x.flatten(1))[:, :3])
-    torch.testing.assert_close(model.decode(mu), torch.sigmoid(model.dec(mu)).reshape(2, 1, 2, 2))
-    assert torch.equal(model._encoder(x)[0], mu)  # callers of the old name reach the same network
-
-
 @pytest.mark.parametrize('kwargs, message', [
     ({'likelihood': 'poisson'}, "likelihood must be one of 'bernoulli', 'gaussian', got 'poisson'"),
     ({'sigma': 0}, 'sigma must be a finite number > 0, got 0'),

@@ -19,7 +19,7 @@ import torch
 import torchbearer
 from torchbearer.callbacks import TerminateOnNaN
 
-from ..checks import check_bool, describe, legacy_positional
+from ..checks import check_bool, describe
 from ..state import KL, LOGVAR, RECON
 
 __all__ = ['NaNGuard']
@@ -196,7 +196,6 @@ class NaNGuard(TerminateOnNaN):
         >>> # after trial.run(...): if guard.message: print(guard.message)
     """
 
-    @legacy_positional('gradients', 'validation', 'warn')
     def __init__(self, *, gradients: bool = True, validation: bool = True, warn: bool = True,
                  advice: Optional[str] = None):
         super().__init__(monitor='loss')

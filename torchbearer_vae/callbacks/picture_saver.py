@@ -41,12 +41,9 @@ from torchbearer.state import State, StateKey
 from ..checks import (
     check_bool,
     check_callable,
-    check_choice,
     check_int,
     check_shape,
     describe,
-    legacy_positional,
-    renamed,
 )
 from ..distributed import is_main_process, unwrap_model
 from ..errors import MissingStateError
@@ -75,7 +72,7 @@ class _PhaseImages(ImagingCallback):
     ``process(state)`` on rank 0 with them in ``self._collected``.
     """
 
-    def __init__(self, keys: Dict[str, StateKey], needed: int, on: Optional[str]):
+    def __init__(self, keys: Dict[str, StateKey], needed: int):
         super().__init__()
         self.collected_keys, self._needed = keys, needed
         self._optional = set()  # names of collected_keys gathered only when in state (the labels)
@@ -83,13 +80,6 @@ class _PhaseImages(ImagingCallback):
         self._batches: Dict[str, list] = {}
         self._collected: Dict[str, torch.Tensor] = {}
         self._active = self._validated = self._warned = False
-        if on is not None:
-            check_choice('on', on, ('validation', 'training'))
-            warnings.warn(f'{type(self).__name__}: on= is deprecated and will be removed in the next release; '
-                          f'validation is the default, call .on_train() for training batches', DeprecationWarning,
-                          stacklevel=4)
-            if on == 'training':
-                self._on(torchbearer.TRAIN_DATA)
 
     def on_start_epoch(self, state):
         self._validated = False
@@ -190,7 +180,6 @@ class PictureSaver(_PhaseImages):
         image_shape (sequence of int or None): ``(C, H, W)`` of one image, for subclasses that
             reshape flat outputs.
         output_transform (callable or None): For subclasses, applied to the model's images.
-        on (str or None): Deprecated: call ``.on_train()`` for ``'training'``; ``'validation'`` is the default.
 
     Example: ::
 
@@ -205,15 +194,13 @@ class PictureSaver(_PhaseImages):
 
     _default_name = 'picture'
 
-    @legacy_positional('folder', 'filename', 'on', 'input_key', 'normalize', 'image_shape', 'output_transform')
-    @renamed(input_key='key')
     def __init__(self, folder: Optional[PathLike] = 'results', filename: str = 'picture_{epoch}.png', *,
                  key: StateKey = torchbearer.X, num_images: int = 0, inputs: Optional[torch.Tensor] = None,
                  nrow: int = 8, normalize: bool = False, image_shape: Optional[Sequence[int]] = None,
-                 output_transform: Optional[Callable[[torch.Tensor], torch.Tensor]] = None, on: Optional[str] = None):
+                 output_transform: Optional[Callable[[torch.Tensor], torch.Tensor]] = None):
         self.num_images = check_int('num_images', num_images, minimum=0)
         self.inputs = None if inputs is None else check_inputs(inputs, max(num_images, 1))[:max(num_images, 1)]
-        super().__init__({'key': key}, 0 if inputs is not None else num_images, on)
+        super().__init__({'key': key}, 0 if inputs is not None else num_images)
         self.collected_keys['label'] = LABEL  # the labels of the collected inputs, when the batches carry them
         self._optional.add('label')
         self._files = None if folder is None else ImageFiles(folder, filename)
@@ -355,7 +342,6 @@ class FromInputs(PictureSaver):
         if self.inputs is not None:
             self._check_fit(model, self.inputs)
 
-    @legacy_positional('model', 'inputs', 'epoch')
     def save(self, model: torch.nn.Module, inputs: Optional[torch.Tensor] = None, *, epoch: int = 0,
              labels: Optional[torch.Tensor] = None) -> Optional[str]:
         """Draw and write the picture of ``model`` outside a Trial.

@@ -24,7 +24,7 @@ import torch
 import torchbearer
 from torchbearer.state import StateKey
 
-from ..checks import check_int, check_range, legacy_positional, renamed
+from ..checks import check_int, check_range
 from ..distributed import unwrap_model
 from ..files import PathLike
 from ..model_utils import evaluating, is_conditional, model_device
@@ -51,7 +51,7 @@ class ReconstructionSaver(PictureSaver):
         filename (str): File name template; ``{epoch}`` is replaced by torchbearer's
             (0-based) epoch number. The extension picks the format (``.png``, ``.jpg``, ...).
         num_images (int): How many inputs (and reconstructions) to show.
-        key (StateKey): Where the inputs are in state (``input_key=`` is its deprecated name).
+        key (StateKey): Where the inputs are in state.
         output_key (StateKey): Where the model's output is in state.
         nrow (int or None): Images per row; default ``num_images``, so the inputs form the top row
             and the reconstructions the row below.
@@ -61,7 +61,6 @@ class ReconstructionSaver(PictureSaver):
             inputs are flattened and not square grey images (e.g. ``(3, 32, 32)``).
         output_transform (callable or None): Applied to the reconstructions before tiling, e.g.
             ``torch.sigmoid`` for a decoder that outputs logits.
-        on (str or None): Deprecated: call ``.on_train()`` instead of ``on='training'``.
 
     Raises:
         TypeError, ValueError: for a bad argument, at construction.
@@ -77,17 +76,14 @@ class ReconstructionSaver(PictureSaver):
 
     _default_name = 'reconstruction'
 
-    @legacy_positional('folder', 'filename', 'num_images', 'on', 'input_key', 'output_key', 'nrow', 'normalize',
-                       'image_shape', 'output_transform')
-    @renamed(input_key='key')
     def __init__(self, folder: Optional[PathLike] = 'results', filename: str = 'reconstruction_{epoch}.png', *,
                  num_images: int = 8, key: StateKey = torchbearer.X, output_key: StateKey = torchbearer.Y_PRED,
                  nrow: Optional[int] = None, normalize: bool = False, image_shape: Optional[Sequence[int]] = None,
-                 output_transform: Transform = None, on: Optional[str] = None):
+                 output_transform: Transform = None):
         check_int('num_images', num_images, minimum=1)
         check_int('nrow', nrow, minimum=1, allow_none=True)
         super().__init__(folder, filename, key=key, num_images=num_images, nrow=nrow or num_images,
-                         normalize=normalize, image_shape=image_shape, output_transform=output_transform, on=on)
+                         normalize=normalize, image_shape=image_shape, output_transform=output_transform)
         self.output_key = output_key
         self.collected_keys['output_key'] = output_key
 
@@ -115,7 +111,6 @@ class ReconstructionSaver(PictureSaver):
             check_fits(outputs, 'the model output', tuple(inputs.shape[1:]), of)
         return inputs, outputs.reshape(inputs.shape).float()
 
-    @legacy_positional('inputs', 'outputs', 'epoch')
     def write(self, inputs: torch.Tensor, outputs: torch.Tensor, *, epoch: int) -> Optional[str]:
         """Write ``inputs`` above ``outputs`` as the picture of ``epoch`` (all of them: ``num_images`` is not applied).
 
@@ -135,7 +130,6 @@ class ReconstructionSaver(PictureSaver):
         inputs, outputs = check_inputs(inputs, 1), check_inputs(outputs, 1, 'outputs')
         return self._save(None, epoch, {'key': inputs, 'output_key': outputs})
 
-    @legacy_positional('model', 'inputs', 'epoch')
     def save(self, model: torch.nn.Module, inputs: torch.Tensor, *, epoch: int = 0) -> Optional[str]:
         """Reconstruct ``inputs`` with ``model`` (eval mode) and write the grid, outside a Trial.
 
@@ -199,8 +193,6 @@ class SampleSaver(PictureSaver):
 
     _default_name = 'samples'
 
-    @legacy_positional('folder', 'filename', 'num_images', 'nrow', 'seed', 'normalize', 'image_shape',
-                       'output_transform')
     def __init__(self, folder: Optional[PathLike] = 'results', filename: str = 'samples_{epoch}.png', *,
                  num_images: int = 64, nrow: int = 8, seed: int = 0, normalize: bool = False,
                  image_shape: Optional[Sequence[int]] = None, output_transform: Transform = None):
@@ -252,7 +244,6 @@ class SampleSaver(PictureSaver):
         return as_images(self._transform(samples).float().cpu(), 'samples', type(self).__name__, self.image_shape,
                           model)
 
-    @legacy_positional('model', 'epoch')
     def save(self, model: torch.nn.Module, *, epoch: int = 0) -> Optional[str]:
         """Draw and write the samples of ``model`` outside a Trial (e.g. from a checkpoint).
 
@@ -291,12 +282,10 @@ class LatentTraversal(FromInputs):
         num_steps (int): Values per dimension (columns), at least 2.
         value_range (tuple of float): ``(low, high)`` of the values.
         inputs (torch.Tensor or None): A batch ``(N, ...)`` whose first image is used.
-        key (StateKey): Where the inputs are in state when ``inputs`` is None (``input_key=`` is
-            its deprecated name).
+        key (StateKey): Where the inputs are in state when ``inputs`` is None.
         normalize (bool): Rescale the grid to ``[0, 1]`` by its min and max.
         image_shape (sequence of int or None): ``(C, H, W)`` when the decoder's output is flat.
         output_transform (callable or None): Applied to the decoded images.
-        on (str or None): Deprecated: call ``.on_train()`` instead of ``on='training'``.
 
     Example: ::
 
@@ -308,14 +297,11 @@ class LatentTraversal(FromInputs):
 
     _default_name = 'traversal'
 
-    @legacy_positional('folder', 'filename', 'dims', 'num_steps', 'value_range', 'inputs', 'on', 'input_key',
-                       'normalize', 'image_shape', 'output_transform')
-    @renamed(input_key='key')
     def __init__(self, folder: Optional[PathLike] = 'results', filename: str = 'traversal_{epoch}.png', *,
                  dims: Optional[Sequence[int]] = None, num_steps: int = 9,
                  value_range: Tuple[float, float] = (-3.0, 3.0), inputs: Optional[torch.Tensor] = None,
                  key: StateKey = torchbearer.X, normalize: bool = False, image_shape: Optional[Sequence[int]] = None,
-                 output_transform: Transform = None, on: Optional[str] = None):
+                 output_transform: Transform = None):
         if dims is not None:
             if isinstance(dims, (str, bytes)) or not isinstance(dims, Iterable):
                 raise TypeError(f'dims must be a sequence of latent dimension indices, got {type(dims).__name__}')
@@ -325,7 +311,7 @@ class LatentTraversal(FromInputs):
         check_int('num_steps', num_steps, minimum=2)
         value_range = check_range('value_range', value_range)
         super().__init__(folder, filename, key=key, num_images=1, inputs=inputs, nrow=num_steps, normalize=normalize,
-                         image_shape=image_shape, output_transform=output_transform, on=on)
+                         image_shape=image_shape, output_transform=output_transform)
         self.dims, self.num_steps, self.value_range = dims, num_steps, value_range
 
     def on_start(self, state):
@@ -369,12 +355,10 @@ class Interpolation(FromInputs):
         num_pairs (int): Pairs of inputs, one row each.
         num_steps (int): Decoded points per line, both ends included, at least 2.
         inputs (torch.Tensor or None): A batch of at least ``2 * num_pairs`` images.
-        key (StateKey): Where the inputs are in state when ``inputs`` is None (``input_key=`` is
-            its deprecated name).
+        key (StateKey): Where the inputs are in state when ``inputs`` is None.
         normalize (bool): Rescale the grid to ``[0, 1]`` by its min and max.
         image_shape (sequence of int or None): ``(C, H, W)`` when inputs and decoder output are flat.
         output_transform (callable or None): Applied to the decoded images (not to the inputs).
-        on (str or None): Deprecated: call ``.on_train()`` instead of ``on='training'``.
 
     Example: ::
 
@@ -385,17 +369,14 @@ class Interpolation(FromInputs):
 
     _default_name = 'interpolation'
 
-    @legacy_positional('folder', 'filename', 'num_pairs', 'num_steps', 'inputs', 'on', 'input_key', 'normalize',
-                       'image_shape', 'output_transform')
-    @renamed(input_key='key')
     def __init__(self, folder: Optional[PathLike] = 'results', filename: str = 'interpolation_{epoch}.png', *,
                  num_pairs: int = 4, num_steps: int = 8, inputs: Optional[torch.Tensor] = None,
                  key: StateKey = torchbearer.X, normalize: bool = False, image_shape: Optional[Sequence[int]] = None,
-                 output_transform: Transform = None, on: Optional[str] = None):
+                 output_transform: Transform = None):
         check_int('num_pairs', num_pairs, minimum=1)
         check_int('num_steps', num_steps, minimum=2)
         super().__init__(folder, filename, key=key, num_images=2 * num_pairs, inputs=inputs, nrow=num_steps + 2,
-                         normalize=normalize, image_shape=image_shape, output_transform=output_transform, on=on)
+                         normalize=normalize, image_shape=image_shape, output_transform=output_transform)
         self.num_pairs, self.num_steps = num_pairs, num_steps
 
     def draw(self, model, state):

@@ -19,7 +19,6 @@ from ..checks import (
     check_number,
     check_path,
     describe,
-    legacy_positional,
 )
 from ..files import PathLike
 from . import idx as idx_files
@@ -109,7 +108,6 @@ class AutoEncoderDataset(Dataset):
         tensor(3)
     """
 
-    @legacy_positional('dataset', 'transform', 'target_transform', 'flatten_target')
     def __init__(self, dataset, *, transform: Optional[Callable] = None, target_transform: Optional[Callable] = None,
                  flatten_target: bool = False, keep_labels: bool = False):
         if not (hasattr(dataset, '__getitem__') and hasattr(dataset, '__len__')):
@@ -149,7 +147,6 @@ class AutoEncoderDataset(Dataset):
         return f'{type(self).__name__}({type(self.dataset).__name__} of {len(self)}{options})'
 
 
-@legacy_positional('dataset', 'val_fraction', 'seed')
 def train_val_split(dataset, val_fraction: float = 0.1, *, seed: Optional[int] = None) -> Tuple[Dataset, Dataset]:
     """Split a dataset at random into training and validation parts.
 
@@ -267,7 +264,6 @@ class IDXDataset(ImageDataset):
         >>> image, label = mnist[0]  # doctest: +SKIP
     """
 
-    @legacy_positional('images', 'labels', 'transform', 'target_transform')
     def __init__(self, images: PathLike, labels: Optional[PathLike] = None, *, limit: Optional[int] = None,
                  transform: Optional[Callable] = None, target_transform: Optional[Callable] = None):
         check_path('images', images)
@@ -335,7 +331,6 @@ def load_digits() -> ImageDataset:
     return ImageDataset(data, torch.from_numpy(digits.target))
 
 
-@legacy_positional('root', 'train', 'download', 'fashion')
 def load_mnist(root: PathLike = 'data', train: bool = True, *, download: bool = True, fashion: bool = False,
                limit: Optional[int] = None) -> IDXDataset:
     """MNIST (or Fashion-MNIST) as an :class:`IDXDataset`, downloaded by torchvision if missing.

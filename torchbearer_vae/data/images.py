@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..checks import check_bool, check_callable, describe, legacy_positional
+from ..checks import check_bool, check_callable, describe
 
 __all__ = []  # internal: ImageDataset is public through torchbearer_vae.datasets
 
@@ -102,7 +102,6 @@ class ImageDataset(Dataset):
         (torch.Size([10, 3, 32, 32]), torch.Size([3, 32, 32]))
     """
 
-    @legacy_positional('data', 'targets', 'transform', 'target_transform')
     def __init__(self, data, targets=None, *, channels_last: Optional[bool] = None,
                  transform: Optional[Callable] = None, target_transform: Optional[Callable] = None):
         if not isinstance(data, (torch.Tensor, np.ndarray)):

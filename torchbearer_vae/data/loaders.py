@@ -7,7 +7,7 @@ import torch
 import torchbearer
 from torchbearer import deep_to
 
-from ..checks import check_bool, check_int, describe, legacy_positional
+from ..checks import check_bool, check_int, describe
 from ..distributed import get_rank, get_world_size
 from ..state import LABEL
 from .batching import source_of
@@ -194,7 +194,6 @@ class TensorLoader:
         torch.Size([4, 3, 32, 32])
     """
 
-    @legacy_positional('dataset', 'batch_size', 'shuffle', 'drop_last', 'seed', 'device', 'rank', 'world_size')
     def __init__(self, dataset, batch_size: int = 1, *, shuffle: bool = False, drop_last: bool = False,
                  seed: Optional[int] = None, device: Optional[Union[str, torch.device]] = None,
                  rank: Optional[int] = None, world_size: Optional[int] = None, channels_last: Optional[bool] = None):

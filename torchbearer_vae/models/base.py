@@ -8,13 +8,12 @@ needs to rebuild it) comes from the base.
 import functools
 import inspect
 import math
-import warnings
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
 
-from ..checks import check_bool, check_choice, check_int, check_number, check_range, check_shape, describe, renamed
+from ..checks import check_bool, check_choice, check_int, check_number, check_range, check_shape, describe
 from ..losses import LIKELIHOODS, bernoulli_mean, reconstruction_loss
 from ..model_utils import model_device
 from ..state import LOGVAR, MU
@@ -29,16 +28,13 @@ def _recording(init):
     ``super().__init__``), with the defaults filled in, so ``type(model)(**model.config)`` builds
     the same network.
     """
-    signature = inspect.signature(init)  # the real signature, through functools.wraps of a deprecation shim
-    translate = getattr(init, 'translate', None)  # a legacy_positional shim maps old positional calls
+    signature = inspect.signature(init)
 
     @functools.wraps(init)
     def __init__(self, *args, **kwargs):
         init(self, *args, **kwargs)
         if type(self).__init__ is not __init__ or '_init_config' in self.__dict__:
             return
-        if translate is not None:
-            args, kwargs = translate(args, kwargs)
         bound = signature.bind(self, *args, **kwargs)
         bound.apply_defaults()
         config: Optional[Dict[str, Any]] = {}
@@ -138,14 +134,6 @@ class BaseVAE(nn.Module):
         super().__init_subclass__(**kwargs)
         if '__init__' in cls.__dict__:
             cls.__init__ = _recording(cls.__dict__['__init__'])
-        legacy = [(old, new) for old, new in (('_encoder', 'forward_encoder'), ('_decoder', 'forward_decoder'))
-                  if old in cls.__dict__ and new not in cls.__dict__]  # code written against the private hooks
-        for old, new in legacy:
-            setattr(cls, new, cls.__dict__[old])
-        if legacy:
-            warnings.warn(f'{cls.__qualname__} overrides {" and ".join(old + "()" for old, _ in legacy)}, deprecated '
-                          f'names that stop working in the next release; rename them to '
-                          f'{" and ".join(new + "()" for _, new in legacy)}', DeprecationWarning, stacklevel=2)
 
     def __init__(self, input_shape: Union[int, Sequence[int]], latent_dim: int, *, use_state: bool = True,
                  likelihood: str = 'bernoulli', sigma: float = 0.1,
@@ -197,12 +185,6 @@ class BaseVAE(nn.Module):
             or means (Gaussian).
         """
         raise NotImplementedError(f'{type(self).__name__} must implement forward_decoder(z) -> pre-activations')
-
-    def _encoder(self, x):  # deprecated spelling, kept for callers
-        return self.forward_encoder(x)
-
-    def _decoder(self, z):  # deprecated spelling, kept for callers
-        return self.forward_decoder(z)
 
     # -- the shared interface --
     def _check_images(self, x: torch.Tensor) -> None:
@@ -280,14 +262,13 @@ class BaseVAE(nn.Module):
         out = self.forward_decoder(z, *inputs).reshape((z.shape[0],) + self.input_shape)
         return bernoulli_mean(out) if self.likelihood == 'bernoulli' else out
 
-    @renamed(n='num_images')
     @torch.no_grad()
     def sample(self, num_images: int, *inputs, device: Optional[torch.device] = None,
                generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """Decode ``num_images`` draws from the prior ``N(0, I)`` (the decoder's mean, no pixel noise).
 
         Args:
-            num_images (int): How many images (``n=`` is its deprecated name).
+            num_images (int): How many images.
             *inputs: More inputs of the decoder, as for :meth:`decode`.
             device (torch.device or None): Where to decode; default, the model's device.
             generator (torch.Generator or None): For reproducible draws (on its own device).

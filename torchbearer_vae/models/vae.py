@@ -10,7 +10,7 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
-from ..checks import check_int, check_shape, legacy_positional
+from ..checks import check_int, check_shape
 from .base import BaseVAE
 
 __all__ = ['VAE', 'ConvVAE']
@@ -45,9 +45,7 @@ class VAE(BaseVAE):
             ``(-30, 20)``; ``None`` (default, as in the PyTorch example) does not. See :class:`BaseVAE`
             for the trade-off.
 
-    Every argument after ``input_shape`` is keyword-only (``VAE((1, 28, 28), latent_dim=2)``);
-    the old positional order ``VAE(input_shape, hidden_dim, latent_dim, ...)`` still works for
-    one release, with a :class:`DeprecationWarning`.
+    Every argument after ``input_shape`` is keyword-only (``VAE((1, 28, 28), latent_dim=2)``).
 
     Example: ::
 
@@ -59,7 +57,6 @@ class VAE(BaseVAE):
         (torch.Size([5, 1, 28, 28]), torch.Size([5, 20]))
     """
 
-    @legacy_positional('input_shape', 'hidden_dim', 'latent_dim', 'use_state', 'likelihood', 'sigma', 'logvar_clamp')
     def __init__(self, input_shape: Union[int, Sequence[int]] = (1, 28, 28), *, latent_dim: int = 20,
                  hidden_dim: int = 400, likelihood: str = 'bernoulli', sigma: float = 0.1, use_state: bool = True,
                  logvar_clamp: Optional[Tuple[float, float]] = None):
@@ -110,8 +107,7 @@ class ConvVAE(BaseVAE):
         use_state (bool): As for :class:`VAE`.
         logvar_clamp (tuple of float or None): As for :class:`VAE`; default ``None``.
 
-    As for :class:`VAE`, the arguments after ``input_shape`` are keyword-only (the old positional
-    order still works for one release, with a :class:`DeprecationWarning`).
+    As for :class:`VAE`, the arguments after ``input_shape`` are keyword-only.
 
     Raises:
         ValueError: for a shape that is not ``(C, H, W)`` with ``H``, ``W`` multiples of 4, or
@@ -127,8 +123,6 @@ class ConvVAE(BaseVAE):
         (torch.Size([2, 3, 32, 32]), torch.Size([2, 16]))
     """
 
-    @legacy_positional('input_shape', 'latent_dim', 'channels', 'hidden_dim', 'likelihood', 'sigma', 'use_state',
-                       'logvar_clamp')
     def __init__(self, input_shape: Sequence[int] = (1, 28, 28), *, latent_dim: int = 20, hidden_dim: int = 256,
                  channels: Sequence[int] = (32, 64), likelihood: str = 'bernoulli', sigma: float = 0.1,
                  use_state: bool = True, logvar_clamp: Optional[Tuple[float, float]] = None):
