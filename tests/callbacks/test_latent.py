@@ -187,6 +187,33 @@ def test_sample_saver_draws_one_row_per_class_with_the_same_noise_per_column(tmp
                 assert np.array_equal(grid[top:top + 8, left:left + 8], expected[column, 0].numpy())
 
 
+def test_sample_saver_with_a_label_draws_that_class_only(tmp_path):
+    model = ConditionalVAE((1, 8, 8), num_classes=3, latent_dim=2, hidden_dim=16)
+    saver = SampleSaver(folder=tmp_path, filename='samples.png', num_images=6, nrow=3, seed=5, label=2)
+    grid = read_png(saver.save(model))[..., 0]
+    assert grid.shape == (PAD + 2 * (8 + PAD), PAD + 3 * (8 + PAD))  # 6 images of one class, 3 a row
+    with torch.no_grad():
+        expected = model.eval().decode(saver.noise(2), 2).mul(255).add(0.5).clamp(0, 255).to(torch.uint8)
+        other = model.decode(saver.noise(2), 1).mul(255).add(0.5).clamp(0, 255).to(torch.uint8)
+    assert not torch.equal(expected, other)  # the class shows in the pixels
+    for index in range(6):
+        top, left = PAD + (index // 3) * (8 + PAD), PAD + (index % 3) * (8 + PAD)
+        assert np.array_equal(grid[top:top + 8, left:left + 8], expected[index, 0].numpy())
+
+
+@pytest.mark.parametrize('model, label, error, match', [
+    (VAE((1, 8, 8), hidden_dim=16, latent_dim=2), 0, ValueError, r'label=0\) draws one class of a conditional model'),
+    (ConditionalVAE((1, 8, 8), num_classes=3, latent_dim=2, hidden_dim=16), 3, ValueError,
+     r'the model has 3 classes, 0 to 2'),
+])
+def test_sample_saver_refuses_a_label_the_model_does_not_have(tmp_path, model, label, error, match):
+    with pytest.raises(error, match=match):
+        SampleSaver(folder=tmp_path, label=label).save(model)
+    assert not list(tmp_path.iterdir())  # refused before anything is written
+    with pytest.raises(ValueError, match='label must be an int >= 0, got -1'):
+        SampleSaver(folder=tmp_path, label=-1)
+
+
 def test_the_encoding_pictures_pass_each_input_its_label(mnist, tmp_path):
     model = ConditionalVAE(latent_dim=2)
     callbacks = [kld_loss(), LatentTraversal(tmp_path, num_steps=3), Interpolation(tmp_path, num_pairs=1, num_steps=3),

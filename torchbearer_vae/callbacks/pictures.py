@@ -171,6 +171,7 @@ class SampleSaver(PictureSaver):
     :class:`~torchbearer_vae.ConditionalVAE`, whose ``decode(z, labels)`` takes the labels) it draws
     one row per class, ``min(nrow, num_images)`` images each, with the same noise in each
     column: what changes down a column is the class, what changes along a row is the style.
+    With ``label`` it draws ``num_images`` images of that one class instead.
 
     Args:
         folder (str or PathLike or None): Folder to write into.
@@ -183,6 +184,8 @@ class SampleSaver(PictureSaver):
             and the model has no 3-d ``input_shape``.
         output_transform (callable or None): Applied to the decoded images, e.g. ``torch.sigmoid``
             for a decoder that outputs logits.
+        label (int or None): For a conditional model, the one class to draw; refused at the start
+            for a model without labels or without that class.
 
     Example: ::
 
@@ -195,9 +198,11 @@ class SampleSaver(PictureSaver):
 
     def __init__(self, folder: Optional[PathLike] = 'results', filename: str = 'samples_{epoch}.png', *,
                  num_images: int = 64, nrow: int = 8, seed: int = 0, normalize: bool = False,
-                 image_shape: Optional[Sequence[int]] = None, output_transform: Transform = None):
+                 image_shape: Optional[Sequence[int]] = None, output_transform: Transform = None,
+                 label: Optional[int] = None):
         check_int('num_images', num_images, minimum=1)
         check_int('seed', seed, minimum=0)
+        self.label = check_int('label', label, minimum=0, allow_none=True)
         super().__init__(folder, filename, nrow=nrow, normalize=normalize, image_shape=image_shape,
                          output_transform=output_transform)
         self.num_images, self.seed = num_images, seed  # images drawn, none collected
@@ -213,6 +218,17 @@ class SampleSaver(PictureSaver):
         elif not callable(getattr(model, 'sample', None)):
             raise TypeError(f'SampleSaver needs a model with decode(z) and latent_dim, or sample(n), but '
                             f'{type(model).__name__} has neither')
+        self._check_label(model)
+
+    def _check_label(self, model) -> None:
+        if self.label is None:
+            return
+        if not is_conditional(model) or getattr(model, 'latent_dim', None) is None:
+            raise ValueError(f'SampleSaver(label={self.label}) draws one class of a conditional model, but '
+                             f'{type(model).__name__} takes no labels; leave label out')
+        if self.label >= model.num_classes:
+            raise ValueError(f'SampleSaver(label={self.label}): the model has {model.num_classes} classes, 0 to '
+                             f'{model.num_classes - 1}')
 
     def noise(self, latent_dim: int) -> torch.Tensor:
         """The fixed latent points, ``(num_images, latent_dim)``, on the CPU.
@@ -233,6 +249,8 @@ class SampleSaver(PictureSaver):
         device = model_device(model)
         if callable(getattr(model, 'decode', None)) and getattr(model, 'latent_dim', None) is not None:
             z = self.noise(model.latent_dim).to(device)
+            if self.label is not None:
+                return self._decode(model, z, torch.full((z.shape[0],), self.label, dtype=torch.long, device=device))
             if is_conditional(model):  # one row per class, the same noise in each column
                 columns, classes = min(self.nrow, self.num_images), model.num_classes
                 labels = torch.arange(classes, device=device).repeat_interleave(columns)

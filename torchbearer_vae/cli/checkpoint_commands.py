@@ -17,7 +17,7 @@ from ..checkpoints import load_checkpoint
 from ..data.loaders import TensorLoader
 from ..errors import CheckpointError, CommandError, MissingStateError
 from ..evaluation import importance_weighted_nll, negative_elbo
-from ..model_utils import evaluating, is_conditional, model_device
+from ..model_utils import evaluating, is_conditional
 from ..models import model_from_checkpoint
 from ..records import write_json
 from .data import absolute, image, is_folder, load_dataset, shown, split, unreadable
@@ -138,18 +138,6 @@ def _start(args, default_name: str, kind: str):
     return (out, *_model(args))
 
 
-class _OneClass(SampleSaver):
-    """The samples of one class of a conditional model: its fixed noise decoded with the label ``label``."""
-
-    def __init__(self, *args, label: int, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.label = label
-
-    def draw(self, model, state):
-        z = self.noise(model.latent_dim).to(model_device(model))
-        return self._decode(model, z, torch.full((z.shape[0],), self.label, dtype=torch.long, device=z.device))
-
-
 def _check_label(args, model) -> None:
     if args.label is None:
         return
@@ -179,10 +167,7 @@ def sample(args) -> None:
               f'{model.num_classes - 1}), to {path}')
         return
     check_pictures_fit(args.num_images, model, device)
-    if args.label is None:
-        saver = SampleSaver(*_template(out), num_images=args.num_images, nrow=rows, seed=args.seed)
-    else:
-        saver = _OneClass(*_template(out), num_images=args.num_images, nrow=rows, seed=args.seed, label=args.label)
+    saver = SampleSaver(*_template(out), num_images=args.num_images, nrow=rows, seed=args.seed, label=args.label)
     with _fitting(args):
         path = saver.save(model)
     print(f'wrote {args.num_images} samples{"" if args.label is None else f" of class {args.label}"} to {path}')
