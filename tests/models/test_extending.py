@@ -13,6 +13,7 @@ from torchbearer_vae import (
     BaseVAE,
     Checkpointer,
     CheckpointError,
+    ConditionalVAE,
     ConvVAE,
     TensorLoader,
     kld_loss,
@@ -146,6 +147,26 @@ def test_the_package_models_are_rebuilt_by_themselves_from_their_stored_config(t
         assert type(rebuilt) is type(model) and rebuilt.config == model.config
         x = torch.rand((2,) + model.input_shape)
         assert torch.equal(rebuilt(x)[0], model.eval()(x)[0])
+
+
+@pytest.mark.parametrize('model, stored', [
+    (VAE(input_shape=(1, 8, 8), hidden_dim=16, latent_dim=3), 'torchbearer_vae.models:VAE'),
+    (ConvVAE(input_shape=(1, 8, 8), hidden_dim=16, latent_dim=3), 'torchbearer_vae.models:ConvVAE'),
+    (ConditionalVAE((1, 8, 8), num_classes=3, hidden_dim=16, latent_dim=3),
+     'torchbearer_vae.conditional:ConditionalVAE'),
+])
+def test_a_checkpoint_written_by_version_0_2_still_rebuilds(tmp_path, model, stored):
+    save_checkpoint(tmp_path / 'c.pt', model)
+    checkpoint = load_checkpoint(tmp_path / 'c.pt')
+    assert checkpoint['model']['class'] != stored  # today's module path
+    checkpoint['model']['class'] = stored  # where 0.2 kept the class
+    for rebuilt in (model_from_checkpoint(checkpoint), model_from_checkpoint(checkpoint, model_class=type(model))):
+        assert type(rebuilt) is type(model) and rebuilt.config == model.config
+        for name, value in model.state_dict().items():
+            assert torch.equal(rebuilt.state_dict()[name], value)
+    checkpoint['model']['class'] = stored.replace(':', '.old:')  # any other path is not the package's
+    with pytest.raises(CheckpointError, match="not one of torchbearer_vae's models"):
+        model_from_checkpoint(checkpoint)
 
 
 def test_a_crafted_config_is_refused_before_anything_is_allocated(tmp_path):
