@@ -1,4 +1,5 @@
 """Tiny models with known outputs, shared by the test modules (import: `from stand_ins import ...`)."""
+import itertools
 import os
 import shutil
 import subprocess
@@ -75,9 +76,10 @@ def classifier(images, labels, epochs=10):
 PAD = 2  # make_grid's padding
 
 
-def batches(loader):
-    """Every batch of ``loader`` as a tuple of tensors."""
-    return [tuple(batch) if isinstance(batch, (tuple, list)) else (batch,) for batch in loader]
+def batches(loader, first=None):
+    """Every batch of ``loader`` (or its ``first`` ones only) as a tuple of tensors."""
+    return [tuple(batch) if isinstance(batch, (tuple, list)) else (batch,)
+            for batch in itertools.islice(loader, first)]
 
 
 def assert_same_batches(expected, got):

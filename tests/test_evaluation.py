@@ -194,6 +194,7 @@ def test_negative_elbo_is_the_training_loss_with_sampled_z(mnist):
     assert model.training  # the mode is restored
 
 
+@pytest.mark.slow
 def test_reference_vae_on_real_mnist_iwae_is_below_the_negative_elbo(mnist):
     data = AutoEncoderDataset(Subset(mnist, range(2000)))
     model = VAE()

@@ -49,6 +49,7 @@ def test_a_second_state_key_mu_is_a_different_key():
     assert other.key != 'mu' and other != torchbearer_vae.MU
 
 
+@pytest.mark.slow
 def test_reloaded_classes_replace_our_older_ones():
     # In a subprocess: reloading creates new classes, which would leak into the other tests.
     import subprocess
@@ -86,6 +87,7 @@ def test_every_public_name_is_documented_and_exported():
             assert getattr(torchbearer_vae, name).__doc__, f'{name} has no docstring'
 
 
+@pytest.mark.slow
 def test_import_is_side_effect_light(tmp_path):
     import subprocess
     import sys

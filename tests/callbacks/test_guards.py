@@ -339,6 +339,7 @@ def _ddp_rank(rank, port, images, results):
         torch.distributed.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_under_ddp_every_rank_stops_at_the_same_step_without_talking(images):
     with socket.socket() as free:
         free.bind(('127.0.0.1', 0))
@@ -407,6 +408,7 @@ def test_bad_clamps_are_refused(clamp, error, message):
 
 # -- the command line --
 
+@pytest.mark.slow
 def test_the_cli_stops_on_a_nan_with_one_line_and_keeps_the_checkpoint(mnist_dir, tmp_path):
     out = tmp_path / 'run'
     common = ['--out', str(out), '--quiet']

@@ -158,8 +158,8 @@ def test_conditional_vae_both_ways_and_the_label_changes_the_images(mnist):
 
 
 def test_conditional_vae_learns_in_a_trial_the_state_way(mnist):
-    model = ConditionalVAE(latent_dim=2)
-    history = run_trial(model, [kld_loss()], labelled(mnist, range(2000)), labelled(mnist, range(9000, 9500)),
+    model = ConditionalVAE(latent_dim=2, hidden_dim=64)
+    history = run_trial(model, [kld_loss()], labelled(mnist, range(1000)), labelled(mnist, range(9000, 9500)),
                         epochs=2)
     assert history[1]['val_loss'] < history[0]['val_loss'] < 300 * 500
 
@@ -188,7 +188,7 @@ def test_sample_saver_draws_one_row_per_class_with_the_same_noise_per_column(tmp
 
 
 def test_the_encoding_pictures_pass_each_input_its_label(mnist, tmp_path):
-    model = ConditionalVAE(latent_dim=2)
+    model = ConditionalVAE(latent_dim=2, hidden_dim=32)
     callbacks = [kld_loss(), LatentTraversal(tmp_path, num_steps=3), Interpolation(tmp_path, num_pairs=1, num_steps=3),
                  ReconstructionSaver(tmp_path), LatentScatter(tmp_path), LatentManifold(tmp_path, label=4),
                  KLPerDimension(tmp_path)]
@@ -210,8 +210,8 @@ def test_the_encoding_pictures_pass_each_input_its_label(mnist, tmp_path):
 # -- the pictures --
 def test_latent_scatter_colours_each_label_present_and_no_other(mnist, tmp_path):
     chosen = [i for i in range(9000, 10000) if int(mnist.targets[i]) in (0, 3, 7)]
-    run_trial(VAE(latent_dim=2), [kld_loss(), LatentScatter(tmp_path, num_images=300)],
-              labelled(mnist, range(1000)), labelled(mnist, chosen))
+    run_trial(VAE(latent_dim=2, hidden_dim=32), [kld_loss(), LatentScatter(tmp_path, num_images=300)],
+              labelled(mnist, range(200)), labelled(mnist, chosen))
     pixels = read_png(tmp_path / 'latent_0.png')
     present = {label: count_colour(pixels, rgb(TAB10[label])) for label in range(10)}
     assert all(present[label] > 20 for label in (0, 3, 7)), present
@@ -329,10 +329,10 @@ def test_the_scatter_of_a_later_epoch_shows_that_epochs_points_and_classes_only(
     def of_digits(digits):
         return labelled(mnist, [i for i in range(9000, 10000) if int(mnist.targets[i]) in digits][:300])
 
-    model, scatter = VAE(latent_dim=2), LatentScatter(tmp_path, num_images=300)
+    model, scatter = VAE(latent_dim=2, hidden_dim=32), LatentScatter(tmp_path, num_images=300)
     trial = Trial(model, torch.optim.Adam(model.parameters()), nn.BCELoss(reduction='sum'),
                   callbacks=[kld_loss(), scatter], verbose=0).with_loader(load_batch_with_labels)
-    train = TensorLoader(labelled(mnist, range(1000)), 100)
+    train = TensorLoader(labelled(mnist, range(200)), 100)
     trial.with_generators(train, TensorLoader(of_digits((0, 3, 8)), 100)).run(1)
     trial.with_generators(train, TensorLoader(of_digits((1, 5)), 100)).run(2)  # epoch 1, the same callback
     first, second = read_png(tmp_path / 'latent_0.png'), read_png(tmp_path / 'latent_1.png')

@@ -57,6 +57,7 @@ def test_matplotlib_comes_with_the_base_install():
     assert 'matplotlib' in config['options']['install_requires'].split()
 
 
+@pytest.mark.slow
 def test_python_dash_m_runs_the_same_command():
     result = subprocess.run([sys.executable, '-m', 'torchbearer_vae', 'train', '--help'], capture_output=True,
                             text=True)

@@ -100,6 +100,7 @@ def test_autoencoder_dataset_accepts_many_item_shapes(wrap):
     assert torch.equal(torch.as_tensor(x).reshape(-1), target)
 
 
+@pytest.mark.slow
 def test_autoencoder_dataset_works_with_dataloader_workers(mnist):
     data = AutoEncoderDataset(Subset(mnist, range(64)), flatten_target=True)
     pickle.dumps(data)

@@ -174,6 +174,7 @@ def train_one_epoch(model, loader, criterion=None):
     return trial.with_train_generator(loader)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('likelihood', ['bernoulli', 'gaussian'])
 def test_conv_vae_learns_real_mnist_in_one_epoch(mnist, likelihood):
     loader = DataLoader(AutoEncoderDataset(Subset(mnist, range(2000))), batch_size=32, shuffle=True)
