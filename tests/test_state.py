@@ -14,17 +14,25 @@ REGISTERED = [
     (torchbearer, 'MU', 'MU'),
     (torchbearer, 'LOGVAR', 'LOGVAR'),
     (torchbearer, 'KL', 'KL'),
+    (torchbearer, 'RECON', 'RECON'),
+    (torchbearer, 'GLOBAL_STEP', 'GLOBAL_STEP'),
+    (torchbearer, 'GLOBAL_EPOCH', 'GLOBAL_EPOCH'),
+    (torchbearer, 'LABEL', 'LABEL'),
     (torchbearer.callbacks, 'ReconstructionSaver', 'ReconstructionSaver'),
+    (torchbearer.callbacks, 'SampleSaver', 'SampleSaver'),
+    (torchbearer.callbacks, 'LatentTraversal', 'LatentTraversal'),
+    (torchbearer.callbacks, 'Interpolation', 'Interpolation'),
+    (torchbearer.callbacks, 'NaNGuard', 'NaNGuard'),
     (torchbearer.callbacks, 'kld_loss', 'kld_loss'),
     (torchbearer.callbacks, 'divergence', 'divergence'),
     (torchbearer.cv_utils, 'AutoEncoderDataset', 'AutoEncoderDataset'),
 ]
 
 
-def test_keys_are_torchbearer_state_keys_with_plain_names():
-    assert isinstance(torchbearer_vae.MU, StateKey) and torchbearer_vae.MU.key == 'mu'
-    assert isinstance(torchbearer_vae.LOGVAR, StateKey) and torchbearer_vae.LOGVAR.key == 'logvar'
-    assert isinstance(torchbearer_vae.KL, StateKey) and torchbearer_vae.KL.key == 'kl'
+@pytest.mark.parametrize('name, key', [('MU', 'mu'), ('LOGVAR', 'logvar'), ('KL', 'kl'), ('RECON', 'recon'),
+                                       ('GLOBAL_STEP', 'global_step')])
+def test_keys_are_torchbearer_state_keys_with_plain_names(name, key):
+    assert isinstance(getattr(torchbearer_vae, name), StateKey) and getattr(torchbearer_vae, name).key == key
 
 
 @pytest.mark.parametrize('module, name, ours', REGISTERED)
