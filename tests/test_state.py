@@ -51,13 +51,6 @@ def test_registration_is_idempotent_and_reload_creates_no_new_key():
     assert 'mu_1' not in torchbearer.state.__keys__
 
 
-def test_a_second_state_key_mu_is_a_different_key():
-    # The documented pitfall: torchbearer makes names unique, so users must import our keys.
-    other = torchbearer.state_key('mu')
-    assert other.key != 'mu' and other != torchbearer_vae.MU
-
-
-@pytest.mark.slow
 def test_reloaded_classes_replace_our_older_ones():
     # In a subprocess: reloading creates new classes, which would leak into the other tests.
     import subprocess
