@@ -99,11 +99,13 @@ def test_import_is_side_effect_light(tmp_path):
     assert list(tmp_path.iterdir()) == []  # no file written
 
 
-def test_install_requires_covers_what_torchbearer_imports_undeclared():
+def test_install_requires_covers_what_torchbearer_imports_undeclared_and_what_draws_loss_png():
     # torchbearer 0.5.5 imports `packaging` without declaring it; a base `pip install -e .` must still import.
+    # README's main job writes loss.png: what draws it (matplotlib) is installed with the command.
     import configparser
     import pathlib
     config = configparser.ConfigParser()
     config.read(pathlib.Path(__file__).parents[1] / 'setup.cfg')
     requires = [line.strip() for line in config['options']['install_requires'].splitlines()]
     assert 'packaging' in requires and any(line.startswith('torchbearer') for line in requires)
+    assert 'matplotlib' in requires

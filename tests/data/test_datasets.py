@@ -121,6 +121,13 @@ def test_autoencoder_dataset_bad_input_fails_at_construction(dataset, kwargs, er
         AutoEncoderDataset(dataset, **kwargs)
 
 
+def test_keep_labels_refuses_a_dataset_without_labels():
+    with pytest.raises(ValueError, match=r'keep_labels=True needs items \(x, label, \.\.\.\)'):
+        AutoEncoderDataset(torch.rand(4, 1, 8, 8), keep_labels=True)
+    with pytest.raises(TypeError, match='keep_labels must be True or False'):
+        AutoEncoderDataset(TensorDataset(torch.rand(4, 2), torch.zeros(4)), keep_labels=1)
+
+
 def test_train_val_split_is_disjoint_seeded_and_keeps_global_random_state():
     data = torch.arange(1000)
     random.seed(123)

@@ -6,15 +6,20 @@ import pytest
 import torch
 import torchbearer
 from stand_ins import assert_same_batches, batches
+from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
+from torchbearer import Trial
+from torchbearer.callbacks import Callback
 
 from torchbearer_vae import (
+    LABEL,
     VAE,
     AutoEncoderDataset,
     IDXDataset,
     ImageDataset,
     TensorLoader,
     kld_loss,
+    load_batch_with_labels,
     read_idx,
     train_val_split,
 )
@@ -264,6 +269,71 @@ def test_shuffled_loader_in_a_trial_runs_every_epoch(mnist):
     history = trial.with_train_generator(loader).run(epochs=3)
     assert len(history) == 3 and history[0]['train_steps'] == len(loader) == 8
     assert loader.epoch == 3  # one new order per epoch
+
+
+# -- labels: (x, target, label) items, and state[LABEL] in a Trial --
+def test_keep_labels_gives_triples_and_tensorloader_gives_the_dataloader_batches(mnist_1000):
+    train, _ = train_val_split(AutoEncoderDataset(mnist_1000, keep_labels=True), val_fraction=0.1, seed=1)
+    x, target, label = train[0]
+    assert torch.equal(x, target) and isinstance(label, int)
+    expected = list(DataLoader(train, batch_size=100))
+    got = list(TensorLoader(train, batch_size=100))
+    assert len(got) == len(expected) == 9
+    for (x1, t1, y1), (x2, t2, y2) in zip(expected, got):
+        assert torch.equal(x1, x2) and torch.equal(t1, t2) and torch.equal(y1, y2) and y1.dtype == y2.dtype
+    assert x2.data_ptr() != t2.data_ptr()  # the target is a copy, as collation gives
+
+
+def test_tensorloader_reads_no_item_for_labelled_batches(mnist):
+    calls = []
+
+    class Counting(ImageDataset):
+        def __getitem__(self, index):
+            calls.append(index)
+            return super().__getitem__(index)
+
+    loader = TensorLoader(AutoEncoderDataset(Counting(mnist.data, mnist.targets), keep_labels=True), batch_size=1000)
+    calls.clear()  # construction checks the first and last items
+    labels = torch.cat([batch[2] for batch in loader])
+    assert calls == [] and torch.equal(labels, mnist.targets)
+
+
+def zero_loss_of_state(state):
+    return state[torchbearer.Y_PRED].sum() * 0
+
+
+class Record(Callback):
+    """Each step's inputs and labels, as the model saw them."""
+
+    def __init__(self):
+        self.steps = []
+
+    def on_forward(self, state):
+        self.steps.append((state[torchbearer.DATA], state[torchbearer.X].clone(), state[LABEL].clone()))
+
+    on_forward_validation = on_forward
+
+
+def test_every_training_and_validation_step_has_the_labels_of_its_images():
+    labels = torch.arange(60) % 7
+    images = (labels.float() / 10).view(-1, 1, 1, 1).expand(-1, 1, 4, 4).contiguous()  # each image says its label
+    data = AutoEncoderDataset(TensorDataset(images, labels), keep_labels=True)
+    record = Record()
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 16), nn.Unflatten(1, (1, 4, 4)))
+    trial = Trial(model, torch.optim.SGD(model.parameters(), lr=0.0), zero_loss_of_state, callbacks=[record], verbose=0)
+    trial.with_generators(TensorLoader(data, 16, shuffle=True, seed=0), DataLoader(data, batch_size=16))
+    trial.with_loader(load_batch_with_labels).run(2)
+    phases = [phase for phase, _, _ in record.steps]
+    assert phases.count(torchbearer.TRAIN_DATA) == phases.count(torchbearer.VALIDATION_DATA) == 8
+    for _, x, y in record.steps:
+        assert y.dtype == torch.int64 and torch.allclose(x.mean((1, 2, 3)), y.float() / 10)
+
+
+def test_load_batch_with_labels_refuses_pairs_with_the_fix():
+    data = TensorDataset(torch.rand(8, 4), torch.rand(8, 4))
+    trial = Trial(nn.Linear(4, 4), None, nn.MSELoss(), verbose=0).with_generators(DataLoader(data, batch_size=4))
+    with pytest.raises(ValueError, match=r'keep_labels=True'):
+        trial.with_loader(load_batch_with_labels).run(1)
 
 
 # -- bad arguments and datasets it cannot serve --
