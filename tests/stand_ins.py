@@ -53,6 +53,37 @@ class Scale(nn.Module):
         return recon
 
 
+class ProbeVAE(nn.Module):
+    """A VAE whose pictures can be predicted pixel by pixel.
+
+    Images are (1, 3, 3) in [0, 1]; encode reads the top row as the code, mu = 8 x - 4 (so in
+    [-4, 4]); decode paints row r of the image with (z_r + 4) / 8, the same in every column, and records in
+    ``modes`` whether it was called in training mode and with gradients.
+    """
+
+    latent_dim = 3
+
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.tensor(1.0))
+        self.modes = []
+
+    def encode(self, x):
+        mu = x.reshape(x.shape[0], 9)[:, :3] * 8 - 4
+        return mu * self.weight, torch.zeros_like(mu)
+
+    def decode(self, z):
+        self.modes.append((self.training, torch.is_grad_enabled()))
+        return ((z + 4) / 8).reshape(-1, 1, 3, 1).expand(-1, 1, 3, 3)
+
+    def forward(self, x, state=None):
+        return self.decode(self.encode(x)[0])
+
+
+def zero_loss(*tensors):  # torchbearer unpacks tuple outputs into the criterion's arguments
+    return (tensors[0] * 0).sum()
+
+
 def classifier(images, labels, epochs=10):
     """A small MLP digit classifier trained on ``(N, 1, 28, 28)`` images (about 95% on held-out MNIST digits).
 
@@ -109,3 +140,11 @@ def tile(grid, row, column, height, width):
 def as_pixels(images):
     """What save_image writes for images in [0, 1]: round(x * 255), channels last."""
     return images.mul(255).add(0.5).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+# matplotlib's tab10 colours: LatentScatter's one colour per label
+TAB10 = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf']
+
+
+def rgb(hex_colour):
+    return tuple(int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))

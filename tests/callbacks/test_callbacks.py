@@ -5,7 +5,7 @@ import pytest
 import torch
 import torchbearer
 from PIL import Image
-from stand_ins import PAD, Scale, as_pixels, read_png, tile
+from stand_ins import PAD, ProbeVAE, Scale, as_pixels, read_png, tile, zero_loss
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from torchbearer import Trial
@@ -19,10 +19,6 @@ from torchbearer_vae import (
     SampleSaver,
     kld_loss,
 )
-
-
-def zero_loss(*tensors):  # torchbearer unpacks tuple outputs into the criterion's arguments
-    return (tensors[0] * 0).sum()
 
 
 def run(saver, images, model=None, batch_size=4, on_validation=True, epochs=1):
@@ -213,32 +209,6 @@ def test_nothing_is_read_from_state_once_the_images_are_collected(tmp_path):
 
 
 # -- the other picture callbacks, sharing ReconstructionSaver's machinery --
-
-class ProbeVAE(nn.Module):
-    """A VAE whose pictures can be predicted pixel by pixel.
-
-    Images are (1, 3, 3) in [0, 1]; encode reads the top row as the code, mu = 8 x - 4 (so in
-    [-4, 4]); decode paints row r of the image with (z_r + 4) / 8, the same in every column.
-    """
-
-    latent_dim = 3
-
-    def __init__(self):
-        super().__init__()
-        self.weight = nn.Parameter(torch.tensor(1.0))
-        self.modes = []
-
-    def encode(self, x):
-        mu = x.reshape(x.shape[0], 9)[:, :3] * 8 - 4
-        return mu * self.weight, torch.zeros_like(mu)
-
-    def decode(self, z):
-        self.modes.append((self.training, torch.is_grad_enabled()))
-        return ((z + 4) / 8).reshape(-1, 1, 3, 1).expand(-1, 1, 3, 3)
-
-    def forward(self, x, state=None):
-        return self.decode(self.encode(x)[0])
-
 
 def probe_code(images):
     return images.reshape(images.shape[0], 9)[:, :3] * 8 - 4

@@ -8,6 +8,7 @@ import pytest
 import torch
 import torchbearer
 from PIL import Image
+from stand_ins import PAD, TAB10, rgb
 from torch import nn
 from torch.utils.data import DataLoader, Subset, TensorDataset
 from torchbearer import Trial
@@ -28,13 +29,6 @@ from torchbearer_vae import (
     kld_loss,
     load_batch_with_labels,
 )
-
-PAD = 2  # make_grid's default padding
-TAB10 = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf']
-
-
-def rgb(hex_colour):
-    return tuple(int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
 
 
 def read_png(path):

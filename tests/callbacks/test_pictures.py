@@ -10,7 +10,7 @@ import pytest
 import torch
 import torchbearer
 from PIL import Image
-from stand_ins import PAD, Scale, as_pixels, read_png, tile
+from stand_ins import PAD, ProbeVAE, Scale, as_pixels, read_png, tile, zero_loss
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from torchbearer import Trial
@@ -43,10 +43,6 @@ EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / 'docs' / 'examples'
 def close(a, b):
     """Equal to within one grey level (torchbearer's to_file truncates x * 255 where save_image rounds)."""
     return a.shape == b.shape and np.abs(a.astype(int) - b.astype(int)).max() <= 1
-
-
-def zero_loss(*tensors):  # torchbearer unpacks tuple outputs into the criterion's arguments
-    return (tensors[0] * 0).sum()
 
 
 def loader(images, batch_size=4):
@@ -175,26 +171,6 @@ def test_an_epoch_stopped_during_training_draws_nothing(tmp_path):
 
 
 # -- a picture of one's own: one draw method --
-
-class ProbeVAE(nn.Module):
-    """encode reads the first 3 pixels as mu; decode paints row r with (z_r + 4) / 8: (1, 3, 3) images."""
-
-    latent_dim = 3
-
-    def __init__(self):
-        super().__init__()
-        self.weight = nn.Parameter(torch.tensor(1.0))
-
-    def encode(self, x):
-        mu = x.reshape(x.shape[0], 9)[:, :3] * 8 - 4
-        return mu * self.weight, torch.zeros_like(mu)
-
-    def decode(self, z):
-        return ((z + 4) / 8).reshape(-1, 1, 3, 1).expand(-1, 1, 3, 3)
-
-    def forward(self, x, state=None):
-        return self.decode(self.encode(x)[0])
-
 
 class MeanImage(PictureSaver):
     """The mean of the collected inputs, and what draw was called with."""

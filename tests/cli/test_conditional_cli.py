@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from stand_ins import classifier
+from stand_ins import TAB10, classifier, rgb
 from torchvision.utils import make_grid
 
 from torchbearer_vae import (
@@ -22,12 +22,6 @@ from torchbearer_vae import (
     train_val_split,
 )
 from torchbearer_vae.cli import main
-
-TAB10 = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf']
-
-
-def rgb(hex_colour):
-    return tuple(int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
 
 
 def pixels(path):
