@@ -1,6 +1,8 @@
 """Tiny models with known outputs, shared by the test modules (import: `from stand_ins import ...`)."""
+import importlib.util
 import itertools
 import os
+import pathlib
 import shutil
 import subprocess
 import sys
@@ -13,6 +15,7 @@ from torchbearer_vae import LOGVAR, MU
 
 EXECUTABLE = shutil.which('torchbearer-vae', path=os.path.dirname(sys.executable))
 COMMAND = [EXECUTABLE] if EXECUTABLE else [sys.executable, '-m', 'torchbearer_vae']
+EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / 'docs' / 'examples'
 
 
 def run_cli(*args, timeout=900, **kwargs):
@@ -32,6 +35,22 @@ class FixedPosterior(nn.Module):
         if state is not None and self.store:
             state[MU], state[LOGVAR] = self.mu + self.weight, self.logvar
         return x * 0 + self.weight
+
+
+class ConstantPosterior(nn.Module):
+    """The same posterior for every input: means ``sqrt(squared_means)``, log-variances 0, so the KL of dimension d
+    is ``squared_means[d] / 2``; outputs zeros."""
+
+    def __init__(self, squared_means):
+        super().__init__()
+        self.mu = nn.Parameter(torch.tensor(squared_means).sqrt())
+
+    def encode(self, x):
+        mu = self.mu.expand(x.shape[0], -1)
+        return mu, torch.zeros_like(mu)
+
+    def forward(self, x, state=None):
+        return x * 0 + self.mu.sum() * 0
 
 
 class Scale(nn.Module):
@@ -148,3 +167,11 @@ TAB10 = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e37
 
 def rgb(hex_colour):
     return tuple(int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
+
+
+def load_example(name):
+    """The documentation's example script ``docs/examples/<name>.py``, imported as a module (its main not run)."""
+    spec = importlib.util.spec_from_file_location(f'docs_example_{name}', EXAMPLES / f'{name}.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torchbearer
 from PIL import Image
-from stand_ins import PAD, TAB10, rgb
+from stand_ins import PAD, TAB10, ConstantPosterior, load_example, rgb
 from torch import nn
 from torch.utils.data import DataLoader, Subset, TensorDataset
 from torchbearer import Trial
@@ -166,21 +166,6 @@ def test_latent_manifold_refuses_a_larger_latent_without_inputs(tmp_path):
         trial.with_generators(val_generator=DataLoader(TensorDataset(torch.rand(4, 1, 4, 8)), batch_size=4)).run(1)
 
 
-class FixedPosterior(nn.Module):
-    """The same posterior for every input: KL per dimension 0.5 * mu_d ** 2 = 1/8, 0, 8 and 1."""
-
-    def __init__(self):
-        super().__init__()
-        self.mu = nn.Parameter(torch.tensor([0.25, 0.0, 16.0, 2.0]).sqrt())
-
-    def encode(self, x):
-        mu = self.mu.expand(x.shape[0], -1)
-        return mu, torch.zeros_like(mu)
-
-    def forward(self, x, state=None):
-        return x + self.mu.sum() * 0
-
-
 def columns_of(pixels, colour):
     """The runs of columns holding ``colour``: (first, last, top row) of each bar."""
     mask = (pixels == np.array(colour, dtype=np.uint8)).all(-1)
@@ -191,7 +176,8 @@ def columns_of(pixels, colour):
 
 def test_kl_per_dimension_sorts_the_bars_and_draws_the_threshold_at_its_height(tmp_path):
     images = torch.rand(8, 1, 4, 4)
-    trial = Trial(FixedPosterior(), None, zero_loss, callbacks=[KLPerDimension(tmp_path, threshold=0.01)], verbose=0)
+    trial = Trial(ConstantPosterior([0.25, 0.0, 16.0, 2.0]), None, zero_loss,  # KL per dimension 1/8, 0, 8, 1
+                  callbacks=[KLPerDimension(tmp_path, threshold=0.01)], verbose=0)
     trial.with_generators(val_generator=DataLoader(TensorDataset(images, images), batch_size=4)).run(1)
     pixels = read_png(tmp_path / 'kl_dims_0.png')
     blue = columns_of(pixels, rgb(TAB10[0]))
@@ -309,15 +295,9 @@ def test_bad_arguments_are_refused_at_construction(make, match):
 @pytest.mark.slow
 @pytest.mark.parametrize('conditional', [False, True])
 def test_the_latent_space_example_draws_its_pictures_on_mnist(mnist_dir, tmp_path, conditional):
-    import importlib.util
-    import pathlib
-
-    path = pathlib.Path(__file__).resolve().parents[2] / 'docs' / 'examples' / 'latent_space.py'
-    spec = importlib.util.spec_from_file_location('docs_example_latent_space', path)
-    example = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(example)
-    model, history = example.main(['--data-dir', mnist_dir, '--limit', '2000', '--epochs', '2', '--results',
-                                   str(tmp_path), '--verbose', '0'] + (['--conditional'] if conditional else []))
+    model, history = load_example('latent_space').main(
+        ['--data-dir', mnist_dir, '--limit', '2000', '--epochs', '2', '--results', str(tmp_path), '--verbose', '0']
+        + (['--conditional'] if conditional else []))
     assert isinstance(model, ConditionalVAE) == conditional and history[1]['val_loss'] < history[0]['val_loss']
     scatter = read_png(tmp_path / 'latent_1.png')
     assert all(count_colour(scatter, rgb(colour)) > 0 for colour in TAB10)  # the ten digits of the validation set

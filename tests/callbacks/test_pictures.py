@@ -1,16 +1,14 @@
 """The picture callbacks as torchbearer ImagingCallbacks: builders, phases read from ``state[torchbearer.DATA]``,
 a picture of one's own through the one public hook ``draw``, ``torchbearer_vae.MakeGrid``, whole-shape checks, the
 deprecated argument names, and the docs' custom-picture example, in real Trials."""
-import importlib.util
 import os
-import pathlib
 
 import numpy as np
 import pytest
 import torch
 import torchbearer
 from PIL import Image
-from stand_ins import PAD, ProbeVAE, Scale, as_pixels, read_png, tile, zero_loss
+from stand_ins import PAD, ConstantPosterior, ProbeVAE, Scale, as_pixels, load_example, read_png, tile, zero_loss
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from torchbearer import Trial
@@ -30,14 +28,6 @@ from torchbearer_vae import (
 )
 from torchbearer_vae.callbacks.imaging import MakeGrid
 from torchbearer_vae.errors import MissingStateError
-
-EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / 'docs' / 'examples'
-
-
-
-
-
-
 
 
 def close(a, b):
@@ -299,32 +289,11 @@ def test_old_positions_and_names_still_work_with_a_deprecation_warning(tmp_path)
 
 # -- the documentation's example of a picture of one's own --
 
-def load_example(name):
-    spec = importlib.util.spec_from_file_location(f'docs_example_{name}', EXAMPLES / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-class FixedPosterior(nn.Module):
-    """A model whose posterior is the same for every input: KL per dimension 0.5 * mu_d ** 2 = 0, 1/2, 1 and 2."""
-
-    def __init__(self):
-        super().__init__()
-        self.mu = nn.Parameter(torch.tensor([0.0, 1.0, 2.0, 4.0]).sqrt())
-
-    def encode(self, x):
-        mu = self.mu.expand(x.shape[0], -1)
-        return mu, torch.zeros_like(mu)
-
-    def forward(self, x, state=None):
-        return x * 0 + self.mu.sum() * 0
-
-
 def test_the_custom_picture_example_draws_one_bar_per_dimension_as_tall_as_its_kl(tmp_path):
     saver = load_example('custom_picture').KLBars(folder=tmp_path, num_images=6, height=16, width=4)
-    trial_of([saver], model=FixedPosterior()).with_generators(loader(torch.rand(8, 1, 4, 4)),
-                                                              val_generator=loader(torch.rand(8, 1, 4, 4))).run(1)
+    model = ConstantPosterior([0.0, 1.0, 2.0, 4.0])  # KL per dimension 0, 1/2, 1 and 2
+    trial_of([saver], model=model).with_generators(loader(torch.rand(8, 1, 4, 4)),
+                                                   val_generator=loader(torch.rand(8, 1, 4, 4))).run(1)
     bars = read_png(tmp_path / 'kl_0.png')[..., 0]
     assert bars.shape == (16, 4 * 4)
     heights = (bars[:, ::4] == 255).sum(0)  # the first column of each bar
