@@ -51,6 +51,7 @@ def test_registration_is_idempotent_and_reload_creates_no_new_key():
     assert 'mu_1' not in torchbearer.state.__keys__
 
 
+@pytest.mark.slow
 def test_reloaded_classes_replace_our_older_ones():
     # In a subprocess: reloading creates new classes, which would leak into the other tests.
     import subprocess
