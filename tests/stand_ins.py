@@ -1,5 +1,8 @@
 """Tiny models with known outputs, shared by the test modules (import: `from stand_ins import ...`)."""
+import importlib.util
+import itertools
 import os
+import pathlib
 import shutil
 import subprocess
 import sys
@@ -12,6 +15,7 @@ from torchbearer_vae import LOGVAR, MU
 
 EXECUTABLE = shutil.which('torchbearer-vae', path=os.path.dirname(sys.executable))
 COMMAND = [EXECUTABLE] if EXECUTABLE else [sys.executable, '-m', 'torchbearer_vae']
+EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / 'docs' / 'examples'
 
 
 def run_cli(*args, timeout=900, **kwargs):
@@ -33,6 +37,22 @@ class FixedPosterior(nn.Module):
         return x * 0 + self.weight
 
 
+class ConstantPosterior(nn.Module):
+    """The same posterior for every input: means ``sqrt(squared_means)``, log-variances 0, so the KL of dimension d
+    is ``squared_means[d] / 2``; outputs zeros."""
+
+    def __init__(self, squared_means):
+        super().__init__()
+        self.mu = nn.Parameter(torch.tensor(squared_means).sqrt())
+
+    def encode(self, x):
+        mu = self.mu.expand(x.shape[0], -1)
+        return mu, torch.zeros_like(mu)
+
+    def forward(self, x, state=None):
+        return x * 0 + self.mu.sum() * 0
+
+
 class Scale(nn.Module):
     """A stand-in autoencoder with a known output, 0.5 * x: 'same' shape, 'flat', a 'tuple' or a 'wrong' size."""
 
@@ -50,6 +70,37 @@ class Scale(nn.Module):
         if self.output == 'wrong':
             return recon.reshape(x.shape[0], -1)[:, :-1]
         return recon
+
+
+class ProbeVAE(nn.Module):
+    """A VAE whose pictures can be predicted pixel by pixel.
+
+    Images are (1, 3, 3) in [0, 1]; encode reads the top row as the code, mu = 8 x - 4 (so in
+    [-4, 4]); decode paints row r of the image with (z_r + 4) / 8, the same in every column, and records in
+    ``modes`` whether it was called in training mode and with gradients.
+    """
+
+    latent_dim = 3
+
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.tensor(1.0))
+        self.modes = []
+
+    def encode(self, x):
+        mu = x.reshape(x.shape[0], 9)[:, :3] * 8 - 4
+        return mu * self.weight, torch.zeros_like(mu)
+
+    def decode(self, z):
+        self.modes.append((self.training, torch.is_grad_enabled()))
+        return ((z + 4) / 8).reshape(-1, 1, 3, 1).expand(-1, 1, 3, 3)
+
+    def forward(self, x, state=None):
+        return self.decode(self.encode(x)[0])
+
+
+def zero_loss(*tensors):  # torchbearer unpacks tuple outputs into the criterion's arguments
+    return (tensors[0] * 0).sum()
 
 
 def classifier(images, labels, epochs=10):
@@ -75,9 +126,10 @@ def classifier(images, labels, epochs=10):
 PAD = 2  # make_grid's padding
 
 
-def batches(loader):
-    """Every batch of ``loader`` as a tuple of tensors."""
-    return [tuple(batch) if isinstance(batch, (tuple, list)) else (batch,) for batch in loader]
+def batches(loader, first=None):
+    """Every batch of ``loader`` (or its ``first`` ones only) as a tuple of tensors."""
+    return [tuple(batch) if isinstance(batch, (tuple, list)) else (batch,)
+            for batch in itertools.islice(loader, first)]
 
 
 def assert_same_batches(expected, got):
@@ -107,3 +159,19 @@ def tile(grid, row, column, height, width):
 def as_pixels(images):
     """What save_image writes for images in [0, 1]: round(x * 255), channels last."""
     return images.mul(255).add(0.5).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+# matplotlib's tab10 colours: LatentScatter's one colour per label
+TAB10 = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf']
+
+
+def rgb(hex_colour):
+    return tuple(int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
+
+
+def load_example(name):
+    """The documentation's example script ``docs/examples/<name>.py``, imported as a module (its main not run)."""
+    spec = importlib.util.spec_from_file_location(f'docs_example_{name}', EXAMPLES / f'{name}.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image
-from stand_ins import Scale
+from stand_ins import PAD, Scale, as_pixels, zero_loss
 from torch.utils.data import DataLoader, TensorDataset
 from torchbearer import Trial
 
@@ -27,7 +27,6 @@ from torchbearer_vae.callbacks.imaging import file_name
 # Bounded and reproducible: the same cases on every run, nothing written to .hypothesis/.
 BOUNDED = dict(deadline=None, database=None, derandomize=True,
                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-PAD = 2  # make_grid's default padding
 
 
 def raises_clearly(call, *words):
@@ -184,15 +183,6 @@ def test_autoencoder_dataset_returns_the_input_as_target_or_says_which_item_is_w
 
 
 # -- ReconstructionSaver in real Trials --
-
-
-def zero_loss(*tensors):
-    return (tensors[0] * 0).sum()
-
-
-def as_pixels(images):
-    """What save_image writes for (N, C, H, W) images in [0, 1]: round(x * 255), channels last."""
-    return images.mul(255).add(0.5).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 def expected_shape(layout, shape, image_shape):

@@ -34,6 +34,7 @@ def test_an_importable_peer_is_not_skipped(peers):
     assert peers.missing_peer('pythae', 'torch') is None
 
 
+@pytest.mark.slow
 def test_the_benchmark_leaves_out_a_missing_peer_and_says_so(peers, monkeypatch, mnist_dir):
     import argparse
 

@@ -1,5 +1,4 @@
 import os
-import pickle
 
 import pytest
 import torch
@@ -36,15 +35,6 @@ def test_round_trip_loads_with_weights_only_and_rebuilds_the_model(tmp_path):
     fresh = torch.optim.Adam(rebuilt.parameters())
     fresh.load_state_dict(checkpoint['optimizer_state'])
     assert fresh.state_dict()['state'][0]['step'] == 1
-
-
-def test_torchbearers_own_state_dict_fails_weights_only_loading(tmp_path):
-    # Why Checkpointer exists: Trial.state_dict() pickles StateKeys.
-    model = VAE(input_shape=(4,), hidden_dim=4, latent_dim=2)
-    trial = Trial(model, torch.optim.SGD(model.parameters(), lr=0.1))
-    torch.save(trial.state_dict(), tmp_path / 'trial.pt')
-    with pytest.raises(pickle.UnpicklingError):
-        torch.load(tmp_path / 'trial.pt', weights_only=True)
 
 
 class Exploit:

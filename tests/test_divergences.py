@@ -1,12 +1,9 @@
 """The divergence callbacks (divergence, kld_loss, free bits) in real Trials, and their arguments."""
 import inspect
-import math
 
 import pytest
 import torch
 import torchbearer
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from stand_ins import FixedPosterior
 from torch import nn
 from torch.distributions import Normal, kl_divergence
@@ -101,10 +98,17 @@ def test_divergence_must_return_a_scalar():
 
 
 @pytest.mark.parametrize('make, error, message', [
-    (lambda: kld_loss(beta=-1), ValueError, 'beta must be a finite number >= 0'),
-    (lambda: kld_loss(beta=float('nan')), ValueError, 'beta must be a finite number'),
+    (lambda: kld_loss(beta=-1), ValueError, 'beta must be a finite number >= 0, got -1.0'),
+    (lambda: kld_loss(beta=float('nan')), ValueError, 'beta must be a finite number >= 0, got nan'),
     (lambda: kld_loss(beta='1'), TypeError, 'beta must be a number >= 0 or a function of state'),
-    (lambda: kld_loss(reduction='none'), ValueError, 'reduction must be one of'),
+    (lambda: kld_loss(beta=True), TypeError, r'beta must be a number >= 0 or a function of state .*got a bool'),
+    (lambda: kld_loss(reduction='none'), ValueError, "reduction must be one of 'sum', 'batchmean', got 'none'"),
+    (lambda: kld_loss(reduction=None), TypeError, "reduction must be one of 'sum', 'batchmean', got None"),
+    (lambda: kld_loss(free_bits=-0.1), ValueError, 'free_bits must be a finite number >= 0, got -0.1'),
+    (lambda: kld_loss(free_bits=float('nan')), ValueError, 'free_bits must be a finite number >= 0, got nan'),
+    (lambda: kld_loss(free_bits='0.5'), TypeError, "free_bits must be a finite number >= 0, got '0.5'"),
+    (lambda: kld_loss(free_bits=True), TypeError, 'free_bits must be a finite number >= 0, got True'),
+    (lambda: kld_loss(free_bits=0.5, beta=capacity(5.0, 100)), ValueError, 'free_bits and beta=capacity'),
     (lambda: divergence(), ValueError, 'at least one state key'),
     (lambda: divergence(42), TypeError, 'must be a torchbearer state key'),
     (lambda: divergence(MU)(3), TypeError, 'must decorate a function'),
@@ -170,17 +174,6 @@ def test_free_bits_combine_with_a_weight():
     assert history['loss'] == pytest.approx(2 * free_bits_reference(mu, logvar, 0.2), rel=1e-5)
 
 
-@pytest.mark.parametrize('make, error, message', [
-    (lambda: kld_loss(free_bits=-0.1), ValueError, 'free_bits must be a finite number >= 0, got -0.1'),
-    (lambda: kld_loss(free_bits=float('nan')), ValueError, 'free_bits must be a finite number'),
-    (lambda: kld_loss(free_bits='0.5'), TypeError, "free_bits must be a finite number >= 0, got '0.5'"),
-    (lambda: kld_loss(free_bits=0.5, beta=capacity(5.0, 100)), ValueError, 'free_bits and beta=capacity'),
-])
-def test_bad_free_bits_fail_at_construction(make, error, message):
-    with pytest.raises(error, match=message):
-        make()
-
-
 def test_the_callback_keeps_its_keys_and_beta_and_stores_the_summed_kl():
     warmup = linear_warmup(10)
     callback = kld_loss(beta=warmup)
@@ -192,19 +185,7 @@ def test_the_callback_keeps_its_keys_and_beta_and_stores_the_summed_kl():
     assert callback.state_dict() == {'step': 0, 'epoch': 0}
 
 
-# -- the TypeError / ValueError rule, keyword-only options --
-
-@settings(max_examples=60, deadline=None, database=None, derandomize=True)
-@given(value=st.one_of(st.text(max_size=3), st.none(), st.booleans(), st.lists(st.floats(), max_size=2),
-                       st.floats(max_value=-1e-9), st.sampled_from([math.nan, math.inf, -math.inf])))
-def test_numbers_follow_the_type_and_value_rule(value):
-    right_type = isinstance(value, float)
-    for name in ('beta', 'free_bits'):
-        with pytest.raises(ValueError if right_type else TypeError, match=name):
-            kld_loss(**{name: value})
-    with pytest.raises(ValueError if isinstance(value, str) else TypeError, match='reduction must be one of'):
-        kld_loss(reduction=value)
-
+# -- state_dict, state keys, keyword-only options --
 
 @pytest.mark.parametrize('bad, error, message', [
     ({'step': 3}, ValueError, "expects a dict with 'step' and 'epoch'"),

@@ -23,6 +23,9 @@ from PIL import Image
 import torchbearer_vae
 from torchbearer_vae.cli.main import build_parser
 
+# Sphinx builds the site in a module fixture every test here uses (autouse), and the examples train: all slow.
+pytestmark = pytest.mark.slow
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DOCS = ROOT / 'docs'
 EXAMPLES = DOCS / 'examples'

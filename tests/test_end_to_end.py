@@ -80,6 +80,7 @@ def test_the_plugin_is_usable_through_torchbearer_names(loaders, tmp_path):
     assert (tmp_path / 'reconstruction_0.png').exists()
 
 
+@pytest.mark.slow
 def test_readme_example_runs(mnist_dir, tmp_path, monkeypatch):
     import pathlib
     import re

@@ -12,7 +12,6 @@ from torch.utils.data import DataLoader, TensorDataset
 from torchbearer import Trial
 from torchbearer.callbacks import CSVLogger, add_to_loss, on_end_epoch
 
-import torchbearer_vae
 from torchbearer_vae import (
     LOGVAR,
     MU,
@@ -213,12 +212,6 @@ def test_active_units_bad_arguments(make, error, message):
 def test_metric_names_are_registered_with_torchbearer(name, cls):
     assert isinstance(torchbearer.metrics.get_default(name), cls)
     assert cls.__module__ == 'torchbearer_vae.metrics'
-
-
-def test_new_state_keys_are_registered():
-    for name in ('RECON', 'GLOBAL_STEP', 'GLOBAL_EPOCH'):
-        assert getattr(torchbearer, name) is getattr(torchbearer_vae, name)
-    assert torchbearer_vae.RECON.key == 'recon' and torchbearer_vae.GLOBAL_STEP.key == 'global_step'
 
 
 def test_a_metric_name_torchbearer_already_uses_is_kept(monkeypatch):

@@ -14,17 +14,25 @@ REGISTERED = [
     (torchbearer, 'MU', 'MU'),
     (torchbearer, 'LOGVAR', 'LOGVAR'),
     (torchbearer, 'KL', 'KL'),
+    (torchbearer, 'RECON', 'RECON'),
+    (torchbearer, 'GLOBAL_STEP', 'GLOBAL_STEP'),
+    (torchbearer, 'GLOBAL_EPOCH', 'GLOBAL_EPOCH'),
+    (torchbearer, 'LABEL', 'LABEL'),
     (torchbearer.callbacks, 'ReconstructionSaver', 'ReconstructionSaver'),
+    (torchbearer.callbacks, 'SampleSaver', 'SampleSaver'),
+    (torchbearer.callbacks, 'LatentTraversal', 'LatentTraversal'),
+    (torchbearer.callbacks, 'Interpolation', 'Interpolation'),
+    (torchbearer.callbacks, 'NaNGuard', 'NaNGuard'),
     (torchbearer.callbacks, 'kld_loss', 'kld_loss'),
     (torchbearer.callbacks, 'divergence', 'divergence'),
     (torchbearer.cv_utils, 'AutoEncoderDataset', 'AutoEncoderDataset'),
 ]
 
 
-def test_keys_are_torchbearer_state_keys_with_plain_names():
-    assert isinstance(torchbearer_vae.MU, StateKey) and torchbearer_vae.MU.key == 'mu'
-    assert isinstance(torchbearer_vae.LOGVAR, StateKey) and torchbearer_vae.LOGVAR.key == 'logvar'
-    assert isinstance(torchbearer_vae.KL, StateKey) and torchbearer_vae.KL.key == 'kl'
+@pytest.mark.parametrize('name, key', [('MU', 'mu'), ('LOGVAR', 'logvar'), ('KL', 'kl'), ('RECON', 'recon'),
+                                       ('GLOBAL_STEP', 'global_step')])
+def test_keys_are_torchbearer_state_keys_with_plain_names(name, key):
+    assert isinstance(getattr(torchbearer_vae, name), StateKey) and getattr(torchbearer_vae, name).key == key
 
 
 @pytest.mark.parametrize('module, name, ours', REGISTERED)
@@ -43,12 +51,7 @@ def test_registration_is_idempotent_and_reload_creates_no_new_key():
     assert 'mu_1' not in torchbearer.state.__keys__
 
 
-def test_a_second_state_key_mu_is_a_different_key():
-    # The documented pitfall: torchbearer makes names unique, so users must import our keys.
-    other = torchbearer.state_key('mu')
-    assert other.key != 'mu' and other != torchbearer_vae.MU
-
-
+@pytest.mark.slow
 def test_reloaded_classes_replace_our_older_ones():
     # In a subprocess: reloading creates new classes, which would leak into the other tests.
     import subprocess
@@ -86,6 +89,7 @@ def test_every_public_name_is_documented_and_exported():
             assert getattr(torchbearer_vae, name).__doc__, f'{name} has no docstring'
 
 
+@pytest.mark.slow
 def test_import_is_side_effect_light(tmp_path):
     import subprocess
     import sys
@@ -96,55 +100,13 @@ def test_import_is_side_effect_light(tmp_path):
     assert list(tmp_path.iterdir()) == []  # no file written
 
 
-def test_install_requires_covers_what_torchbearer_imports_undeclared():
+def test_install_requires_covers_what_torchbearer_imports_undeclared_and_what_draws_loss_png():
     # torchbearer 0.5.5 imports `packaging` without declaring it; a base `pip install -e .` must still import.
+    # README's main job writes loss.png: what draws it (matplotlib) is installed with the command.
     import configparser
     import pathlib
     config = configparser.ConfigParser()
     config.read(pathlib.Path(__file__).parents[1] / 'setup.cfg')
     requires = [line.strip() for line in config['options']['install_requires'].splitlines()]
     assert 'packaging' in requires and any(line.startswith('torchbearer') for line in requires)
-
-
-# -- the import direction: state -> errors -> losses -> schedules -> divergences -> metrics, no cycles --
-
-def package_imports():
-    """``{module: {package modules it imports}}``, from the source, imports inside functions included (a lazy
-    import is still an import in the wrong direction, or a cycle, only later)."""
-    import ast
-    import pathlib
-    folder = pathlib.Path(torchbearer_vae.__file__).parent
-    graph = {}
-    for path in folder.glob('*.py'):
-        imported = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.level == 1:
-                imported |= {node.module.split('.')[0]} if node.module else {alias.name for alias in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith('torchbearer_vae.'):
-                imported.add(node.module.split('.')[1])
-        graph[path.stem] = imported
-    return graph
-
-
-CHAIN = ['state', 'errors', 'losses', 'schedules', 'divergences', 'metrics']
-
-
-def test_the_objective_modules_import_only_modules_below_them():
-    graph = package_imports()
-    for position, module in enumerate(CHAIN):
-        above = set(CHAIN[position + 1:]) | {'evaluation', 'guards', 'records', 'models', 'base', 'callbacks',
-                                             'commands', 'cli'}
-        assert not graph[module] & above, f'{module} imports {graph[module] & above}, above it'
-    assert graph['evaluation'] & {'models', 'base'} == set()  # the likelihood is losses.reconstruction_loss
-    assert {'losses'} <= graph['evaluation'] and {'schedules', 'losses', 'errors'} <= graph['divergences']
-
-
-def test_the_package_has_no_import_cycle():
-    graph = package_imports()
-
-    def reaches(start, goal, seen):
-        return any(node == goal or (node not in seen and reaches(node, goal, seen | {node}))
-                   for node in graph.get(start, ()))
-
-    cycles = sorted(module for module in graph if reaches(module, module, set()))
-    assert not cycles, f'modules on an import cycle: {cycles}'
+    assert 'matplotlib' in requires

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torchbearer
 from PIL import Image
-from stand_ins import PAD, Scale, as_pixels, read_png, tile
+from stand_ins import PAD, ProbeVAE, Scale, as_pixels, read_png, tile, zero_loss
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from torchbearer import Trial
@@ -14,14 +14,11 @@ from torchbearer_vae import (
     Interpolation,
     LatentTraversal,
     MissingStateError,
+    PictureSaver,
     ReconstructionSaver,
     SampleSaver,
     kld_loss,
 )
-
-
-def zero_loss(*tensors):  # torchbearer unpacks tuple outputs into the criterion's arguments
-    return (tensors[0] * 0).sum()
 
 
 def run(saver, images, model=None, batch_size=4, on_validation=True, epochs=1):
@@ -123,22 +120,66 @@ def test_unknown_image_shape_asks_for_image_shape(tmp_path):
         run(ReconstructionSaver(folder=tmp_path), torch.rand(2, 10))
 
 
+# -- the arguments, checked at construction --
+
+@pytest.mark.parametrize('cls', [PictureSaver, ReconstructionSaver, SampleSaver, LatentTraversal, Interpolation])
 @pytest.mark.parametrize('kwargs, error, message', [
-    ({'num_images': 0}, ValueError, 'num_images must be an int >= 1, got 0'),
-    ({'num_images': 2.5}, TypeError, 'num_images must be an int'),
-    ({'nrow': 0}, ValueError, 'nrow must be an int >= 1'),
-    ({'filename': 'recon_{step}.png'}, ValueError, 'only field is {epoch}'),
-    ({'filename': 'recon_{}.png'}, ValueError, 'only field is {epoch}'),
-    ({'filename': 'recon_{epoch'}, ValueError, 'only field is {epoch}'),
-    ({'filename': 'recon_{epoch}'}, ValueError, 'image extension'),
-    ({'filename': '../escape_{epoch}.png'}, ValueError, 'stay inside the folder'),
-    ({'filename': '/tmp/abs_{epoch}.png'}, ValueError, 'stay inside the folder'),
-    ({'image_shape': (28, 28)}, ValueError, 'image_shape must be'),
-    ({'output_transform': 3}, TypeError, 'output_transform must be callable'),
+    ({'folder': 3}, TypeError, 'folder must be a path'),
+    ({'filename': 'x_{step}.png'}, ValueError, 'only field is {epoch}'),
+    ({'filename': '../x_{epoch}.png'}, ValueError, 'stay inside the folder'),
+    ({'filename': 'x_{epoch}.txt'}, ValueError, 'image extension'),
+    ({'normalize': 'yes'}, TypeError, 'normalize must be True or False'),
+    ({'image_shape': (3, 3)}, ValueError, 'image_shape must be 3 ints >= 1'),
+    ({'image_shape': 'abc'}, TypeError, 'image_shape must be 3 ints >= 1'),
+    ({'output_transform': 'sigmoid'}, TypeError, 'output_transform must be callable'),
 ])
-def test_bad_arguments_fail_at_construction(tmp_path, kwargs, error, message):
+def test_the_arguments_every_picture_shares_are_checked_the_same_way(tmp_path, cls, kwargs, error, message):
     with pytest.raises(error, match=message):
-        ReconstructionSaver(folder=tmp_path, **kwargs)
+        cls(**{'folder': tmp_path, **kwargs})
+
+
+@pytest.mark.parametrize('make, error, message', [
+    # the rest of the {epoch} template's rules: one field, an image extension, a path inside the folder
+    (lambda: ReconstructionSaver(filename='recon_{}.png'), ValueError, 'only field is {epoch}'),
+    (lambda: ReconstructionSaver(filename='recon_{epoch'), ValueError, 'only field is {epoch}'),
+    (lambda: ReconstructionSaver(filename='recon_{epoch}'), ValueError, 'image extension'),
+    (lambda: ReconstructionSaver(filename='/tmp/abs_{epoch}.png'), ValueError, 'stay inside the folder'),
+    (lambda: ReconstructionSaver(num_images=0), ValueError, 'num_images must be an int >= 1, got 0'),
+    (lambda: ReconstructionSaver(num_images=2.5), TypeError, 'num_images must be an int >= 1, got 2.5'),
+    (lambda: ReconstructionSaver(nrow=0), ValueError, 'nrow must be an int >= 1'),
+    (lambda: PictureSaver(num_images=-1), ValueError, 'num_images must be an int >= 0, got -1'),
+    (lambda: SampleSaver(num_images=0), ValueError, 'num_images must be an int >= 1, got 0'),
+    (lambda: SampleSaver(num_images=2.5), TypeError, 'num_images must be an int >= 1, got 2.5'),
+    (lambda: SampleSaver(num_images=True), TypeError, 'num_images must be an int >= 1, got True'),
+    (lambda: SampleSaver(nrow=1.5), TypeError, 'nrow must be an int'),
+    (lambda: SampleSaver(seed=-1), ValueError, 'seed must be an int >= 0, got -1'),
+    (lambda: SampleSaver(seed=1.5), TypeError, 'seed must be an int >= 0'),
+    (lambda: SampleSaver().with_handler('print'), TypeError, r'handler must be callable as handler\(image, index'),
+    (lambda: LatentTraversal(dims=[]), ValueError, 'dims must be a non-empty sequence'),
+    (lambda: LatentTraversal(dims='01'), TypeError, 'dims must be a sequence'),
+    (lambda: LatentTraversal(dims=[0, -1]), ValueError, r'dims\[1\] must be an int >= 0, got -1'),
+    (lambda: LatentTraversal(dims=[0.5]), TypeError, r'dims\[0\] must be an int'),
+    (lambda: LatentTraversal(num_steps=1), ValueError, 'num_steps must be an int >= 2'),
+    (lambda: LatentTraversal(value_range=(3, -3)), ValueError, 'low < high'),
+    (lambda: LatentTraversal(value_range=3), TypeError, 'value_range must be two numbers'),
+    (lambda: LatentTraversal(value_range=(0, 'x')), TypeError, 'value_range must be two numbers'),
+    (lambda: LatentTraversal(inputs=[1, 2]), TypeError, 'inputs must be a floating point tensor'),
+    (lambda: LatentTraversal(inputs=torch.zeros(0, 1, 3, 3)), ValueError, 'at least 1 images, got 0'),
+    (lambda: Interpolation(num_pairs=0), ValueError, 'num_pairs must be an int >= 1, got 0'),
+    (lambda: Interpolation(num_steps=1), ValueError, 'num_steps must be an int >= 2'),
+    (lambda: Interpolation(num_steps=2.0), TypeError, 'num_steps must be an int >= 2'),
+    (lambda: Interpolation(inputs=torch.rand(3, 1, 3, 3)), ValueError, 'at least 8 images, got 3'),
+])
+def test_bad_arguments_fail_at_construction(tmp_path, monkeypatch, make, error, message):
+    monkeypatch.chdir(tmp_path)  # the default folder, results/, is never made
+    with pytest.raises(error, match=message):
+        make()
+    assert os.listdir(tmp_path) == []
+
+
+def test_dims_may_be_any_iterable_of_ints():
+    assert LatentTraversal(dims=np.array([2, 0])).dims == [2, 0]
+    assert LatentTraversal(dims=range(3)).dims == [0, 1, 2]
 
 
 def test_folder_that_is_a_file_fails_at_construction(tmp_path):
@@ -166,32 +207,6 @@ def test_nothing_is_read_from_state_once_the_images_are_collected(tmp_path):
 
 
 # -- the other picture callbacks, sharing ReconstructionSaver's machinery --
-
-class ProbeVAE(nn.Module):
-    """A VAE whose pictures can be predicted pixel by pixel.
-
-    Images are (1, 3, 3) in [0, 1]; encode reads the top row as the code, mu = 8 x - 4 (so in
-    [-4, 4]); decode paints row r of the image with (z_r + 4) / 8, the same in every column.
-    """
-
-    latent_dim = 3
-
-    def __init__(self):
-        super().__init__()
-        self.weight = nn.Parameter(torch.tensor(1.0))
-        self.modes = []
-
-    def encode(self, x):
-        mu = x.reshape(x.shape[0], 9)[:, :3] * 8 - 4
-        return mu * self.weight, torch.zeros_like(mu)
-
-    def decode(self, z):
-        self.modes.append((self.training, torch.is_grad_enabled()))
-        return ((z + 4) / 8).reshape(-1, 1, 3, 1).expand(-1, 1, 3, 3)
-
-    def forward(self, x, state=None):
-        return self.decode(self.encode(x)[0])
-
 
 def probe_code(images):
     return images.reshape(images.shape[0], 9)[:, :3] * 8 - 4
@@ -367,48 +382,6 @@ def test_reconstruction_saver_save_reconstructs_outside_a_trial(tmp_path):
     grid = read_png(path)
     assert grid.shape == (PAD + 2 * 10, PAD + 3 * 10, 1)
     assert np.array_equal(tile(grid, 1, 2, 8, 8)[..., 0], as_pixels(images[2:3] * 0.5)[0, ..., 0])
-
-
-def test_new_callbacks_are_registered_in_torchbearer():
-    assert torchbearer.callbacks.SampleSaver is SampleSaver
-    assert torchbearer.callbacks.LatentTraversal is LatentTraversal
-    assert torchbearer.callbacks.Interpolation is Interpolation
-
-
-@pytest.mark.parametrize('cls', [SampleSaver, LatentTraversal, Interpolation])
-@pytest.mark.parametrize('kwargs, error, message', [
-    ({'filename': 'x_{step}.png'}, ValueError, 'only field is {epoch}'),
-    ({'filename': '../x_{epoch}.png'}, ValueError, 'stay inside the folder'),
-    ({'filename': 'x_{epoch}.txt'}, ValueError, 'image extension'),
-    ({'folder': 3}, TypeError, 'folder must be a path'),
-    ({'image_shape': (3, 3)}, ValueError, 'image_shape must be'),
-    ({'output_transform': 'sigmoid'}, TypeError, 'output_transform must be callable'),
-])
-def test_shared_arguments_are_checked_the_same_way(tmp_path, cls, kwargs, error, message):
-    with pytest.raises(error, match=message):
-        cls(**{'folder': tmp_path, **kwargs})
-
-
-@pytest.mark.parametrize('cls, kwargs, error, message', [
-    (SampleSaver, {'num_images': 0}, ValueError, 'num_images must be an int >= 1, got 0'),
-    (SampleSaver, {'num_images': 2.5}, TypeError, 'num_images must be an int >= 1, got 2.5'),
-    (SampleSaver, {'nrow': 1.5}, TypeError, 'nrow must be an int'),
-    (SampleSaver, {'seed': -1}, ValueError, 'seed must be an int >= 0, got -1'),
-    (LatentTraversal, {'dims': []}, ValueError, 'dims must be a non-empty sequence'),
-    (LatentTraversal, {'dims': [0, -1]}, ValueError, r'dims\[1\] must be an int >= 0, got -1'),
-    (LatentTraversal, {'dims': [0.5]}, TypeError, r'dims\[0\] must be an int'),
-    (LatentTraversal, {'num_steps': 1}, ValueError, 'num_steps must be an int >= 2'),
-    (LatentTraversal, {'value_range': (3, -3)}, ValueError, 'low < high'),
-    (LatentTraversal, {'value_range': 3}, TypeError, 'value_range must be two numbers'),
-    (LatentTraversal, {'inputs': [1, 2]}, TypeError, 'inputs must be a floating point tensor'),
-    (LatentTraversal, {'inputs': torch.zeros(0, 1, 3, 3)}, ValueError, 'at least 1 images, got 0'),
-    (Interpolation, {'num_pairs': 0}, ValueError, 'num_pairs must be an int >= 1, got 0'),
-    (Interpolation, {'num_steps': 1}, ValueError, 'num_steps must be an int >= 2'),
-    (Interpolation, {'inputs': torch.rand(3, 1, 3, 3)}, ValueError, 'at least 8 images, got 3'),
-])
-def test_bad_arguments_of_the_new_callbacks(tmp_path, cls, kwargs, error, message):
-    with pytest.raises(error, match=message):
-        cls(folder=tmp_path, **kwargs)
 
 
 def test_traversal_of_a_dimension_the_model_does_not_have_fails_before_training(tmp_path):

@@ -49,14 +49,7 @@ def test_help_shows_what_dataset_a_run_uses_by_default(capsys):
     assert "(default: the run's)" in text and '(default: val' in text
 
 
-def test_matplotlib_comes_with_the_base_install():
-    """README's main job writes loss.png: what draws it is installed with the command."""
-    import configparser
-    config = configparser.ConfigParser()
-    config.read(os.path.join(os.path.dirname(__file__), '..', '..', 'setup.cfg'))
-    assert 'matplotlib' in config['options']['install_requires'].split()
-
-
+@pytest.mark.slow
 def test_python_dash_m_runs_the_same_command():
     result = subprocess.run([sys.executable, '-m', 'torchbearer_vae', 'train', '--help'], capture_output=True,
                             text=True)
@@ -294,6 +287,31 @@ def test_incompatible_checkpoint_and_existing_run(tmp_path, mnist_dir, capsys):
     save_checkpoint(run / 'checkpoint.pt', VAE(), options={})
     assert main(['train', '--dataset', 'digits', '--out', str(run)]) == 2
     assert 'already holds a run' in error_line(capsys)
+
+
+@pytest.mark.slow
+def test_the_cli_stops_on_a_nan_with_one_line_and_keeps_the_checkpoint(mnist_dir, tmp_path):
+    out = tmp_path / 'run'
+    common = ['--out', str(out), '--quiet']
+    first = subprocess.run(COMMAND + ['train', '--dataset', f'idx:{mnist_dir}', '--limit', '500', '--epochs', '1',
+                                      '--batch-size', '50'] + common, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    # A learning rate a million times too large, as a bad hyper-parameter search would give.
+    checkpoint = torch.load(out / 'checkpoint.pt', weights_only=True)
+    for group in checkpoint['optimizer_state']['param_groups']:
+        group['lr'] = 1e3
+    torch.save(checkpoint, out / 'checkpoint.pt')
+    saved, csv_text = (out / 'checkpoint.pt').read_bytes(), (out / 'metrics.csv').read_text()
+
+    second = subprocess.run(COMMAND + ['train', '--resume', '--epochs', '3'] + common, capture_output=True,
+                            text=True, timeout=300)
+    assert second.returncode == 2
+    lines = second.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('torchbearer-vae train: error: NaNGuard stopped training at '
+                                                   'epoch 1, batch ')
+    assert 'Traceback' not in second.stderr and 'checkpoint.pt holds the first 1 epoch(s)' in lines[0]
+    assert (out / 'checkpoint.pt').read_bytes() == saved and (out / 'metrics.csv').read_text() == csv_text
+    assert not (out / 'reconstruction_1.png').exists()
 
 
 @pytest.mark.slow

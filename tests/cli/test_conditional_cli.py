@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from stand_ins import classifier
+from stand_ins import TAB10, classifier, rgb
 from torchvision.utils import make_grid
 
 from torchbearer_vae import (
@@ -23,12 +23,6 @@ from torchbearer_vae import (
 )
 from torchbearer_vae.cli import main
 
-TAB10 = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf']
-
-
-def rgb(hex_colour):
-    return tuple(int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
-
 
 def pixels(path):
     return np.asarray(Image.open(path))
@@ -43,10 +37,11 @@ def error_line(capsys):
 
 @pytest.fixture(scope='module')
 def conditional_run(tmp_path_factory):
-    """`train --dataset digits --conditional --latent-dim 2 --epochs 2`: scikit-learn's labelled 8x8 digits."""
+    """`train --dataset digits --conditional --latent-dim 2 --hidden-dim 32 --epochs 2`: scikit-learn's labelled 8x8
+    digits."""
     out = tmp_path_factory.mktemp('conditional') / 'run'
-    assert main(['train', '--dataset', 'digits', '--conditional', '--latent-dim', '2', '--epochs', '2', '--out',
-                 str(out), '--quiet']) == 0
+    assert main(['train', '--dataset', 'digits', '--conditional', '--latent-dim', '2', '--hidden-dim', '32',
+                 '--epochs', '2', '--out', str(out), '--quiet']) == 0
     return out
 
 
@@ -142,7 +137,7 @@ def test_refusals_are_one_line_with_exit_status_2(conditional_run, tmp_path, cap
         assert 'is conditional (a ConditionalVAE of 10 classes) and needs each image\'s label' in error_line(capsys)
     three = tmp_path / 'three'
     assert main(['train', '--dataset', f'folder:{write_folder(tmp_path / "abc", 3)}', '--conditional', '--epochs', '1',
-                 '--out', str(three), '--quiet']) == 0
+                 '--hidden-dim', '16', '--out', str(three), '--quiet']) == 0
     capsys.readouterr()
     assert model_from_checkpoint(three / 'checkpoint.pt').num_classes == 3
     for command in ('reconstruct', 'evaluate'):
@@ -153,7 +148,8 @@ def test_refusals_are_one_line_with_exit_status_2(conditional_run, tmp_path, cap
 
 def test_resume_keeps_conditional_and_old_checkpoints_are_not_conditional(conditional_run, tmp_path, capsys):
     run = tmp_path / 'plain'
-    assert main(['train', '--dataset', 'digits', '--epochs', '1', '--out', str(run), '--quiet']) == 0
+    assert main(['train', '--dataset', 'digits', '--epochs', '1', '--hidden-dim', '16', '--out', str(run),
+                 '--quiet']) == 0
     assert main(['train', '--resume', '--out', str(run), '--epochs', '2', '--conditional']) == 2
     assert '--conditional True (the run used False)' in error_line(capsys)
     checkpoint = torch.load(run / 'checkpoint.pt', weights_only=True)  # as written before --conditional existed
@@ -165,8 +161,8 @@ def test_resume_keeps_conditional_and_old_checkpoints_are_not_conditional(condit
     assert isinstance(model_from_checkpoint(resumed), VAE)
     # an unlabelled run writes the KL bars, not a grey scatter
     flat = tmp_path / 'flat_run'
-    assert main(['train', '--dataset', f'folder:{write_folder(tmp_path / "flat", 1)}', '--epochs', '1', '--out',
-                 str(flat), '--quiet']) == 0
+    assert main(['train', '--dataset', f'folder:{write_folder(tmp_path / "flat", 1)}', '--epochs', '1',
+                 '--hidden-dim', '16', '--out', str(flat), '--quiet']) == 0
     assert (flat / 'kl_dims_0.png').exists() and not (flat / 'latent_0.png').exists()
 
 
@@ -218,10 +214,11 @@ def test_conditional_samples_from_the_command_line_are_the_digits_asked_for(mnis
 
 def test_the_latent_pictures_are_drawn_every_10_epochs_and_at_the_last(tmp_path):
     out = tmp_path / 'run'
-    assert main(['train', '--dataset', 'digits', '--epochs', '12', '--limit', '400', '--out', str(out), '--quiet']) == 0
+    assert main(['train', '--dataset', 'digits', '--epochs', '12', '--limit', '200', '--hidden-dim', '16', '--out',
+                 str(out), '--quiet']) == 0
     latent = sorted(name for name in os.listdir(out) if name.startswith(('latent_', 'kl_dims_')))
     assert latent == ['kl_dims_11.png', 'kl_dims_9.png', 'latent_11.png', 'latent_9.png']  # 0-based: 10th and 12th
-    assert main(['train', '--resume', '--dataset', 'digits', '--epochs', '13', '--limit', '400', '--out', str(out),
+    assert main(['train', '--resume', '--dataset', 'digits', '--epochs', '13', '--limit', '200', '--out', str(out),
                  '--quiet']) == 0
     assert (out / 'kl_dims_12.png').exists() and (out / 'latent_12.png').exists()  # the resumed run's last
     assert pixels(out / 'kl_dims_12.png').shape[:2] == pixels(out / 'kl_dims_9.png').shape[:2]

@@ -127,6 +127,7 @@ def test_2_no_command_writes_over_its_inputs_or_another_kind_of_file(run, tmp_pa
 
 
 # -- 3. a folder holding another run's files --
+@pytest.mark.slow
 def test_3_a_folder_with_another_runs_files_but_no_checkpoint_is_refused(tmp_path):
     out = tmp_path / 'run'
     out.mkdir()
@@ -141,6 +142,7 @@ def test_3_a_folder_with_another_runs_files_but_no_checkpoint_is_refused(tmp_pat
 
 
 # -- 5. sizes that cannot fit --
+@pytest.mark.slow
 @pytest.mark.parametrize('args, named', [
     (['train', '--dataset', 'digits', '--hidden-dim', 10 ** 9], '--hidden-dim 1000000000'),
     (['train', '--dataset', 'digits', '--latent-dim', 10 ** 10], '--latent-dim 10000000000'),
@@ -152,6 +154,7 @@ def test_5_training_sizes_that_cannot_fit_are_refused_before_allocating(args, na
     assert time.monotonic() - started < 60 and not (tmp_path / 'run').exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('args, named', [
     (['--model', 'conv', '--hidden-dim', 10 ** 9], '--hidden-dim 1000000000'),
     (['--model', 'conv', '--latent-dim', 10 ** 10], '--latent-dim 10000000000'),
@@ -162,6 +165,7 @@ def test_5_convolutional_sizes_that_cannot_fit_are_refused_before_allocating(arg
     assert time.monotonic() - started < 60 and not (tmp_path / 'run').exists()
 
 
+@pytest.mark.slow
 def test_5_an_image_size_that_cannot_fit_is_refused_before_decoding(tmp_path):
     from PIL import Image
 
@@ -173,6 +177,7 @@ def test_5_an_image_size_that_cannot_fit_is_refused_before_decoding(tmp_path):
     assert time.monotonic() - started < 60 and not (tmp_path / 'run').exists()
 
 
+@pytest.mark.slow
 def test_5_sample_num_images_that_cannot_fit_is_refused(tmp_path):
     checkpoint = tmp_path / 'checkpoint.pt'
     save_checkpoint(checkpoint, VAE(hidden_dim=16, latent_dim=2))
@@ -197,6 +202,7 @@ def idx_folder(tmp_path, name, **kwargs):
     return folder
 
 
+@pytest.mark.slow
 def test_6_bad_data_files_are_one_line_naming_the_dataset(tmp_path):
     truncated = idx_folder(tmp_path, 'truncated', cut=20)
     corrupt = idx_folder(tmp_path, 'corrupt')
@@ -215,6 +221,7 @@ def test_6_bad_data_files_are_one_line_naming_the_dataset(tmp_path):
     assert not (tmp_path / 'run').exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('args, message', [
     (['train', '--dataset', 'digits', '--seed', '-1'], "--seed: must be a whole number from 0 to 2**63 - 1, got '-1'"),
     (['train', '--dataset', 'digits', '--seed', str(2 ** 64)], 'from 0 to 2**63 - 1'),
@@ -245,6 +252,7 @@ def resumable_checkpoint(folder, **changes):
     return folder
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('changes, message', [
     ({'options': None}, "its 'options' should be a dict but it holds nothing"),
     ({'options': {'dataset': 'digits'}}, 'its options lack data_dir'),
@@ -259,6 +267,7 @@ def test_6_a_checkpoint_that_cannot_be_resumed_is_one_line(changes, message, tmp
     assert snapshot(out) == before
 
 
+@pytest.mark.slow
 def test_6_a_checkpoint_of_the_previous_version_resumes_and_evaluates_with_the_old_defaults(tmp_path):
     out = resumable_checkpoint(tmp_path / 'run')  # its options have no model, likelihood, sigma, image_size, channels
     assert 'model' not in load_checkpoint(out / 'checkpoint.pt')['options']
@@ -280,6 +289,7 @@ def test_6_a_checkpoint_of_the_previous_version_resumes_and_evaluates_with_the_o
     assert load_checkpoint(out / 'checkpoint.pt')['epoch'] == 1
 
 
+@pytest.mark.slow
 def test_6_resume_refuses_options_of_the_wrong_type(tmp_path):
     options = {'dataset': 'digits', 'data_dir': None, 'batch_size': 'many', 'lr': 1e-3, 'latent_dim': 2,
                'hidden_dim': 8, 'beta': 1.0, 'val_fraction': 0.1, 'seed': 1, 'limit': None}
@@ -302,6 +312,7 @@ def test_6_models_and_data_that_do_not_match_are_one_line(run, tmp_path, mnist_d
 
 
 # -- 7. an --out that cannot be written fails before any training --
+@pytest.mark.slow
 @pytest.mark.parametrize('under', ['a file', '/proc'])
 def test_7_an_unwritable_out_fails_before_training(under, tmp_path, mnist_dir):
     if under == 'a file':
@@ -401,6 +412,7 @@ def test_11_split_val_works_from_another_directory(mnist_dir, tmp_path):
 
 
 # -- 12. messages --
+@pytest.mark.slow
 def test_12_a_refused_checkpoint_never_advises_weights_only_false(tmp_path):
     crafted = tmp_path / 'crafted.pt'
     torch.save({'format': 'torchbearer_vae.checkpoint/1', 'model': VAE}, crafted)  # names a class: refused

@@ -100,6 +100,7 @@ def test_autoencoder_dataset_accepts_many_item_shapes(wrap):
     assert torch.equal(torch.as_tensor(x).reshape(-1), target)
 
 
+@pytest.mark.slow
 def test_autoencoder_dataset_works_with_dataloader_workers(mnist):
     data = AutoEncoderDataset(Subset(mnist, range(64)), flatten_target=True)
     pickle.dumps(data)
@@ -118,6 +119,13 @@ def test_autoencoder_dataset_works_with_dataloader_workers(mnist):
 def test_autoencoder_dataset_bad_input_fails_at_construction(dataset, kwargs, error, message):
     with pytest.raises(error, match=message):
         AutoEncoderDataset(dataset, **kwargs)
+
+
+def test_keep_labels_refuses_a_dataset_without_labels():
+    with pytest.raises(ValueError, match=r'keep_labels=True needs items \(x, label, \.\.\.\)'):
+        AutoEncoderDataset(torch.rand(4, 1, 8, 8), keep_labels=True)
+    with pytest.raises(TypeError, match='keep_labels must be True or False'):
+        AutoEncoderDataset(TensorDataset(torch.rand(4, 2), torch.zeros(4)), keep_labels=1)
 
 
 def test_train_val_split_is_disjoint_seeded_and_keeps_global_random_state():

@@ -6,9 +6,30 @@ import pytest
 import torch
 import torchbearer
 from stand_ins import assert_same_batches, batches
+from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
+from torchbearer import Trial
+from torchbearer.callbacks import Callback
 
-from torchbearer_vae import VAE, AutoEncoderDataset, ImageDataset, TensorLoader, kld_loss, read_idx, train_val_split
+from torchbearer_vae import (
+    LABEL,
+    VAE,
+    AutoEncoderDataset,
+    IDXDataset,
+    ImageDataset,
+    TensorLoader,
+    kld_loss,
+    load_batch_with_labels,
+    read_idx,
+    train_val_split,
+)
+
+
+@pytest.fixture(scope='module')
+def mnist_1000(mnist_dir):
+    """The first 1,000 images of the shared MNIST split, an IDXDataset as ``mnist`` is: 7 full batches of 128 and a
+    part one, read by the same code for a tenth of the time."""
+    return IDXDataset.from_folder(mnist_dir, limit=1000)
 
 
 @pytest.fixture(scope='module')
@@ -72,14 +93,15 @@ def test_stores_uint8_and_shares_the_dataset_memory(mnist):
 
 @pytest.mark.parametrize('wrap', ['idx', 'autoencoder', 'flatten', 'subset', 'split', 'split_of_autoencoder',
                                   'tensor_dataset', 'float_tensor', 'opaque', 'opaque_subset', 'colour'])
-def test_same_batches_as_dataloader(mnist, wrap):
+def test_same_batches_as_dataloader(mnist_1000, wrap):
+    mnist = mnist_1000
     data = {
         'idx': lambda: mnist,
         'autoencoder': lambda: AutoEncoderDataset(mnist),
         'flatten': lambda: AutoEncoderDataset(mnist, flatten_target=True),
         'subset': lambda: Subset(AutoEncoderDataset(mnist), list(range(900, 0, -3)) + [-1]),
-        'split': lambda: train_val_split(mnist, 0.1, seed=3)[1],
-        'split_of_autoencoder': lambda: AutoEncoderDataset(train_val_split(mnist, 0.1, seed=3)[1]),
+        'split': lambda: train_val_split(mnist, 0.3, seed=3)[1],
+        'split_of_autoencoder': lambda: AutoEncoderDataset(train_val_split(mnist, 0.3, seed=3)[1]),
         'tensor_dataset': lambda: TensorDataset(mnist.data[:700].float() / 255, mnist.targets[:700]),
         'float_tensor': lambda: mnist.data[:700].float(),
         'opaque': lambda: AutoEncoderDataset(Opaque(mnist, 700)),
@@ -115,9 +137,11 @@ def test_torchvision_mnist_with_to_tensor(torchvision_mnist, mnist):
         dataset = torchvision_mnist(transform)
         loader = TensorLoader(AutoEncoderDataset(dataset), batch_size=128)
         assert loader.nbytes == mnist.data.numel()  # recognised, not preloaded as floats
-        assert_same_batches(batches(DataLoader(AutoEncoderDataset(dataset), batch_size=128))[:5],
-                            batches(loader)[:5])
-        assert_same_batches(batches(DataLoader(dataset, batch_size=500))[-1:],
+        assert_same_batches(batches(DataLoader(AutoEncoderDataset(dataset), batch_size=128), first=5),
+                            batches(loader, first=5))
+        # the last batch of 500: images 9,500 to 9,999, collated by a DataLoader over those images only (the
+        # whole DataLoader would turn all 10,000 into PIL images for it)
+        assert_same_batches(batches(DataLoader(Subset(dataset, range(9500, 10000)), batch_size=500)),
                             batches(TensorLoader(dataset, batch_size=500))[-1:])
 
 
@@ -136,7 +160,8 @@ def test_dataset_with_misleading_data_attribute_is_preloaded_exactly(mnist):
 
 
 # -- epochs: every item once, shuffled, reproducible --
-def test_every_image_exactly_once_per_epoch(mnist):
+def test_every_image_exactly_once_per_epoch(mnist_1000):
+    mnist = mnist_1000
     train, _ = train_val_split(AutoEncoderDataset(mnist), 0.1, seed=0)
     loader = TensorLoader(train, batch_size=128, shuffle=True, seed=1)
     expected = collections.Counter(mnist.data[i].numpy().tobytes() for i in train.ids)
@@ -218,7 +243,7 @@ def test_trains_like_a_dataloader_in_a_trial(mnist):
 
     def run(train_data, val_data):
         torch.manual_seed(0)
-        model = VAE()
+        model = VAE(hidden_dim=64, latent_dim=8)
         trial = torchbearer.Trial(model, torch.optim.Adam(model.parameters(), lr=1e-3),
                                   torch.nn.BCELoss(reduction='sum'), metrics=['loss'],
                                   callbacks=[kld_loss()], verbose=0)
@@ -238,12 +263,77 @@ def test_trains_like_a_dataloader_in_a_trial(mnist):
 def test_shuffled_loader_in_a_trial_runs_every_epoch(mnist):
     train, _ = train_val_split(AutoEncoderDataset(Subset(mnist, range(1000))), 0.1, seed=0)
     loader = TensorLoader(train, batch_size=128, shuffle=True, seed=0)
-    model = VAE()
+    model = VAE(hidden_dim=16, latent_dim=2)
     trial = torchbearer.Trial(model, torch.optim.Adam(model.parameters(), lr=1e-3),
                               torch.nn.BCELoss(reduction='sum'), callbacks=[kld_loss()], verbose=0)
     history = trial.with_train_generator(loader).run(epochs=3)
     assert len(history) == 3 and history[0]['train_steps'] == len(loader) == 8
     assert loader.epoch == 3  # one new order per epoch
+
+
+# -- labels: (x, target, label) items, and state[LABEL] in a Trial --
+def test_keep_labels_gives_triples_and_tensorloader_gives_the_dataloader_batches(mnist_1000):
+    train, _ = train_val_split(AutoEncoderDataset(mnist_1000, keep_labels=True), val_fraction=0.1, seed=1)
+    x, target, label = train[0]
+    assert torch.equal(x, target) and isinstance(label, int)
+    expected = list(DataLoader(train, batch_size=100))
+    got = list(TensorLoader(train, batch_size=100))
+    assert len(got) == len(expected) == 9
+    for (x1, t1, y1), (x2, t2, y2) in zip(expected, got):
+        assert torch.equal(x1, x2) and torch.equal(t1, t2) and torch.equal(y1, y2) and y1.dtype == y2.dtype
+    assert x2.data_ptr() != t2.data_ptr()  # the target is a copy, as collation gives
+
+
+def test_tensorloader_reads_no_item_for_labelled_batches(mnist):
+    calls = []
+
+    class Counting(ImageDataset):
+        def __getitem__(self, index):
+            calls.append(index)
+            return super().__getitem__(index)
+
+    loader = TensorLoader(AutoEncoderDataset(Counting(mnist.data, mnist.targets), keep_labels=True), batch_size=1000)
+    calls.clear()  # construction checks the first and last items
+    labels = torch.cat([batch[2] for batch in loader])
+    assert calls == [] and torch.equal(labels, mnist.targets)
+
+
+def zero_loss_of_state(state):
+    return state[torchbearer.Y_PRED].sum() * 0
+
+
+class Record(Callback):
+    """Each step's inputs and labels, as the model saw them."""
+
+    def __init__(self):
+        self.steps = []
+
+    def on_forward(self, state):
+        self.steps.append((state[torchbearer.DATA], state[torchbearer.X].clone(), state[LABEL].clone()))
+
+    on_forward_validation = on_forward
+
+
+def test_every_training_and_validation_step_has_the_labels_of_its_images():
+    labels = torch.arange(60) % 7
+    images = (labels.float() / 10).view(-1, 1, 1, 1).expand(-1, 1, 4, 4).contiguous()  # each image says its label
+    data = AutoEncoderDataset(TensorDataset(images, labels), keep_labels=True)
+    record = Record()
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 16), nn.Unflatten(1, (1, 4, 4)))
+    trial = Trial(model, torch.optim.SGD(model.parameters(), lr=0.0), zero_loss_of_state, callbacks=[record], verbose=0)
+    trial.with_generators(TensorLoader(data, 16, shuffle=True, seed=0), DataLoader(data, batch_size=16))
+    trial.with_loader(load_batch_with_labels).run(2)
+    phases = [phase for phase, _, _ in record.steps]
+    assert phases.count(torchbearer.TRAIN_DATA) == phases.count(torchbearer.VALIDATION_DATA) == 8
+    for _, x, y in record.steps:
+        assert y.dtype == torch.int64 and torch.allclose(x.mean((1, 2, 3)), y.float() / 10)
+
+
+def test_load_batch_with_labels_refuses_pairs_with_the_fix():
+    data = TensorDataset(torch.rand(8, 4), torch.rand(8, 4))
+    trial = Trial(nn.Linear(4, 4), None, nn.MSELoss(), verbose=0).with_generators(DataLoader(data, batch_size=4))
+    with pytest.raises(ValueError, match=r'keep_labels=True'):
+        trial.with_loader(load_batch_with_labels).run(1)
 
 
 # -- bad arguments and datasets it cannot serve --

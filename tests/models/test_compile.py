@@ -35,6 +35,7 @@ def test_a_compiled_run_trains_like_an_eager_one_and_its_checkpoint_is_a_plain_m
     assert len(_val_losses(compiled)) == 3
 
 
+@pytest.mark.slow
 def test_compile_without_a_cpp_compiler_is_one_line_before_any_data_is_read(mnist_dir, tmp_path):
     out = tmp_path / 'run'
     env = dict(os.environ, CXX='no-such-compiler-here')
@@ -51,6 +52,7 @@ def test_compile_without_a_cpp_compiler_is_one_line_before_any_data_is_read(mnis
     assert result.returncode == 2 and 'C++ compiler' not in result.stderr
 
 
+@pytest.mark.slow
 def test_compile_is_not_stored_in_the_run_options(mnist_dir, tmp_path):
     out = tmp_path / 'run'
     result = run_cli('train', '--dataset', f'idx:{mnist_dir}', '--limit', 300, '--epochs', 1, '--quiet', '--out', out)

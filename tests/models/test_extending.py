@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 import torchbearer
+from stand_ins import load_example
 from torch import nn
 from torchbearer import Trial
 
@@ -246,23 +247,12 @@ def test_channels_last_images_are_refused_naming_both_shapes_not_scrambled():
     assert math.prod(model.input_shape) == model.input_dim
 
 
-def _example(name):
-    import importlib.util
-    import pathlib
-
-    path = pathlib.Path(__file__).resolve().parents[2] / 'docs' / 'examples' / f'{name}.py'
-    spec = importlib.util.spec_from_file_location(f'docs_example_{name}', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.slow
 def test_the_documented_custom_vae_trains_is_rebuilt_from_its_checkpoint_and_samples(mnist_dir, tmp_path):
     import numpy as np
     from PIL import Image
 
-    example = _example('custom_vae')
+    example = load_example('custom_vae')
     history, rebuilt = example.main(['--data-dir', mnist_dir, '--limit', '1000', '--epochs', '2', '--results',
                                      str(tmp_path), '--verbose', '0'])
     assert history[1]['val_loss'] < history[0]['val_loss']  # it learns
@@ -277,7 +267,7 @@ def test_the_documented_custom_vae_trains_is_rebuilt_from_its_checkpoint_and_sam
 
 
 def test_the_documented_mmd_is_zero_for_prior_draws_and_grows_with_a_shift():
-    example = _example('custom_divergence')
+    example = load_example('custom_divergence')
     generator = torch.Generator().manual_seed(0)
     prior, other = torch.randn(400, 8, generator=generator), torch.randn(400, 8, generator=generator)
     same = example.mmd(prior, other).item()
@@ -287,7 +277,7 @@ def test_the_documented_mmd_is_zero_for_prior_draws_and_grows_with_a_shift():
 
 @pytest.mark.slow
 def test_the_documented_mmd_divergence_is_added_with_its_schedule_and_shown_as_a_metric(mnist_dir):
-    example = _example('custom_divergence')
+    example = load_example('custom_divergence')
     history, callback = example.main(['--data-dir', mnist_dir, '--limit', '1000', '--epochs', '2', '--verbose', '0',
                                       '--weight', '50', '--warmup-steps', '10'])
     steps = math.ceil(900 / 128)

@@ -2,10 +2,32 @@ import math
 
 import pytest
 import torch
+from stand_ins import classifier
+from torch import nn
 from torch.utils.data import DataLoader, Subset, TensorDataset
 from torchbearer import Trial
 
-from torchbearer_vae import LOGVAR, MU, VAE, AutoEncoderDataset, BaseVAE, ConvVAE, kld_loss, negative_elbo, vae_loss
+from torchbearer_vae import (
+    LABEL,
+    LOGVAR,
+    MU,
+    VAE,
+    AutoEncoderDataset,
+    BaseVAE,
+    ConditionalVAE,
+    ConvVAE,
+    MissingStateError,
+    TensorLoader,
+    kld,
+    kld_loss,
+    load_batch_with_labels,
+    load_checkpoint,
+    model_from_checkpoint,
+    negative_elbo,
+    save_checkpoint,
+    train_val_split,
+    vae_loss,
+)
 
 
 def test_reference_architecture_matches_the_pytorch_example():
@@ -54,6 +76,9 @@ def test_sample_decodes_prior_draws_reproducibly():
     ({'latent_dim': 0}, ValueError, 'latent_dim must be an int >= 1'),
     ({'latent_dim': 2.5}, TypeError, 'latent_dim must be an int >= 1, got 2.5'),  # a wrong type: TypeError
     ({'hidden_dim': 2.5}, TypeError, 'hidden_dim must be an int >= 1'),
+    ({'likelihood': 'poisson'}, ValueError, "likelihood must be one of 'bernoulli', 'gaussian', got 'poisson'"),
+    ({'sigma': 0}, ValueError, 'sigma must be a finite number > 0, got 0'),
+    ({'sigma': float('inf')}, ValueError, 'sigma must be a finite number > 0'),
 ])
 def test_bad_construction(kwargs, error, message):
     with pytest.raises(error, match=message):
@@ -119,16 +144,6 @@ def test_a_subclass_of_the_base_supplies_only_the_networks():
         BaseVAE(input_shape=4, latent_dim=2).encode(torch.rand(1, 4))
 
 
-@pytest.mark.parametrize('kwargs, message', [
-    ({'likelihood': 'poisson'}, "likelihood must be one of 'bernoulli', 'gaussian', got 'poisson'"),
-    ({'sigma': 0}, 'sigma must be a finite number > 0, got 0'),
-    ({'sigma': float('inf')}, 'sigma must be a finite number > 0'),
-])
-def test_bad_likelihood_arguments(kwargs, message):
-    with pytest.raises(ValueError, match=message):
-        VAE(**kwargs)
-
-
 # -- ConvVAE --
 
 @pytest.mark.parametrize('shape', [(1, 28, 28), (3, 32, 32), (3, 64, 64), (1, 8, 12)])
@@ -152,6 +167,7 @@ def train_one_epoch(model, loader, criterion=None):
     return trial.with_train_generator(loader)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('likelihood', ['bernoulli', 'gaussian'])
 def test_conv_vae_learns_real_mnist_in_one_epoch(mnist, likelihood):
     loader = DataLoader(AutoEncoderDataset(Subset(mnist, range(2000))), batch_size=32, shuffle=True)
@@ -178,25 +194,142 @@ def test_conv_vae_trains_on_random_colour_images_both_ways():
     assert math.isfinite(history[0]['loss'])
 
 
-@pytest.mark.parametrize('kwargs, message', [
-    ({'input_shape': (1, 30, 28)}, r'multiples of 4.*\(1, 30, 28\)'),
-    ({'input_shape': (1, 28, 26)}, 'multiples of 4'),
-    ({'input_shape': (28, 28)}, r'input_shape must be 3 ints >= 1, e.g. \(3, 32, 32\): channels, height, width, '
-                                r'got \(28, 28\)'),
-    ({'input_shape': (0, 28, 28)}, 'input_shape must be 3 ints >= 1'),
-    ({'channels': (32,)}, 'channels must be 2 ints'),
-    ({'channels': (32, 0)}, r'channels must be 2 ints >= 1.*got \(32, 0\)'),
-    ({'latent_dim': 0}, 'latent_dim must be an int >= 1, got 0'),
-    ({'hidden_dim': -1}, 'hidden_dim must be an int >= 1'),
-    ({'likelihood': 'laplace'}, 'likelihood must be'),
+@pytest.mark.parametrize('kwargs, error, message', [
+    ({'input_shape': (1, 30, 28)}, ValueError, r'multiples of 4.*\(1, 30, 28\)'),
+    ({'input_shape': (1, 28, 26)}, ValueError, 'multiples of 4'),
+    ({'input_shape': (28, 28)}, ValueError, r'input_shape must be 3 ints >= 1, e.g. \(3, 32, 32\): channels, height, '
+                                            r'width, got \(28, 28\)'),
+    ({'input_shape': (0, 28, 28)}, ValueError, 'input_shape must be 3 ints >= 1'),
+    ({'input_shape': 784}, TypeError, 'input_shape must be 3 ints'),  # one number is not a shape of three
+    ({'channels': (32,)}, ValueError, 'channels must be 2 ints'),
+    ({'channels': (32, 0)}, ValueError, r'channels must be 2 ints >= 1.*got \(32, 0\)'),
+    ({'latent_dim': 0}, ValueError, 'latent_dim must be an int >= 1, got 0'),
+    ({'hidden_dim': -1}, ValueError, 'hidden_dim must be an int >= 1'),
+    ({'likelihood': 'laplace'}, ValueError, 'likelihood must be'),
 ])
-def test_conv_vae_bad_arguments(kwargs, message):
-    with pytest.raises(ValueError, match=message):
+def test_conv_vae_bad_arguments(kwargs, error, message):
+    with pytest.raises(error, match=message):
         ConvVAE(**kwargs)
-    with pytest.raises(TypeError, match=r'input_shape must be 3 ints'):  # one number is not a shape of three
-        ConvVAE(input_shape=784)
 
 
 def test_conv_vae_wrong_input_is_explained():
     with pytest.raises(ValueError, match=r'ConvVAE\(input_shape=\(3, 32, 32\)\).*\(2, 1, 28, 28\)'):
         ConvVAE(input_shape=(3, 32, 32))(torch.rand(2, 1, 28, 28))
+
+
+# -- the logvar clamp: float16 autocast stays finite --
+
+@pytest.mark.parametrize('make', [lambda clamp: VAE(hidden_dim=32, latent_dim=4, logvar_clamp=clamp),
+                                  lambda clamp: ConvVAE(channels=(4, 8), hidden_dim=16, latent_dim=4,
+                                                        logvar_clamp=clamp)])
+def test_the_logvar_clamp_bounds_logvar_and_keeps_float16_autocast_finite(make, mnist):
+    plain, clamped = make(None), make((-30, 20))
+    clamped.load_state_dict(plain.state_dict())
+    for model in (plain, clamped):
+        with torch.no_grad():  # a runaway encoder: logvar about 60, and exp(60 / 2) > float16's 65504
+            (model.fc22 if hasattr(model, 'fc22') else model.fc_logvar).bias.fill_(60.0)
+    x = mnist.data[:8].unsqueeze(1).float() / 255  # real digits
+    assert plain.encode(x)[1].min() > 50
+    mu, logvar = clamped.encode(x)
+    assert logvar.max() == 20 and logvar.min() >= -30
+    torch.testing.assert_close(mu, plain.encode(x)[0])
+    with torch.autocast('cpu', dtype=torch.float16):
+        recon, mu, logvar = clamped.train()(x)
+    assert logvar.dtype == torch.float16 and torch.isfinite(recon).all()
+    value = kld(mu, logvar)
+    assert value.dtype == torch.float32 and torch.isfinite(value)
+    # Without the clamp, float16's exp(logvar / 2) overflows and the images are NaN.
+    with torch.autocast('cpu', dtype=torch.float16):
+        recon, _, _ = plain.train()(x)
+    assert not torch.isfinite(recon).all()
+
+
+def test_the_clamp_is_kept_by_checkpoints_and_shown(tmp_path):
+    model = VAE(latent_dim=3, logvar_clamp=(-30, 20), likelihood='gaussian', sigma=0.2)
+    save_checkpoint(tmp_path / 'c.pt', model)
+    rebuilt = model_from_checkpoint(load_checkpoint(tmp_path / 'c.pt'))
+    assert rebuilt.logvar_clamp == (-30.0, 20.0) and rebuilt.likelihood == 'gaussian' and rebuilt.sigma == 0.2
+    assert 'logvar_clamp=(-30.0, 20.0)' in repr(rebuilt) and VAE().logvar_clamp is None
+
+
+@pytest.mark.parametrize('clamp, error, message', [
+    ((20, -30), ValueError, 'low < high'), ((0, math.inf), ValueError, 'finite'),
+    ((1,), TypeError, 'two numbers'), ('12', TypeError, 'two numbers'), (5, TypeError, 'two numbers'),
+])
+def test_bad_clamps_are_refused(clamp, error, message):
+    with pytest.raises(error, match=message):
+        VAE(logvar_clamp=clamp)
+
+
+# -- ConditionalVAE --
+
+def test_conditional_vae_both_ways_and_the_label_changes_the_images(mnist):
+    model = ConditionalVAE(num_classes=10, latent_dim=2)
+    x, labels = torch.stack([mnist[i][0] for i in range(6)]), mnist.targets[:6]
+    recon, mu, logvar = model.eval()(x, labels)
+    state = {LABEL: labels}
+    assert torch.equal(model(x, state=state), recon)  # the state way reads state[LABEL]
+    assert torch.equal(state[MU], mu)
+    z = torch.zeros(2, 2)
+    assert not torch.allclose(model.decode(z, torch.tensor([0, 0])), model.decode(z, torch.tensor([1, 1])))
+    assert torch.equal(model.decode(z, 3), model.decode(z, torch.tensor([3, 3])))
+    soft = torch.full((2, 10), 0.1)  # class weights are taken as they are
+    assert model.decode(z, soft).shape == (2, 1, 28, 28)
+    with pytest.raises(MissingStateError, match='keep_labels=True'):
+        model(x)
+    with pytest.raises(ValueError, match=r'class indices in \[0, 10\)'):
+        model(x, torch.full((6,), 10))
+    with pytest.raises(ValueError, match='one class index per image'):
+        model(x, labels[:5])
+
+
+@pytest.mark.parametrize('num_classes, error, message', [
+    (1, ValueError, 'num_classes must be an int >= 2, got 1'),
+    (2.0, TypeError, 'num_classes must be an int >= 2, got 2.0'),
+])
+def test_conditional_vae_needs_two_classes_or_more(num_classes, error, message):
+    with pytest.raises(error, match=message):
+        ConditionalVAE(num_classes=num_classes)
+
+
+def labelled(mnist, indices):
+    return AutoEncoderDataset(Subset(mnist, list(indices)), keep_labels=True)
+
+
+def train_with_labels(model, train, val, epochs):
+    trial = Trial(model, torch.optim.Adam(model.parameters(), lr=1e-3), nn.BCELoss(reduction='sum'), metrics=['loss'],
+                  callbacks=[kld_loss()], verbose=0)
+    trial.with_generators(TensorLoader(train, 100, shuffle=True, seed=0), TensorLoader(val, 100))
+    return trial.with_loader(load_batch_with_labels).run(epochs)
+
+
+def test_conditional_vae_learns_in_a_trial_the_state_way(mnist):
+    model = ConditionalVAE(latent_dim=2, hidden_dim=64)
+    history = train_with_labels(model, labelled(mnist, range(1000)), labelled(mnist, range(9000, 9500)), epochs=2)
+    assert history[1]['val_loss'] < history[0]['val_loss'] < 300 * 500
+
+
+def test_conditional_vae_config_round_trips_through_a_checkpoint(tmp_path):
+    model = ConditionalVAE((1, 8, 8), num_classes=4, latent_dim=3, hidden_dim=16, logvar_clamp=(-30.0, 20.0))
+    save_checkpoint(tmp_path / 'model.pt', model)
+    rebuilt = model_from_checkpoint(tmp_path / 'model.pt')
+    assert type(rebuilt) is ConditionalVAE and rebuilt.config == model.config and rebuilt.num_classes == 4
+    z, labels = torch.randn(5, 3), torch.tensor([0, 1, 2, 3, 0])
+    assert torch.equal(rebuilt.decode(z, labels), model.eval().decode(z, labels))
+
+
+@pytest.mark.slow
+def test_conditional_samples_are_the_digits_asked_for(mnist):
+    train, val = train_val_split(AutoEncoderDataset(mnist, keep_labels=True), val_fraction=0.1, seed=1)
+    model = ConditionalVAE(latent_dim=2)
+    train_with_labels(model, train, val, epochs=10)
+    images, _, labels = next(iter(TensorLoader(train, len(train))))
+    held_out, _, truth = next(iter(TensorLoader(val, len(val))))
+    net = classifier(images, labels)
+    with torch.no_grad():
+        assert (net(held_out).argmax(1) == truth).float().mean() > 0.93  # the judge is good
+        asked = torch.arange(10).repeat_interleave(100)
+        samples = model.eval().sample(1000, labels=asked, generator=torch.Generator().manual_seed(0))
+        accuracy = (net(samples).argmax(1) == asked).float().mean().item()
+    print(f"conditional samples labelled as asked: {accuracy:.1%}")
+    assert accuracy >= 0.9, accuracy
