@@ -167,10 +167,29 @@ def test_active_units_of_means_far_from_zero_are_exact():
 
 
 def test_active_units_on_training_or_both():
-    row = active_units_trial(ActiveUnits(on='training'))[0]
+    row = active_units_trial(ActiveUnits().on_train())[0]
     assert row['active_units'] == 0 and 'val_active_units' not in row
-    row = active_units_trial(ActiveUnits(on='both'))[0]
+    row = active_units_trial(ActiveUnits().on_train().on_val())[0]
     assert row['active_units'] == 0 and row['val_active_units'] == 3
+
+
+@pytest.mark.parametrize('choose, on_validation, on_test', [
+    (lambda metric: metric, True, True),  # by default: validation and test data
+    (lambda metric: metric.on_val(), True, False),
+    (lambda metric: metric.on_test(), False, True),
+])
+def test_active_units_builders_choose_validation_or_test_data(choose, on_validation, on_test):
+    model = LinearMeans(SCALES, OFFSETS)
+    metric = ActiveUnits()
+    assert choose(metric) is metric  # a builder returns the metric, as the pictures' do
+    trial = Trial(model, torch.optim.SGD(model.parameters(), lr=0.0), lambda y_pred, y_true: (y_pred * 0).sum(),
+                  metrics=[metric], verbose=0)
+    data = DataLoader(TensorDataset(BALANCED, BALANCED), batch_size=3)
+    trial.with_generators(val_generator=data, test_generator=data)
+    validation = trial.evaluate(data_key=torchbearer.VALIDATION_DATA)
+    test = trial.evaluate(data_key=torchbearer.TEST_DATA)
+    assert (validation.get('val_active_units') == 3) is on_validation and len(validation) == on_validation
+    assert (test.get('test_active_units') == 3) is on_test and len(test) == on_test
 
 
 def test_active_units_start_afresh_every_epoch():
@@ -185,7 +204,7 @@ def test_active_units_start_afresh_every_epoch():
 
 def test_active_units_needs_the_posterior_means_in_state(mnist_tensors):
     model = VAE(hidden_dim=32, latent_dim=2, use_state=False)
-    trial = Trial(model, torch.optim.Adam(model.parameters()), vae_loss, metrics=[ActiveUnits(on='training')],
+    trial = Trial(model, torch.optim.Adam(model.parameters()), vae_loss, metrics=[ActiveUnits().on_train()],
                   verbose=0)
     trial.with_generators(loaders(*mnist_tensors)[0], train_steps=1)
     with pytest.raises(MissingStateError, match=r"'active_units' metric reads state\[torchbearer_vae.MU\]"):
@@ -196,8 +215,6 @@ def test_active_units_needs_the_posterior_means_in_state(mnist_tensors):
     (lambda: ActiveUnits(threshold=-0.01), ValueError, 'threshold must be a finite number >= 0, got -0.01'),
     (lambda: ActiveUnits(threshold='0.01'), TypeError, "threshold must be a finite number >= 0, got '0.01'"),
     (lambda: ActiveUnits(threshold=True), TypeError, 'threshold must be a finite number >= 0, got True'),
-    (lambda: ActiveUnits(on='train'), ValueError, "on must be one of 'validation', 'training', 'both', got 'train'"),
-    (lambda: ActiveUnits(on=None), TypeError, "on must be one of 'validation', 'training', 'both', got None"),
 ])
 def test_active_units_bad_arguments(make, error, message):
     with pytest.raises(error, match=message):
@@ -252,18 +269,18 @@ def test_active_units_reads_the_state_key_given_as_key():
         return trial.run(1)[0]
 
     assert run(ActiveUnits())['val_active_units'] == 0  # MU holds zeros here
-    new = run(ActiveUnits(key=OTHER_MEANS, on='both'))
+    new = run(ActiveUnits(key=OTHER_MEANS).on_train().on_val())
     assert new['val_active_units'] == new['active_units'] == 3
 
 
 def test_active_units_options_are_keyword_only():
     import inspect
     parameters = inspect.signature(ActiveUnits.__init__).parameters
-    assert list(parameters) == ['self', 'threshold', 'on', 'key']
-    assert parameters['on'].kind is parameters['key'].kind is inspect.Parameter.KEYWORD_ONLY
+    assert list(parameters) == ['self', 'threshold', 'key']
+    assert parameters['key'].kind is inspect.Parameter.KEYWORD_ONLY
 
 
 def test_a_missing_custom_key_is_named_in_the_error():
-    metric = ActiveUnits(key=OTHER_MEANS, on='training')
+    metric = ActiveUnits(key=OTHER_MEANS).on_train()
     with pytest.raises(MissingStateError, match=r"'active_units' metric reads state\['test_metrics_other_means'\]"):
         active_units_trial(metric)

@@ -31,18 +31,19 @@ What the terms are, *the torchbearer state way* (the model stores ``MU``/``LOGVA
 criterion cannot see state, so nothing separates the terms: ``'kl'`` and ``'recon'`` raise a
 :class:`~torchbearer_vae.MissingStateError` saying so. Use the state way to see them.
 """
+import functools
 import inspect
 
+import torchbearer
 from torchbearer import Metric
 from torchbearer.metrics import mean, running_mean, to_dict
 
-from .checks import check_choice, check_number
+from .checks import check_number
 from .errors import MissingStateError
 from .state import KL, MU, RECON, key_name
 
 __all__ = ['KLMetric', 'ReconstructionMetric', 'ActiveUnits']
 
-_WAYS = ('validation', 'training', 'both')
 
 
 def _read(state, key, metric: str):
@@ -68,8 +69,19 @@ def _decorated(*decorators):
             wrapped = decorator(wrapped)
         wrapped.__module__, wrapped.__qualname__ = cls.__module__, cls.__qualname__
         wrapped.__init__.__signature__ = inspect.signature(cls.__init__)
+        for name in getattr(cls, 'builders', ()):  # the wrapper's builders choose on the metric it wraps
+            setattr(wrapped, name, _forwarded(getattr(cls, name)))
         return wrapped
     return decorate
+
+
+def _forwarded(builder):
+    """A builder of torchbearer's ``ToDict`` wrapper: calls ``builder`` on the wrapped metric, returns the wrapper."""
+    @functools.wraps(builder)
+    def build(self):
+        builder(self.metric)
+        return self
+    return build
 
 
 @_decorated(running_mean, mean)  # like torchbearer's 'loss': running mean in training, epoch means
@@ -145,14 +157,15 @@ class ActiveUnits(Metric):
     returns the number of dimensions whose variance (the population variance, divided by the
     number of images) exceeds ``threshold``: one host-device synchronisation per epoch.
 
-    By default it is computed over the validation data (``val_active_units`` in the history), with
-    the model in eval mode, as Burda et al. measure it after training. ``on='training'`` computes it
-    over the training data instead (``active_units``; the posterior means then come from a model
-    that changes during the epoch), ``on='both'`` over both.
+    By default it is computed over the validation data (``val_active_units`` in the history) and
+    test data (``Trial.evaluate``), with the model in eval mode, as Burda et al. measure it after
+    training. The builders choose the phases, as the pictures' do: ``.on_train()`` computes it over
+    the training data (``active_units``; the posterior means then come from a model that changes
+    during the epoch), ``.on_val()`` over the validation data, ``.on_test()`` over the test data,
+    and several builders over each of their phases.
 
     Args:
         threshold (float): ``δ``, the variance above which a dimension is active.
-        on (str): ``'validation'`` (also test data, with ``Trial.evaluate``), ``'training'`` or ``'both'``.
         key (StateKey): Where the model stores the posterior means, shape ``(batch, *latent)``.
 
     Example: ::
@@ -163,22 +176,44 @@ class ActiveUnits(Metric):
         >>> model = VAE(latent_dim=20)
         >>> trial = torchbearer.Trial(model, torch.optim.Adam(model.parameters()),
         ...                           torch.nn.BCELoss(reduction='sum'), callbacks=[kld_loss()],
-        ...                           metrics=['loss', 'active_units'])  # or ActiveUnits(on='both')
+        ...                           metrics=['loss', 'active_units'])  # or ActiveUnits().on_train().on_val()
     """
 
-    def __init__(self, threshold: float = 0.01, *, on: str = 'validation', key=MU):
+    builders = ('on_train', 'on_val', 'on_test')
+
+    def __init__(self, threshold: float = 0.01, *, key=MU):
         super().__init__('active_units')
         self.threshold = check_number('threshold', threshold, minimum=0)
-        self.on, self.key = check_choice('on', on, _WAYS), key
-        self._active = on != 'validation'  # Trial starts a run in training mode
+        self.key = key
+        self._phases = ()  # the data chosen with the builders; none chosen: validation and test data
+        self._data = torchbearer.TRAIN_DATA  # the phase running: a Trial starts a run in training mode
         self._sum = self._sum_of_squares = None
         self._count = 0
 
+    def on_train(self):
+        """Compute it over the training data (``active_units``). Returns: self."""
+        self._phases += (torchbearer.TRAIN_DATA,)
+        return self
+
+    def on_val(self):
+        """Compute it over the validation data (``val_active_units``). Returns: self."""
+        self._phases += (torchbearer.VALIDATION_DATA,)
+        return self
+
+    def on_test(self):
+        """Compute it over the test data (``trial.evaluate(data_key=torchbearer.TEST_DATA)``). Returns: self."""
+        self._phases += (torchbearer.TEST_DATA,)
+        return self
+
     def train(self):
-        self._active = self.on in ('training', 'both')
+        self._data = torchbearer.TRAIN_DATA
 
     def eval(self, data_key=None):
-        self._active = self.on in ('validation', 'both')
+        self._data = torchbearer.VALIDATION_DATA if data_key is None else data_key
+
+    @property
+    def _active(self) -> bool:
+        return self._data in (self._phases or (torchbearer.VALIDATION_DATA, torchbearer.TEST_DATA))
 
     def reset(self, state):
         self._sum = self._sum_of_squares = None
