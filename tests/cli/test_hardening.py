@@ -360,8 +360,7 @@ def test_9_ctrl_c_before_the_first_checkpoint_does_not_suggest_resume(mnist_dir,
     err = one_error_line(result, 'interrupted', status=130)
     assert '--resume' not in err and not out.exists()
 
-    # Batches of 2: the epoch takes several seconds, so the signal comes before its end even on a busy machine
-    # (with batches of 16 it took under a second, and a test process left waiting that long sent it too late).
+    # Batches of 2: an epoch of several seconds, so that the signal comes before its end on a busy machine too.
     process = start_cli('train', '--dataset', f'idx:{mnist_dir}', '--epochs', 1, '--batch-size', 2, '--quiet',
                         '--out', out)
     wait_for(lambda: (out / LOCK).exists(), process)
