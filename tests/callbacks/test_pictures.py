@@ -18,6 +18,7 @@ import torchbearer_vae
 from torchbearer_vae import (
     VAE,
     AutoEncoderDataset,
+    ConditionalVAE,
     Interpolation,
     LatentTraversal,
     PictureSaver,
@@ -100,6 +101,25 @@ def vae_trial(callbacks, mnist):
     data = digits(mnist, 0, 16), digits(mnist, 100, 8), digits(mnist, 200, 8)
     trial.with_generators(loader(data[0]), val_generator=loader(data[1]), test_generator=loader(data[2]))
     return trial, data
+
+
+def test_decode_images_is_the_hook_a_picture_of_ones_own_decodes_with():
+    model = VAE((1, 8, 8), hidden_dim=16, latent_dim=2).eval()
+    z = torch.randn(5, 2)
+    saver = PictureSaver(folder=None, output_transform=lambda images: 1 - images)
+    images = saver.decode_images(model, z)
+    assert images.shape == (5, 1, 8, 8) and images.device.type == 'cpu'
+    with torch.no_grad():
+        assert torch.equal(images, 1 - model.decode(z))  # output_transform applied
+    flat = PictureSaver(folder=None, image_shape=(1, 4, 16)).decode_images(model, z)
+    assert flat.shape == (5, 1, 4, 16)  # image_shape decides the shape
+    conditional = ConditionalVAE((1, 8, 8), num_classes=3, hidden_dim=16, latent_dim=2).eval()
+    labels = torch.tensor([0, 1, 2, 0, 1])
+    with torch.no_grad():
+        expected = conditional.decode(z, labels)
+    assert torch.equal(PictureSaver(folder=None).decode_images(conditional, z, labels), expected)
+    with pytest.raises(ValueError, match='cannot be shown as images of shape'):
+        PictureSaver(folder=None, image_shape=(1, 3, 3)).decode_images(model, z)
 
 
 def test_evaluate_on_test_data_leaves_the_validation_pictures_alone(tmp_path, mnist):

@@ -280,7 +280,7 @@ class LatentManifold(PictureSaver):
             if self.label >= model.num_classes:
                 raise ValueError(f'label must be < num_classes={model.num_classes}, got {self.label}')
             labels = torch.full((z.shape[0],), self.label, dtype=torch.long)
-        return self._decode(model, z.to(model_device(model)), labels)
+        return self.decode_images(model, z.to(model_device(model)), labels)
 
 
 class KLPerDimension(PictureSaver):

@@ -325,10 +325,25 @@ class PictureSaver(_PhaseImages):
     def _transform(self, outputs: torch.Tensor) -> torch.Tensor:
         return outputs if self.output_transform is None else self.output_transform(outputs)
 
-    def _decode(self, model, z: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def decode_images(self, model, z: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The model's decoding of latent codes as the images of this picture, for :meth:`draw`.
+
+        Args:
+            model (torch.nn.Module): A model with ``decode(z)``; a conditional one (an int
+                ``num_classes``) is given ``labels``.
+            z (torch.Tensor): Latent codes ``(N, latent_dim)`` on the model's device.
+            labels (torch.Tensor or None): The class of each code, for a conditional model.
+
+        Returns:
+            torch.Tensor: ``(N, C, H, W)`` float images on the CPU, ``output_transform`` applied,
+            shaped by ``image_shape`` or the model's ``input_shape``.
+
+        Raises:
+            ValueError: for decoded images that cannot be shown as images (naming their shape).
+        """
         images = image_batch(decoded(model, z, labels), 'model.decode(z)')
         return as_images(self._transform(images).float().cpu(), 'decoded images', type(self).__name__,
-                          self.image_shape, model)
+                         self.image_shape, model)
 
 
 class FromInputs(PictureSaver):

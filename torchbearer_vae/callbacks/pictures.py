@@ -250,17 +250,18 @@ class SampleSaver(PictureSaver):
         if callable(getattr(model, 'decode', None)) and getattr(model, 'latent_dim', None) is not None:
             z = self.noise(model.latent_dim).to(device)
             if self.label is not None:
-                return self._decode(model, z, torch.full((z.shape[0],), self.label, dtype=torch.long, device=device))
+                labels = torch.full((z.shape[0],), self.label, dtype=torch.long, device=device)
+                return self.decode_images(model, z, labels)
             if is_conditional(model):  # one row per class, the same noise in each column
                 columns, classes = min(self.nrow, self.num_images), model.num_classes
                 labels = torch.arange(classes, device=device).repeat_interleave(columns)
-                return tile(self._decode(model, z[:columns].repeat(classes, 1), labels), columns, self.normalize)
-            return self._decode(model, z)
+                return tile(self.decode_images(model, z[:columns].repeat(classes, 1), labels), columns, self.normalize)
+            return self.decode_images(model, z)
         with torch.random.fork_rng(devices=[device] if device.type == 'cuda' else []):
             torch.manual_seed(self.seed)
             samples = model.sample(self.num_images)
         return as_images(self._transform(samples).float().cpu(), 'samples', type(self).__name__, self.image_shape,
-                          model)
+                         model)
 
     def save(self, model: torch.nn.Module, *, epoch: int = 0) -> Optional[str]:
         """Draw and write the samples of ``model`` outside a Trial (e.g. from a checkpoint).
@@ -351,7 +352,7 @@ class LatentTraversal(FromInputs):
         z = mu.repeat(len(dims) * self.num_steps, 1)
         for row, dim in enumerate(dims):
             z[row * self.num_steps:(row + 1) * self.num_steps, dim] = values
-        return self._decode(model, z, None if label is None else label.expand(z.shape[0]))
+        return self.decode_images(model, z, None if label is None else label.expand(z.shape[0]))
 
 
 class Interpolation(FromInputs):
@@ -416,7 +417,7 @@ class Interpolation(FromInputs):
         weights = None  # a conditional model's class, from one input's to the other's as weights of the classes
         if labels is not None and is_conditional(model):
             weights = line(torch.nn.functional.one_hot(labels.long().to(mu.device), model.num_classes).to(mu.dtype))
-        decoded = self._decode(model, line(mu), weights)
+        decoded = self.decode_images(model, line(mu), weights)
         shape = tuple(decoded.shape[1:])
         check_fits(inputs, 'inputs', shape, f'the decoded images of shape {shape}')
         ends = inputs.float().reshape((pairs, 2) + shape)
