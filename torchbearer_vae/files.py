@@ -2,6 +2,7 @@
 import os
 import queue
 import re
+import stat
 import tempfile
 import threading
 from typing import Callable, Dict, Optional, Tuple, Union
@@ -34,6 +35,16 @@ def remove_stale_temporaries(folder: PathLike) -> int:
                 os.remove(os.path.join(folder, name))
                 removed += 1
     return removed
+
+
+def file_kind(mode: int) -> str:
+    """What a file of ``st_mode`` ``mode`` is, for a message: 'a regular file', 'a FIFO (named pipe)', ..."""
+    for test, name in ((stat.S_ISREG, 'a regular file'), (stat.S_ISDIR, 'a folder'),
+                       (stat.S_ISFIFO, 'a FIFO (named pipe)'), (stat.S_ISCHR, 'a character device'),
+                       (stat.S_ISBLK, 'a block device'), (stat.S_ISSOCK, 'a socket')):
+        if test(mode):
+            return name
+    return 'not a regular file'
 
 
 def _umask() -> int:

@@ -4,6 +4,7 @@ The photographs are patches of scikit-learn's two sample images (china.jpg, flow
 as PNG and JPEG in two class folders, with a corrupt and a truncated file among them.
 """
 import os
+import threading
 import urllib.error
 import warnings
 
@@ -12,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from torchbearer_vae import AutoEncoderDataset, TensorLoader, find_images, load_cifar10, load_image_folder
+from torchbearer_vae import AutoEncoderDataset, ImageDataset, TensorLoader, find_images, load_cifar10, load_image_folder
 from torchbearer_vae.data import folders
 
 SMALL, LARGE = (32, 32), (40, 48)  # (height, width) of the patches
@@ -228,7 +229,8 @@ def test_a_folder_too_large_for_memory_is_refused_with_the_figure(photo_folder, 
     with pytest.raises(ValueError, match=r'26 images of 3x32x32 from .* need 78 KiB in memory, more than half the '
                                          r'39.1 KiB available; pass limit=N or image_size=N \(--limit/--image-size\)'):
         load_quietly(root, image_size=32)
-    assert len(load_quietly(root, image_size=32, limit=6)) == 6  # 18,432 bytes fit
+    # 2 x 3,072 bytes, and 32x32 x 8 + 32x32 x 4 = 12,288 bytes to decode and resize one PNG: 18,432 fit
+    assert len(load_quietly(root, image_size=32, limit=2)) == 2
 
 
 def test_an_image_size_too_large_for_one_image_is_refused_before_opening_any_file(photo_folder, monkeypatch):
@@ -249,11 +251,12 @@ def test_limit_opens_only_the_files_it_keeps(photo_folder, monkeypatch):
     real_open = Image.open
     monkeypatch.setattr(Image, 'open', lambda path, *args, **kwargs: opened.append(path) or real_open(path))
     images = load_image_folder(root, image_size=32, limit=5)
-    assert len(opened) == 5 and torch.equal(images.data, everything.data[:5])
+    # each kept file is opened twice: once for its header (its size checked), once to decode it
+    assert sorted(set(opened)) == sorted(opened[:5]) == opened[5:] and torch.equal(images.data, everything.data[:5])
     opened.clear()
     with pytest.warns(UserWarning, match='skipped 1 unreadable image file of 8'):  # p05b.png: one more file is read
         images = load_image_folder(root, image_size=32, limit=7)
-    assert len(opened) == 8 and torch.equal(images.data, everything.data[:7])
+    assert len(set(opened)) == 8 and torch.equal(images.data, everything.data[:7])
     assert torch.equal(images.targets, everything.targets[:7])
 
 
@@ -320,3 +323,96 @@ def test_load_cifar10_fails_clearly_offline(tmp_path, monkeypatch):
                                            r"not known.*\)\. Without internet, put the cifar-10-batches-py folder"):
         load_cifar10(tmp_path / 'data')
     assert not (tmp_path / 'data').exists()  # no empty folder left behind
+
+
+# -- hostile folders: nothing hangs, nothing is decoded before its size is checked --
+def load_within(seconds, root, **kwargs):
+    """``load_image_folder(root, **kwargs)`` in a thread: its result or error, and its warnings; a test failure if
+    it has not returned within ``seconds`` (then every FIFO in ``root`` gets a writer, so the thread ends)."""
+    outcome = {}
+
+    def run():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
+            try:
+                outcome['result'] = load_image_folder(root, **kwargs)
+            except Exception as error:  # noqa: BLE001 - handed to the test
+                outcome['result'] = error
+        outcome['warnings'] = [str(warning.message) for warning in caught]
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        for fifo in root.rglob('*'):
+            if fifo.is_fifo():
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # unblocks a reader stuck opening it
+        thread.join(seconds)
+        pytest.fail(f'load_image_folder({str(root)!r}) still running after {seconds} s: it hangs')
+    return outcome['result'], outcome['warnings']
+
+
+@pytest.mark.skipif(not hasattr(os, 'mkfifo'), reason='no FIFOs on this platform')
+def test_fifos_devices_and_link_loops_are_skipped_with_the_unreadable_warning(photos, tmp_path):
+    image = patch(photos[0], 1, SMALL)
+    Image.fromarray(image).save(tmp_path / 'b.png')
+    os.mkfifo(tmp_path / 'a_pipe.png')  # sorted first: the warning names it
+    os.symlink('/dev/zero', tmp_path / 'c_zero.png')  # a character device: never ends
+    os.symlink(tmp_path / 'd_loop.png', tmp_path / 'd_loop.png')  # a link to itself
+    paths, _, _ = find_images(tmp_path)
+    assert [os.path.basename(path) for path in paths] == ['a_pipe.png', 'b.png', 'c_zero.png', 'd_loop.png']
+    for kwargs in ({}, {'image_size': 16}, {'limit': 1}):
+        images, caught = load_within(30, tmp_path, **kwargs)
+        assert isinstance(images, ImageDataset), images
+        assert [os.path.basename(path) for path in images.paths] == ['b.png']
+        shape = (16, 16) if 'image_size' in kwargs else (32, 32)
+        assert images.data.shape[2:] == shape
+        skipped = '1 unreadable image file of 2' if 'limit' in kwargs else '3 unreadable image files of 4'
+        assert caught == [f'skipped {skipped} in {str(tmp_path)!r}, the first '
+                          f'{str(tmp_path / "a_pipe.png")!r} (OSError: a FIFO (named pipe), not a regular file)']
+    os.remove(tmp_path / 'b.png')
+    error, _ = load_within(30, tmp_path)
+    assert isinstance(error, ValueError)
+    assert str(error).startswith('none of the 3 image files in ')
+    assert 'a FIFO (named pipe), not a regular file' in str(error)
+
+
+@pytest.fixture(scope='module')
+def giant_png(tmp_path_factory):
+    """A 13000x13000 one-bit PNG of a few KB (2.4 decoded GB in RGB): its header alone says how large it is."""
+    path = tmp_path_factory.mktemp('giant') / 'giant.png'
+    Image.new('1', (13000, 13000)).save(path)
+    assert path.stat().st_size < 100_000
+    return path
+
+
+def test_images_whose_headers_say_they_would_not_fit_are_refused_before_any_is_decoded(giant_png, photos, tmp_path,
+                                                                                       monkeypatch):
+    for name in ('a.png', 'b.png'):
+        os.symlink(giant_png, tmp_path / name)
+    loaded = []
+    real_load = Image.Image.load
+    monkeypatch.setattr(Image.Image, 'load', lambda image: loaded.append(image.size) or real_load(image))
+    monkeypatch.setattr(folders, 'available_memory', lambda: 1024 ** 3)  # half of it: 512 MiB
+    with pytest.raises(ValueError, match=r"a.png' is 13000x13000 pixels: decoding it needs 322 MiB in memory "
+                                         r"besides the 322 MiB the images take, more than half the 1 GiB available; "
+                                         r"remove that file from .* or save it smaller"):
+        load_image_folder(tmp_path)
+    with pytest.raises(ValueError, match=r"2 images of 3x12000x12000 from .* need 824 MiB in memory, more than half "
+                                         r"the 1 GiB available; pass limit=N or image_size=N"):
+        load_image_folder(tmp_path, image_size=12000, channels=3)
+    with pytest.raises(ValueError, match=r"a.png' is 13000x13000 pixels: decoding it needs [0-9.]+ MiB in memory "
+                                         r"besides the 275 MiB the images take"):
+        load_image_folder(tmp_path, image_size=12000)
+    assert loaded == []  # nothing decoded
+    # a small image among giant ones: refused by its different size before any is decoded
+    Image.fromarray(patch(photos[0], 1, SMALL)).save(tmp_path / '0.png')
+    loaded.clear()  # saving loads it
+    with pytest.raises(ValueError, match=r'images of different sizes in .*\(first 32x32 at .*0.png.*, then '
+                                         r'13000x13000 at .*a.png.*\); pass image_size=N'):
+        load_image_folder(tmp_path)
+    assert loaded == []
+    # with memory to spare, the same folder decodes
+    monkeypatch.setattr(folders, 'available_memory', lambda: 64 * 1024 ** 3)
+    images = load_image_folder(tmp_path, image_size=8, limit=2, channels=1)
+    assert images.data.shape == (2, 1, 8, 8) and int(images.data[1].max()) == 0

@@ -9,6 +9,7 @@ speed of MNIST, and one that does not is better read by a ``DataLoader`` over to
 """
 import math
 import os
+import stat
 import sys
 import warnings
 import zlib
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 
 from ..checks import check_int, check_path, describe
+from ..files import file_kind
 from ..memory import available_memory
 from .images import ImageDataset
 
@@ -140,6 +142,40 @@ class _Decoder:
         except self.unreadable as error:
             return error
 
+    def header(self, path: str) -> Union[Tuple[int, int, int, bool], Exception]:
+        """``(width, height, bytes to decode it, grey)`` from the file's header (no pixel decoded), or why not.
+
+        Only a regular file is opened: a FIFO or a device (which could block or never end) is unreadable.
+        """
+        from PIL import Image
+
+        try:
+            mode = os.stat(path).st_mode  # follows symbolic links; a loop of links is an OSError
+            if not stat.S_ISREG(mode):
+                raise OSError(f'{file_kind(mode)}, not a regular file')
+            with Image.open(path) as image:  # lazy: reads the header only; a decompression bomb raises here
+                width, height = image.size
+                grey = self.channels == 1 or (self.channels is None and image.mode not in ('P', 'PA') and
+                                              Image.getmodebase(image.mode) == 'L')
+                return width, height, self.cost(image, grey), grey
+        except self.unreadable as error:
+            return error
+
+    def cost(self, image, grey: bool) -> int:
+        """Bytes that decoding ``image`` takes at its peak: Pillow's pixels, converted, resized (not kept after)."""
+        width, height = image.size
+        if self.image_size is not None and image.format == 'JPEG':  # decoded at a reduced scale, as decode does
+            scale = 1
+            while scale < 8 and 2 * scale * 2 * self.image_size <= min(width, height):
+                scale *= 2
+            width, height = -(-width // scale), -(-height // scale)
+        source = 1 if image.mode in ('1', 'L', 'P') else 2 if image.mode.startswith('I;16') else 4
+        converted = 1 if grey else 4  # Pillow holds RGB in 4 bytes a pixel
+        total = width * height * (source + converted)
+        if self.image_size is not None:  # the resized image, before its centre is cropped
+            total += converted * self.image_size ** 2 * max(width, height) // max(1, min(width, height))
+        return total
+
     def decode(self, path: str) -> np.ndarray:
         from PIL import Image
 
@@ -181,6 +217,42 @@ def _check_fits(count: int, shape: Tuple[int, int, int], root: str) -> None:
                          f'(--limit/--image-size) to load fewer or smaller images')
 
 
+def _check_headers(headers, paths, count: int, image_size: Optional[int], channels: Optional[int], root: str,
+                   *, allocated: bool) -> None:
+    """Refuse, before any is decoded, images whose headers say they would not fit in memory or differ in size.
+
+    ``headers`` are ``(index, (width, height, bytes to decode, grey))``. Unless the ``count`` images are
+    ``allocated`` already, their memory (uint8, at the size the headers give) is checked first; then the
+    largest image's decoding, on top of it.
+    """
+    if not headers:
+        return
+    if image_size is None:
+        first, (width, height) = headers[0][0], headers[0][1][:2]
+        for index, (other_width, other_height, _, _) in headers:
+            if (other_width, other_height) != (width, height):
+                raise _different_sizes(root, (width, height), paths[first], (other_width, other_height), paths[index])
+    size = (image_size, image_size) if image_size is not None else headers[0][1][1::-1]
+    shape = (channels or (1 if all(grey for _, (_, _, _, grey) in headers) else 3),) + tuple(size)
+    kept = 0
+    if not allocated:
+        _check_fits(count, shape, root)
+        kept = count * math.prod(shape)
+    index, (width, height, cost, _) = max(headers, key=lambda header: header[1][2])
+    available = available_memory()
+    if available is not None and kept + cost > available // 2:
+        raise ValueError(f'{paths[index]!r} is {width}x{height} pixels: decoding it needs {_bytes(cost)} in memory'
+                         f'{f" besides the {_bytes(kept)} the images take" if kept else ""}, more than half the '
+                         f'{_bytes(available)} available; remove that file from {root!r} or save it smaller')
+
+
+def _different_sizes(root: str, first_size, first: str, size, path: str) -> ValueError:
+    """The error for images of two sizes (``(width, height)``) without ``image_size``."""
+    return ValueError(f'images of different sizes in {root!r} (first {first_size[0]}x{first_size[1]} at {first!r}, '
+                      f'then {size[0]}x{size[1]} at {path!r}); pass image_size=N (--image-size N) to resize and crop '
+                      f'every image to N x N')
+
+
 def _progress_bar(progress, total: int):
     """A callable ``(done, total)`` and a closer, for ``progress`` (None: a tqdm bar only on a terminal)."""
     if callable(progress):
@@ -200,7 +272,8 @@ def load_image_folder(root, *, image_size: Optional[int] = None, channels: Optio
     Files are found and labelled by :func:`find_images` (recursively, sorted; a folder of class
     subfolders gives labels, as torchvision's ``ImageFolder``) and decoded with Pillow (GIF: the
     first frame; palette, grey-with-alpha and RGBA images are converted, alpha dropped). A file
-    Pillow cannot read (corrupt, truncated) is skipped, with one warning that counts them and
+    Pillow cannot read (corrupt, truncated, a decompression bomb) or that is not a regular file
+    (a FIFO, a socket, a device: never opened) is skipped, with one warning that counts them and
     names the first; if none can be read, it is an error.
 
     Without ``image_size`` every image must have the same size. With it, each image's shorter
@@ -210,8 +283,9 @@ def load_image_folder(root, *, image_size: Optional[int] = None, channels: Optio
     times larger is first decoded at a reduced scale (Pillow's ``draft``) that keeps twice the
     final size.
 
-    The images are held once, ``uint8``: a folder whose images would need more than half the
-    available memory is refused before decoding, saying how much they need.
+    The images are held once, ``uint8``: every file's size is read from its header first, and a
+    folder whose images would need more than half the available memory (held, plus the largest
+    one while it is decoded at full size) is refused before any is decoded, saying how much they need.
 
     Args:
         root (str or PathLike): The folder.
@@ -230,7 +304,7 @@ def load_image_folder(root, *, image_size: Optional[int] = None, channels: Optio
     Raises:
         FileNotFoundError: if ``root`` does not exist or has no image file.
         ValueError: naming the files, if none can be read, their sizes differ (without
-            ``image_size``), or they would not fit in memory.
+            ``image_size``), or they would not fit in memory (both known from the headers, before decoding).
 
     Example: ::
 
@@ -276,22 +350,47 @@ def load_image_folder(root, *, image_size: Optional[int] = None, channels: Optio
     return dataset
 
 
-def _decode_all(paths, decode, wanted, root, update):
-    """Decode files in order until ``wanted`` are read: ``(data (N, C, H, W), indices read, [(path, error)])``."""
-    data, read, skipped = None, [], []
-    for index, path in enumerate(paths):
-        if len(read) == wanted:  # limit: no further file is opened
-            break
-        array = decode(path)
-        if isinstance(array, Exception):
-            skipped.append((path, array))
+def _headers(paths, start: int, wanted: int, decode, skipped) -> Tuple[list, int]:
+    """The headers of the next ``wanted`` readable files from ``paths[start]``, and the index after the last read."""
+    headers, index = [], start
+    while index < len(paths) and len(headers) < wanted:  # limit: no further file is opened
+        header = decode.header(paths[index])
+        if isinstance(header, Exception):
+            skipped.append((paths[index], header))
         else:
-            if data is None:  # the first readable image gives the size: check the memory needed, once
-                data = _allocate(array, wanted, root)
-            data = _place(data, len(read), array, paths[read[0]] if read else path, path, root)
-            read.append(index)
-        if (index + 1) % _CHUNK == 0 or len(read) == wanted or index + 1 == len(paths):
-            update(index + 1, min(len(paths), wanted + len(skipped)))  # files to open: one more per file skipped
+            headers.append((index, header))
+        index += 1
+    return headers, index
+
+
+def _decode_all(paths, decode, wanted, root, update):
+    """Decode files in order until ``wanted`` are read: ``(data (N, C, H, W), indices read, [(path, error)])``.
+
+    Every file's header is read, and the memory they need checked, before the first is decoded; a
+    file that then fails to decode is replaced (with ``limit``) by the next ones, checked the same way.
+    """
+    data, read, skipped, start, shown = None, [], [], 0, None
+    while len(read) < wanted and start < len(paths):
+        headers, start = _headers(paths, start, wanted - len(read), decode, skipped)
+        _check_headers(headers, paths, wanted, decode.image_size, decode.channels, root, allocated=data is not None)
+        for index, _ in headers:
+            path = paths[index]
+            array = decode(path)
+            if isinstance(array, Exception):
+                skipped.append((path, array))
+            else:
+                if data is None:  # the first readable image gives the size: check the memory needed, once
+                    data = _allocate(array, wanted, root)
+                data = _place(data, len(read), array, paths[read[0]] if read else path, path, root)
+                read.append(index)
+            if (index + 1) % _CHUNK == 0 or len(read) == wanted or index + 1 == len(paths):
+                shown = (index + 1, min(len(paths), wanted + len(skipped)))  # one more file per file skipped
+                update(*shown)
+    if shown != (start, min(len(paths), wanted + len(skipped))):
+        update(start, min(len(paths), wanted + len(skipped)))
+    if skipped:  # those skipped by their header come first: put them back in the order of the files
+        order = {path: index for index, path in enumerate(paths)}
+        skipped.sort(key=lambda item: order[item[0]])
     if data is None:
         first, error = skipped[0]
         raise ValueError(f'none of the {len(skipped)} image files in {root!r} could be read; the first, {first!r}: '
@@ -308,9 +407,7 @@ def _allocate(first: np.ndarray, count: int, root: str) -> np.ndarray:
 def _place(data: np.ndarray, row: int, array: np.ndarray, first: str, path: str, root: str) -> np.ndarray:
     """Write ``array`` (of ``path``) into ``data[row]``; a first colour image among grey ones makes every image RGB."""
     if array.shape[:2] != data.shape[2:]:
-        raise ValueError(f'images of different sizes in {root!r} (first {data.shape[3]}x{data.shape[2]} at {first!r}, '
-                         f'then {array.shape[1]}x{array.shape[0]} at {path!r}); pass image_size=N '
-                         f'(--image-size N) to resize and crop every image to N x N')
+        raise _different_sizes(root, data.shape[:1:-1], first, array.shape[1::-1], path)
     if array.ndim == 3 and data.shape[1] == 1:  # channels=None and the first colour image: grey ones become RGB
         _check_fits(len(data), (3,) + data.shape[2:], root)
         data = np.repeat(data, 3, axis=1)

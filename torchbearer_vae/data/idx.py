@@ -16,6 +16,8 @@ from typing import Optional, Tuple
 import numpy as np
 import torch
 
+from ..files import file_kind
+
 __all__ = []  # internal: the public reader is torchbearer_vae.read_idx
 
 # IDX element types (http://yann.lecun.com/exdb/mnist/): all multi-byte values are big-endian.
@@ -25,15 +27,6 @@ _IDX_TYPES = {0x08: '>u1', 0x09: '>i1', 0x0B: '>i2', 0x0C: '>i4', 0x0D: '>f4', 0
 _MAX_DEFLATE_RATIO = 1032
 _CHUNK = 1 << 20  # bytes decompressed per read: memory stays bounded by what the header announces
 _FIX = 'download it again (or check that the path is the right file)'
-
-
-def _kind(mode: int) -> str:
-    for test, name in ((stat.S_ISDIR, 'a folder'), (stat.S_ISFIFO, 'a FIFO (named pipe)'),
-                       (stat.S_ISCHR, 'a character device'), (stat.S_ISBLK, 'a block device'),
-                       (stat.S_ISSOCK, 'a socket')):
-        if test(mode):
-            return name
-    return 'not a regular file'
 
 
 def _open_regular(name: str):
@@ -53,7 +46,7 @@ def _open_regular(name: str):
         hint = ('give the file itself, or the folder to IDXDataset.from_folder' if stat.S_ISDIR(mode) else
                 'IDX data is read from regular files only (a pipe or a device may block or never end); save it to '
                 'a file first')
-        raise ValueError(f'{name!r} is {_kind(mode)}, not an IDX file; {hint}')
+        raise ValueError(f'{name!r} is {file_kind(mode)}, not an IDX file; {hint}')
     return os.fdopen(descriptor, 'rb')
 
 
