@@ -2,6 +2,7 @@
 conditional VAE (one SampleSaver row per class, each input's label passed to the encoding pictures), and the docs'
 latent-space example on the shared MNIST."""
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -220,6 +221,25 @@ def test_kl_per_dimension_sorts_the_bars_and_draws_the_threshold_at_its_height(t
     assert any(first > blue[2][1] for first, _, _ in grey)  # the collapsed dimension, last
 
 
+def test_kl_per_dimension_of_a_huge_latent_draws_its_largest_dimensions_and_says_how_many_are_left_out():
+    # 100,000 dimensions, 150 of them above the threshold (KL 1 + j / 1000, logvar 0: mu = sqrt(2 KL)), at random places
+    kl = torch.full((100_000,), 1e-4)
+    places = torch.randperm(100_000, generator=torch.Generator().manual_seed(0))[:150]
+    kl[places] = 1 + torch.arange(150) / 1000
+    mu = (2 * kl).sqrt().expand(20, -1)
+    started = time.perf_counter()
+    pixels = drawn(KLPerDimension(None, max_dims=100), mu).permute(1, 2, 0).mul(255).round().to(torch.uint8).numpy()
+    assert time.perf_counter() - started < 20  # every bar drawn: minutes and gigabytes
+    assert len(columns_of(pixels, rgb(TAB10[0]))) == 100  # the 100 largest, all above the threshold: no grey bar
+    assert all(last - first < 5 for first, last, _ in columns_of(pixels, (153, 153, 153)))  # grey text only
+    # the same chart of 100 dimensions: as wide, and without the axis label's note of the 99,900 left out
+    small = drawn(KLPerDimension(None, max_dims=100), mu[:, places[:100]])
+    small = small.permute(1, 2, 0).mul(255).round().to(torch.uint8).numpy()
+    assert small.shape == pixels.shape
+    dark, dark_small = (pixels < 128).all(-1), (small < 128).all(-1)
+    assert dark[-40:].sum() > dark_small[-40:].sum() + 100  # more text at the bottom: the note
+
+
 def test_the_scatter_of_a_later_epoch_shows_that_epochs_points_and_classes_only(mnist, tmp_path):
     def of_digits(digits):
         return labelled(mnist, [i for i in range(9000, 10000) if int(mnist.targets[i]) in digits][:300])
@@ -312,6 +332,7 @@ def test_the_charts_say_how_to_install_matplotlib_when_they_are_made_before_any_
     (lambda: LatentScatter(num_images=1), 'num_images'),
     (lambda: LatentManifold(num_steps=1), 'num_steps'),
     (lambda: KLPerDimension(threshold=0), 'threshold'),
+    (lambda: KLPerDimension(max_dims=0), 'max_dims'),
 ])
 def test_bad_arguments_are_refused_at_construction(make, match):
     with pytest.raises(ValueError, match=match):

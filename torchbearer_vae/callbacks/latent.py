@@ -291,7 +291,9 @@ class KLPerDimension(PictureSaver):
     its share of the KL term of the loss. The bars are sorted, labelled with their dimension's
     index, on a logarithmic axis, and a dashed line marks ``threshold``: the dimensions under it
     (grey) carry almost no information about the image, their posterior being the prior: they
-    have collapsed. The title counts the dimensions above it. (The ``'active_units'`` metric,
+    have collapsed. The title counts the dimensions above it. Only the ``max_dims`` largest are
+    drawn (a chart of 100,000 bars would take gigabytes); the axis label says how many were left
+    out. (The ``'active_units'`` metric,
     :class:`~torchbearer_vae.ActiveUnits`, counts by the variance of ``mu`` instead; a dimension's KL
     is at least half that variance.) Needs a model with ``encode(x) -> (mu, logvar)``.
 
@@ -300,6 +302,7 @@ class KLPerDimension(PictureSaver):
         filename (str): File name template with ``{epoch}``.
         num_images (int): Validation images to average over, >= 1.
         threshold (float): KL in nats per image under which a dimension counts as collapsed, > 0.
+        max_dims (int): The most dimensions drawn, those of largest KL, >= 1.
         key (StateKey): Where the inputs are in state.
 
     Example: ::
@@ -311,33 +314,42 @@ class KLPerDimension(PictureSaver):
     _default_name = 'kl_dims'
 
     def __init__(self, folder: Optional[PathLike] = 'results', filename: str = 'kl_dims_{epoch}.png', *,
-                 num_images: int = 10000, threshold: float = 0.01, key: StateKey = torchbearer.X):
+                 num_images: int = 10000, threshold: float = 0.01, max_dims: int = 100,
+                 key: StateKey = torchbearer.X):
         self.threshold = check_number('threshold', threshold, above=0)
+        self.max_dims = check_int('max_dims', max_dims, minimum=1)
         super().__init__(folder, filename, key=key, num_images=check_int('num_images', num_images, minimum=1))
         _require_matplotlib(type(self).__name__)
         self._axes = self._bars = None  # made by the first draw, drawn on again: see _figure
 
     def draw(self, model, state):
-        """The sorted bars of the mean KL per dimension, and the threshold line."""
+        """The sorted bars of the mean KL per dimension (the ``max_dims`` largest), and the threshold line."""
         mu, logvar = _encode(model, state[self.key], state.get(LABEL))
-        kl = (0.5 * (mu.double() ** 2 + logvar.double().exp() - 1 - logvar.double())).mean(0)
+        kl = torch.zeros(mu.shape[1], dtype=torch.float64)
+        for start in range(0, len(mu), 1024):  # in float64 a chunk at a time: a huge latent is not copied whole
+            chunk_mu, chunk_logvar = mu[start:start + 1024].double(), logvar[start:start + 1024].double()
+            kl += (0.5 * (chunk_mu ** 2 + chunk_logvar.exp() - 1 - chunk_logvar)).sum(0)
+        kl /= max(1, len(mu))
         order = kl.argsort(descending=True)
+        active = int((kl >= self.threshold).sum())
+        order = order[:self.max_dims]
+        drawn, left_out = len(order), len(kl) - len(order)
         values = kl[order].clamp_min(self.threshold * 1e-3)  # a log axis: a zero would be no bar at all
-        active = kl[order] >= self.threshold
-        if self._axes is None or len(self._bars) != len(kl):  # the first drawing, or another model
-            self._axes = _figure(type(self).__name__, (max(5.5, 0.25 * len(kl) + 1.5), 3.5))
-            self._bars = self._axes.bar(range(len(kl)), np.ones(len(kl)))
+        if self._axes is None or len(self._bars) != drawn:  # the first drawing, or another model
+            self._axes = _figure(type(self).__name__, (max(5.5, 0.25 * drawn + 1.5), 3.5))
+            self._bars = self._axes.bar(range(drawn), np.ones(drawn))
             self._axes.set_yscale('log')
             self._axes.axhline(self.threshold, color='red', linestyle='--', linewidth=1.5)
-            self._axes.set_xlabel('latent dimension')
             self._axes.set_ylabel('mean KL (nats per image)')
         axes = self._axes
-        for bar, value, above in zip(self._bars, values.tolist(), active.tolist()):
+        for bar, value, above in zip(self._bars, values.tolist(), (kl[order] >= self.threshold).tolist()):
             bar.set_height(value)
             bar.set_facecolor('tab:blue' if above else '0.6')
+        axes.set_xlabel('latent dimension' + (f' (the {drawn:,} of largest KL; {left_out:,} more not drawn)'
+                                              if left_out else ''))
         axes.set_ylim(min(float(values.min()), self.threshold) / 2, max(float(values.max()), self.threshold) * 2)
-        if len(kl) <= 64:
-            axes.set_xticks(range(len(kl)), [str(i) for i in order.tolist()], fontsize='small')
-        axes.set_title(f'{int(active.sum())} of {len(kl)} dimensions above {self.threshold:g} nats, '
+        if drawn <= 64:
+            axes.set_xticks(range(drawn), [str(i) for i in order.tolist()], fontsize='small')
+        axes.set_title(f'{active} of {len(kl)} dimensions above {self.threshold:g} nats, '
                        f'epoch {state[torchbearer.EPOCH]}', y=1.0)  # y=1: see LatentScatter.draw
         return _pixels(axes, _LOG_MARGINS)
