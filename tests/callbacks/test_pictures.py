@@ -328,3 +328,19 @@ def test_a_picture_that_collects_nothing_is_not_handed_some_phases_last_batch(tm
                                                  r'num_images=N'):
         trial.run(1)
     assert not list(tmp_path.iterdir())
+
+
+def test_sample_saver_refuses_a_grid_pillow_would_not_open_before_drawing_it(tmp_path):
+    with pytest.raises(ValueError, match=r'SampleSaver: a grid of 1,000,000,000,000 images of 1x1 pixels would be '
+                                         r'26x375,000,000,002 pixels, more than the 89,478,485 Pillow opens; pass a '
+                                         r'smaller num_images'):
+        SampleSaver(folder=tmp_path, num_images=10 ** 12)  # at construction: images of one pixel at least
+    saver = SampleSaver(folder=tmp_path, filename='samples.png', num_images=200_000)  # 1x1 images would fit
+    with pytest.raises(ValueError, match=r'a grid of 200,000 images of 28x28 pixels would be 242x750,002 pixels'):
+        saver.save(VAE(hidden_dim=16, latent_dim=2))  # MNIST's 28x28: refused when the model is known, not drawn
+    assert not list(tmp_path.iterdir())
+    with pytest.raises(ValueError, match=r'a grid of 50,000 images of 64x64 pixels'):
+        SampleSaver(folder=tmp_path, num_images=50_000, nrow=250, image_shape=(3, 64, 64))  # its shape given
+    grid = read_png(SampleSaver(folder=tmp_path, filename='many.png', num_images=10_000, nrow=100)
+                    .save(VAE(hidden_dim=16, latent_dim=2)))
+    assert grid.shape[:2] == (100 * (28 + PAD) + PAD,) * 2  # 9 million pixels: drawn

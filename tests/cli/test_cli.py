@@ -342,3 +342,18 @@ def test_resume_refuses_changed_options_and_split_needs_the_run(trained, tmp_pat
     assert main(['evaluate', '--checkpoint', str(out / 'checkpoint.pt'), '--split', 'val',
                  '--dataset', 'digits']) == 2  # --dataset says where the run's data is now: this is not it
     assert "--split val is a split of the run's 2000 images, but --dataset digits has 1797" in error_line(capsys)
+
+
+def test_sample_refuses_a_picture_pillow_would_not_open(tmp_path, capsys, monkeypatch):
+    from torchbearer_vae.cli import limits
+
+    monkeypatch.setattr(limits, 'available_memory', lambda device=None: 10 ** 12)  # memory is not what refuses
+    checkpoint = tmp_path / 'checkpoint.pt'
+    save_checkpoint(checkpoint, VAE(hidden_dim=16, latent_dim=2))
+    capsys.readouterr()
+    assert main(['sample', '--checkpoint', str(checkpoint), '--num-images', '200000']) == 2
+    assert error_line(capsys) == ('torchbearer-vae sample: error: --num-images 200000: a grid of 200,000 images of '
+                                  '28x28 pixels would be 13,412x13,442 pixels, more than the 89,478,485 Pillow opens; '
+                                  'ask for fewer with --num-images')
+    assert sorted(os.listdir(tmp_path)) == ['checkpoint.pt']
+    assert main(['sample', '--checkpoint', str(checkpoint), '--num-images', '900']) == 0  # 30x30 images: drawn

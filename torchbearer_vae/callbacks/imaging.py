@@ -176,6 +176,24 @@ def as_images(tensor: torch.Tensor, what: str, who: str, image_shape=None, model
     return tensor.reshape((tensor.shape[0],) + shape)
 
 
+def check_grid_opens(count: int, nrow: int, shape: Tuple[int, ...], who: str, fix: str) -> None:
+    """Refuse a grid (``tile``'s) of ``count`` images of ``(C, H, W)`` ``shape`` larger than Pillow opens.
+
+    Pillow refuses to open an image of more than twice ``PIL.Image.MAX_IMAGE_PIXELS`` pixels (a
+    decompression bomb) and warns above it: a picture past that could not be looked at, and would
+    cost gigabytes to draw. ``fix`` ends the message (what to pass instead).
+    """
+    from PIL import Image
+
+    limit = Image.MAX_IMAGE_PIXELS
+    columns = max(1, min(nrow, count))
+    rows = -(-count // columns)
+    height, width = rows * (shape[-2] + 2) + 2, columns * (shape[-1] + 2) + 2  # make_grid's padding of 2
+    if limit is not None and height * width > limit:
+        raise ValueError(f'{who}: a grid of {count:,} images of {shape[-2]}x{shape[-1]} pixels would be '
+                         f'{width:,}x{height:,} pixels, more than the {limit:,} Pillow opens; {fix}')
+
+
 def tile(images: torch.Tensor, nrow: int, normalize: bool = False) -> torch.Tensor:
     """Tile ``(N, C, H, W)`` images with torchvision's ``make_grid``: a ``(3 or 4, H', W')`` grid."""
     from torchvision.utils import make_grid  # importing torchvision takes a while: only when drawing

@@ -29,7 +29,7 @@ from ..distributed import unwrap_model
 from ..files import PathLike
 from ..model_utils import evaluating, is_conditional, model_device
 from ..state import LABEL
-from .imaging import as_images, check_fits, check_inputs, image_batch, tile
+from .imaging import as_images, check_fits, check_grid_opens, check_inputs, image_batch, model_shape, tile
 from .picture_saver import FromInputs, PictureSaver
 
 __all__ = ['ReconstructionSaver', 'SampleSaver', 'LatentTraversal', 'Interpolation']
@@ -176,7 +176,8 @@ class SampleSaver(PictureSaver):
     Args:
         folder (str or PathLike or None): Folder to write into.
         filename (str): File name template with ``{epoch}``.
-        num_images (int): How many samples (per class for a conditional model, at most ``nrow``).
+        num_images (int): How many samples (per class for a conditional model, at most ``nrow``); a
+            grid larger than Pillow opens is refused, here or when the model's image size is known.
         nrow (int): Images per row of the grid.
         seed (int): Seed of the fixed noise.
         normalize (bool): Rescale the grid to ``[0, 1]`` by its min and max.
@@ -206,6 +207,9 @@ class SampleSaver(PictureSaver):
         super().__init__(folder, filename, nrow=nrow, normalize=normalize, image_shape=image_shape,
                          output_transform=output_transform)
         self.num_images, self.seed = num_images, seed  # images drawn, none collected
+        # images of one pixel at least, of image_shape once the model is known (on_start)
+        check_grid_opens(num_images, self.nrow, self.image_shape or (1, 1, 1), type(self).__name__,
+                         'pass a smaller num_images')
         self._noise: Optional[torch.Tensor] = None
 
     def on_start(self, state):
@@ -219,6 +223,13 @@ class SampleSaver(PictureSaver):
             raise TypeError(f'SampleSaver needs a model with decode(z) and latent_dim, or sample(n), but '
                             f'{type(model).__name__} has neither')
         self._check_label(model)
+        shape = self.image_shape or model_shape(model)
+        if shape:
+            columns = min(self.nrow, self.num_images)
+            conditional = self.label is None and is_conditional(model) and latent_dim is not None
+            check_grid_opens(columns * model.num_classes if conditional else self.num_images,
+                             columns if conditional else self.nrow, shape, type(self).__name__,
+                             'pass a smaller num_images')
 
     def _check_label(self, model) -> None:
         if self.label is None:

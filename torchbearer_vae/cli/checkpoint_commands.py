@@ -21,7 +21,7 @@ from ..model_utils import evaluating, is_conditional
 from ..models import model_from_checkpoint
 from ..records import write_json
 from .data import absolute, image, is_folder, load_dataset, shown, split, unreadable
-from .limits import check_evaluation_fits, check_pictures_fit
+from .limits import check_evaluation_fits, check_picture_opens, check_pictures_fit
 from .options import REQUIRED_OPTIONS, saved_options
 from .processes import pick_device
 from .progress import counted
@@ -160,6 +160,7 @@ def sample(args) -> None:
     if is_conditional(model) and args.label is None:  # one row per class, --num-images in all (about)
         columns = math.ceil(args.num_images / model.num_classes)
         check_pictures_fit(columns * model.num_classes, model, device)
+        check_picture_opens(columns * model.num_classes, columns, model)
         saver = SampleSaver(*_template(out), num_images=columns, nrow=columns, seed=args.seed)
         with _fitting(args):
             path = saver.save(model)
@@ -167,6 +168,7 @@ def sample(args) -> None:
               f'{model.num_classes - 1}), to {path}')
         return
     check_pictures_fit(args.num_images, model, device)
+    check_picture_opens(args.num_images, rows, model)
     saver = SampleSaver(*_template(out), num_images=args.num_images, nrow=rows, seed=args.seed, label=args.label)
     with _fitting(args):
         path = saver.save(model)
@@ -180,6 +182,7 @@ def reconstruct(args) -> None:
     count = min(args.num_images, len(dataset))
     labels = _labels(args, dataset, model, count)  # a conditional model's: refused here if the images have none
     check_pictures_fit(2 * count, model, device)
+    check_picture_opens(2 * count, count, model)  # the inputs in a row, their reconstructions below
     print(said, file=sys.stderr)
     saver = ReconstructionSaver(*_template(out), num_images=count)
     inputs = torch.stack([image(dataset[i]) for i in range(count)]).to(device)

@@ -9,6 +9,7 @@ import math
 
 import torch
 
+from ..callbacks.imaging import check_grid_opens, model_shape
 from ..errors import CommandError
 from ..memory import available_memory
 
@@ -65,6 +66,15 @@ def check_pictures_fit(count: int, model, device: torch.device, rows: int = 1) -
     cell = 3 * (height + 2) * (width + 2)  # make_grid pads each image and gives grey ones three channels
     _refuse_if_too_big(count * (values_per_image(model) + rows * cell) * _FLOAT, device,
                        f'a picture of {count:,} images', 'ask for fewer with --num-images')
+
+
+def check_picture_opens(count: int, nrow: int, model) -> None:
+    """Refuse a picture of ``count`` images of ``model``, ``nrow`` a row, larger than Pillow would open."""
+    try:
+        check_grid_opens(count, nrow, model_shape(model) or (1, 1, 1), f'--num-images {count}',
+                         'ask for fewer with --num-images')
+    except ValueError as error:
+        raise CommandError(str(error)) from None
 
 
 def check_evaluation_fits(batch_size: int, images: int, importance_samples: int, model, device: torch.device) -> None:
