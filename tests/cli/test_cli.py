@@ -227,6 +227,20 @@ def test_a_long_evaluation_shows_its_progress(tmp_path, capsys, monkeypatch):
     assert err[1:5] == ['negative ELBO: 500/1,797 images', 'negative ELBO: 1,000/1,797 images',
                         'negative ELBO: 1,500/1,797 images', 'negative ELBO: 1,797/1,797 images']
     assert 'IWAE bound, K=2: 1,797/1,797 images' in err
+    assert re.fullmatch(r"IWAE bound, K=2: up to about [0-9.]+ s \(2 times the ELBO pass's [0-9.e-]+ s\)", err[5])
+
+
+def test_evaluate_refuses_more_importance_samples_than_it_can_draw_in_days(mnist_dir, tmp_path, capsys):
+    checkpoint = tmp_path / 'checkpoint.pt'
+    save_checkpoint(checkpoint, VAE(hidden_dim=16, latent_dim=2))
+    capsys.readouterr()
+    started = time.monotonic()
+    assert main(['evaluate', '--checkpoint', str(checkpoint), '--dataset', f'idx:{mnist_dir}',
+                 '--importance-samples', '100001']) == 2
+    assert error_line(capsys).endswith('--importance-samples 100,001 is more than 100,000: each sample costs about '
+                                       'one more pass over the images (the IWAE paper estimates with 5,000); use at '
+                                       'most 100,000')
+    assert time.monotonic() - started < 30 and sorted(os.listdir(tmp_path)) == ['checkpoint.pt']  # no pass made
 
 
 def error_line(capsys):

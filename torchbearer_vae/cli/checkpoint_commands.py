@@ -9,6 +9,7 @@ import json
 import math
 import os
 import sys
+import time
 
 import torch
 
@@ -196,6 +197,14 @@ def reconstruct(args) -> None:
     print(f'wrote {count} images and their reconstructions to {path}')
 
 
+def _duration(seconds: float) -> str:
+    """``seconds`` in the largest unit that keeps a number >= 1: '0.04 s', '12 min', '3.5 h', '1,157 days'."""
+    for size, unit in ((86400, 'days'), (3600, 'h'), (60, 'min'), (1, 's')):
+        if seconds >= size or unit == 's':
+            value = seconds / size
+            return f'{value:,.0f} {unit}' if value >= 10 else f'{value:.2g} {unit}'
+
+
 def evaluate(args) -> dict:
     """``torchbearer-vae evaluate``: negative ELBO and (K > 1) the IWAE negative log-likelihood per image."""
     out, checkpoint, model, device = _start(args, 'evaluation.json', 'json')
@@ -205,12 +214,17 @@ def evaluate(args) -> dict:
     print(said, file=sys.stderr)
     loader = TensorLoader(dataset, batch_size=args.batch_size, device=device)
     generator = torch.Generator(device=device).manual_seed(args.seed)
+    started = time.monotonic()
     with _fitting(args):
         elbo = negative_elbo(model, counted(loader, len(dataset), 'negative ELBO'), generator=generator)
+    seconds = time.monotonic() - started
     result = {'checkpoint': os.path.abspath(args.checkpoint), 'split': which, 'images': len(dataset),
               'negative_elbo_per_image': elbo}
     if args.importance_samples > 1:
         result['importance_samples'] = args.importance_samples
+        # each importance sample decodes every image once more: about one ELBO pass (which also encodes) each
+        print(f'IWAE bound, K={args.importance_samples}: up to about {_duration(args.importance_samples * seconds)} '
+              f'({args.importance_samples:,} times the ELBO pass\'s {seconds:.2g} s)', file=sys.stderr, flush=True)
         with _fitting(args):
             result['iwae_nll_per_image'] = importance_weighted_nll(
                 model, counted(loader, len(dataset), f'IWAE bound, K={args.importance_samples}'),

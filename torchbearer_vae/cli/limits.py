@@ -16,6 +16,9 @@ from ..memory import available_memory
 __all__ = []  # internal: the public entry point is torchbearer_vae.cli.main
 
 _FLOAT = 4  # bytes per float32 value
+#: The most importance samples ``evaluate`` draws per image: each costs about one more ELBO pass (the IWAE paper
+#: estimates with 5,000), so more would take days, with no tighter estimate to show for it.
+MAX_IMPORTANCE_SAMPLES = 100_000
 
 
 def _gib(size: float) -> str:
@@ -78,7 +81,14 @@ def check_picture_opens(count: int, nrow: int, model) -> None:
 
 
 def check_evaluation_fits(batch_size: int, images: int, importance_samples: int, model, device: torch.device) -> None:
-    """Refuse an evaluation batch (with its importance draws, decoded about 1024 at a time) that cannot fit."""
+    """Refuse an evaluation batch (with its importance draws, decoded about 1024 at a time) that cannot fit.
+
+    ``importance_samples`` above :data:`MAX_IMPORTANCE_SAMPLES` is refused too, before any pass.
+    """
+    if importance_samples > MAX_IMPORTANCE_SAMPLES:
+        raise CommandError(f'--importance-samples {importance_samples:,} is more than {MAX_IMPORTANCE_SAMPLES:,}: '
+                           f'each sample costs about one more pass over the images (the IWAE paper estimates with '
+                           f'5,000); use at most {MAX_IMPORTANCE_SAMPLES:,}')
     batch = min(batch_size, images)
     decoded = batch * max(1, min(importance_samples, 1024 // batch))
     pixels = math.prod(_shape(model))
