@@ -201,3 +201,22 @@ def test_a_missing_folder_is_one_line(tmp_path, capsys):
     assert main(['train', '--dataset', f'folder:{tmp_path / "nowhere"}', '--out', str(tmp_path / 'run')]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"--dataset folder:{tmp_path / 'nowhere'}: no folder" in err
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(os, 'mkfifo'), reason='no FIFOs on this platform')
+def test_a_fifo_in_the_folder_is_skipped_by_every_command_with_one_warning(tmp_path):
+    images = tmp_path / 'images'
+    images.mkdir()
+    for index in range(40):
+        Image.fromarray(np.full((8, 8), 6 * index, dtype=np.uint8)).save(images / f'{index:02d}.png')
+    os.mkfifo(images / 'pipe.png')  # opened, it would block every command forever
+    warning = f"skipped 1 unreadable image file of 41 in {str(images)!r}, the first {str(images / 'pipe.png')!r} " \
+              f"(OSError: a FIFO (named pipe), not a regular file)"
+    result = run_cli('train', '--dataset', f'folder:{images}', '--epochs', '1', '--hidden-dim', '8', '--latent-dim',
+                     '2', '--out', tmp_path / 'run', '--quiet', timeout=300)
+    assert result.returncode == 0 and warning in result.stderr, result.stderr
+    for command in (['reconstruct', '--num-images', '4', '--out', tmp_path / 'r.png'],
+                    ['evaluate', '--out', tmp_path / 'e.json']):
+        result = run_cli(command[0], '--checkpoint', tmp_path / 'run' / 'checkpoint.pt', *command[1:], timeout=300)
+        assert result.returncode == 0 and warning in result.stderr, result.stderr
