@@ -416,3 +416,13 @@ def test_images_whose_headers_say_they_would_not_fit_are_refused_before_any_is_d
     monkeypatch.setattr(folders, 'available_memory', lambda: 64 * 1024 ** 3)
     images = load_image_folder(tmp_path, image_size=8, limit=2, channels=1)
     assert images.data.shape == (2, 1, 8, 8) and int(images.data[1].max()) == 0
+
+
+def test_a_decompression_bomb_is_skipped_from_its_header(giant_png, photos, tmp_path, monkeypatch):
+    os.symlink(giant_png, tmp_path / 'bomb.png')
+    Image.fromarray(patch(photos[0], 1, SMALL)).save(tmp_path / 'small.png')
+    monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', 10 ** 7)  # 13000x13000 is more than twice that: Pillow refuses it
+    with pytest.warns(UserWarning, match=r"skipped 1 unreadable image file of 2 in .*, the first .*bomb.png' "
+                                         r"\(DecompressionBombError: "):
+        images = load_image_folder(tmp_path)
+    assert images.data.shape == (1, 3, 32, 32) and [os.path.basename(path) for path in images.paths] == ['small.png']
