@@ -386,6 +386,7 @@ def giant_png(tmp_path_factory):
     return path
 
 
+@pytest.mark.filterwarnings('ignore::PIL.Image.DecompressionBombWarning')  # 169 million pixels, on purpose
 def test_images_whose_headers_say_they_would_not_fit_are_refused_before_any_is_decoded(giant_png, photos, tmp_path,
                                                                                        monkeypatch):
     for name in ('a.png', 'b.png'):
