@@ -22,7 +22,7 @@ from ..models import model_from_checkpoint
 from ..records import write_json
 from .data import absolute, image, is_folder, load_dataset, shown, split, unreadable
 from .limits import check_evaluation_fits, check_pictures_fit
-from .options import REQUIRED_OPTIONS, saved_options
+from .options import REQUIRED_OPTIONS, check_saved_options, saved_options
 from .processes import pick_device
 from .progress import counted
 from .run_folder import output_file
@@ -32,6 +32,8 @@ __all__ = []  # internal: the public entry point is torchbearer_vae.cli.main
 
 def _model(args):
     checkpoint = load_checkpoint(args.checkpoint)
+    check_saved_options(checkpoint.get('options', {}), args.checkpoint, resuming=False)
+    _check_finite(args, checkpoint['model_state'])
     device = pick_device(args.device)
     try:
         model = model_from_checkpoint(checkpoint)
@@ -47,6 +49,15 @@ def _model(args):
         raise CommandError(f'--checkpoint {args.checkpoint}: its model cannot be rebuilt: '
                            f'{unreadable(error)}') from None
     return checkpoint, model.to(device), device
+
+
+def _check_finite(args, weights: dict) -> None:
+    """Refuse weights holding NaN or infinity: every picture and number drawn from them would be garbage."""
+    broken = [name for name, value in weights.items() if value.is_floating_point() and not value.isfinite().all()]
+    if broken:
+        shown = ', '.join(broken[:3]) + (f' and {len(broken) - 3} more' if len(broken) > 3 else '')
+        raise CommandError(f'--checkpoint {args.checkpoint}: its weights hold NaN or infinity ({shown}); use the '
+                           f'checkpoint of a run that stayed finite (train keeps the last finite epoch)')
 
 
 def _which_split(args, checkpoint, options) -> str:
