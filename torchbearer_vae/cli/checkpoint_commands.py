@@ -5,7 +5,6 @@ for before loading anything; every problem is one :class:`CommandError`. A condi
 (``train --conditional``) is given the labels of the data, and ``sample --label N`` draws one class.
 """
 import contextlib
-import json
 import math
 import os
 import sys
@@ -223,8 +222,7 @@ def evaluate(args) -> dict:
             result['iwae_nll_per_image'] = importance_weighted_nll(
                 model, counted(loader, len(dataset), f'IWAE bound, K={args.importance_samples}'),
                 num_samples=args.importance_samples, generator=generator)
-    write_json(out, result)
-    print(json.dumps(result, indent=2))
+    print(write_json(out, result), end='')  # the file's JSON: NaN or infinity written as null
     print(f'wrote {out}', file=sys.stderr)  # stdout stays the JSON alone, for a pipe
     return result
 
