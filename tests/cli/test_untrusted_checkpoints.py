@@ -3,6 +3,7 @@
 Each checkpoint here is what ``train`` writes, then changed as an attacker or a careless edit would; the commands
 run in this process (``main``), and each refusal is exit status 2 with one line on stderr and nothing written.
 """
+import json
 import math
 import os
 
@@ -22,14 +23,15 @@ def run_options():
             'lr': 1e-3, 'latent_dim': 2, 'hidden_dim': 8, 'beta': 1.0, 'val_fraction': 0.1, 'seed': 1}
 
 
-def write_run(folder, *, stepped=True, **changes):
-    """``folder/checkpoint.pt`` as train writes it after one epoch of digits, changed as given (None deletes)."""
+def write_run(folder, *, stepped=True, side=8, **changes):
+    """``folder/checkpoint.pt`` as train writes it after one epoch of digits (images side x side), changed as given
+    (None deletes)."""
     folder.mkdir(exist_ok=True)
     torch.manual_seed(0)
-    model = VAE((1, 8, 8), hidden_dim=8, latent_dim=2)
+    model = VAE((1, side, side), hidden_dim=8, latent_dim=2)
     optimizer = torch.optim.Adam(model.parameters())
     if stepped:  # Adam's moments exist
-        model(torch.rand(2, 1, 8, 8))[0].sum().backward()
+        model(torch.rand(2, 1, side, side))[0].sum().backward()
         optimizer.step()
     loader = TensorLoader(torch.zeros(10, 1, 8, 8), 4, shuffle=True, seed=1)
     save_checkpoint(folder / 'checkpoint.pt', model, optimizer, epoch=1, history=[{'loss': 1.0}],
@@ -45,11 +47,16 @@ def write_run(folder, *, stepped=True, **changes):
     return folder / 'checkpoint.pt'
 
 
-def refused(capsys, argv, *expected):
-    """``main(argv)`` exits 2 with one line on stderr holding each of ``expected``; returns the line."""
+def refused(capsys, argv, *expected, read=None):
+    """``main(argv)`` exits 2 with one error line on stderr holding each of ``expected``; returns the line.
+
+    With ``read``, the line before it says the command reads the data there.
+    """
     assert main([str(arg) for arg in argv]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and 'Traceback' not in err, err
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 + (read is not None) and 'Traceback' not in lines[-1], lines
+    assert read is None or lines[0].startswith(f'reading --dataset {read}'), lines
+    err = lines[-1]
     for text in expected:
         assert text in err, (text, err)
     return err
@@ -159,3 +166,41 @@ def test_every_command_refuses_weights_that_are_not_finite(tmp_path, capsys, com
     refused(capsys, [command, '--checkpoint', checkpoint, *COMMANDS[command]],
             'its weights hold NaN or infinity (fc3.bias)')
     assert os.listdir(tmp_path / 'run') == ['checkpoint.pt']
+
+
+# -- (d) data a checkpoint names is read only if it is there, never downloaded, and named first --
+@pytest.mark.parametrize('command', ['reconstruct', 'evaluate'])
+def test_data_a_checkpoint_names_is_read_only_if_it_is_a_folder_here(tmp_path, capsys, command):
+    (tmp_path / 'a file').write_text('not a folder')
+    missing = tmp_path / 'gone' / 'images'
+    for recorded, what in ((f'folder:{missing}', 'not a folder here'), (f'idx:{tmp_path / "a file"}', 'not a folder'),
+                           ('folder:/', "a filesystem's root"), (f'idx:{tmp_path}/../' + '../' * 40, 'root')):
+        options = {**run_options(), 'dataset': recorded}
+        checkpoint = write_run(tmp_path / 'run', side=28, options=options)
+        refused(capsys, [command, '--checkpoint', checkpoint], f'reads --dataset {recorded.split(":")[0]}:', what,
+                'nothing was read')
+    assert sorted(os.listdir(tmp_path)) == ['a file', 'run'] and os.listdir(tmp_path / 'run') == ['checkpoint.pt']
+
+
+@pytest.mark.parametrize('dataset', ['mnist', 'fashion-mnist', 'cifar10'])
+def test_a_dataset_a_checkpoint_names_is_never_downloaded_nor_its_folder_created(tmp_path, capsys, dataset):
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+    for data_dir, message in ((str(tmp_path / 'new' / 'data'), 'not a folder here'),
+                              (str(empty), 'is never downloaded: give --dataset and --data-dir to download it')):
+        checkpoint = write_run(tmp_path / 'run', side=28, options={**run_options(), 'dataset': dataset,
+                                                                   'data_dir': data_dir})
+        read = None if message == 'not a folder here' else f'{dataset} from {data_dir}'
+        refused(capsys, ['evaluate', '--checkpoint', checkpoint, '--split', 'all'], message, read=read)
+        refused(capsys, ['evaluate', '--checkpoint', checkpoint, '--split', 'all', '--dataset', dataset], message,
+                read=read)
+    assert not (tmp_path / 'new').exists() and os.listdir(empty) == []
+
+
+def test_the_data_a_checkpoint_names_is_named_on_stderr_before_it_is_read(tmp_path, capsys, mnist_dir):
+    checkpoint = write_run(tmp_path / 'run', side=28, options={**run_options(), 'dataset': f'idx:{mnist_dir}'})
+    assert main(['evaluate', '--checkpoint', str(checkpoint), '--split', 'all', '--limit', '20']) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == f'reading --dataset idx:{mnist_dir} from {mnist_dir} (named by --checkpoint {checkpoint})'
+    assert err[1] == f'--split all: all the images of --dataset idx:{mnist_dir} (20)'
+    assert json.loads((tmp_path / 'run' / 'evaluation.json').read_text())['images'] == 20

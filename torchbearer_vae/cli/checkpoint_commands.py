@@ -19,7 +19,7 @@ from ..evaluation import importance_weighted_nll, negative_elbo
 from ..model_utils import evaluating, is_conditional
 from ..models import model_from_checkpoint
 from ..records import write_json
-from .data import absolute, image, is_folder, load_dataset, shown, split, unreadable
+from .data import DEFAULT_DATA_DIR, absolute, image, is_downloaded, is_folder, load_dataset, shown, split, unreadable
 from .limits import check_evaluation_fits, check_pictures_fit
 from .options import REQUIRED_OPTIONS, check_saved_options, saved_options
 from .processes import pick_device
@@ -89,6 +89,7 @@ def _data_for(args, checkpoint, model):
     data_dir = args.data_dir if args.data_dir is not None else options.get('data_dir')
     which = _which_split(args, checkpoint, options)
     preprocessing = _preprocessing(name, options, model)
+    preprocessing['download'] = _check_recorded_data(args, name, data_dir)
     if which == 'all':
         dataset = load_dataset(name, data_dir, args.limit, verbose=False, **preprocessing)
     else:
@@ -111,6 +112,32 @@ def _data_for(args, checkpoint, model):
                            f'{args.checkpoint} takes {wanted}; give the dataset it was trained on')
     what = {'all': 'all the images', 'train': "the run's training images", 'val': "the run's validation images"}
     return dataset, which, f'--split {which}: {what[which]} of --dataset {shown(name)} ({len(dataset):,})'
+
+
+def _check_recorded_data(args, name, data_dir) -> bool:
+    """Whether missing data may be downloaded; CommandError for data the checkpoint names that is not there.
+
+    A checkpoint decides nothing a user did not type: the data it names (``folder:DIR``, ``idx:DIR``, mnist's
+    ``data_dir``) is read only if it is a folder here, never a filesystem's root; it is named on stderr before it
+    is read, and never downloaded (only ``--dataset`` with ``--data-dir`` typed may download).
+    """
+    if not isinstance(name, (str, type(None))) or not isinstance(data_dir, (str, type(None))):
+        return False  # load_dataset refuses it
+    if is_downloaded(name):
+        if args.dataset is not None and args.data_dir is not None:
+            return True
+        folder = data_dir or DEFAULT_DATA_DIR
+    elif args.dataset is None and name != 'digits':  # folder:DIR or idx:DIR, from the checkpoint
+        folder = name.split(':', 1)[1]
+    else:
+        return False
+    folder = os.path.abspath(folder)
+    if not os.path.isdir(folder) or os.path.dirname(folder) == folder:
+        what = 'a filesystem\'s root' if os.path.isdir(folder) else 'not a folder here'
+        raise CommandError(f'--checkpoint {args.checkpoint} reads --dataset {shown(name)} from {folder}, which is '
+                           f'{what}: nothing was read; give the run\'s data with --dataset (and --data-dir)')
+    print(f'reading --dataset {shown(name)} from {folder} (named by --checkpoint {args.checkpoint})', file=sys.stderr)
+    return False
 
 
 def _labels(args, dataset, model, count: int):
