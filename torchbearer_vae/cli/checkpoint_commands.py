@@ -31,7 +31,8 @@ __all__ = []  # internal: the public entry point is torchbearer_vae.cli.main
 
 def _model(args):
     checkpoint = load_checkpoint(args.checkpoint)
-    check_saved_options(checkpoint.get('options', {}), args.checkpoint, resuming=False)
+    options = checkpoint.get('options')  # save_checkpoint's own checkpoints hold none
+    check_saved_options({} if options is None else options, args.checkpoint, resuming=False)
     _check_finite(args, checkpoint['model_state'])
     device = pick_device(args.device)
     try:
