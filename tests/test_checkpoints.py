@@ -1,4 +1,5 @@
 import os
+import time
 
 import pytest
 import torch
@@ -64,6 +65,45 @@ def test_missing_corrupt_and_foreign_files_are_explained(tmp_path):
     torch.save({'weights': torch.zeros(2)}, tmp_path / 'foreign.pt')
     with pytest.raises(CheckpointError, match='not a torchbearer_vae checkpoint'):
         load_checkpoint(tmp_path / 'foreign.pt')
+
+
+def _crafted(path, model_state, config):
+    """A checkpoint of the package's VAE with ``config`` and these weights, written as torch.save writes them."""
+    torch.save({'format': 'torchbearer_vae.checkpoint/1', 'model': {'class': 'torchbearer_vae.models.vae:VAE',
+                                                                     'config': config},
+                'model_state': model_state, 'optimizer_state': None}, path)
+
+
+@pytest.mark.parametrize('hidden_dim', [400_000, 10 ** 7])
+def test_weights_not_backed_by_the_file_are_refused_before_any_model_is_built(tmp_path, hidden_dim):
+    with torch.device('meta'):  # the shapes the configuration claims, at no cost
+        shapes = {name: value.shape for name, value in VAE(hidden_dim=hidden_dim, latent_dim=2).state_dict().items()}
+    config = VAE(hidden_dim=4, latent_dim=2).config | {'hidden_dim': hidden_dim}
+    path = tmp_path / 'expanded.pt'
+    _crafted(path, {name: torch.zeros(1).expand(*shape) for name, shape in shapes.items()}, config)
+    assert os.path.getsize(path) < 20_000  # kilobytes claiming gigabytes
+    started = time.perf_counter()
+    for load in (load_checkpoint, model_from_checkpoint):
+        with pytest.raises(CheckpointError, match=r"model_state\['.*'\] of shape .* needs [\d,]+ bytes but its "
+                                                  r"storage holds 4 \(a zero-stride view"):
+            load(path)
+    assert time.perf_counter() - started < 2
+
+
+def test_overlapping_views_claiming_more_than_the_file_stores_are_refused(tmp_path):
+    storage = torch.arange(1000.)
+    path = tmp_path / 'overlapping.pt'
+    _crafted(path, {f'w{i}': storage[i:] for i in range(500)}, {})  # each backed, together far more than the file
+    with pytest.raises(CheckpointError, match=f"need 1,501,000 bytes but the file has {os.path.getsize(path):,} "):
+        load_checkpoint(path)
+
+
+def test_tied_and_sliced_weights_are_backed_and_load(tmp_path):
+    model = VAE(input_shape=(4,), hidden_dim=4, latent_dim=2)
+    whole = torch.arange(8.)
+    save_checkpoint(tmp_path / 'c.pt', model, tied=[whole, whole], halves=[whole[:4], whole[4:]])
+    checkpoint = load_checkpoint(tmp_path / 'c.pt')
+    assert checkpoint['halves'][1].tolist() == [4., 5., 6., 7.] and checkpoint['tied'][0].equal(whole)
 
 
 def test_a_checkpoint_of_another_shape_is_named_not_crashed(tmp_path):

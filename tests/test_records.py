@@ -1,5 +1,6 @@
 import csv
 import json
+import math
 
 import numpy as np
 import pytest
@@ -53,6 +54,15 @@ def test_plot_history_without_matplotlib_writes_nothing(tmp_path, monkeypatch):
 def test_write_json_round_trips(tmp_path):
     write_json(tmp_path / 's.json', {'a': 1.5, 'b': [1, 2]})
     assert json.loads((tmp_path / 's.json').read_text()) == {'a': 1.5, 'b': [1, 2]}
+
+
+def test_write_json_writes_numbers_that_are_not_finite_as_null(tmp_path):
+    data = {'nll': math.inf, 'history': [{'loss': math.nan}, {'loss': 1.5}], 'pair': (-math.inf, np.float64('nan'))}
+    text = write_json(tmp_path / 's.json', data)
+    assert 'NaN' not in text and 'Infinity' not in text and (tmp_path / 's.json').read_text() == text
+    assert json.loads(text, parse_constant=lambda name: pytest.fail(f'bare {name}')) == {
+        'nll': None, 'history': [{'loss': None}, {'loss': 1.5}], 'pair': [None, None]}
+    assert data['nll'] == math.inf  # the caller's values are left as they are
 
 
 def test_metrics_csv_rejects_a_folder(tmp_path):

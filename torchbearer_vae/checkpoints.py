@@ -194,7 +194,7 @@ def load_checkpoint(path: PathLike) -> Dict[str, Any]:
                               f'{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ""}') from None
     if not isinstance(payload, dict) or payload.get('format') != FORMAT:
         raise CheckpointError(f'{path!r} is not a torchbearer_vae checkpoint (no {FORMAT!r} format marker)')
-    problem = _layout_problem(payload)
+    problem = _layout_problem(payload) or _unbacked_tensors(payload, os.path.getsize(path))
     if problem is not None:
         raise CheckpointError(f'{path!r} is a damaged torchbearer_vae checkpoint: {problem}; use an intact copy or '
                               f'train again')
@@ -214,6 +214,41 @@ def _layout_problem(payload: Dict[str, Any]) -> Optional[str]:
         return "its 'model_state' is missing or does not map weight names to tensors"
     if not isinstance(payload.get('optimizer_state'), (dict, type(None))):
         return "its 'optimizer_state' is neither a dict nor None"
+    return None
+
+
+def _tensors(value):
+    """``(where, tensor)`` for every tensor ``value`` holds (in dicts, lists and tuples), walked without recursion."""
+    todo = [('', value)]
+    while todo:
+        where, item = todo.pop()
+        if isinstance(item, torch.Tensor):
+            yield where, item
+        elif isinstance(item, dict):
+            todo.extend((f'{where}[{key!r}]' if where else str(key), value) for key, value in item.items())
+        elif isinstance(item, (list, tuple)):
+            todo.extend((f'{where}[{index}]', value) for index, value in enumerate(item))
+
+
+def _unbacked_tensors(payload: Dict[str, Any], file_size: int) -> Optional[str]:
+    """A tensor whose shape needs more bytes than the file stores for it, or None.
+
+    A zero-stride view (``torch.zeros(1).expand(10**7, 784)``) is saved as its one-element storage:
+    a file of kilobytes would become gigabytes the moment a model copies it. Every tensor's storage
+    must hold its elements, and the distinct tensors together (the same view twice, as tied weights
+    are, counts once) may not need more bytes than the file has: its size bounds what loading costs.
+    """
+    views = {}
+    for where, tensor in _tensors(payload):
+        needed = tensor.numel() * tensor.element_size()
+        storage = tensor.untyped_storage()
+        if storage.nbytes() < needed:
+            return (f'its {where} of shape {tuple(tensor.shape)} needs {needed:,} bytes but its storage holds '
+                    f'{storage.nbytes():,} (a zero-stride view, as expand() makes: not weights a model saved)')
+        views[storage.data_ptr(), tensor.storage_offset(), tuple(tensor.shape), tensor.stride(), tensor.dtype] = needed
+    if sum(views.values()) > file_size:
+        return (f'its tensors need {sum(views.values()):,} bytes but the file has {file_size:,} (views of the same '
+                f'stored values, overlapping: not weights a model saved)')
     return None
 
 

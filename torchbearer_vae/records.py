@@ -2,6 +2,7 @@
 import csv
 import io
 import json
+import math
 import os
 from typing import Any, Dict, List, Sequence
 
@@ -118,22 +119,42 @@ def plot_history(history: Sequence[Dict[str, Any]], path: PathLike, *, metrics: 
     return True
 
 
-def write_json(path: PathLike, data: Dict[str, Any]) -> None:
-    """Write ``data`` as indented JSON, atomically.
+def write_json(path: PathLike, data: Dict[str, Any]) -> str:
+    """Write ``data`` as indented JSON, atomically; NaN and infinities are written as ``null``.
+
+    JSON has no NaN or infinity: Python's ``json`` writes bare ``NaN``/``Infinity``, which strict readers
+    (JavaScript's ``JSON.parse``, ``jq``) refuse. A number that is not finite becomes ``null``, as
+    JavaScript's ``JSON.stringify`` writes it, so the file stays readable everywhere and keeps its
+    other values (a run's summary is worth more than the one number that is missing).
 
     Args:
         path (str or PathLike): The file.
         data (dict): JSON-serialisable values.
+
+    Returns:
+        str: The text written.
 
     Under :mod:`torch.distributed`, call it on one rank (rank 0): every call writes the file.
     """
     check_path('path', path)
     if not isinstance(data, dict):
         raise TypeError(f'data must be a dict of JSON-serialisable values, got {describe(data)}')
-    text = json.dumps(data, indent=2, sort_keys=False) + '\n'
+    text = json.dumps(_finite(data), indent=2, sort_keys=False, allow_nan=False) + '\n'
 
     def write(tmp_path):
         with open(tmp_path, 'w') as file:
             file.write(text)
 
     atomic_write(path, write)
+    return text
+
+
+def _finite(value):
+    """``value`` with every float that is not finite replaced by None (in dicts, lists and tuples)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value

@@ -5,7 +5,6 @@ for before loading anything; every problem is one :class:`CommandError`. A condi
 (``train --conditional``) is given the labels of the data, and ``sample --label N`` draws one class.
 """
 import contextlib
-import json
 import math
 import os
 import sys
@@ -21,9 +20,9 @@ from ..evaluation import importance_weighted_nll, negative_elbo
 from ..model_utils import evaluating, is_conditional
 from ..models import model_from_checkpoint
 from ..records import write_json
-from .data import absolute, image, is_folder, load_dataset, shown, split, unreadable
+from .data import DEFAULT_DATA_DIR, absolute, image, is_downloaded, is_folder, load_dataset, shown, split, unreadable
 from .limits import check_evaluation_fits, check_picture_opens, check_pictures_fit
-from .options import REQUIRED_OPTIONS, saved_options
+from .options import REQUIRED_OPTIONS, check_saved_options, saved_options
 from .processes import pick_device
 from .progress import counted
 from .run_folder import output_file
@@ -33,6 +32,9 @@ __all__ = []  # internal: the public entry point is torchbearer_vae.cli.main
 
 def _model(args):
     checkpoint = load_checkpoint(args.checkpoint)
+    options = checkpoint.get('options')  # save_checkpoint's own checkpoints hold none
+    check_saved_options({} if options is None else options, args.checkpoint, resuming=False)
+    _check_finite(args, checkpoint['model_state'])
     device = pick_device(args.device)
     try:
         model = model_from_checkpoint(checkpoint)
@@ -48,6 +50,15 @@ def _model(args):
         raise CommandError(f'--checkpoint {args.checkpoint}: its model cannot be rebuilt: '
                            f'{unreadable(error)}') from None
     return checkpoint, model.to(device), device
+
+
+def _check_finite(args, weights: dict) -> None:
+    """Refuse weights holding NaN or infinity: every picture and number drawn from them would be garbage."""
+    broken = [name for name, value in weights.items() if value.is_floating_point() and not value.isfinite().all()]
+    if broken:
+        shown = ', '.join(broken[:3]) + (f' and {len(broken) - 3} more' if len(broken) > 3 else '')
+        raise CommandError(f'--checkpoint {args.checkpoint}: its weights hold NaN or infinity ({shown}); use the '
+                           f'checkpoint of a run that stayed finite (train keeps the last finite epoch)')
 
 
 def _which_split(args, checkpoint, options) -> str:
@@ -80,6 +91,7 @@ def _data_for(args, checkpoint, model):
     data_dir = args.data_dir if args.data_dir is not None else options.get('data_dir')
     which = _which_split(args, checkpoint, options)
     preprocessing = _preprocessing(name, options, model)
+    preprocessing['download'] = _check_recorded_data(args, name, data_dir)
     if which == 'all':
         dataset = load_dataset(name, data_dir, args.limit, verbose=False, **preprocessing)
     else:
@@ -102,6 +114,32 @@ def _data_for(args, checkpoint, model):
                            f'{args.checkpoint} takes {wanted}; give the dataset it was trained on')
     what = {'all': 'all the images', 'train': "the run's training images", 'val': "the run's validation images"}
     return dataset, which, f'--split {which}: {what[which]} of --dataset {shown(name)} ({len(dataset):,})'
+
+
+def _check_recorded_data(args, name, data_dir) -> bool:
+    """Whether missing data may be downloaded; CommandError for data the checkpoint names that is not there.
+
+    A checkpoint decides nothing a user did not type: the data it names (``folder:DIR``, ``idx:DIR``, mnist's
+    ``data_dir``) is read only if it is a folder here, never a filesystem's root; it is named on stderr before it
+    is read, and never downloaded (only ``--dataset`` with ``--data-dir`` typed may download).
+    """
+    if not isinstance(name, (str, type(None))) or not isinstance(data_dir, (str, type(None))):
+        return False  # load_dataset refuses it
+    if is_downloaded(name):
+        if args.dataset is not None and args.data_dir is not None:
+            return True
+        folder = data_dir or DEFAULT_DATA_DIR
+    elif args.dataset is None and name != 'digits':  # folder:DIR or idx:DIR, from the checkpoint
+        folder = name.split(':', 1)[1]
+    else:
+        return False
+    folder = os.path.abspath(folder)
+    if not os.path.isdir(folder) or os.path.dirname(folder) == folder:
+        what = 'a filesystem\'s root' if os.path.isdir(folder) else 'not a folder here'
+        raise CommandError(f'--checkpoint {args.checkpoint} reads --dataset {shown(name)} from {folder}, which is '
+                           f'{what}: nothing was read; give the run\'s data with --dataset (and --data-dir)')
+    print(f'reading --dataset {shown(name)} from {folder} (named by --checkpoint {args.checkpoint})', file=sys.stderr)
+    return False
 
 
 def _labels(args, dataset, model, count: int):
@@ -229,8 +267,7 @@ def evaluate(args) -> dict:
             result['iwae_nll_per_image'] = importance_weighted_nll(
                 model, counted(loader, len(dataset), f'IWAE bound, K={args.importance_samples}'),
                 num_samples=args.importance_samples, generator=generator)
-    write_json(out, result)
-    print(json.dumps(result, indent=2))
+    print(write_json(out, result), end='')  # the file's JSON: NaN or infinity written as null
     print(f'wrote {out}', file=sys.stderr)  # stdout stays the JSON alone, for a pipe
     return result
 

@@ -61,13 +61,14 @@ def check_preprocessing(name: Optional[str], image_size: Optional[int], channels
 
 def load_dataset(name: Optional[str], data_dir: Optional[str], limit: Optional[int] = None, *,
                  image_size: Optional[int] = None, channels: Optional[int] = None,
-                 verbose: bool = True) -> ImageDataset:
+                 verbose: bool = True, download: bool = True) -> ImageDataset:
     """The images of ``--dataset`` (an :class:`ImageDataset`), the first ``limit`` of them if given.
 
     IDX files (mnist, fashion-mnist, idx:DIR) are read only as far as ``limit``, and a folder opens
     only the files it keeps: a large or hostile input costs no more than the images used. A folder is
     decoded with a progress bar on a terminal; ``verbose`` then prints one line of what was read
-    (and one per file skipped as unreadable, instead of Python's two-line warning).
+    (and one per file skipped as unreadable, instead of Python's two-line warning). ``download=False``:
+    mnist, fashion-mnist and cifar10 are read only if ``data_dir`` has them (for data a checkpoint names).
 
     Raises:
         CommandError: naming ``--dataset`` and what is wrong with its files (missing, truncated, not IDX,
@@ -83,9 +84,13 @@ def load_dataset(name: Optional[str], data_dir: Optional[str], limit: Optional[i
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter('always', UserWarning)
-            dataset = _read(name, data_dir, limit, image_size, channels)
+            dataset = _read(name, data_dir, limit, image_size, channels, download)
     except (RuntimeError, OSError, EOFError, zlib.error, ValueError) as error:  # EOFError, BadGzipFile: a cut gzip
         hint = _hint(name)
+        if not download and hint:  # the library's "pass download=True" is not the command line's advice
+            error = RuntimeError(str(error).replace(' (or pass download=True)', ''))
+            hint = '; data a checkpoint names is never downloaded: give --dataset and --data-dir to download it'
+
         raise CommandError(f'--dataset {shown(name)}: {unreadable(error).rstrip(".") if hint else unreadable(error)}'
                            f'{hint}') from None
     for warning in caught:  # skipped files: one line each, whatever verbose says (they change the data)
@@ -103,11 +108,11 @@ def load_dataset(name: Optional[str], data_dir: Optional[str], limit: Optional[i
     return dataset
 
 
-def _read(name, data_dir, limit, image_size, channels) -> ImageDataset:
+def _read(name, data_dir, limit, image_size, channels, download) -> ImageDataset:
     if name is None or name in ('mnist', 'fashion-mnist'):
-        return load_mnist(data_dir, train=True, fashion=name == 'fashion-mnist', limit=limit)
+        return load_mnist(data_dir, train=True, fashion=name == 'fashion-mnist', limit=limit, download=download)
     if name == 'cifar10':
-        return load_cifar10(data_dir, train=True, limit=limit)
+        return load_cifar10(data_dir, train=True, limit=limit, download=download)
     if name == 'digits':
         return load_digits()
     if is_folder(name):
@@ -120,6 +125,11 @@ def _hint(name: Optional[str]) -> str:
         return ("; or try --dataset digits (scikit-learn's 8x8 digits, no download), --dataset folder:DIR (your own "
                 "images) or --dataset idx:DIR")
     return ''
+
+
+def is_downloaded(name: Optional[str]) -> bool:
+    """Whether ``--dataset`` names data torchvision downloads into ``--data-dir`` (mnist, fashion-mnist, cifar10)."""
+    return name is None or name in _DOWNLOADED
 
 
 def image(item):

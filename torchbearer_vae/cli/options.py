@@ -96,6 +96,16 @@ def _check_text(name: str, value) -> None:
         raise TypeError(f'{name} must be a string or None, got a {type(value).__name__}')
 
 
+def _check_dataset(name: str, value) -> None:
+    """None, or a name ``--dataset`` takes (not any string: an unknown one would be read as ``idx:``)."""
+    _check_text(name, value)
+    if value is not None:
+        try:
+            dataset_name(value)
+        except argparse.ArgumentTypeError as error:
+            raise ValueError(f'{name}: {error}') from None
+
+
 def _check_channels(name: str, value) -> None:
     if check_int(name, value, allow_none=True) not in (None, 1, 3):
         raise ValueError(f'{name} must be 1, 3 or None, got {value}')
@@ -153,7 +163,7 @@ class TrainOptions:
     says what a checkpoint written before it existed used.
     """
     dataset: Optional[str] = option(
-        None, type=dataset_name, metavar='DATASET', check=_check_text, implied=REQUIRED, shown=DEFAULT_DATASET,
+        None, type=dataset_name, metavar='DATASET', check=_check_dataset, implied=REQUIRED, shown=DEFAULT_DATASET,
         help='mnist, fashion-mnist, cifar10 (downloaded into --data-dir if missing), digits (scikit-learn\'s 8x8 '
              'digits, no download), idx:DIR (IDX files in DIR) or folder:DIR (every image file under DIR; class '
              'subfolders are labels)')
@@ -270,18 +280,28 @@ def saved_options(checkpoint: dict) -> dict:
     return {**IMPLIED, **options}
 
 
-def check_saved_options(options: dict, path: str) -> None:
+def check_saved_options(options: dict, path: str, *, resuming: bool = True) -> None:
     """The run options a checkpoint holds, checked as the command line checks its own (a file may have been edited).
+
+    Every command that reads a checkpoint's options calls it: ``train --resume`` (``resuming``), ``sample``,
+    ``reconstruct`` and ``evaluate``. Only the options present are checked: ``--resume`` refuses a checkpoint
+    lacking one of its own, and a checkpoint of :func:`~torchbearer_vae.save_checkpoint` holds none.
 
     Raises:
         CommandError: naming the file and the first option that is not valid.
     """
     try:
+        if not isinstance(options, dict):
+            raise TypeError(f'options must be a dict, got a {type(options).__name__}')
         for name in RUN_OPTIONS:
-            _FIELDS[name].metadata['check'](name, options[name])
+            if name in options:
+                _FIELDS[name].metadata['check'](name, options[name])
     except (TypeError, ValueError) as error:
-        raise CommandError(f'{path!r} cannot be resumed: its options are not valid ({error}); start a new run in '
-                           f'another --out') from None
+        if resuming:
+            raise CommandError(f'{path!r} cannot be resumed: its options are not valid ({error}); start a new run '
+                               f'in another --out') from None
+        raise CommandError(f'{path!r} was refused: its options are not valid ({error}); it was changed since '
+                           f'torchbearer-vae train wrote it: use the checkpoint of a run') from None
 
 
 def run_options(args, checkpoint: Optional[dict]) -> dict:

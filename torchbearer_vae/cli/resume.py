@@ -9,6 +9,7 @@ from typing import Any, Dict, Sequence
 import torch
 
 from ..checkpoints import load_model_state
+from ..checks import check_bool, check_number, describe
 from ..errors import CheckpointError, CommandError
 
 __all__ = []  # internal: the public entry point is torchbearer_vae.cli.main
@@ -38,17 +39,64 @@ def check_resumable(checkpoint: Dict[str, Any], path: str, option_names: Sequenc
                             f"({len(checkpoint['history'])})")
     states = checkpoint.get('rng_states') or [checkpoint.get('rng_state')]
     if not isinstance(states, list) or not all(_is_rng_state(state) for state in states):
-        raise _refuse(path, 'its random generator state (rng_state) is missing or not a byte tensor')
+        raise _refuse(path, f'its random generator state (rng_state) is missing or not {torch.get_rng_state().numel()} '
+                            f'bytes, the state of torch\'s generator')
 
 
 def _is_rng_state(value) -> bool:
-    return isinstance(value, torch.Tensor) and value.dtype == torch.uint8 and value.dim() == 1
+    """A state ``torch.set_rng_state`` takes: bytes, as many as torch's own generator state has."""
+    return (isinstance(value, torch.Tensor) and value.dtype == torch.uint8 and value.dim() == 1
+            and value.numel() == torch.get_rng_state().numel())
+
+
+def check_adam_state(optimizer: torch.optim.Optimizer) -> None:
+    """Refuse (TypeError/ValueError) a loaded Adam state that a step would choke on or turn into NaN.
+
+    ``Adam.load_state_dict`` copies what it is given: a learning rate that is a string, or a parameter's state
+    without ``exp_avg``, fails only at the first step, deep inside torch.
+    """
+    for group in optimizer.param_groups:
+        check_number('lr', group.get('lr'), above=0)
+        check_number('eps', group.get('eps'), minimum=0)
+        check_number('weight_decay', group.get('weight_decay'), minimum=0)
+        betas = group.get('betas')
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise TypeError(f'betas must be two numbers, got {betas!r}')
+        for beta in betas:
+            check_number('betas', beta, minimum=0, below=1)
+        for name in ('amsgrad', 'maximize', 'capturable', 'differentiable', 'decoupled_weight_decay'):
+            check_bool(name, group.get(name, False))
+        for name in ('foreach', 'fused'):
+            if group.get(name) is not None:
+                check_bool(name, group[name])
+        moments = ('exp_avg', 'exp_avg_sq') + (('max_exp_avg_sq',) if group['amsgrad'] else ())
+        for index, parameter in enumerate(group['params']):
+            state = optimizer.state.get(parameter)
+            if state:  # Adam creates the state of a parameter at its first step
+                _check_parameter_state(state, parameter, moments, f'state of parameter {index}')
+
+
+def _check_parameter_state(state: dict, parameter: torch.Tensor, moments: Sequence[str], where: str) -> None:
+    step = state.get('step')
+    if isinstance(step, torch.Tensor) and step.numel() == 1:
+        step = step.item()
+    check_number(f'the step of the {where}', step, minimum=1)
+    for key in moments:
+        value = state.get(key)
+        if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+            raise TypeError(f'the {where} lacks {key}, a tensor of floats (got {describe(value)})')
+        if value.shape != parameter.shape:
+            raise ValueError(f'the {where} has {key} of shape {tuple(value.shape)}, the parameter '
+                             f'{tuple(parameter.shape)}')
+        if not value.isfinite().all() or (key != 'exp_avg' and (value < 0).any()):
+            raise ValueError(f'the {where} has {key} holding NaN, infinity{"" if key == "exp_avg" else " or < 0"}')
 
 
 def restore(checkpoint: Dict[str, Any], path: str, *, model, optimizer, kl_term, train_loader, rank: int) -> list:
     """Put the saved state back into each piece of a run; returns the history. CommandError if a piece does not fit."""
     pieces = (('model_state', lambda: load_model_state(model, checkpoint['model_state'])),
-              ('optimizer_state', lambda: optimizer.load_state_dict(checkpoint['optimizer_state'])),
+              ('optimizer_state', lambda: (optimizer.load_state_dict(checkpoint['optimizer_state']),
+                                           check_adam_state(optimizer))),
               ('kl_term', lambda: kl_term.load_state_dict(checkpoint['kl_term'])),
               ('train_loader', lambda: train_loader.load_state_dict(checkpoint['train_loader'])))
     for name, put_back in pieces:
