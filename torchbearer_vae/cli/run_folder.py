@@ -16,6 +16,7 @@ from torchbearer.callbacks import Callback
 
 from ..data.folders import IMAGE_EXTENSIONS
 from ..errors import CommandError
+from ..records import write_json
 
 try:  # POSIX; on Windows msvcrt locks a byte of the file instead
     import fcntl
@@ -27,20 +28,13 @@ __all__ = []  # internal: the public entry point is torchbearer_vae.cli.main
 
 CHECKPOINT, SUMMARY, METRICS, PLOT = 'checkpoint.pt', 'summary.json', 'metrics.csv', 'loss.png'
 LOCK = '.torchbearer-vae.lock'
-_PICTURE = re.compile(r'^(reconstruction|samples|latent|kl_dims)_\d+\.png$')
-# What a run stopped in its first epoch, before its first checkpoint, can leave: a new run writes the same names.
-_FIRST_EPOCH = ('reconstruction_0.png', 'samples_0.png', 'latent_0.png', 'kl_dims_0.png')
+# The run's own record, written when a new run starts in a folder: the folder is then the run's, whatever its files
+# are named. Recognised by its content (RUN_RECORD), never by its name alone.
+RUN = '.torchbearer-vae.run'
+RUN_RECORD = {'written_by': 'torchbearer-vae train'}
 # The latent pictures are drawn every this many epochs and at the run's last: drawing them (matplotlib) costs
 # about as much as a quarter of an MNIST-test-sized epoch, too much for every epoch of a small dataset.
 LATENT_EVERY = 10
-
-
-def run_files(folder: str) -> List[str]:
-    """The names in ``folder`` that ``train`` writes (checkpoint, CSV, summary, plot, pictures), sorted."""
-    if not os.path.isdir(folder):
-        return []
-    return sorted(name for name in os.listdir(folder)
-                  if name in (CHECKPOINT, SUMMARY, METRICS, PLOT) or _PICTURE.match(name))
 
 
 def _no_space(error: BaseException) -> bool:
@@ -59,6 +53,7 @@ class RunFolder:
         self.path = os.fspath(path)
         self._file = None
         self._created: List[str] = []  # the folders this run made, removed again if it leaves them empty
+        self._marked = False  # the run record was written by this process: removed again if the run wrote nothing
 
     # -- opening: create, lock, and prove the folder writable by writing the lock file --
     def open(self) -> None:
@@ -114,6 +109,15 @@ class RunFolder:
             file.close()
         else:  # pragma: no cover - only under a storm of runs starting and ending in the same folder
             raise CommandError(f'could not lock {self.path!r}: other runs keep starting in it; choose another --out')
+        try:
+            file.seek(0)
+            found = file.read()
+        except (OSError, ValueError):  # not text: not a lock file of ours
+            found = None
+        if found is None or not (found.strip() == '' or found.strip().isdigit()):
+            file.close()  # a file of the user's that has the lock file's name: kept, and the run refused
+            raise CommandError(f'{path!r} is not a lock file of torchbearer-vae (it holds something else) and is '
+                               f'kept; choose another --out, or move the file away')
         self._file = file
         try:
             file.seek(0)
@@ -128,15 +132,28 @@ class RunFolder:
 
     # -- what is in it --
     def check_new_run(self) -> None:
-        """Refuse a folder that holds another run's files: a new run would replace them."""
+        """Refuse a folder a new run could not call its own: one that holds a checkpoint, or files but no run record.
+
+        A run writes only into a folder that is empty (or new), or that its own record (:data:`RUN`) marks as a
+        run's: one stopped before its first checkpoint, whose files a new run replaces. The record is written here.
+        """
         if os.path.exists(os.path.join(self.path, CHECKPOINT)):
             raise CommandError(f'{self.path!r} already holds a run ({CHECKPOINT}); pass --resume to continue it or '
                                f'choose another --out')
-        others = [name for name in run_files(self.path) if name not in _FIRST_EPOCH]
-        if others:
+        others = sorted(name for name in os.listdir(self.path) if name not in (LOCK, RUN))
+        if others and not is_run(self.path):
             shown = ', '.join(others[:4]) + (', ...' if len(others) > 4 else '')
-            raise CommandError(f'{self.path!r} holds files of another run ({shown}) but no {CHECKPOINT} to continue '
-                               f'from; a new run would replace them: choose another --out, or move them away')
+            raise CommandError(f'{self.path!r} holds files this run did not write ({shown}) and no {CHECKPOINT} to '
+                               f'continue from; train writes only into an empty or new folder, or its own run: '
+                               f'choose another --out, or move them away')
+        self.mark()
+
+    def mark(self) -> None:
+        """Write the run's record (:data:`RUN`) into the folder, if it is not there: the folder is this run's."""
+        if is_run(self.path):
+            return
+        write_json(os.path.join(self.path, RUN), RUN_RECORD)
+        self._marked = True
 
     # -- closing --
     def close(self) -> None:
@@ -148,12 +165,28 @@ class RunFolder:
                 pass
             self._file.close()  # releases the lock
             self._file = None
+        if self._marked:  # the run wrote nothing: the folder is left as it was found
+            try:
+                if os.listdir(self.path) == [RUN]:
+                    os.remove(os.path.join(self.path, RUN))
+            except OSError:
+                pass
+            self._marked = False
         for folder in reversed(self._created):
             try:
                 os.rmdir(folder)
             except OSError:
                 break  # not empty: the run wrote something
         self._created = []
+
+
+def is_run(folder: str) -> bool:
+    """Whether ``folder`` holds the record a run of ``train`` wrote into it when it started (:data:`RUN`)."""
+    try:
+        with open(os.path.join(folder, RUN), encoding='utf-8') as file:
+            return json.load(file) == RUN_RECORD
+    except (OSError, ValueError):
+        return False
 
 
 def _try_lock(file) -> bool:

@@ -103,6 +103,7 @@ def _prepare(args, folder: RunFolder):
         checkpoint = load_checkpoint(path)
         check_resumable(checkpoint, path, REQUIRED_OPTIONS)
         check_saved_options(saved_options(checkpoint), path)
+        folder.mark()  # a run of a version that wrote no record: its checkpoint shows it is a run's
     else:
         folder.check_new_run()
     remove_stale_temporaries(folder.path)  # left by a run killed in the middle of a write; ours alone (locked)

@@ -1,0 +1,85 @@
+"""Nothing a user made is overwritten, and a run never reads its own output (issue 23, part 4).
+
+``train --out`` writes only into a folder that is empty, new, or its own run (recognised by the record the run
+wrote when it started, not by the names of its files).
+"""
+import os
+
+import pytest
+
+from torchbearer_vae.cli.main import main
+
+LOCK, RUN = '.torchbearer-vae.lock', '.torchbearer-vae.run'
+DIGITS = ['--dataset', 'digits', '--epochs', '1', '--hidden-dim', '16', '--latent-dim', '2', '--quiet']
+
+
+def error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and 'Traceback' not in err, err
+    return err
+
+
+def snapshot(folder):
+    return {name: (folder / name).read_bytes() for name in sorted(os.listdir(folder))}
+
+
+# -- train --out: a user's files --
+@pytest.mark.parametrize('name', ['samples_0.png', 'reconstruction_0.png', 'notes.txt', LOCK])
+def test_train_keeps_a_users_file_in_out_and_is_refused(name, tmp_path, capsys):
+    out = tmp_path / 'mine'
+    out.mkdir()
+    (out / name).write_bytes(b'my own file')
+    assert main(['train', *DIGITS, '--out', str(out)]) == 2
+    err = error_line(capsys)
+    assert name in err and 'choose another --out' in err
+    assert snapshot(out) == {name: b'my own file'}  # kept, and nothing written beside it
+
+
+@pytest.mark.slow
+def test_train_writes_into_an_empty_folder_and_marks_it_as_its_run(tmp_path, capsys):
+    out = tmp_path / 'empty'
+    out.mkdir()
+    assert main(['train', *DIGITS, '--out', str(out)]) == 0
+    assert (out / RUN).is_file() and (out / 'samples_0.png').is_file() and not (out / LOCK).exists()
+    # A run of its own stopped before its first checkpoint: a new run replaces what it left.
+    for name in ('checkpoint.pt', 'metrics.csv', 'summary.json'):
+        (out / name).unlink()
+    before = (out / 'samples_0.png').read_bytes()
+    (out / 'samples_0.png').write_bytes(b'half written')
+    assert main(['train', *DIGITS, '--out', str(out)]) == 0
+    assert (out / 'samples_0.png').read_bytes() == before and (out / 'checkpoint.pt').is_file()
+
+
+@pytest.mark.slow
+def test_a_run_recorded_by_name_only_is_not_a_run(tmp_path, capsys):
+    out = tmp_path / 'mine'
+    out.mkdir()
+    (out / RUN).write_text('{"mine": true}')  # a file of the record's name, but not a run's record
+    (out / 'samples_0.png').write_bytes(b'my own file')
+    assert main(['train', *DIGITS, '--out', str(out)]) == 2
+    assert 'samples_0.png' in error_line(capsys)
+    assert snapshot(out) == {RUN: b'{"mine": true}', 'samples_0.png': b'my own file'}
+
+
+@pytest.mark.slow
+def test_a_refused_run_leaves_a_new_folder_unmade(tmp_path, capsys):
+    out = tmp_path / 'new' / 'run'
+    assert main(['train', '--dataset', f'folder:{tmp_path / "nowhere"}', '--out', str(out), '--quiet']) == 2
+    error_line(capsys)
+    assert not (tmp_path / 'new').exists()
+
+
+@pytest.mark.slow
+def test_resume_needs_its_own_run_and_records_an_older_one(tmp_path, capsys):
+    out = tmp_path / 'run'
+    assert main(['train', *DIGITS, '--out', str(out)]) == 0
+    (out / RUN).unlink()  # a run of a version that wrote no record: its checkpoint shows it is a run
+    assert main(['train', '--resume', '--epochs', '2', '--quiet', '--out', str(out)]) == 0
+    assert (out / RUN).is_file()
+    capsys.readouterr()
+    mine = tmp_path / 'mine'
+    mine.mkdir()
+    (mine / 'samples_0.png').write_bytes(b'my own file')
+    assert main(['train', '--resume', '--epochs', '2', '--quiet', '--out', str(mine)]) == 2
+    assert 'no checkpoint at' in error_line(capsys)
+    assert snapshot(mine) == {'samples_0.png': b'my own file'}
