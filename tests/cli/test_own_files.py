@@ -83,3 +83,62 @@ def test_resume_needs_its_own_run_and_records_an_older_one(tmp_path, capsys):
     assert main(['train', '--resume', '--epochs', '2', '--quiet', '--out', str(mine)]) == 2
     assert 'no checkpoint at' in error_line(capsys)
     assert snapshot(mine) == {'samples_0.png': b'my own file'}
+
+
+# -- sample, reconstruct, evaluate --out: a file the command did not write is kept unless --force --
+@pytest.fixture(scope='module')
+def checkpoint(tmp_path_factory):
+    """A run of a few steps on scikit-learn's digits: its checkpoint.pt."""
+    out = tmp_path_factory.mktemp('own') / 'run'
+    assert main(['train', *DIGITS, '--limit', '300', '--out', str(out)]) == 0
+    return out / 'checkpoint.pt'
+
+
+def users_picture(path):
+    from PIL import Image
+    Image.new('RGB', (12, 10), (200, 30, 30)).save(path)
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize('command, out, default', [
+    ('sample', 'photo.jpg', None),
+    ('sample', 'photo.png', None),
+    ('reconstruct', 'pictures/', 'recon.png'),
+    ('evaluate', 'config.json', None),
+])
+def test_a_file_the_command_did_not_write_is_kept_unless_force(command, out, default, checkpoint, tmp_path, capsys):
+    target = tmp_path / out / default if default else tmp_path / out
+    target.parent.mkdir(exist_ok=True)
+    mine = target.write_bytes(b'{"lr": 0.1}') and b'{"lr": 0.1}' if command == 'evaluate' else users_picture(target)
+    given = str(tmp_path / out) + ('/' if out.endswith('/') else '')
+    args = [command, '--checkpoint', str(checkpoint), '--num-images' if command != 'evaluate' else '--limit', '4',
+            '--out', given]
+    assert main(args) == 2
+    err = error_line(capsys)
+    assert f"--out '{target}' exists and was not written by torchbearer-vae" in err and '--force' in err, err
+    assert target.read_bytes() == mine  # kept
+    assert main(args + ['--force']) == 0
+    assert target.read_bytes() != mine
+    capsys.readouterr()
+    assert main(args) == 0  # its own file now: the same command again replaces it
+    assert target.stat().st_size > 0
+
+
+def test_a_picture_of_another_kind_is_still_refused_with_the_way_out(checkpoint, tmp_path, capsys):
+    notes = tmp_path / 'notes.png'
+    notes.write_text('my notes')
+    assert main(['sample', '--checkpoint', str(checkpoint), '--n', '4', '--out', str(notes)]) == 2
+    assert 'exists and is not a PNG image this command writes; it is kept' in error_line(capsys)
+    assert notes.read_text() == 'my notes'
+    before = checkpoint.read_bytes()
+    assert main(['evaluate', '--checkpoint', str(checkpoint), '--out', str(checkpoint), '--force']) == 2  # its input
+    assert 'is the checkpoint this command reads' in error_line(capsys)
+    assert checkpoint.read_bytes() == before
+
+
+def test_the_default_output_beside_the_checkpoint_is_rewritten_on_every_run(checkpoint, capsys):
+    for command, name in (('sample', 'samples.png'), ('reconstruct', 'recon.png'), ('evaluate', 'evaluation.json')):
+        for _ in range(2):
+            count = '--limit' if command == 'evaluate' else '--num-images'
+            assert main([command, '--checkpoint', str(checkpoint), count, '4']) == 0, capsys.readouterr().err
+        assert (checkpoint.parent / name).is_file()

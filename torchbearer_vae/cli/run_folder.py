@@ -14,6 +14,7 @@ from typing import Dict, List, Optional
 from torchbearer import EPOCH
 from torchbearer.callbacks import Callback
 
+from ..callbacks.imaging import written_by_package
 from ..data.folders import IMAGE_EXTENSIONS
 from ..errors import CommandError
 from ..records import write_json
@@ -223,12 +224,14 @@ PICTURE_EXTENSIONS = tuple(extension for extension in IMAGE_EXTENSIONS if extens
 
 
 def output_file(out: Optional[str], *, default_name: str, beside: str, kind: str,
-                inputs: Optional[Dict[str, str]] = None) -> str:
+                inputs: Optional[Dict[str, str]] = None, force: bool = False) -> str:
     """The file a command writes: ``out``, or ``default_name`` in ``out`` when it is a folder, or beside ``beside``.
 
-    Refused (CommandError): one of the command's ``inputs`` (``{'the checkpoint': path}``); an existing
-    file that is not of ``kind`` (``'image'`` or ``'json'``), which the command did not write; a name
-    whose folder is under a file; for an image, a name whose extension is not an image format.
+    An existing file is replaced only if the command wrote it (a picture the package marked as its own, see
+    :func:`~torchbearer_vae.callbacks.imaging.written_by_package`; an evaluation's JSON), or ``force`` is true.
+    Refused (CommandError): one of the command's ``inputs`` (``{'the checkpoint': path}``), even with ``force``;
+    an existing file the command did not write; a name whose folder is under a file; for an image, a name whose
+    extension is not an image format.
     """
     if out is None:
         path = os.path.join(os.path.dirname(os.path.abspath(beside)), default_name)
@@ -236,7 +239,7 @@ def output_file(out: Optional[str], *, default_name: str, beside: str, kind: str
         path = os.path.join(out, default_name)
     else:
         path = out
-    shown = path if out is None else out
+    shown = out if out == path else path
     if kind == 'image' and os.path.splitext(path)[1].lower() not in PICTURE_EXTENSIONS:
         raise CommandError(f'--out {shown!r} is not an image file name; give a name ending in .png')
     folder = os.path.dirname(os.path.abspath(path))
@@ -249,20 +252,21 @@ def output_file(out: Optional[str], *, default_name: str, beside: str, kind: str
     for role, given in (inputs or {}).items():
         if os.path.exists(given) and os.path.samefile(path, given):
             raise CommandError(f'--out {shown!r} is {role} this command reads; give another file name')
+    if os.path.isfile(path) and force:
+        return path
+    what = 'a PNG image' if kind == 'image' else 'a JSON file'
     if not os.path.isfile(path) or not _is_kind(path, kind):
-        what = 'a PNG image' if kind == 'image' else 'a JSON file'
-        raise CommandError(f'--out {shown!r} exists and is not {what} this command writes; it is left alone: '
-                           f'give another file name, or remove it first')
+        raise CommandError(f'--out {shown!r} exists and is not {what} this command writes; it is kept: give another '
+                           f'--out, or pass --force to replace it')
+    if not _written_here(path, kind):
+        raise CommandError(f'--out {shown!r} exists and was not written by torchbearer-vae; it is kept: give another '
+                           f'--out, or pass --force to replace it')
     return path
 
 
 def _is_kind(path: str, kind: str) -> bool:
     if kind == 'json':
-        try:
-            with open(path, encoding='utf-8') as file:
-                return isinstance(json.load(file), dict)
-        except (OSError, ValueError):
-            return False
+        return isinstance(_json(path), dict)
     from PIL import Image
     try:
         with Image.open(path) as image:
@@ -270,6 +274,22 @@ def _is_kind(path: str, kind: str) -> bool:
     except Exception:  # PIL raises many types for a file that is not an image
         return False
     return True
+
+
+def _written_here(path: str, kind: str) -> bool:
+    """Whether the command wrote ``path``: a picture with the package's mark, or the JSON of an evaluation."""
+    if kind == 'json':  # evaluate's record: its own keys (see checkpoint_commands.evaluate)
+        data = _json(path)
+        return isinstance(data, dict) and {'checkpoint', 'negative_elbo_per_image'} <= set(data)
+    return written_by_package(path)
+
+
+def _json(path: str):
+    try:
+        with open(path, encoding='utf-8') as file:
+            return json.load(file)
+    except (OSError, ValueError):
+        return None
 
 
 # -- a file of the run that could not be written --
