@@ -4,10 +4,14 @@
 wrote when it started, not by the names of its files).
 """
 import os
+import shutil
 
 import pytest
+import torch
 
+from torchbearer_vae import load_checkpoint
 from torchbearer_vae.cli.main import main
+from torchbearer_vae.cli.run_folder import RunFolder
 
 LOCK, RUN = '.torchbearer-vae.lock', '.torchbearer-vae.run'
 DIGITS = ['--dataset', 'digits', '--epochs', '1', '--hidden-dim', '16', '--latent-dim', '2', '--quiet']
@@ -24,7 +28,7 @@ def snapshot(folder):
 
 
 # -- train --out: a user's files --
-@pytest.mark.parametrize('name', ['samples_0.png', 'reconstruction_0.png', 'notes.txt', LOCK])
+@pytest.mark.parametrize('name', ['samples_0.png', 'reconstruction_0.png', 'notes.txt', LOCK, RUN])
 def test_train_keeps_a_users_file_in_out_and_is_refused(name, tmp_path, capsys):
     out = tmp_path / 'mine'
     out.mkdir()
@@ -36,18 +40,22 @@ def test_train_keeps_a_users_file_in_out_and_is_refused(name, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_train_writes_into_an_empty_folder_and_marks_it_as_its_run(tmp_path, capsys):
+def test_train_writes_into_an_empty_folder_and_starts_over_a_run_of_its_own_stopped_in_its_first_epoch(tmp_path):
     out = tmp_path / 'empty'
     out.mkdir()
     assert main(['train', *DIGITS, '--out', str(out)]) == 0
-    assert (out / RUN).is_file() and (out / 'samples_0.png').is_file() and not (out / LOCK).exists()
-    # A run of its own stopped before its first checkpoint: a new run replaces what it left.
-    for name in ('checkpoint.pt', 'metrics.csv', 'summary.json'):
-        (out / name).unlink()
-    before = (out / 'samples_0.png').read_bytes()
-    (out / 'samples_0.png').write_bytes(b'half written')
-    assert main(['train', *DIGITS, '--out', str(out)]) == 0
-    assert (out / 'samples_0.png').read_bytes() == before and (out / 'checkpoint.pt').is_file()
+    assert (out / 'samples_0.png').is_file() and not (out / LOCK).exists()
+    assert not (out / RUN).exists()  # the checkpoint records the run from its first epoch on
+    stopped = tmp_path / 'stopped'  # a run stopped before its first checkpoint: its record and a picture
+    folder = RunFolder(stopped)
+    folder.open()
+    folder.check_new_run()
+    (stopped / 'samples_0.png').write_bytes(b'half written')
+    folder.close()
+    assert sorted(os.listdir(stopped)) == [RUN, 'samples_0.png']
+    assert main(['train', *DIGITS, '--out', str(stopped)]) == 0
+    assert (stopped / 'samples_0.png').read_bytes() == (out / 'samples_0.png').read_bytes()  # the same seed
+    assert sorted(os.listdir(stopped)) == sorted(os.listdir(out))
 
 
 @pytest.mark.slow
@@ -70,12 +78,11 @@ def test_a_refused_run_leaves_a_new_folder_unmade(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_resume_needs_its_own_run_and_records_an_older_one(tmp_path, capsys):
+def test_resume_needs_its_own_run(tmp_path, capsys):
     out = tmp_path / 'run'
     assert main(['train', *DIGITS, '--out', str(out)]) == 0
-    (out / RUN).unlink()  # a run of a version that wrote no record: its checkpoint shows it is a run
     assert main(['train', '--resume', '--epochs', '2', '--quiet', '--out', str(out)]) == 0
-    assert (out / RUN).is_file()
+    assert not (out / RUN).exists()
     capsys.readouterr()
     mine = tmp_path / 'mine'
     mine.mkdir()
@@ -142,3 +149,67 @@ def test_the_default_output_beside_the_checkpoint_is_rewritten_on_every_run(chec
             count = '--limit' if command == 'evaluate' else '--num-images'
             assert main([command, '--checkpoint', str(checkpoint), count, '4']) == 0, capsys.readouterr().err
         assert (checkpoint.parent / name).is_file()
+
+
+# -- a run never reads its own output: --out and a folder: dataset apart --
+@pytest.fixture
+def images(tmp_path):
+    """A folder of 40 small grey pictures (scikit-learn's digits)."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+    folder = tmp_path / 'images'
+    folder.mkdir()
+    for index, digit in enumerate(load_digits().images[:40]):
+        Image.fromarray((digit * 15).astype('uint8')).save(folder / f'{index:02d}.png')
+    return folder
+
+
+@pytest.mark.parametrize('where', ['the folder', 'a subfolder'])
+def test_out_inside_the_dataset_is_refused_before_anything_is_written(where, images, capsys):
+    out = images if where == 'the folder' else images / 'runs' / 'a'
+    before = snapshot(images)
+    assert main(['train', '--dataset', f'folder:{images}', '--epochs', '1', '--quiet', '--out', str(out)]) == 2
+    assert f'--out {str(out)!r} is inside --dataset folder:{images}' in error_line(capsys)
+    assert snapshot(images) == before and not (images / 'runs').exists()
+
+
+def test_the_dataset_inside_out_is_refused(images, tmp_path, capsys):
+    assert main(['train', '--dataset', f'folder:{images}', '--epochs', '1', '--quiet', '--out', str(tmp_path)]) == 2
+    assert f'--dataset folder:{images} is inside --out {str(tmp_path)!r}' in error_line(capsys)
+    assert sorted(os.listdir(tmp_path)) == ['images']
+
+
+@pytest.mark.slow
+def test_resume_of_a_run_inside_its_dataset_is_refused(images, tmp_path, capsys):
+    run = tmp_path / 'run'
+    assert main(['train', '--dataset', f'folder:{images}', '--epochs', '1', '--hidden-dim', '16', '--quiet',
+                 '--out', str(run)]) == 0
+    moved = images / 'run'
+    os.rename(run, moved)  # as a run of an earlier version could have been made
+    capsys.readouterr()
+    assert main(['train', '--resume', '--epochs', '2', '--quiet', '--out', str(moved)]) == 2
+    assert 'is inside --dataset' in error_line(capsys)
+    assert len(load_checkpoint(moved / 'checkpoint.pt')['history']) == 1
+
+
+@pytest.mark.slow
+def test_resume_refuses_a_dataset_that_changed_since_the_run_started(images, tmp_path, capsys):
+    run = tmp_path / 'run'
+    assert main(['train', '--dataset', f'folder:{images}', '--epochs', '1', '--hidden-dim', '16', '--quiet',
+                 '--out', str(run)]) == 0
+    resume = ['train', '--resume', '--epochs', '2', '--quiet', '--out', str(run)]
+    shutil.copy(images / '00.png', images / '40.png')  # one image more
+    capsys.readouterr()
+    assert main(resume) == 2
+    err = error_line(capsys)
+    assert 'it holds 41 images, the run started with 40' in err and 'start a new run in another --out' in err
+    os.rename(images / '40.png', images / '00a.png')  # as many images, but not the same files
+    (images / '05.png').unlink()
+    assert main(resume) == 2
+    assert 'its files are not those the run started with' in error_line(capsys)
+    assert len(load_checkpoint(run / 'checkpoint.pt')['history']) == 1  # not trained on other data
+    checkpoint = torch.load(run / 'checkpoint.pt', weights_only=True)
+    del checkpoint['dataset_digest']  # a checkpoint of an earlier version: the count alone is compared
+    torch.save(checkpoint, run / 'checkpoint.pt')
+    assert main(resume) == 0
+    assert len(load_checkpoint(run / 'checkpoint.pt')['history']) == 2

@@ -7,6 +7,7 @@ The run's options record folders as absolute paths, so every command finds the d
 
 Internal to the command line (:mod:`torchbearer_vae.cli`); every problem is a :class:`CommandError`.
 """
+import hashlib
 import math
 import os
 import sys
@@ -120,6 +121,16 @@ def _hint(name: Optional[str]) -> str:
         return ("; or try --dataset digits (scikit-learn's 8x8 digits, no download), --dataset folder:DIR (your own "
                 "images) or --dataset idx:DIR")
     return ''
+
+
+def files_digest(name: Optional[str], dataset) -> Optional[str]:
+    """A digest of the files a ``folder:`` dataset was read from (their sorted paths below the folder), else None."""
+    paths = getattr(dataset, 'paths', None)
+    if not is_folder(name) or paths is None:
+        return None
+    root = name[len(FOLDER):]
+    listing = '\n'.join(os.path.relpath(path, root).replace(os.sep, '/') for path in sorted(paths))
+    return hashlib.sha256(listing.encode('utf-8', 'surrogateescape')).hexdigest()
 
 
 def image(item):

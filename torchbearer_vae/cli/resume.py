@@ -41,6 +41,20 @@ def check_resumable(checkpoint: Dict[str, Any], path: str, option_names: Sequenc
         raise _refuse(path, 'its random generator state (rng_state) is missing or not a byte tensor')
 
 
+def check_same_data(checkpoint: Dict[str, Any], path: str, *, images: int, digest, dataset: str) -> None:
+    """Refuse (CommandError) to resume on data that is not the run's: another number of images, or (``folder:``)
+    other files. A checkpoint that recorded neither (an earlier version's) is not compared."""
+    expected, recorded = checkpoint.get('dataset_images'), checkpoint.get('dataset_digest')
+    if isinstance(expected, int) and not isinstance(expected, bool) and expected != images:
+        changed = f'it holds {images} images, the run started with {expected}'
+    elif isinstance(recorded, str) and digest is not None and recorded != digest:
+        changed = 'its files are not those the run started with'
+    else:
+        return
+    raise CommandError(f'{path!r} cannot be resumed: --dataset {dataset} changed since the run started ({changed}); '
+                       f'a run continues only on its own data: start a new run in another --out, without --resume')
+
+
 def _is_rng_state(value) -> bool:
     return isinstance(value, torch.Tensor) and value.dtype == torch.uint8 and value.dim() == 1
 

@@ -18,6 +18,7 @@ from ..callbacks.imaging import written_by_package
 from ..data.folders import IMAGE_EXTENSIONS
 from ..errors import CommandError
 from ..records import write_json
+from .data import FOLDER, is_folder
 
 try:  # POSIX; on Windows msvcrt locks a byte of the file instead
     import fcntl
@@ -54,7 +55,6 @@ class RunFolder:
         self.path = os.fspath(path)
         self._file = None
         self._created: List[str] = []  # the folders this run made, removed again if it leaves them empty
-        self._marked = False  # the run record was written by this process: removed again if the run wrote nothing
 
     # -- opening: create, lock, and prove the folder writable by writing the lock file --
     def open(self) -> None:
@@ -141,44 +141,61 @@ class RunFolder:
         if os.path.exists(os.path.join(self.path, CHECKPOINT)):
             raise CommandError(f'{self.path!r} already holds a run ({CHECKPOINT}); pass --resume to continue it or '
                                f'choose another --out')
-        others = sorted(name for name in os.listdir(self.path) if name not in (LOCK, RUN))
+        others = sorted(name for name in os.listdir(self.path) if name != LOCK)
         if others and not is_run(self.path):
             shown = ', '.join(others[:4]) + (', ...' if len(others) > 4 else '')
             raise CommandError(f'{self.path!r} holds files this run did not write ({shown}) and no {CHECKPOINT} to '
                                f'continue from; train writes only into an empty or new folder, or its own run: '
                                f'choose another --out, or move them away')
-        self.mark()
+        if not others:
+            write_json(os.path.join(self.path, RUN), RUN_RECORD)
 
-    def mark(self) -> None:
-        """Write the run's record (:data:`RUN`) into the folder, if it is not there: the folder is this run's."""
-        if is_run(self.path):
+    def check_apart(self, dataset: Optional[str]) -> None:
+        """Refuse (CommandError) a run folder inside a ``folder:`` dataset, or the dataset inside the run folder.
+
+        A folder is read recursively: the run's pictures would become training images at the next run or ``--resume``.
+        """
+        if not is_folder(dataset):
             return
-        write_json(os.path.join(self.path, RUN), RUN_RECORD)
-        self._marked = True
+        out = self.path
+        images, run = os.path.realpath(dataset[len(FOLDER):]), os.path.realpath(out)
+        if _inside(run, images):
+            raise CommandError(f'--out {out!r} is inside --dataset {dataset}: the run\'s pictures would be read as '
+                               f'training images; give an --out outside {images!r} (a run already there: move its '
+                               f'folder out, then --resume it)')
+        if _inside(images, run):
+            raise CommandError(f'--dataset {dataset} is inside --out {out!r}: the run\'s pictures would be read as '
+                               f'training images; give an --out that does not hold the images')
 
     # -- closing --
     def close(self) -> None:
-        """Release the lock (removing its file) and the folders this run created, if they are still empty."""
+        """Release the lock (removing its file) and the folders this run created, if they are still empty.
+
+        The run's record goes too once the run has a checkpoint (which records it from then on), or if the run
+        wrote nothing: it stays only beside the files of a run stopped before its first checkpoint.
+        """
         if self._file is not None:
+            self._forget_record()
             try:
                 os.remove(os.path.join(self.path, LOCK))  # while still locked: no one can take a file on its way out
             except OSError:
                 pass
             self._file.close()  # releases the lock
             self._file = None
-        if self._marked:  # the run wrote nothing: the folder is left as it was found
-            try:
-                if os.listdir(self.path) == [RUN]:
-                    os.remove(os.path.join(self.path, RUN))
-            except OSError:
-                pass
-            self._marked = False
         for folder in reversed(self._created):
             try:
                 os.rmdir(folder)
             except OSError:
                 break  # not empty: the run wrote something
         self._created = []
+
+    def _forget_record(self) -> None:
+        try:
+            names = set(os.listdir(self.path)) - {LOCK}
+            if RUN in names and (CHECKPOINT in names or names == {RUN}) and is_run(self.path):
+                os.remove(os.path.join(self.path, RUN))
+        except OSError:
+            pass
 
 
 def is_run(folder: str) -> bool:
@@ -215,6 +232,10 @@ def _holder(path: str) -> str:
             return text
         time.sleep(0.01)
     return 'unknown'
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 # -- the output file of sample, reconstruct and evaluate --
