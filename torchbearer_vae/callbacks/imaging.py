@@ -253,8 +253,10 @@ def _png_writer(grid: torch.Tensor) -> Callable[[str], None]:
 
 
 def written_by_package(path: PathLike) -> bool:
-    """Whether ``path`` is a picture the package wrote: a PNG whose ``Software`` text, or a JPEG whose comment, is
-    :data:`SOFTWARE` (other formats carry no mark)."""
+    """Whether ``path`` is a picture the package wrote, marked :data:`SOFTWARE`.
+
+    The mark is a PNG's ``Software`` text or a JPEG's comment; the other formats carry none.
+    """
     from PIL import Image
     try:
         with Image.open(path) as picture:

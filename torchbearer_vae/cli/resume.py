@@ -42,8 +42,11 @@ def check_resumable(checkpoint: Dict[str, Any], path: str, option_names: Sequenc
 
 
 def check_same_data(checkpoint: Dict[str, Any], path: str, *, images: int, digest, dataset: str) -> None:
-    """Refuse (CommandError) to resume on data that is not the run's: another number of images, or (``folder:``)
-    other files. A checkpoint that recorded neither (an earlier version's) is not compared."""
+    """Refuse (CommandError) to resume on data that is not the run's: other image count, or other files (folder:).
+
+    ``images`` and ``digest`` (:func:`~torchbearer_vae.cli.data.files_digest`) are the data's now; what a
+    checkpoint of an earlier version did not record (``dataset_digest``, ``dataset_images``) is not compared.
+    """
     expected, recorded = checkpoint.get('dataset_images'), checkpoint.get('dataset_digest')
     if isinstance(expected, int) and not isinstance(expected, bool) and expected != images:
         changed = f'it holds {images} images, the run started with {expected}'
