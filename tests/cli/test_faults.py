@@ -22,7 +22,7 @@ import pytest
 from PIL import Image
 
 from torchbearer_vae import load_checkpoint, model_from_checkpoint
-from torchbearer_vae.cli.run_folder import LOCK
+from torchbearer_vae.cli.run_folder import LOCK, RUN
 from torchbearer_vae.files import _TEMPORARY
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, 'SIGKILL'), reason='needs POSIX signals')
@@ -48,7 +48,8 @@ def check_folder(out):
     """Open every file; return (real files, temporaries, checkpoint epoch or None, CSV rows or None)."""
     names = sorted(os.listdir(out)) if os.path.isdir(out) else []
     temporaries = [name for name in names if _TEMPORARY.match(name)]
-    real = [name for name in names if name not in temporaries and name != LOCK]  # a killed run leaves its lock file
+    # A killed run leaves its lock file, and its record (RUN) until a run that ends removes it.
+    real = [name for name in names if name not in temporaries and name not in (LOCK, RUN)]
     epoch = rows = None
     for name in real:
         path = os.path.join(out, name)
@@ -137,7 +138,7 @@ def test_sigkill_at_random_moments_leaves_readable_files_and_the_run_resumes(mni
     assert sum(': killed' in line for line in journal) >= 4
 
     real, temporaries, epoch, rows = check_folder(out)
-    assert not os.path.exists(out / LOCK)  # the last run released it
+    assert not os.path.exists(out / LOCK) and not os.path.exists(out / RUN)  # the last run released them
     assert temporaries == [] and epoch == EPOCHS and len(rows) == EPOCHS
     assert set(real) == {'checkpoint.pt', 'metrics.csv', 'loss.png', 'summary.json'} | {
         f'{picture}_{e}.png' for picture in ('reconstruction', 'samples') for e in range(EPOCHS)} | {

@@ -135,7 +135,7 @@ def test_3_a_folder_with_another_runs_files_but_no_checkpoint_is_refused(tmp_pat
     (out / 'summary.json').write_text('{"epochs": 1}')
     before = snapshot(out)
     one_error_line(run_cli('train', '--dataset', 'digits', '--epochs', 1, '--out', out),
-                   'holds files of another run (metrics.csv, summary.json)')
+                   'holds files this run did not write (metrics.csv, summary.json)')
     one_error_line(run_cli('train', '--dataset', 'digits', '--epochs', 1, '--out', out, '--resume'),
                    'no checkpoint at')
     assert snapshot(out) == before  # the lock file is gone too

@@ -186,13 +186,15 @@ def test_bad_new_options_are_usage_errors(args, message, capsys):
 
 
 def test_a_folder_the_conv_model_cannot_take_says_to_resize(tmp_path, capsys):
+    images = tmp_path / 'images'  # beside the run's folder: never around it
+    images.mkdir()
     for index in range(12):
-        Image.new('RGB', (30, 30), (index * 20, 0, 0)).save(tmp_path / f'{index}.png')
-    assert main(['train', '--dataset', f'folder:{tmp_path}', '--out', str(tmp_path / 'run'), '--quiet']) == 2
+        Image.new('RGB', (30, 30), (index * 20, 0, 0)).save(images / f'{index}.png')
+    assert main(['train', '--dataset', f'folder:{images}', '--out', str(tmp_path / 'run'), '--quiet']) == 2
     err = capsys.readouterr().err
     assert '--model conv needs images whose height and width are multiples of 4' in err and '3x30x30' in err
     assert '--image-size 32' in err and not (tmp_path / 'run').exists()
-    assert main(['train', '--dataset', f'folder:{tmp_path}', '--image-size', '8', '--epochs', '1', '--hidden-dim',
+    assert main(['train', '--dataset', f'folder:{images}', '--image-size', '8', '--epochs', '1', '--hidden-dim',
                  '16', '--out', str(tmp_path / 'run'), '--quiet']) == 0  # resized: it trains
     assert json.loads((tmp_path / 'run' / 'summary.json').read_text())['image_shape'] == [3, 8, 8]
 

@@ -24,6 +24,10 @@ from ..files import BackgroundWriter, PathLike
 
 __all__ = ['MakeGrid']
 
+#: What the pictures the package writes say of their maker (a PNG's ``Software`` text, a JPEG's comment): how the
+#: command line knows a picture it may replace.
+SOFTWARE = 'torchbearer-vae'
+
 
 class MakeGrid(torchbearer_imaging.MakeGrid):
     """torchbearer's ``MakeGrid``, working on current torchvision: the same arguments and builders.
@@ -252,6 +256,29 @@ def _png_writer(grid: torch.Tensor) -> Callable[[str], None]:
     pixels = np.ascontiguousarray(pixels[:, :, 0]) if grey else pixels
 
     def write(tmp_path: str) -> None:
-        from PIL import Image  # torchvision's own dependency
-        Image.fromarray(pixels).save(tmp_path)  # the format from the extension, which the temporary keeps
+        from PIL import Image, PngImagePlugin  # torchvision's own dependency
+        picture = Image.fromarray(pixels)
+        extension = os.path.splitext(tmp_path)[1].lower()  # the format from the extension, which the temporary keeps
+        if extension == '.png':
+            maker = PngImagePlugin.PngInfo()
+            maker.add_text('Software', SOFTWARE)
+            picture.save(tmp_path, pnginfo=maker)
+        elif extension in ('.jpg', '.jpeg'):
+            picture.save(tmp_path, comment=SOFTWARE)
+        else:
+            picture.save(tmp_path)
     return write
+
+
+def written_by_package(path: PathLike) -> bool:
+    """Whether ``path`` is a picture the package wrote, marked :data:`SOFTWARE`.
+
+    The mark is a PNG's ``Software`` text or a JPEG's comment; the other formats carry none.
+    """
+    from PIL import Image
+    try:
+        with Image.open(path) as picture:
+            maker = picture.info.get('Software', picture.info.get('comment'))
+    except Exception:  # PIL raises many types for a file that is not an image
+        return False
+    return maker in (SOFTWARE, SOFTWARE.encode())

@@ -173,7 +173,7 @@ def _template(path: str):
 def _start(args, default_name: str, kind: str):
     """``(out, checkpoint, model, device)``: the output file checked before any work, then the checkpoint's model."""
     out = output_file(args.out, default_name=default_name, beside=args.checkpoint, kind=kind,
-                      inputs={'the checkpoint': args.checkpoint})
+                      inputs={'the checkpoint': args.checkpoint}, force=args.force)
     return (out, *_model(args))
 
 

@@ -7,6 +7,7 @@ The run's options record folders as absolute paths, so every command finds the d
 
 Internal to the command line (:mod:`torchbearer_vae.cli`); every problem is a :class:`CommandError`.
 """
+import hashlib
 import math
 import os
 import sys
@@ -130,6 +131,16 @@ def _hint(name: Optional[str]) -> str:
 def is_downloaded(name: Optional[str]) -> bool:
     """Whether ``--dataset`` names data torchvision downloads into ``--data-dir`` (mnist, fashion-mnist, cifar10)."""
     return name is None or name in _DOWNLOADED
+
+
+def files_digest(name: Optional[str], dataset) -> Optional[str]:
+    """A digest of the files a ``folder:`` dataset was read from (their sorted paths below the folder), else None."""
+    paths = getattr(dataset, 'paths', None)
+    if not is_folder(name) or paths is None:
+        return None
+    root = name[len(FOLDER):]
+    listing = '\n'.join(os.path.relpath(path, root).replace(os.sep, '/') for path in sorted(paths))
+    return hashlib.sha256(listing.encode('utf-8', 'surrogateescape')).hexdigest()
 
 
 def image(item):

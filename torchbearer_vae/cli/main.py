@@ -55,6 +55,7 @@ def _add_sample(commands) -> None:
     _num_images_option(sample, 64)
     sample.add_argument('--out', default=None, help='image file, or a folder for samples.png '
                                                     '(default: samples.png beside the checkpoint)')
+    _force_option(sample)
     sample.add_argument('--label', type=class_index, default=None, metavar='N',
                         help='a conditional model (train --conditional): draw class N only (default: one row per '
                              'class)')
@@ -69,6 +70,7 @@ def _add_reconstruct(commands) -> None:
     _num_images_option(reconstruct, 8)
     reconstruct.add_argument('--out', default=None, help='image file, or a folder for recon.png '
                                                          '(default: recon.png beside the checkpoint)')
+    _force_option(reconstruct)
     add_option(reconstruct, 'device')
 
 
@@ -82,7 +84,14 @@ def _add_evaluate(commands) -> None:
     add_option(evaluate, 'seed', default=0)
     evaluate.add_argument('--out', default=None, help='JSON file, or a folder for evaluation.json '
                                '(default: evaluation.json beside the checkpoint)')
+    _force_option(evaluate)
     add_option(evaluate, 'device')
+
+
+def _force_option(command) -> None:
+    command.add_argument('--force', action='store_true',
+                         help='replace an existing --out file that this command did not write (default: keep it and '
+                              'stop)')
 
 
 def _checkpoint_option(command) -> None:

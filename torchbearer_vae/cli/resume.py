@@ -43,6 +43,23 @@ def check_resumable(checkpoint: Dict[str, Any], path: str, option_names: Sequenc
                             f'bytes, the state of torch\'s generator')
 
 
+def check_same_data(checkpoint: Dict[str, Any], path: str, *, images: int, digest, dataset: str) -> None:
+    """Refuse (CommandError) to resume on data that is not the run's: other image count, or other files (folder:).
+
+    ``images`` and ``digest`` (:func:`~torchbearer_vae.cli.data.files_digest`) are the data's now; what a
+    checkpoint of an earlier version did not record (``dataset_digest``, ``dataset_images``) is not compared.
+    """
+    expected, recorded = checkpoint.get('dataset_images'), checkpoint.get('dataset_digest')
+    if isinstance(expected, int) and not isinstance(expected, bool) and expected != images:
+        changed = f'it holds {images} images, the run started with {expected}'
+    elif isinstance(recorded, str) and digest is not None and recorded != digest:
+        changed = 'its files are not those the run started with'
+    else:
+        return
+    raise CommandError(f'{path!r} cannot be resumed: --dataset {dataset} changed since the run started ({changed}); '
+                       f'a run continues only on its own data: start a new run in another --out, without --resume')
+
+
 def _is_rng_state(value) -> bool:
     """A state ``torch.set_rng_state`` takes: bytes, as many as torch's own generator state has."""
     return (isinstance(value, torch.Tensor) and value.dtype == torch.uint8 and value.dim() == 1

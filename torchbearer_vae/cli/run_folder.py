@@ -14,8 +14,11 @@ from typing import Dict, List, Optional
 from torchbearer import EPOCH
 from torchbearer.callbacks import Callback
 
+from ..callbacks.imaging import written_by_package
 from ..data.folders import IMAGE_EXTENSIONS
 from ..errors import CommandError
+from ..records import write_json
+from .data import FOLDER, is_folder
 
 try:  # POSIX; on Windows msvcrt locks a byte of the file instead
     import fcntl
@@ -27,20 +30,13 @@ __all__ = []  # internal: the public entry point is torchbearer_vae.cli.main
 
 CHECKPOINT, SUMMARY, METRICS, PLOT = 'checkpoint.pt', 'summary.json', 'metrics.csv', 'loss.png'
 LOCK = '.torchbearer-vae.lock'
-_PICTURE = re.compile(r'^(reconstruction|samples|latent|kl_dims)_\d+\.png$')
-# What a run stopped in its first epoch, before its first checkpoint, can leave: a new run writes the same names.
-_FIRST_EPOCH = ('reconstruction_0.png', 'samples_0.png', 'latent_0.png', 'kl_dims_0.png')
+# The run's own record, written when a new run starts in a folder: the folder is then the run's, whatever its files
+# are named. Recognised by its content (RUN_RECORD), never by its name alone.
+RUN = '.torchbearer-vae.run'
+RUN_RECORD = {'written_by': 'torchbearer-vae train'}
 # The latent pictures are drawn every this many epochs and at the run's last: drawing them (matplotlib) costs
 # about as much as a quarter of an MNIST-test-sized epoch, too much for every epoch of a small dataset.
 LATENT_EVERY = 10
-
-
-def run_files(folder: str) -> List[str]:
-    """The names in ``folder`` that ``train`` writes (checkpoint, CSV, summary, plot, pictures), sorted."""
-    if not os.path.isdir(folder):
-        return []
-    return sorted(name for name in os.listdir(folder)
-                  if name in (CHECKPOINT, SUMMARY, METRICS, PLOT) or _PICTURE.match(name))
 
 
 def _no_space(error: BaseException) -> bool:
@@ -114,6 +110,15 @@ class RunFolder:
             file.close()
         else:  # pragma: no cover - only under a storm of runs starting and ending in the same folder
             raise CommandError(f'could not lock {self.path!r}: other runs keep starting in it; choose another --out')
+        try:
+            file.seek(0)
+            found = file.read()
+        except (OSError, ValueError):  # not text: not a lock file of ours
+            found = None
+        if found is None or not (found.strip() == '' or found.strip().isdigit()):
+            file.close()  # a file of the user's that has the lock file's name: kept, and the run refused
+            raise CommandError(f'{path!r} is not a lock file of torchbearer-vae (it holds something else) and is '
+                               f'kept; choose another --out, or move the file away')
         self._file = file
         try:
             file.seek(0)
@@ -128,20 +133,49 @@ class RunFolder:
 
     # -- what is in it --
     def check_new_run(self) -> None:
-        """Refuse a folder that holds another run's files: a new run would replace them."""
+        """Refuse a folder a new run could not call its own: one that holds a checkpoint, or files but no run record.
+
+        A run writes only into a folder that is empty (or new), or that its own record (:data:`RUN`) marks as a
+        run's: one stopped before its first checkpoint, whose files a new run replaces. The record is written here.
+        """
         if os.path.exists(os.path.join(self.path, CHECKPOINT)):
             raise CommandError(f'{self.path!r} already holds a run ({CHECKPOINT}); pass --resume to continue it or '
                                f'choose another --out')
-        others = [name for name in run_files(self.path) if name not in _FIRST_EPOCH]
-        if others:
+        others = sorted(name for name in os.listdir(self.path) if name != LOCK)
+        if others and not is_run(self.path):
             shown = ', '.join(others[:4]) + (', ...' if len(others) > 4 else '')
-            raise CommandError(f'{self.path!r} holds files of another run ({shown}) but no {CHECKPOINT} to continue '
-                               f'from; a new run would replace them: choose another --out, or move them away')
+            raise CommandError(f'{self.path!r} holds files this run did not write ({shown}) and no {CHECKPOINT} to '
+                               f'continue from; train writes only into an empty or new folder, or its own run: '
+                               f'choose another --out, or move them away')
+        if not others:
+            write_json(os.path.join(self.path, RUN), RUN_RECORD)
+
+    def check_apart(self, dataset: Optional[str]) -> None:
+        """Refuse (CommandError) a run folder inside a ``folder:`` dataset, or the dataset inside the run folder.
+
+        A folder is read recursively: the run's pictures would become training images at the next run or ``--resume``.
+        """
+        if not is_folder(dataset):
+            return
+        out = self.path
+        images, run = os.path.realpath(dataset[len(FOLDER):]), os.path.realpath(out)
+        if _inside(run, images):
+            raise CommandError(f'--out {out!r} is inside --dataset {dataset}: the run\'s pictures would be read as '
+                               f'training images; give an --out outside {images!r} (a run already there: move its '
+                               f'folder out, then --resume it)')
+        if _inside(images, run):
+            raise CommandError(f'--dataset {dataset} is inside --out {out!r}: the run\'s pictures would be read as '
+                               f'training images; give an --out that does not hold the images')
 
     # -- closing --
     def close(self) -> None:
-        """Release the lock (removing its file) and the folders this run created, if they are still empty."""
+        """Release the lock (removing its file) and the folders this run created, if they are still empty.
+
+        The run's record goes too once the run has a checkpoint (which records it from then on), or if the run
+        wrote nothing: it stays only beside the files of a run stopped before its first checkpoint.
+        """
         if self._file is not None:
+            self._forget_record()
             try:
                 os.remove(os.path.join(self.path, LOCK))  # while still locked: no one can take a file on its way out
             except OSError:
@@ -154,6 +188,23 @@ class RunFolder:
             except OSError:
                 break  # not empty: the run wrote something
         self._created = []
+
+    def _forget_record(self) -> None:
+        try:
+            names = set(os.listdir(self.path)) - {LOCK}
+            if RUN in names and (CHECKPOINT in names or names == {RUN}) and is_run(self.path):
+                os.remove(os.path.join(self.path, RUN))
+        except OSError:
+            pass
+
+
+def is_run(folder: str) -> bool:
+    """Whether ``folder`` holds the record a run of ``train`` wrote into it when it started (:data:`RUN`)."""
+    try:
+        with open(os.path.join(folder, RUN), encoding='utf-8') as file:
+            return json.load(file) == RUN_RECORD
+    except (OSError, ValueError):
+        return False
 
 
 def _try_lock(file) -> bool:
@@ -183,6 +234,10 @@ def _holder(path: str) -> str:
     return 'unknown'
 
 
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
 # -- the output file of sample, reconstruct and evaluate --
 # The image files a picture may be written to: those --dataset folder:DIR reads, but .pgm. The pictures are colour
 # grids (make_grid's), which Pillow writes under a .pgm name as a colour PPM (P6): a file its name misdescribes.
@@ -190,12 +245,14 @@ PICTURE_EXTENSIONS = tuple(extension for extension in IMAGE_EXTENSIONS if extens
 
 
 def output_file(out: Optional[str], *, default_name: str, beside: str, kind: str,
-                inputs: Optional[Dict[str, str]] = None) -> str:
+                inputs: Optional[Dict[str, str]] = None, force: bool = False) -> str:
     """The file a command writes: ``out``, or ``default_name`` in ``out`` when it is a folder, or beside ``beside``.
 
-    Refused (CommandError): one of the command's ``inputs`` (``{'the checkpoint': path}``); an existing
-    file that is not of ``kind`` (``'image'`` or ``'json'``), which the command did not write; a name
-    whose folder is under a file; for an image, a name whose extension is not an image format.
+    An existing file is replaced only if the command wrote it (a picture the package marked as its own, see
+    :func:`~torchbearer_vae.callbacks.imaging.written_by_package`; an evaluation's JSON), or ``force`` is true.
+    Refused (CommandError): one of the command's ``inputs`` (``{'the checkpoint': path}``), even with ``force``;
+    an existing file the command did not write; a name whose folder is under a file; for an image, a name whose
+    extension is not an image format.
     """
     if out is None:
         path = os.path.join(os.path.dirname(os.path.abspath(beside)), default_name)
@@ -203,7 +260,7 @@ def output_file(out: Optional[str], *, default_name: str, beside: str, kind: str
         path = os.path.join(out, default_name)
     else:
         path = out
-    shown = path if out is None else out
+    shown = out if out == path else path
     if kind == 'image' and os.path.splitext(path)[1].lower() not in PICTURE_EXTENSIONS:
         raise CommandError(f'--out {shown!r} is not an image file name; give a name ending in .png')
     folder = os.path.dirname(os.path.abspath(path))
@@ -216,20 +273,21 @@ def output_file(out: Optional[str], *, default_name: str, beside: str, kind: str
     for role, given in (inputs or {}).items():
         if os.path.exists(given) and os.path.samefile(path, given):
             raise CommandError(f'--out {shown!r} is {role} this command reads; give another file name')
+    if os.path.isfile(path) and force:
+        return path
+    what = 'a PNG image' if kind == 'image' else 'a JSON file'
     if not os.path.isfile(path) or not _is_kind(path, kind):
-        what = 'a PNG image' if kind == 'image' else 'a JSON file'
-        raise CommandError(f'--out {shown!r} exists and is not {what} this command writes; it is left alone: '
-                           f'give another file name, or remove it first')
+        raise CommandError(f'--out {shown!r} exists and is not {what} this command writes; it is kept: give another '
+                           f'--out, or pass --force to replace it')
+    if not _written_here(path, kind):
+        raise CommandError(f'--out {shown!r} exists and was not written by torchbearer-vae; it is kept: give another '
+                           f'--out, or pass --force to replace it')
     return path
 
 
 def _is_kind(path: str, kind: str) -> bool:
     if kind == 'json':
-        try:
-            with open(path, encoding='utf-8') as file:
-                return isinstance(json.load(file), dict)
-        except (OSError, ValueError):
-            return False
+        return isinstance(_json(path), dict)
     from PIL import Image
     try:
         with Image.open(path) as image:
@@ -237,6 +295,22 @@ def _is_kind(path: str, kind: str) -> bool:
     except Exception:  # PIL raises many types for a file that is not an image
         return False
     return True
+
+
+def _written_here(path: str, kind: str) -> bool:
+    """Whether the command wrote ``path``: a picture with the package's mark, or the JSON of an evaluation."""
+    if kind == 'json':  # evaluate's record: its own keys (see checkpoint_commands.evaluate)
+        data = _json(path)
+        return isinstance(data, dict) and {'checkpoint', 'negative_elbo_per_image'} <= set(data)
+    return written_by_package(path)
+
+
+def _json(path: str):
+    try:
+        with open(path, encoding='utf-8') as file:
+            return json.load(file)
+    except (OSError, ValueError):
+        return None
 
 
 # -- a file of the run that could not be written --

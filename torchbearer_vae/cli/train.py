@@ -31,13 +31,13 @@ from ..evaluation import negative_elbo
 from ..files import remove_stale_temporaries
 from ..records import MetricsCSV, plot_history, write_json
 from ..version import __version__
-from .data import image, is_folder, load_dataset, run_name, shown, split
+from .data import absolute, files_digest, image, is_folder, load_dataset, run_name, shown, split
 from .limits import check_training_fits
 from .model import build_model, criterion, settle
 from .options import REQUIRED_OPTIONS, check_saved_options, run_options, saved_options
 from .processes import Processes
 from .progress import training_progress
-from .resume import check_resumable, optimizer_to, restore
+from .resume import check_resumable, check_same_data, optimizer_to, restore
 from .run_folder import CHECKPOINT, METRICS, SUMMARY, RunFolder, checkpoint_state, latent_pictures, write_failure
 
 __all__ = []  # internal: the public entry point is torchbearer_vae.cli.main
@@ -94,6 +94,8 @@ def _after_interruption(out: str) -> str:
 
 def _prepare(args, folder: RunFolder):
     """``(checkpoint, options, nothing_to_do)``: --out created and locked, the run to resume read and checked."""
+    if not args.resume:  # before the folder is made: never inside the images
+        folder.check_apart(absolute({'dataset': args.dataset})['dataset'])
     folder.open()
     path = os.path.join(folder.path, CHECKPOINT)
     checkpoint = None
@@ -103,6 +105,7 @@ def _prepare(args, folder: RunFolder):
         checkpoint = load_checkpoint(path)
         check_resumable(checkpoint, path, REQUIRED_OPTIONS)
         check_saved_options(saved_options(checkpoint), path)
+        folder.check_apart(absolute(saved_options(checkpoint))['dataset'])
     else:
         folder.check_new_run()
     remove_stale_temporaries(folder.path)  # left by a run killed in the middle of a write; ours alone (locked)
@@ -214,6 +217,9 @@ def _build_training(args, processes: Processes, folder: RunFolder = None):
         return None
     data = _read_data(args, processes, options)
     options = data.options
+    if checkpoint is not None:
+        check_same_data(checkpoint, os.path.join(out, CHECKPOINT), images=len(data.dataset), digest=data.digest,
+                        dataset=shown(options['dataset']))
     model, optimizer = _model_and_optimizer(data, processes)
     train_loader, val_loader = _loaders(data, processes)
     kl_term = kld_loss(beta=options['beta'], reduction='batchmean')
@@ -250,6 +256,7 @@ class _RunData:
     image_shape: tuple
     num_classes: Optional[int]  # None: unlabelled
     options: dict
+    digest: Optional[str]  # of a folder's files (data.files_digest), None for the other datasets
 
 
 def _read_data(args, processes: Processes, options: dict) -> _RunData:
@@ -268,7 +275,8 @@ def _read_data(args, processes: Processes, options: dict) -> _RunData:
     image_shape = tuple(image(dataset[0]).shape)
     if is_folder(options['dataset']):  # what the folder decoded to: evaluate and a resumed run decode the same
         options['channels'] = image_shape[0]
-    return _RunData(dataset, train_set, val_set, image_shape, num_classes, settle(options, image_shape))
+    return _RunData(dataset, train_set, val_set, image_shape, num_classes, settle(options, image_shape),
+                    files_digest(options['dataset'], dataset))
 
 
 def _model_and_optimizer(data: _RunData, processes: Processes):
@@ -301,7 +309,7 @@ def _callbacks(args, out: str, data: _RunData, processes: Processes, *, kl_term,
     def resumable(state):
         rng_state = torch.get_rng_state()
         saved = {'options': options, 'kl_term': kl_term.state_dict(), 'train_loader': train_loader.state_dict(),
-                 'rng_state': rng_state, 'dataset_images': len(data.dataset)}
+                 'rng_state': rng_state, 'dataset_images': len(data.dataset), 'dataset_digest': data.digest}
         if world_size > 1:  # Checkpointer calls this on every rank, before rank 0 writes
             saved['rng_states'] = processes.gather(rng_state)
         return saved
