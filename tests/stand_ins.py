@@ -175,3 +175,14 @@ def load_example(name):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def edit_checkpoint(path, changes):
+    """Rewrite the checkpoint at ``path`` with ``changes``: ``{key: value}``, a value of None deleting the key."""
+    checkpoint = torch.load(path, weights_only=True)
+    for key, value in changes.items():
+        if value is None:
+            del checkpoint[key]
+        else:
+            checkpoint[key] = value
+    torch.save(checkpoint, path)

@@ -14,7 +14,7 @@ import time
 
 import pytest
 import torch
-from stand_ins import COMMAND, run_cli
+from stand_ins import COMMAND, edit_checkpoint, run_cli
 
 from torchbearer_vae import VAE, TensorLoader, kld_loss, load_checkpoint, save_checkpoint
 
@@ -242,13 +242,7 @@ def resumable_checkpoint(folder, **changes):
                     options=options, kl_term=kld_loss(reduction='batchmean').state_dict(),
                     rng_state=torch.get_rng_state(),
                     train_loader=TensorLoader(torch.zeros(10, 1, 8, 8), 4, shuffle=True, seed=1).state_dict())
-    checkpoint = torch.load(folder / 'checkpoint.pt', weights_only=True)
-    for key, value in changes.items():
-        if value is None:
-            del checkpoint[key]
-        else:
-            checkpoint[key] = value
-    torch.save(checkpoint, folder / 'checkpoint.pt')
+    edit_checkpoint(folder / 'checkpoint.pt', changes)
     return folder
 
 

@@ -9,6 +9,7 @@ import os
 
 import pytest
 import torch
+from stand_ins import edit_checkpoint
 
 from torchbearer_vae import VAE, TensorLoader, kld_loss, load_checkpoint, save_checkpoint
 from torchbearer_vae.cli import main
@@ -37,13 +38,7 @@ def write_run(folder, *, stepped=True, side=8, **changes):
     save_checkpoint(folder / 'checkpoint.pt', model, optimizer, epoch=1, history=[{'loss': 1.0}],
                     options=run_options(), kl_term=kld_loss(reduction='batchmean').state_dict(),
                     rng_state=torch.get_rng_state(), train_loader=loader.state_dict())
-    checkpoint = torch.load(folder / 'checkpoint.pt', weights_only=True)
-    for key, value in changes.items():
-        if value is None:
-            del checkpoint[key]
-        else:
-            checkpoint[key] = value
-    torch.save(checkpoint, folder / 'checkpoint.pt')
+    edit_checkpoint(folder / 'checkpoint.pt', changes)
     return folder / 'checkpoint.pt'
 
 
