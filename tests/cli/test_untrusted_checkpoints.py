@@ -87,6 +87,7 @@ def test_every_command_refuses_zero_stride_weights_before_building_the_model(tmp
     ({'dataset': 7}, 'dataset must be a string or None, got a int'),
     ({'lr': 'fast'}, 'lr must be a finite number > 0'),
     ({'val_fraction': 1.5}, 'val_fraction must be a finite number > 0 and < 1'),
+    ({'seed': 2 ** 80}, 'seed must be a whole number from 0 to 2**63 - 1, got 1208925819614629174706176'),
     ({'image_size': -3}, 'image_size must be an int >= 1'),
     ({'model': 'transformer'}, "model must be one of 'mlp', 'conv'"),
 ])
@@ -102,10 +103,14 @@ def test_options_that_are_not_a_dict_are_refused(tmp_path, capsys, command):
     refused(capsys, [command, '--checkpoint', checkpoint, *COMMANDS[command]], 'options must be a dict')
 
 
-def test_resume_refuses_the_same_options_with_its_own_advice(tmp_path, capsys):
-    write_run(tmp_path / 'run', options={**run_options(), 'limit': 'abc'})
+@pytest.mark.parametrize('change, message', [
+    ({'limit': 'abc'}, "limit must be an int >= 1, got 'abc'"),
+    ({'seed': 2 ** 80}, 'seed must be a whole number from 0 to 2**63 - 1'),  # torch.manual_seed would overflow
+])
+def test_resume_refuses_the_same_options_with_its_own_advice(tmp_path, capsys, change, message):
+    write_run(tmp_path / 'run', options={**run_options(), **change})
     refused(capsys, ['train', '--resume', '--epochs', 2, '--out', tmp_path / 'run'], 'cannot be resumed',
-            "limit must be an int >= 1, got 'abc'", 'start a new run in another --out')
+            message, 'start a new run in another --out')
 
 
 def adam_state(change):

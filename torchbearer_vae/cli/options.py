@@ -106,6 +106,12 @@ def _check_dataset(name: str, value) -> None:
             raise ValueError(f'{name}: {error}') from None
 
 
+def _check_seed(name: str, value) -> None:
+    """A seed ``--seed`` takes: ``random_seed``'s range, so that torch's generators accept it."""
+    if check_int(name, value, minimum=0) >= _SEEDS:
+        raise ValueError(f'{name} must be a whole number from 0 to 2**63 - 1, got {value}')
+
+
 def _check_channels(name: str, value) -> None:
     if check_int(name, value, allow_none=True) not in (None, 1, 3):
         raise ValueError(f'{name} must be 1, 3 or None, got {value}')
@@ -205,7 +211,7 @@ class TrainOptions:
                          help='KL weight')
     val_fraction: float = option(0.1, type=number(above=0, below=1), check=partial(check_number, above=0, below=1),
                                  implied=REQUIRED, help='')
-    seed: int = option(1, type=random_seed, check=partial(check_int, minimum=0), implied=REQUIRED, help='')
+    seed: int = option(1, type=random_seed, check=_check_seed, implied=REQUIRED, help='')
     device: str = option('auto', choices=('auto', 'cpu', 'cuda'), run=False, help='auto picks cuda when available')
     out: Optional[str] = option(None, run=False, shown='runs/DATASET', help='output folder')
     resume: bool = option(False, switch=True, run=False, help='continue the run in --out from its checkpoint.pt')
