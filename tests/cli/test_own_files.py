@@ -39,6 +39,22 @@ def test_train_keeps_a_users_file_in_out_and_is_refused(name, tmp_path, capsys):
     assert snapshot(out) == {name: b'my own file'}  # kept, and nothing written beside it
 
 
+@pytest.mark.parametrize('files', [
+    {LOCK: b''},  # an empty file of the lock's name, alone
+    {LOCK: b'999999\n'},  # a lock file's content, but no run beside it
+    {LOCK: b'12345\n', 'notes.txt': b'my notes'},  # refused for the notes: the lock file must stay as it is too
+])
+def test_a_lock_file_without_its_run_beside_it_is_the_users_and_is_kept(files, tmp_path, capsys):
+    out = tmp_path / 'mine'
+    out.mkdir()
+    for name, content in files.items():
+        (out / name).write_bytes(content)
+    assert main(['train', *DIGITS, '--out', str(out)]) == 2
+    err = error_line(capsys)
+    assert LOCK in err and 'is kept' in err
+    assert snapshot(out) == files  # byte for byte, nothing written beside them
+
+
 @pytest.mark.slow
 def test_train_writes_into_an_empty_folder_and_starts_over_a_run_of_its_own_stopped_in_its_first_epoch(tmp_path):
     out = tmp_path / 'empty'

@@ -90,6 +90,7 @@ class RunFolder:
     def _lock(self) -> None:
         path = os.path.join(self.path, LOCK)
         for _ in range(100):
+            existed = os.path.lexists(path)
             try:
                 file = open(path, 'a+')
             except OSError as error:
@@ -119,6 +120,11 @@ class RunFolder:
             file.close()  # a file of the user's that has the lock file's name: kept, and the run refused
             raise CommandError(f'{path!r} is not a lock file of torchbearer-vae (it holds something else) and is '
                                f'kept; choose another --out, or move the file away')
+        if existed and not (is_run(self.path) or os.path.exists(os.path.join(self.path, CHECKPOINT))):
+            # A stale lock of a run stands beside that run's record or checkpoint; this one is the user's file.
+            file.close()
+            raise CommandError(f'{path!r} is not the lock file of a torchbearer-vae run (no run record or '
+                               f'{CHECKPOINT} beside it) and is kept; choose another --out, or move the file away')
         self._file = file
         try:
             file.seek(0)
