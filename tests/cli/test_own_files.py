@@ -159,6 +159,17 @@ def test_a_picture_of_another_kind_is_still_refused_with_the_way_out(checkpoint,
     assert checkpoint.read_bytes() == before
 
 
+def test_a_link_to_a_missing_file_is_kept_unless_force(checkpoint, tmp_path, capsys):
+    link = tmp_path / 'dangling.png'
+    link.symlink_to(tmp_path / 'missing.png')
+    assert main(['sample', '--checkpoint', str(checkpoint), '--n', '4', '--out', str(link)]) == 2
+    assert 'is a symbolic link to a missing file; it is kept' in error_line(capsys)
+    assert link.is_symlink() and not (tmp_path / 'missing.png').exists()
+    assert main(['sample', '--checkpoint', str(checkpoint), '--n', '4', '--out', str(link), '--force']) == 0
+    capsys.readouterr()
+    assert link.is_file()
+
+
 def test_the_default_output_beside_the_checkpoint_is_rewritten_on_every_run(checkpoint, capsys):
     for command, name in (('sample', 'samples.png'), ('reconstruct', 'recon.png'), ('evaluate', 'evaluation.json')):
         for _ in range(2):

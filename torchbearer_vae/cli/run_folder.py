@@ -274,6 +274,11 @@ def output_file(out: Optional[str], *, default_name: str, beside: str, kind: str
         folder = os.path.dirname(folder)
     if not os.path.isdir(folder):
         raise CommandError(f'--out {shown!r} cannot be written: {folder!r} is a file, not a folder')
+    if os.path.islink(path) and not os.path.exists(path):  # a link of the user's to a missing file: kept too
+        if force:
+            return path
+        raise CommandError(f'--out {shown!r} is a symbolic link to a missing file; it is kept: give another --out, '
+                           f'or pass --force to replace the link')
     if not os.path.exists(path):
         return path
     for role, given in (inputs or {}).items():
