@@ -1,4 +1,5 @@
 import os
+import pickle
 import time
 
 import pytest
@@ -46,8 +47,24 @@ class Exploit:
 def test_a_malicious_pickle_is_refused_unread(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     torch.save({'format': 'torchbearer_vae.checkpoint/1', 'payload': Exploit()}, tmp_path / 'evil.pt')
-    with pytest.raises(CheckpointError, match='refused'):
+    with pytest.raises(CheckpointError, match='refused: it asks to load Python objects'):
         load_checkpoint(tmp_path / 'evil.pt')
+    assert not (tmp_path / 'exploited').exists()
+
+
+@pytest.mark.filterwarnings('ignore:Detected pickle protocol')
+def test_a_refused_pickle_is_told_from_a_damaged_one_by_the_file_not_by_torchs_wording(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with open(tmp_path / 'legacy.pt', 'wb') as file:  # a plain pickle, the format before torch 1.6
+        pickle.dump({'format': 'torchbearer_vae.checkpoint/1', 'payload': Exploit()}, file)
+    torch.save({'payload': Exploit()}, tmp_path / 'zip.pt')
+    for name in ('legacy.pt', 'zip.pt'):
+        data = (tmp_path / name).read_bytes()
+        (tmp_path / f'cut-{name}').write_bytes(data[:len(data) - 30])
+        with pytest.raises(CheckpointError, match='refused: it asks to load Python objects'):
+            load_checkpoint(tmp_path / name)
+        with pytest.raises(CheckpointError, match='not a readable checkpoint'):
+            load_checkpoint(tmp_path / f'cut-{name}')
     assert not (tmp_path / 'exploited').exists()
 
 

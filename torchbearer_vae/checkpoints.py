@@ -7,7 +7,9 @@ checkpoint here is a dict of tensors, numbers, strings, lists and dicts, written
 import io
 import os
 import pickle
+import pickletools
 import warnings
+import zipfile
 from typing import Any, Callable, Dict, Optional
 
 import torch
@@ -184,7 +186,7 @@ def load_checkpoint(path: PathLike) -> Dict[str, Any]:
         payload = torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as error:
         reason = _unpickling_reason(str(error))
-        if 'GLOBAL' in reason:  # the file names a Python object to import: exactly what weights_only blocks
+        if _whole_pickle(path):  # intact, so refused for what it holds: Python objects, what weights_only blocks
             raise CheckpointError(f'{path!r} was refused: it asks to load Python objects other than tensors and '
                                   f'plain values, which torchbearer_vae never writes (it may come from another '
                                   f'program or be crafted to run code): {reason}') from None
@@ -250,6 +252,37 @@ def _unbacked_tensors(payload: Dict[str, Any], file_size: int) -> Optional[str]:
         return (f'its tensors need {sum(views.values()):,} bytes but the file has {file_size:,} (views of the same '
                 f'stored values, overlapping: not weights a model saved)')
     return None
+
+
+def _whole_pickle(path: str) -> bool:
+    """Whether the file's pickle stream is complete and well formed, read as opcodes (nothing is imported or run).
+
+    Tells a file ``weights_only`` refused for what it holds from a damaged one by the file itself, not by the
+    wording of torch's message (which differs between releases). ``torch.save`` writes the pickle as the
+    zip entry ``<name>/data.pkl``, stored uncompressed (or, before torch 1.6, at the start of the file).
+    """
+    try:
+        if not zipfile.is_zipfile(path):
+            with open(path, 'rb') as file:
+                return _parses(file)
+        with zipfile.ZipFile(path) as archive:
+            entries = [info for info in archive.infolist() if info.filename.rsplit('/', 1)[-1] == 'data.pkl']
+            if len(entries) != 1 or entries[0].file_size > os.path.getsize(path):  # no inflating a crafted entry
+                return False
+            with archive.open(entries[0]) as file:
+                return _parses(file)
+    except (OSError, zipfile.BadZipFile, EOFError):
+        return False
+
+
+def _parses(file: Any) -> bool:
+    """Whether ``file`` holds one whole pickle, up to its STOP opcode."""
+    try:
+        for _ in pickletools.genops(file):
+            pass
+    except (ValueError, EOFError):  # genops reports a truncated or unknown opcode as ValueError
+        return False
+    return True
 
 
 def _unpickling_reason(message: str) -> str:

@@ -16,7 +16,6 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 from torchbearer import Trial
-from torchvision.transforms import v2
 
 from torchbearer_vae import AutoEncoderDataset, IDXDataset, ReconstructionSaver, load_mnist, train_val_split
 
@@ -42,9 +41,14 @@ def mnist_images(data_dir, limit=None):
     return images if limit is None else Subset(images, range(limit))
 
 
+def gaussian_noise(sigma):
+    """Adds N(0, sigma^2) noise to an image in [0, 1] and clips back (torchvision 0.19+: ``v2.GaussianNoise``)."""
+    return lambda image: (image + sigma * torch.randn_like(image)).clamp(0, 1)
+
+
 def make_loaders(images, noise=0.0, batch_size=128):
     """``(input, target)`` loaders; with ``noise`` > 0 the inputs are corrupted, the targets stay clean."""
-    corrupt = v2.GaussianNoise(sigma=noise) if noise > 0 else None  # clipped back to [0, 1]
+    corrupt = gaussian_noise(noise) if noise > 0 else None
     data = AutoEncoderDataset(images, transform=corrupt)  # transform: the input only
     train, val = train_val_split(data, val_fraction=0.1, seed=1)
     return DataLoader(train, batch_size, shuffle=True), DataLoader(val, batch_size)

@@ -1,7 +1,9 @@
 """The torchbearer-vae command line, end to end on the real MNIST, and every bad input it must refuse."""
 import csv
+import importlib.metadata
 import json
 import os
+import platform
 import re
 import shutil
 import signal
@@ -12,6 +14,7 @@ import time
 import numpy as np
 import pytest
 import torch
+import torchbearer
 from PIL import Image
 from stand_ins import COMMAND, run_cli
 
@@ -32,7 +35,11 @@ def trained(mnist_dir, tmp_path_factory):
 def test_version_and_help(capsys):
     with pytest.raises(SystemExit) as exit:
         main(['--version'])
-    assert exit.value.code == 0 and torchbearer_vae.__version__ in capsys.readouterr().out
+    lines = capsys.readouterr().out.splitlines()  # what a bug report needs, each from the installed metadata
+    assert exit.value.code == 0 and lines[0] == f'torchbearer-vae {torchbearer_vae.__version__}'
+    assert lines[1] == (f"torch {importlib.metadata.version('torch')}, torchvision "
+                        f"{importlib.metadata.version('torchvision')}, torchbearer {torchbearer.__version__}")
+    assert lines[2].startswith(f'Python {platform.python_version()} on ') and len(lines) == 3
     assert main([]) == 0
     help_text = capsys.readouterr().out
     assert all(command in help_text for command in ('train', 'sample', 'reconstruct', 'evaluate'))

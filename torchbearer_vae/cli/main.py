@@ -15,8 +15,8 @@ import signal
 import sys
 from typing import Optional, Sequence
 
+from ..compat import environment
 from ..errors import CheckpointError, CommandError
-from ..version import __version__
 from .options import add_option, add_train_arguments, class_index, positive_int
 
 __all__ = ['main', 'build_parser', 'CommandError']
@@ -32,11 +32,25 @@ def build_parser() -> argparse.ArgumentParser:
         prog='torchbearer-vae',
         description='Variational auto-encoders with torchbearer: train a VAE on a dataset or your own images, then '
                     'sample from it, reconstruct images and estimate likelihoods.')
-    parser.add_argument('--version', action='version', version=f'%(prog)s {__version__}')
+    parser.add_argument('--version', action=_Version, nargs=0,
+                        help="show the versions of torchbearer-vae, torch, torchvision, torchbearer and Python (what "
+                             "a bug report needs) and exit")
     commands = parser.add_subparsers(dest='command', metavar='command')
     for add_command in (_add_train, _add_sample, _add_reconstruct, _add_evaluate):
         add_command(commands)
     return parser
+
+
+class _Version(argparse.Action):
+    """``--version``: the package's version and those of what it runs on, one per line, then exit."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        versions = environment()
+        print(f"{parser.prog} {versions.pop('torchbearer_vae')}")
+        python, system = versions.pop('python'), versions.pop('platform')
+        print(', '.join(f'{name} {version}' for name, version in versions.items()))
+        print(f'Python {python} on {system}')
+        parser.exit()
 
 
 def _add_train(commands) -> None:

@@ -8,7 +8,6 @@ where it is known which argument named the file.
 """
 import dataclasses
 import os
-import platform
 import shutil
 import threading
 import time
@@ -22,6 +21,7 @@ from torchbearer import Trial
 from ..callbacks.guards import NaNGuard
 from ..callbacks.pictures import ReconstructionSaver, SampleSaver
 from ..checkpoints import Checkpointer, load_checkpoint
+from ..compat import environment, fused_adam_supported
 from ..data.datasets import AutoEncoderDataset
 from ..data.loaders import TensorLoader, load_batch_with_labels
 from ..distributed import ReduceMetrics
@@ -30,7 +30,6 @@ from ..errors import CommandError
 from ..evaluation import negative_elbo
 from ..files import remove_stale_temporaries
 from ..records import MetricsCSV, plot_history, write_json
-from ..version import __version__
 from .data import absolute, files_digest, image, is_folder, load_dataset, run_name, shown, split
 from .limits import check_training_fits
 from .model import build_model, criterion, settle
@@ -194,7 +193,7 @@ def _summary(training: _Training, history: list, seconds: float, processes: Proc
         'val_loss_z_mean_per_image_means': "the Trial's val_loss: the same loss with z = posterior mean (eval mode)",
         'wall_seconds': round(seconds, 3),
         'train_images_per_second': round(epochs_run * training.train_images / seconds, 1) if epochs_run else None,
-        'device': str(device), 'processes': processes.world_size, 'versions': _environment(),
+        'device': str(device), 'processes': processes.world_size, 'versions': environment(),
     }
 
 
@@ -364,19 +363,11 @@ def _adam(parameters, lr: float) -> torch.optim.Adam:
     """Adam, fused into one kernel per step where this torch has it for the parameters' device.
 
     The default Adam updates each parameter with several small operations launched from Python;
-    the fused one (CPU since torch 2.4, CUDA since 2.0) does it in one: the same algorithm, and an
-    epoch of the reference VAE about 15% faster on a 2-core CPU (benchmarks/bench_training.py).
+    the fused one does it in one: the same algorithm, and an epoch of the reference VAE about 15%
+    faster on a 2-core CPU (benchmarks/bench_training.py).
     """
     parameters = list(parameters)
-    try:
-        return torch.optim.Adam(parameters, lr=lr, fused=True)
-    except (RuntimeError, TypeError, ValueError):  # an older torch, or a device without the fused kernel
-        return torch.optim.Adam(parameters, lr=lr)
+    fused = bool(parameters) and fused_adam_supported(parameters[0].device)
+    return torch.optim.Adam(parameters, lr=lr, fused=fused or None)
 
 
-def _environment() -> dict:
-    """Versions of what a run depends on, for summary.json."""
-    import torchvision
-    return {'torchbearer_vae': __version__, 'torchbearer': torchbearer.__version__, 'torch': torch.__version__,
-            'torchvision': torchvision.__version__, 'python': platform.python_version(),
-            'platform': platform.platform()}
