@@ -21,7 +21,7 @@ SMALL, LARGE = (32, 32), (40, 48)  # (height, width) of the patches
 
 @pytest.fixture(scope='module')
 def photos():
-    sklearn_datasets = pytest.importorskip('sklearn.datasets')
+    from sklearn import datasets as sklearn_datasets  # scikit-learn is in the test extra: never skipped
     return sklearn_datasets.load_sample_images().images  # two (427, 640, 3) uint8 photographs
 
 

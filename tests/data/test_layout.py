@@ -18,7 +18,7 @@ from torchbearer_vae import AutoEncoderDataset, ConvVAE, ImageDataset, TensorLoa
 @pytest.fixture(scope='module')
 def patches():
     """520 real 32x32 RGB patches, ``(520, 32, 32, 3)`` uint8, channels-last, and a label per photograph."""
-    sklearn_datasets = pytest.importorskip('sklearn.datasets')
+    from sklearn import datasets as sklearn_datasets  # scikit-learn is in the test extra: never skipped
     photos = sklearn_datasets.load_sample_images().images  # china.jpg and flower.jpg, (427, 640, 3) uint8
     cut = [photo[top:top + 32, left:left + 32] for photo in photos
            for top in range(0, 416, 32) for left in range(0, 640, 32)]
