@@ -234,9 +234,12 @@ def test_resume_refuses_a_dataset_that_changed_since_the_run_started(images, tmp
     (images / '05.png').unlink()
     assert main(resume) == 2
     assert 'its files are not those the run started with' in error_line(capsys)
+    os.rename(images / '00a.png', images / '05.png')  # the same names again, but 05.png now holds 00.png's picture
+    assert main(resume) == 2
+    assert 'the content of some of its images is not what the run started with' in error_line(capsys)
     assert len(load_checkpoint(run / 'checkpoint.pt')['history']) == 1  # not trained on other data
     checkpoint = torch.load(run / 'checkpoint.pt', weights_only=True)
-    del checkpoint['dataset_digest']  # a checkpoint of an earlier version: the count alone is compared
+    del checkpoint['dataset_digest'], checkpoint['images_digest']  # an earlier version's: only the count is compared
     torch.save(checkpoint, run / 'checkpoint.pt')
     assert main(resume) == 0
     assert len(load_checkpoint(run / 'checkpoint.pt')['history']) == 2

@@ -15,6 +15,8 @@ import warnings
 import zlib
 from typing import Optional
 
+import torch
+
 from ..data.datasets import IDXDataset, ImageDataset, load_cifar10, load_digits, load_mnist, train_val_split
 from ..data.folders import load_image_folder
 from ..errors import CommandError
@@ -141,6 +143,18 @@ def files_digest(name: Optional[str], dataset) -> Optional[str]:
     root = name[len(FOLDER):]
     listing = '\n'.join(os.path.relpath(path, root).replace(os.sep, '/') for path in sorted(paths))
     return hashlib.sha256(listing.encode('utf-8', 'surrogateescape')).hexdigest()
+
+
+def images_digest(dataset) -> Optional[str]:
+    """A digest of the decoded images (a ``folder:`` or IDX dataset's tensor), else None.
+
+    With :func:`files_digest` it lets ``--resume`` notice an image whose content changed under its old name,
+    at the cost of hashing what is already in memory (no file is read again; about 0.1 s per 50 MB).
+    """
+    data = getattr(dataset, 'data', None)
+    if not isinstance(data, torch.Tensor):
+        return None
+    return hashlib.sha256(data.detach().cpu().contiguous().numpy()).hexdigest()
 
 
 def image(item):

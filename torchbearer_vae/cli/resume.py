@@ -4,7 +4,7 @@ A checkpoint that loads (``weights_only``) may still lack what a resumed run nee
 wrong form (written by another program, or edited): every piece is checked and restored here, and a
 problem is one :class:`CommandError` naming the file and the piece, never a ``KeyError`` from deep inside.
 """
-from typing import Any, Dict, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 import torch
 
@@ -43,17 +43,25 @@ def check_resumable(checkpoint: Dict[str, Any], path: str, option_names: Sequenc
                             f'bytes, the state of torch\'s generator')
 
 
-def check_same_data(checkpoint: Dict[str, Any], path: str, *, images: int, digest, dataset: str) -> None:
-    """Refuse (CommandError) to resume on data that is not the run's: other image count, or other files (folder:).
+def check_same_data(checkpoint: Dict[str, Any], path: str, *, images: int, digests: Dict[str, Optional[str]],
+                    dataset: str) -> None:
+    """Refuse (CommandError) to resume on data that is not the run's: other image count, other files (folder:), or
+    other image content.
 
-    ``images`` and ``digest`` (:func:`~torchbearer_vae.cli.data.files_digest`) are the data's now; what a
-    checkpoint of an earlier version did not record (``dataset_digest``, ``dataset_images``) is not compared.
+    ``images`` is the data's image count now, ``digests`` its ``dataset_digest``
+    (:func:`~torchbearer_vae.cli.data.files_digest`) and ``images_digest``
+    (:func:`~torchbearer_vae.cli.data.images_digest`), None where not known; what a checkpoint of an earlier
+    version did not record is not compared.
     """
-    expected, recorded = checkpoint.get('dataset_images'), checkpoint.get('dataset_digest')
+    expected = checkpoint.get('dataset_images')
+    differs = {key: isinstance(checkpoint.get(key), str) and digest is not None and checkpoint[key] != digest
+               for key, digest in digests.items()}
     if isinstance(expected, int) and not isinstance(expected, bool) and expected != images:
         changed = f'it holds {images} images, the run started with {expected}'
-    elif isinstance(recorded, str) and digest is not None and recorded != digest:
+    elif differs.get('dataset_digest'):
         changed = 'its files are not those the run started with'
+    elif differs.get('images_digest'):
+        changed = 'the content of some of its images is not what the run started with'
     else:
         return
     raise CommandError(f'{path!r} cannot be resumed: --dataset {dataset} changed since the run started ({changed}); '

@@ -30,7 +30,7 @@ from ..errors import CommandError
 from ..evaluation import negative_elbo
 from ..files import remove_stale_temporaries
 from ..records import MetricsCSV, plot_history, write_json
-from .data import absolute, files_digest, image, is_folder, load_dataset, run_name, shown, split
+from .data import absolute, files_digest, image, images_digest, is_folder, load_dataset, run_name, shown, split
 from .limits import check_training_fits
 from .model import build_model, criterion, settle
 from .options import REQUIRED_OPTIONS, check_saved_options, run_options, saved_options
@@ -217,7 +217,7 @@ def _build_training(args, processes: Processes, folder: RunFolder = None):
     data = _read_data(args, processes, options)
     options = data.options
     if checkpoint is not None:
-        check_same_data(checkpoint, os.path.join(out, CHECKPOINT), images=len(data.dataset), digest=data.digest,
+        check_same_data(checkpoint, os.path.join(out, CHECKPOINT), images=len(data.dataset), digests=data.digests,
                         dataset=shown(options['dataset']))
     model, optimizer = _model_and_optimizer(data, processes)
     train_loader, val_loader = _loaders(data, processes)
@@ -255,7 +255,7 @@ class _RunData:
     image_shape: tuple
     num_classes: Optional[int]  # None: unlabelled
     options: dict
-    digest: Optional[str]  # of a folder's files (data.files_digest), None for the other datasets
+    digests: dict  # dataset_digest (a folder's files) and images_digest (the decoded images), None where unknown
 
 
 def _read_data(args, processes: Processes, options: dict) -> _RunData:
@@ -274,8 +274,8 @@ def _read_data(args, processes: Processes, options: dict) -> _RunData:
     image_shape = tuple(image(dataset[0]).shape)
     if is_folder(options['dataset']):  # what the folder decoded to: evaluate and a resumed run decode the same
         options['channels'] = image_shape[0]
-    return _RunData(dataset, train_set, val_set, image_shape, num_classes, settle(options, image_shape),
-                    files_digest(options['dataset'], dataset))
+    digests = {'dataset_digest': files_digest(options['dataset'], dataset), 'images_digest': images_digest(dataset)}
+    return _RunData(dataset, train_set, val_set, image_shape, num_classes, settle(options, image_shape), digests)
 
 
 def _model_and_optimizer(data: _RunData, processes: Processes):
@@ -308,7 +308,7 @@ def _callbacks(args, out: str, data: _RunData, processes: Processes, *, kl_term,
     def resumable(state):
         rng_state = torch.get_rng_state()
         saved = {'options': options, 'kl_term': kl_term.state_dict(), 'train_loader': train_loader.state_dict(),
-                 'rng_state': rng_state, 'dataset_images': len(data.dataset), 'dataset_digest': data.digest}
+                 'rng_state': rng_state, 'dataset_images': len(data.dataset), **data.digests}
         if world_size > 1:  # Checkpointer calls this on every rank, before rank 0 writes
             saved['rng_states'] = processes.gather(rng_state)
         return saved
