@@ -55,6 +55,37 @@ def test_a_lock_file_without_its_run_beside_it_is_the_users_and_is_kept(files, t
     assert snapshot(out) == files  # byte for byte, nothing written beside them
 
 
+@pytest.mark.parametrize('target', ['/dev/zero', 'missing-file', 'a-fifo'])
+def test_a_lock_file_that_is_a_link_or_not_a_regular_file_is_never_followed_nor_read(target, tmp_path, capsys):
+    out, elsewhere = tmp_path / 'run', tmp_path / 'elsewhere'
+    out.mkdir()
+    elsewhere.mkdir()
+    if target == 'a-fifo':
+        os.mkfifo(out / LOCK)
+    else:  # /dev/zero would be read without end; a link to a missing file would create it outside --out
+        os.symlink(target if target.startswith('/') else elsewhere / target, out / LOCK)
+    assert main(['train', *DIGITS, '--out', str(out)]) == 2
+    err = error_line(capsys)
+    assert LOCK in err and 'is kept' in err and ('symbolic link' in err or 'not a regular file' in err)
+    assert os.listdir(out) == [LOCK] and os.listdir(elsewhere) == []
+
+
+@pytest.mark.slow
+def test_resume_keeps_a_users_picture_where_the_run_would_write_one(tmp_path, capsys):
+    out = tmp_path / 'run'
+    assert main(['train', *DIGITS, '--limit', '200', '--out', str(out)]) == 0
+    users_picture(out / 'samples_1.png')  # the name of the next epoch's samples
+    mine = (out / 'samples_1.png').read_bytes()
+    capsys.readouterr()
+    assert main(['train', '--resume', '--epochs', '2', '--quiet', '--out', str(out)]) == 2
+    err = error_line(capsys)
+    assert 'samples_1.png' in err and 'did not write' in err and 'move them away, then --resume' in err
+    assert (out / 'samples_1.png').read_bytes() == mine and load_checkpoint(out / 'checkpoint.pt')['epoch'] == 1
+    (out / 'samples_1.png').unlink()
+    assert main(['train', '--resume', '--epochs', '2', '--quiet', '--out', str(out)]) == 0
+    assert load_checkpoint(out / 'checkpoint.pt')['epoch'] == 2
+
+
 @pytest.mark.slow
 def test_train_writes_into_an_empty_folder_and_starts_over_a_run_of_its_own_stopped_in_its_first_epoch(tmp_path):
     out = tmp_path / 'empty'
@@ -204,6 +235,20 @@ def test_the_dataset_inside_out_is_refused(images, tmp_path, capsys):
     assert main(['train', '--dataset', f'folder:{images}', '--epochs', '1', '--quiet', '--out', str(tmp_path)]) == 2
     assert f'--dataset folder:{images} is inside --out {str(tmp_path)!r}' in error_line(capsys)
     assert sorted(os.listdir(tmp_path)) == ['images']
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('command', ['reconstruct', 'evaluate'])
+def test_an_output_inside_the_dataset_the_command_reads_is_refused_even_with_force(command, images, tmp_path, capsys):
+    run = tmp_path / 'run'
+    assert main(['train', '--dataset', f'folder:{images}', '--epochs', '1', '--hidden-dim', '16', '--quiet',
+                 '--out', str(run)]) == 0
+    before = snapshot(images)
+    out = images / ('00.png' if command == 'reconstruct' else 'evaluation.json')
+    capsys.readouterr()
+    assert main([command, '--checkpoint', str(run / 'checkpoint.pt'), '--out', str(out), '--force']) == 2
+    assert f'--out {str(out)!r} is inside --dataset folder:{images}, which this command reads' in error_line(capsys)
+    assert snapshot(images) == before
 
 
 @pytest.mark.slow

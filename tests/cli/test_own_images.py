@@ -199,6 +199,24 @@ def test_a_folder_the_conv_model_cannot_take_says_to_resize(tmp_path, capsys):
     assert json.loads((tmp_path / 'run' / 'summary.json').read_text())['image_shape'] == [3, 8, 8]
 
 
+@pytest.mark.parametrize('image_size', [None, 4096])
+def test_a_model_too_large_for_the_images_is_refused_before_any_image_is_decoded(image_size, tmp_path, capsys,
+                                                                                 monkeypatch):
+    from torchbearer_vae.data import folders
+    images = tmp_path / 'images'
+    images.mkdir()
+    for index in range(2):  # 4096 x 4096 pictures of one colour: a few kB each, 48 MB each decoded
+        Image.new('RGB', (4096, 4096), (index * 90, 40, 0)).save(images / f'{index}.png')
+    decoded = []
+    real_decode = folders._Decoder.decode
+    monkeypatch.setattr(folders._Decoder, 'decode', lambda self, path: decoded.append(path) or real_decode(self, path))
+    size = [] if image_size is None else ['--image-size', str(image_size)]
+    assert main(['train', '--dataset', f'folder:{images}', *size, '--out', str(tmp_path / 'run'), '--quiet']) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and 'weights' in err and '3x4096x4096' in err and 'use smaller values' in err
+    assert decoded == [] and not (tmp_path / 'run').exists()
+
+
 def test_a_missing_folder_is_one_line(tmp_path, capsys):
     assert main(['train', '--dataset', f'folder:{tmp_path / "nowhere"}', '--out', str(tmp_path / 'run')]) == 2
     err = capsys.readouterr().err.strip()

@@ -197,6 +197,20 @@ def test_a_dataset_a_checkpoint_names_is_never_downloaded_nor_its_folder_created
     assert not (tmp_path / 'new').exists() and os.listdir(empty) == []
 
 
+@pytest.mark.parametrize('dataset', ['mnist', 'fashion-mnist', 'cifar10'])
+def test_resume_never_downloads_the_dataset_its_checkpoint_names_nor_creates_its_folder(tmp_path, capsys, dataset):
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+    resume = ['train', '--resume', '--epochs', '2', '--quiet', '--out', tmp_path / 'run']
+    for data_dir, message in ((str(tmp_path / 'new' / 'data'), 'not a folder here'),
+                              (str(empty), 'is never downloaded')):
+        write_run(tmp_path / 'run', side=28, options={**run_options(), 'dataset': dataset, 'data_dir': data_dir})
+        read = None if message == 'not a folder here' else f'{dataset} from {data_dir}'
+        refused(capsys, resume, message, read=read)
+    assert not (tmp_path / 'new').exists() and os.listdir(empty) == []
+    assert load_checkpoint(tmp_path / 'run' / 'checkpoint.pt')['epoch'] == 1
+
+
 def test_the_data_a_checkpoint_names_is_named_on_stderr_before_it_is_read(tmp_path, capsys, mnist_dir):
     checkpoint = write_run(tmp_path / 'run', side=28, options={**run_options(), 'dataset': f'idx:{mnist_dir}'})
     assert main(['evaluate', '--checkpoint', str(checkpoint), '--split', 'all', '--limit', '20']) == 0

@@ -260,6 +260,23 @@ def test_limit_opens_only_the_files_it_keeps(photo_folder, monkeypatch):
     assert torch.equal(images.targets, everything.targets[:7])
 
 
+def test_check_sees_the_shape_and_count_from_the_headers_before_any_image_is_decoded(photo_folder, monkeypatch):
+    root, _ = photo_folder
+    seen, opened = [], []
+    real_open = Image.open
+    monkeypatch.setattr(Image, 'open', lambda path, *args, **kwargs: opened.append(path) or real_open(path))
+
+    def check(shape, count):
+        seen.append((shape, count, len(opened)))
+        raise RuntimeError('too large for the model')
+
+    with pytest.raises(RuntimeError, match='too large for the model'):
+        load_quietly(root, image_size=16, limit=6, check=check)
+    assert seen == [((3, 16, 16), 6, 6)] and len(opened) == 6  # each of the 6 headers read once, none decoded
+    grey = load_quietly(root, image_size=8, channels=1, limit=3, check=lambda shape, count: seen.append((shape, count)))
+    assert seen[-1] == ((1, 8, 8), 3) and grey.data.shape == (3, 1, 8, 8)
+
+
 def test_progress_callable_sees_every_image(photo_folder):
     root, saved = photo_folder
     seen = []

@@ -232,6 +232,17 @@ class PictureSaver(_PhaseImages):
         raise NotImplementedError(f'{type(self).__name__} must implement draw(model, state) and return an image '
                                   f'(C, H, W) or a batch (N, C, H, W)')
 
+    def file_for(self, epoch: int) -> Optional[str]:
+        """The file this callback writes at ``epoch`` (``state[torchbearer.EPOCH]``), or None with ``folder=None``.
+
+        Example: ::
+
+            >>> from torchbearer_vae import SampleSaver
+            >>> SampleSaver(folder='runs/x').file_for(4).replace('\\\\', '/')
+            'runs/x/samples_4.png'
+        """
+        return None if self._files is None else self._files.path(epoch)
+
     # -- builders: which phases (torchbearer's names); the output builders are torchbearer's own --
     def on_train(self):
         """Draw from training batches, at the end of each training phase. Returns: self."""

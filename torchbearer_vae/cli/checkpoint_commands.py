@@ -20,12 +20,12 @@ from ..evaluation import importance_weighted_nll, negative_elbo
 from ..model_utils import evaluating, is_conditional
 from ..models import model_from_checkpoint
 from ..records import write_json
-from .data import DEFAULT_DATA_DIR, absolute, image, is_downloaded, is_folder, load_dataset, shown, split, unreadable
+from .data import absolute, check_recorded_data, image, is_folder, load_dataset, shown, split, unreadable
 from .limits import check_evaluation_fits, check_picture_opens, check_pictures_fit
 from .options import REQUIRED_OPTIONS, check_saved_options, saved_options
 from .processes import pick_device
 from .progress import counted
-from .run_folder import output_file
+from .run_folder import check_outside_data, output_file
 
 __all__ = []  # internal: the public entry point is torchbearer_vae.cli.main
 
@@ -84,14 +84,20 @@ def _preprocessing(name, options, model) -> dict:
     return {'image_size': options.get('image_size'), 'channels': channels}
 
 
-def _data_for(args, checkpoint, model):
-    """``(images, split, a line saying which)``: --dataset (default: the run's), all of it or a split of the run's."""
+def _data_for(args, checkpoint, model, out: str):
+    """``(images, split, a line saying which)``: --dataset (default: the run's), all of it or a split of the run's.
+
+    ``out``, the command's output file, may not be inside the images (checked before they are read).
+    """
     options = saved_options(checkpoint)
     name = args.dataset if args.dataset is not None else options.get('dataset')
     data_dir = args.data_dir if args.data_dir is not None else options.get('data_dir')
     which = _which_split(args, checkpoint, options)
     preprocessing = _preprocessing(name, options, model)
-    preprocessing['download'] = _check_recorded_data(args, name, data_dir)
+    preprocessing['download'] = check_recorded_data(
+        name, data_dir, source=f'--checkpoint {args.checkpoint}', typed_dataset=args.dataset is not None,
+        typed_data_dir=args.data_dir is not None, remedy="give the run's data with --dataset (and --data-dir)")
+    check_outside_data(out, name if isinstance(name, str) else None)
     if which == 'all':
         dataset = load_dataset(name, data_dir, args.limit, verbose=False, **preprocessing)
     else:
@@ -114,32 +120,6 @@ def _data_for(args, checkpoint, model):
                            f'{args.checkpoint} takes {wanted}; give the dataset it was trained on')
     what = {'all': 'all the images', 'train': "the run's training images", 'val': "the run's validation images"}
     return dataset, which, f'--split {which}: {what[which]} of --dataset {shown(name)} ({len(dataset):,})'
-
-
-def _check_recorded_data(args, name, data_dir) -> bool:
-    """Whether missing data may be downloaded; CommandError for data the checkpoint names that is not there.
-
-    A checkpoint decides nothing a user did not type: the data it names (``folder:DIR``, ``idx:DIR``, mnist's
-    ``data_dir``) is read only if it is a folder here, never a filesystem's root; it is named on stderr before it
-    is read, and never downloaded (only ``--dataset`` with ``--data-dir`` typed may download).
-    """
-    if not isinstance(name, (str, type(None))) or not isinstance(data_dir, (str, type(None))):
-        return False  # load_dataset refuses it
-    if is_downloaded(name):
-        if args.dataset is not None and args.data_dir is not None:
-            return True
-        folder = data_dir or DEFAULT_DATA_DIR
-    elif args.dataset is None and name != 'digits':  # folder:DIR or idx:DIR, from the checkpoint
-        folder = name.split(':', 1)[1]
-    else:
-        return False
-    folder = os.path.abspath(folder)
-    if not os.path.isdir(folder) or os.path.dirname(folder) == folder:
-        what = 'a filesystem\'s root' if os.path.isdir(folder) else 'not a folder here'
-        raise CommandError(f'--checkpoint {args.checkpoint} reads --dataset {shown(name)} from {folder}, which is '
-                           f'{what}: nothing was read; give the run\'s data with --dataset (and --data-dir)')
-    print(f'reading --dataset {shown(name)} from {folder} (named by --checkpoint {args.checkpoint})', file=sys.stderr)
-    return False
 
 
 def _labels(args, dataset, model, count: int):
@@ -217,7 +197,7 @@ def sample(args) -> None:
 def reconstruct(args) -> None:
     """``torchbearer-vae reconstruct``: the first ``--num-images`` images above their reconstructions."""
     out, checkpoint, model, device = _start(args, 'recon.png', 'image')
-    dataset, _, said = _data_for(args, checkpoint, model)
+    dataset, _, said = _data_for(args, checkpoint, model, out)
     count = min(args.num_images, len(dataset))
     labels = _labels(args, dataset, model, count)  # a conditional model's: refused here if the images have none
     check_pictures_fit(2 * count, model, device)
@@ -246,7 +226,7 @@ def _duration(seconds: float) -> str:
 def evaluate(args) -> dict:
     """``torchbearer-vae evaluate``: negative ELBO and (K > 1) the IWAE negative log-likelihood per image."""
     out, checkpoint, model, device = _start(args, 'evaluation.json', 'json')
-    dataset, which, said = _data_for(args, checkpoint, model)
+    dataset, which, said = _data_for(args, checkpoint, model, out)
     _labels(args, dataset, model, 0)  # a conditional model: refused here if the images have no labels
     check_evaluation_fits(args.batch_size, len(dataset), args.importance_samples, model, device)
     print(said, file=sys.stderr)

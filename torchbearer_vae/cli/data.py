@@ -13,7 +13,7 @@ import os
 import sys
 import warnings
 import zlib
-from typing import Optional
+from typing import Callable, Optional, Tuple
 
 import torch
 
@@ -64,7 +64,8 @@ def check_preprocessing(name: Optional[str], image_size: Optional[int], channels
 
 def load_dataset(name: Optional[str], data_dir: Optional[str], limit: Optional[int] = None, *,
                  image_size: Optional[int] = None, channels: Optional[int] = None,
-                 verbose: bool = True, download: bool = True) -> ImageDataset:
+                 verbose: bool = True, download: bool = True,
+                 check_shape: Optional[Callable[[Tuple[int, int, int], int], None]] = None) -> ImageDataset:
     """The images of ``--dataset`` (an :class:`ImageDataset`), the first ``limit`` of them if given.
 
     IDX files (mnist, fashion-mnist, idx:DIR) are read only as far as ``limit``, and a folder opens
@@ -72,6 +73,7 @@ def load_dataset(name: Optional[str], data_dir: Optional[str], limit: Optional[i
     decoded with a progress bar on a terminal; ``verbose`` then prints one line of what was read
     (and one per file skipped as unreadable, instead of Python's two-line warning). ``download=False``:
     mnist, fashion-mnist and cifar10 are read only if ``data_dir`` has them (for data a checkpoint names).
+    ``check_shape(shape, count)``: a folder's check before any image is decoded (``load_image_folder``'s ``check``).
 
     Raises:
         CommandError: naming ``--dataset`` and what is wrong with its files (missing, truncated, not IDX,
@@ -87,7 +89,7 @@ def load_dataset(name: Optional[str], data_dir: Optional[str], limit: Optional[i
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter('always', UserWarning)
-            dataset = _read(name, data_dir, limit, image_size, channels, download)
+            dataset = _read(name, data_dir, limit, image_size, channels, download, check_shape)
     except (RuntimeError, OSError, EOFError, zlib.error, ValueError) as error:  # EOFError, BadGzipFile: a cut gzip
         hint = _hint(name)
         if not download and hint:  # the library's "pass download=True" is not the command line's advice
@@ -111,7 +113,7 @@ def load_dataset(name: Optional[str], data_dir: Optional[str], limit: Optional[i
     return dataset
 
 
-def _read(name, data_dir, limit, image_size, channels, download) -> ImageDataset:
+def _read(name, data_dir, limit, image_size, channels, download, check_shape) -> ImageDataset:
     if name is None or name in ('mnist', 'fashion-mnist'):
         return load_mnist(data_dir, train=True, fashion=name == 'fashion-mnist', limit=limit, download=download)
     if name == 'cifar10':
@@ -119,7 +121,8 @@ def _read(name, data_dir, limit, image_size, channels, download) -> ImageDataset
     if name == 'digits':
         return load_digits()
     if is_folder(name):
-        return load_image_folder(name[len(FOLDER):], image_size=image_size, channels=channels, limit=limit)
+        return load_image_folder(name[len(FOLDER):], image_size=image_size, channels=channels, limit=limit,
+                                 check=check_shape)
     return IDXDataset.from_folder(name[len(IDX):], limit=limit)
 
 
@@ -128,6 +131,34 @@ def _hint(name: Optional[str]) -> str:
         return ("; or try --dataset digits (scikit-learn's 8x8 digits, no download), --dataset folder:DIR (your own "
                 "images) or --dataset idx:DIR")
     return ''
+
+
+def check_recorded_data(name, data_dir, *, source: str, typed_dataset: bool, typed_data_dir: bool,
+                        remedy: str) -> bool:
+    """Whether missing data may be downloaded; CommandError for data a checkpoint names that is not there.
+
+    A checkpoint decides nothing a user did not type: the data it names (``folder:DIR``, ``idx:DIR``, mnist's
+    ``data_dir``) is read only if it is a folder here, never a filesystem's root; it is named on stderr before it
+    is read, and never downloaded (only ``--dataset`` with ``--data-dir`` typed may download). ``source`` names
+    the checkpoint in the messages (``--checkpoint PATH``), ``remedy`` says what to do instead.
+    """
+    if not isinstance(name, (str, type(None))) or not isinstance(data_dir, (str, type(None))):
+        return False  # load_dataset refuses it
+    if is_downloaded(name):
+        if typed_dataset and typed_data_dir:
+            return True
+        folder = data_dir or DEFAULT_DATA_DIR
+    elif not typed_dataset and name != 'digits':  # folder:DIR or idx:DIR, from the checkpoint
+        folder = name.split(':', 1)[1]
+    else:
+        return False
+    folder = os.path.abspath(folder)
+    if not os.path.isdir(folder) or os.path.dirname(folder) == folder:
+        what = 'a filesystem\'s root' if os.path.isdir(folder) else 'not a folder here'
+        raise CommandError(f'{source} reads --dataset {shown(name)} from {folder}, which is {what}: nothing was read '
+                           f'or downloaded; {remedy}')
+    print(f'reading --dataset {shown(name)} from {folder} (named by {source})', file=sys.stderr)
+    return False
 
 
 def is_downloaded(name: Optional[str]) -> bool:

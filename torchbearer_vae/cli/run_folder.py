@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import time
 from typing import Dict, List, Optional
 
@@ -30,6 +31,7 @@ __all__ = []  # internal: the public entry point is torchbearer_vae.cli.main
 
 CHECKPOINT, SUMMARY, METRICS, PLOT = 'checkpoint.pt', 'summary.json', 'metrics.csv', 'loss.png'
 LOCK = '.torchbearer-vae.lock'
+_LOCK_SIZE = 32  # a PID and a newline fit many times over: a longer file is not a lock file of ours
 # The run's own record, written when a new run starts in a folder: the folder is then the run's, whatever its files
 # are named. Recognised by its content (RUN_RECORD), never by its name alone.
 RUN = '.torchbearer-vae.run'
@@ -91,11 +93,7 @@ class RunFolder:
         path = os.path.join(self.path, LOCK)
         for _ in range(100):
             existed = os.path.lexists(path)
-            try:
-                file = open(path, 'a+')
-            except OSError as error:
-                raise CommandError(f'cannot write in the run folder {self.path!r} ({error.strerror or error}); '
-                                   f'choose another --out or change its permissions') from None
+            file = self._open_lock(path)
             if not _try_lock(file):
                 file.close()
                 raise CommandError(f'{self.path!r} is in use by another torchbearer-vae train (PID {_holder(path)}); '
@@ -113,9 +111,11 @@ class RunFolder:
             raise CommandError(f'could not lock {self.path!r}: other runs keep starting in it; choose another --out')
         try:
             file.seek(0)
-            found = file.read()
+            found = file.read(_LOCK_SIZE + 1)
         except (OSError, ValueError):  # not text: not a lock file of ours
             found = None
+        if found is not None and len(found) > _LOCK_SIZE:
+            found = None  # more than a PID
         if found is None or not (found.strip() == '' or found.strip().isdigit()):
             file.close()  # a file of the user's that has the lock file's name: kept, and the run refused
             raise CommandError(f'{path!r} is not a lock file of torchbearer-vae (it holds something else) and is '
@@ -136,6 +136,38 @@ class RunFolder:
             what = 'no space left on device' if _no_space(error) else (error.strerror or str(error))
             raise CommandError(f'cannot write in the run folder {self.path!r} ({what}); '
                                f'choose another --out') from None
+
+    def _open_lock(self, path: str):
+        """The lock file, opened (created if missing) for reading and writing: a regular file in the folder only.
+
+        A symbolic link is never followed (it could lead the run to create or read a file elsewhere, or read
+        ``/dev/zero`` without end), nor a FIFO or device opened blocking: such a file is the user's, kept.
+        """
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, 'O_NOFOLLOW', 0) | getattr(os, 'O_NONBLOCK', 0)
+        try:
+            descriptor = os.open(path, flags, 0o644)
+        except OSError as error:
+            if os.path.islink(path):
+                raise CommandError(f'{path!r} is a symbolic link, not a lock file of torchbearer-vae, and is kept; '
+                                   f'choose another --out, or move the link away') from None
+            raise CommandError(f'cannot write in the run folder {self.path!r} ({error.strerror or error}); '
+                               f'choose another --out or change its permissions') from None
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            os.close(descriptor)
+            raise CommandError(f'{path!r} is not a regular file, not a lock file of torchbearer-vae, and is kept; '
+                               f'choose another --out, or move it away')
+        return os.fdopen(descriptor, 'r+')
+
+    def check_own_pictures(self, paths: List[str]) -> None:
+        """Refuse (CommandError) a resumed run that would write over a picture torchbearer-vae did not write.
+
+        ``paths`` are the pictures of the epochs still to train; one that exists must carry the package's mark.
+        """
+        foreign = [path for path in paths if os.path.lexists(path) and not written_by_package(path)]
+        if foreign:
+            shown = ', '.join(os.path.basename(path) for path in foreign[:4]) + (', ...' if len(foreign) > 4 else '')
+            raise CommandError(f'{self.path!r} holds files the resumed run would write over, which torchbearer-vae '
+                               f'did not write ({shown}); they are kept: move them away, then --resume')
 
     # -- what is in it --
     def check_new_run(self) -> None:
@@ -294,6 +326,19 @@ def output_file(out: Optional[str], *, default_name: str, beside: str, kind: str
         raise CommandError(f'--out {shown!r} exists and was not written by torchbearer-vae; it is kept: give another '
                            f'--out, or pass --force to replace it')
     return path
+
+
+def check_outside_data(out: str, dataset: Optional[str]) -> None:
+    """Refuse (CommandError) an output file inside the ``folder:`` dataset the command reads, even with ``--force``.
+
+    It would write over one of the images, or add a picture to them.
+    """
+    if not is_folder(dataset):
+        return
+    images = os.path.realpath(dataset[len(FOLDER):])
+    if _inside(os.path.realpath(out), images):
+        raise CommandError(f'--out {out!r} is inside --dataset {dataset}, which this command reads; its images are '
+                           f'kept: give an --out outside {images!r}')
 
 
 def _is_kind(path: str, kind: str) -> bool:

@@ -11,7 +11,7 @@ import os
 import shutil
 import threading
 import time
-from typing import Optional
+from typing import List, Optional
 
 import torch
 import torchbearer
@@ -19,6 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torchbearer import Trial
 
 from ..callbacks.guards import NaNGuard
+from ..callbacks.picture_saver import PictureSaver
 from ..callbacks.pictures import ReconstructionSaver, SampleSaver
 from ..checkpoints import Checkpointer, load_checkpoint
 from ..compat import environment, fused_adam_supported
@@ -30,7 +31,18 @@ from ..errors import CommandError
 from ..evaluation import negative_elbo
 from ..files import remove_stale_temporaries
 from ..records import MetricsCSV, plot_history, write_json
-from .data import absolute, files_digest, image, images_digest, is_folder, load_dataset, run_name, shown, split
+from .data import (
+    absolute,
+    check_recorded_data,
+    files_digest,
+    image,
+    images_digest,
+    is_folder,
+    load_dataset,
+    run_name,
+    shown,
+    split,
+)
 from .limits import check_training_fits
 from .model import build_model, criterion, settle
 from .options import REQUIRED_OPTIONS, check_saved_options, run_options, saved_options
@@ -236,6 +248,8 @@ def _build_training(args, processes: Processes, folder: RunFolder = None):
     # torchbearer's state is one (the model would store MU and LOGVAR in a copy). The model is there already.
     trained = DistributedDataParallel(model) if world_size > 1 else model
     callbacks, guard = _callbacks(args, out, data, processes, kl_term=kl_term, train_loader=train_loader)
+    if checkpoint is not None and rank == 0:  # the user's files in the run's folder are kept
+        folder.check_own_pictures(_pictures_to_come(callbacks, range(done, args.epochs)))
     trial = Trial(trained, optimizer, loss,
                   metrics=['loss', 'recon', 'kl', 'active_units'], callbacks=callbacks, verbose=0).to(device)
     trial.with_generators(train_generator=train_loader, val_generator=val_loader)
@@ -244,6 +258,16 @@ def _build_training(args, processes: Processes, folder: RunFolder = None):
     trial.state[torchbearer.HISTORY] = history  # torchbearer continues from len(history)
     return _Training(trial, guard, model, val_loader, out, options, done, data.image_shape, len(data.train_set),
                      len(data.val_set), folder)
+
+
+def _pictures_to_come(callbacks, epochs) -> List[str]:
+    """The files the run's picture callbacks will write in ``epochs`` (those drawn every few epochs: when drawn)."""
+    paths = []
+    for callback in callbacks:
+        picture, wanted = getattr(callback, 'callback', callback), getattr(callback, 'wanted', lambda epoch: True)
+        if isinstance(picture, PictureSaver):
+            paths += [picture.file_for(epoch) for epoch in epochs if wanted(epoch) and picture.file_for(epoch)]
+    return paths
 
 
 @dataclasses.dataclass
@@ -264,8 +288,14 @@ def _read_data(args, processes: Processes, options: dict) -> _RunData:
     # needed, alone.
     if processes.local_rank:
         processes.barrier()
+    download = True
+    if args.resume:  # the data a checkpoint names: read only if it is there, never downloaded
+        download = check_recorded_data(options['dataset'], options['data_dir'], source=f'--resume of {_out(args)}',
+                                       typed_dataset=False, typed_data_dir=False,
+                                       remedy='put the run\'s data back there, or start a new run without --resume')
     dataset = load_dataset(options['dataset'], options['data_dir'], options['limit'], image_size=options['image_size'],
-                           channels=options['channels'], verbose=not (args.quiet or processes.rank))
+                           channels=options['channels'], verbose=not (args.quiet or processes.rank), download=download,
+                           check_shape=_model_fits_check(options, processes))
     if not processes.local_rank:
         processes.barrier()
     num_classes = classes_of(dataset, options)
@@ -276,6 +306,15 @@ def _read_data(args, processes: Processes, options: dict) -> _RunData:
         options['channels'] = image_shape[0]
     digests = {'dataset_digest': files_digest(options['dataset'], dataset), 'images_digest': images_digest(dataset)}
     return _RunData(dataset, train_set, val_set, image_shape, num_classes, settle(options, image_shape), digests)
+
+
+def _model_fits_check(options: dict, processes: Processes):
+    """A folder's check before any image is decoded: the model for the images' shape and a batch must fit."""
+    def check(shape, count: int) -> None:
+        settled = settle(options, shape)
+        model = build_model({**settled, 'conditional': False}, shape, 'meta')  # the classes add a few weights only
+        check_training_fits(model, settled['batch_size'], count, processes.device)
+    return check
 
 
 def _model_and_optimizer(data: _RunData, processes: Processes):

@@ -218,15 +218,17 @@ def _check_fits(count: int, shape: Tuple[int, int, int], root: str) -> None:
 
 
 def _check_headers(headers, paths, count: int, image_size: Optional[int], channels: Optional[int], root: str,
-                   *, allocated: bool) -> None:
+                   *, allocated: bool) -> Optional[Tuple[int, int, int]]:
     """Refuse, before any is decoded, images whose headers say they would not fit in memory or differ in size.
+
+    Returns the ``(C, H, W)`` the images will have (None without headers).
 
     ``headers`` are ``(index, (width, height, bytes to decode, grey))``. Unless the ``count`` images are
     ``allocated`` already, their memory (uint8, at the size the headers give) is checked first; then the
     largest image's decoding, on top of it.
     """
     if not headers:
-        return
+        return None
     if image_size is None:
         first, (width, height) = headers[0][0], headers[0][1][:2]
         for index, (other_width, other_height, _, _) in headers:
@@ -244,6 +246,7 @@ def _check_headers(headers, paths, count: int, image_size: Optional[int], channe
         raise ValueError(f'{paths[index]!r} is {width}x{height} pixels: decoding it needs {_bytes(cost)} in memory'
                          f'{f" besides the {_bytes(kept)} the images take" if kept else ""}, more than half the '
                          f'{_bytes(available)} available; remove that file from {root!r} or save it smaller')
+    return shape
 
 
 def _different_sizes(root: str, first_size, first: str, size, path: str) -> ValueError:
@@ -266,7 +269,8 @@ def _progress_bar(progress, total: int):
 
 
 def load_image_folder(root, *, image_size: Optional[int] = None, channels: Optional[int] = None,
-                      limit: Optional[int] = None, progress: Union[bool, Callable, None] = None) -> ImageDataset:
+                      limit: Optional[int] = None, progress: Union[bool, Callable, None] = None,
+                      check: Optional[Callable[[Tuple[int, int, int], int], None]] = None) -> ImageDataset:
     """Decode every image file under a folder into an in-memory :class:`~torchbearer_vae.ImageDataset`.
 
     Files are found and labelled by :func:`find_images` (recursively, sorted; a folder of class
@@ -296,6 +300,9 @@ def load_image_folder(root, *, image_size: Optional[int] = None, channels: Optio
         progress (bool, callable or None): A callable ``progress(done, total)`` called as files
             are opened (``total``: the files to open); True or False for a progress bar on
             stderr or none; None for a bar only when stderr is a terminal.
+        check (callable or None): Called as ``check(shape, count)`` with the ``(C, H, W)`` the images
+            will have and how many will be decoded, known from their headers, before any is decoded:
+            raise in it to stop early (the command line refuses a model that would not fit there).
 
     Returns:
         ImageDataset: ``data`` ``uint8`` ``(N, C, H, W)``; ``targets`` the labels (class indices)
@@ -335,7 +342,7 @@ def load_image_folder(root, *, image_size: Optional[int] = None, channels: Optio
         _check_fits(1, (channels or 3, image_size, image_size), root)
     update, close = _progress_bar(progress, wanted)
     try:
-        data, read, skipped = _decode_all(paths, decode, wanted, root, update)
+        data, read, skipped = _decode_all(paths, decode, wanted, root, update, check)
     finally:
         close()
     if skipped:
@@ -363,7 +370,7 @@ def _headers(paths, start: int, wanted: int, decode, skipped) -> Tuple[list, int
     return headers, index
 
 
-def _decode_all(paths, decode, wanted, root, update):
+def _decode_all(paths, decode, wanted, root, update, check=None):
     """Decode files in order until ``wanted`` are read: ``(data (N, C, H, W), indices read, [(path, error)])``.
 
     Every file's header is read, and the memory they need checked, before the first is decoded; a
@@ -372,7 +379,10 @@ def _decode_all(paths, decode, wanted, root, update):
     data, read, skipped, start, shown = None, [], [], 0, None
     while len(read) < wanted and start < len(paths):
         headers, start = _headers(paths, start, wanted - len(read), decode, skipped)
-        _check_headers(headers, paths, wanted, decode.image_size, decode.channels, root, allocated=data is not None)
+        shape = _check_headers(headers, paths, wanted, decode.image_size, decode.channels, root,
+                               allocated=data is not None)
+        if check is not None and data is None and shape is not None:
+            check(shape, wanted)
         for index, _ in headers:
             path = paths[index]
             array = decode(path)
