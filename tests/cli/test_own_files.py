@@ -5,6 +5,7 @@ wrote when it started, not by the names of its files).
 """
 import os
 import shutil
+import stat
 
 import pytest
 import torch
@@ -81,6 +82,10 @@ def test_resume_keeps_a_users_picture_where_the_run_would_write_one(tmp_path, ca
     err = error_line(capsys)
     assert 'samples_1.png' in err and 'did not write' in err and 'move them away, then --resume' in err
     assert (out / 'samples_1.png').read_bytes() == mine and load_checkpoint(out / 'checkpoint.pt')['epoch'] == 1
+    (out / 'samples_1.png').unlink()
+    os.mkfifo(out / 'samples_1.png')  # never opened: it would block
+    assert main(['train', '--resume', '--epochs', '2', '--quiet', '--out', str(out)]) == 2
+    assert 'samples_1.png' in error_line(capsys) and stat.S_ISFIFO(os.lstat(out / 'samples_1.png').st_mode)
     (out / 'samples_1.png').unlink()
     assert main(['train', '--resume', '--epochs', '2', '--quiet', '--out', str(out)]) == 0
     assert load_checkpoint(out / 'checkpoint.pt')['epoch'] == 2

@@ -276,6 +276,8 @@ def written_by_package(path: PathLike) -> bool:
     The mark is a PNG's ``Software`` text or a JPEG's comment; the other formats carry none.
     """
     from PIL import Image
+    if not os.path.isfile(path):  # a FIFO or a device is never opened (a FIFO would block), nor is it ours
+        return False
     try:
         with Image.open(path) as picture:
             maker = picture.info.get('Software', picture.info.get('comment'))
