@@ -62,6 +62,7 @@ from torch.utils.data import DataLoader, Subset
 
 import torchbearer_vae
 from torchbearer_vae import VAE, AutoEncoderDataset, ReconstructionSaver, TensorLoader, kld_loss, train_val_split
+from torchbearer_vae.compat import fused_adam_supported
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'shared', 'data', 'mnist')
 TARGETS = {'(4)/(1)': ('<=', 1.20), '(2)/(4)': ('>=', 2.0), '(4)/(3)': ('<=', 1.05), '(5)/(1)': ('<=', 1.25),
@@ -191,7 +192,9 @@ class Setup(FloorData):
                 TensorLoader(self.val, self.batch_size))
 
 
-ADAM = {'fused': True}  # set from --adam: Adam's keyword arguments, the same for every method
+# set from --adam: Adam's keyword arguments, the same for every method (fused where this torch has the CPU kernel,
+# as the command's Adam is: torch 2.4 and later)
+ADAM = {'fused': True} if fused_adam_supported('cpu') else {}
 
 
 def fresh_model(seed, use_state):
@@ -647,7 +650,7 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     ADAM.clear()
-    ADAM.update({'fused': True} if args.adam == 'fused' else {})
+    ADAM.update({'fused': True} if args.adam == 'fused' and fused_adam_supported('cpu') else {})
     if args.scale_child:
         return scale_child(args.data, args.scale_child, args.epochs, args.batch_size, args.seed)
     if args.floor_child:

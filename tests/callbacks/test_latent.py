@@ -299,7 +299,12 @@ def test_wide_tick_labels_push_the_layout_instead_of_cutting_the_axis_label(char
     pixels = drawn(chart(None), mu)
     dark = (pixels < 0.5).all(0)  # black text: the tick labels and the rotated axis label
     assert not dark[:, :3].any()  # nothing cut at the left edge
-    assert dark[:, :25].any()  # the axis label, moved left of the wide tick labels
+    frame = int((dark.sum(0) > dark.shape[0] // 2).nonzero()[0])  # the axes' left spine, a dark column
+    inked = dark[:, :frame].any(0).tolist()
+    runs = sum(1 for x in range(len(inked)) if inked[x] and (x == 0 or not inked[x - 1]))
+    # Left of the frame: the rotated axis label, a gap, then the tick labels (however wide this matplotlib draws
+    # them: a log axis within one decade has wide minor labels in newer releases, one narrow label in older ones)
+    assert runs >= 2 and inked.index(True) < frame // 2
 
 
 @pytest.mark.parametrize('chart', [LatentScatter, KLPerDimension])
