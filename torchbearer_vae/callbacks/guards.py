@@ -212,19 +212,19 @@ class NaNGuard(TerminateOnNaN):
         return f'NaNGuard(gradients={self.gradients}, validation={self.validation}, warn={self.warn}{advice})'
 
     # -- torchbearer hooks --
-    def on_start(self, state):
+    def on_start(self, state: dict) -> None:
         self.message, self.stopped_at = None, None
 
-    def on_forward(self, state):
+    def on_forward(self, state: dict) -> None:
         self._guard_output(state, 'training')
 
-    def on_criterion(self, state):
+    def on_criterion(self, state: dict) -> None:
         if self.stopped_at is not None and self.stopped_at['phase'] == 'training':  # stopped at on_forward
             # A NaN loss gives NaN gradients, which DistributedDataParallel's all-reduce hands to every rank:
             # each rank's gradient check then stops at this same step, and none waits for this one.
             state[torchbearer.LOSS] = state[torchbearer.LOSS] * math.nan
 
-    def on_backward(self, state):
+    def on_backward(self, state: dict) -> None:
         # After every on_criterion callback (the KL is in the loss), before the optimizer step.
         stopped = self.stopped_at is not None and self.stopped_at['phase'] == 'training'  # at on_forward
         gradients = _gradients(state.get(torchbearer.OPTIMIZER)) if self.gradients else []
@@ -233,10 +233,10 @@ class NaNGuard(TerminateOnNaN):
             if optimizer is not None:
                 optimizer.zero_grad(set_to_none=True)
 
-    def on_step_training(self, state):
+    def on_step_training(self, state: dict) -> None:
         pass  # TerminateOnNaN checks its metric here, after the update; the guard checked before it
 
-    def on_end_training(self, state):
+    def on_end_training(self, state: dict) -> None:
         if self.stopped_at is not None:
             return
         bad = _non_finite_weights(state.get(torchbearer.MODEL))
@@ -246,19 +246,19 @@ class NaNGuard(TerminateOnNaN):
             self._fail(state, 'training', 'weights', f'the weights are not finite after training epoch {epoch} '
                                                      f'({shown}): an update diverged', batch=None)
 
-    def on_forward_validation(self, state):
+    def on_forward_validation(self, state: dict) -> None:
         if self.validation:
             self._guard_output(state, 'validation')
 
-    def on_step_validation(self, state):
+    def on_step_validation(self, state: dict) -> None:
         if self.validation:
             self._guard_loss(state, 'validation', [])
 
-    def on_end_epoch(self, state):
+    def on_end_epoch(self, state: dict) -> None:
         pass  # TerminateOnNaN checks its metric here; every step has been checked already
 
     # -- checking: one host synchronisation each, the rest only once something is wrong --
-    def _guard_output(self, state, phase: str) -> None:
+    def _guard_output(self, state: dict, phase: str) -> None:
         output = state.get(torchbearer.Y_PRED)
         tensors = _float_tensors(output)
         if self.stopped_at is not None or not tensors or _sum_is_finite(tensors) or _first_non_finite(tensors) is None:
@@ -277,7 +277,7 @@ class NaNGuard(TerminateOnNaN):
         self._fail(state, phase, 'output', f"the model's output is not finite ({'; '.join(details)})",
                    default_advice=_DATA_ADVICE if bad_data else _ADVICE)
 
-    def _guard_loss(self, state, phase: str, gradients: List[torch.Tensor]) -> bool:
+    def _guard_loss(self, state: dict, phase: str, gradients: List[torch.Tensor]) -> bool:
         """Stop if the loss of this step (or a gradient) is not finite; ``True`` if it stopped."""
         loss = state.get(torchbearer.LOSS)
         if self.stopped_at is not None or loss is None:
@@ -294,7 +294,7 @@ class NaNGuard(TerminateOnNaN):
         return True
 
     # -- explaining and stopping --
-    def _diagnose(self, state, loss: float, gradients: List[torch.Tensor]) -> Tuple[str, List[str]]:
+    def _diagnose(self, state: dict, loss: float, gradients: List[torch.Tensor]) -> Tuple[str, List[str]]:
         """``(term, details)``: which part of a step with a non-finite loss or gradient is to blame."""
         values = {name: _number(state.get(key)) for name, key, _ in _TERMS}
         labels = {name: label for name, _, label in _TERMS}
@@ -334,7 +334,8 @@ class NaNGuard(TerminateOnNaN):
             causes.append(f'the weights were already not finite ({broken[0]}): an earlier update diverged')
         return causes
 
-    def _fail(self, state, phase: str, term: str, what: str, batch: Any = ..., default_advice: str = _ADVICE) -> None:
+    def _fail(self, state: dict, phase: str, term: str, what: str, batch: Any = ...,
+              default_advice: str = _ADVICE) -> None:
         epoch = state.get(torchbearer.EPOCH)
         batch = state.get(torchbearer.BATCH) if batch is ... else batch
         where = f'epoch {epoch}' + (f', batch {batch}' if batch is not None else '') + f' ({phase}; counted from 0)'

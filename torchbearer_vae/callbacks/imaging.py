@@ -238,7 +238,7 @@ class ImageFiles:
     def __call__(self, image: torch.Tensor, index, state) -> None:
         BackgroundWriter.of_run(state).write(self.path(state[torchbearer.EPOCH]), _png_writer(image), owner=self)
 
-    def wait(self, state) -> None:
+    def wait(self, state: dict) -> None:
         BackgroundWriter.of_run(state).wait(owner=self)
 
 

@@ -255,7 +255,7 @@ class LatentManifold(PictureSaver):
         super().__init__(folder, filename, key=key, num_images=check_int('num_images', num_images, minimum=0),
                          nrow=num_steps)
 
-    def on_start(self, state):
+    def on_start(self, state: dict) -> None:
         """Refuse, before the first step, a model without ``decode``, or one with a larger latent and no inputs."""
         super().on_start(state)
         model = unwrap_model(state[torchbearer.MODEL])

@@ -81,32 +81,32 @@ class _PhaseImages(ImagingCallback):
         self._collected: Dict[str, torch.Tensor] = {}
         self._active = self._validated = self._warned = False
 
-    def on_start_epoch(self, state):
+    def on_start_epoch(self, state: dict) -> None:
         self._validated = False
 
-    def on_start_training(self, state):
+    def on_start_training(self, state: dict) -> None:
         self._start(torchbearer.TRAIN_DATA)
 
-    def on_step_training(self, state):
+    def on_step_training(self, state: dict) -> None:
         self._step(state)
 
-    def on_end_training(self, state):
+    def on_end_training(self, state: dict) -> None:
         if state.get(torchbearer.STOP_TRAINING):  # a stopped epoch (NaNGuard...): the last complete one's files stay
             self._active = False
         else:
             self._end(state)
 
-    def on_start_validation(self, state):
+    def on_start_validation(self, state: dict) -> None:
         self._validated = self._validated or state[torchbearer.DATA] == torchbearer.VALIDATION_DATA
         self._start(state[torchbearer.DATA])
 
-    def on_step_validation(self, state):
+    def on_step_validation(self, state: dict) -> None:
         self._step(state)
 
-    def on_end_validation(self, state):
+    def on_end_validation(self, state: dict) -> None:
         self._end(state)
 
-    def on_end_epoch(self, state):
+    def on_end_epoch(self, state: dict) -> None:
         if (self._needed and state.get(torchbearer.DATA) == torchbearer.VALIDATION_DATA and not self._validated
                 and self._is_on(torchbearer.VALIDATION_DATA) and not self._warned and is_main_process()):
             self._warned = True
@@ -126,7 +126,7 @@ class _PhaseImages(ImagingCallback):
         self._active = self._is_on(data) and is_main_process()
         self._batches = {name: [] for name in self.collected_keys}
 
-    def _step(self, state):
+    def _step(self, state: dict):
         count = sum(batch.shape[0] for batch in self._batches.get('key', ()))
         if not self._active or count >= self._needed:
             return  # nothing is copied once the inputs are collected
@@ -147,7 +147,7 @@ class _PhaseImages(ImagingCallback):
                 batch = image_batch(value, f'{who}: state[{key!r}] ({name})')
             self._batches[name].append(batch[:self._needed - count].detach().cpu())
 
-    def _end(self, state):
+    def _end(self, state: dict):
         if not self._active or (self._needed and not self._batches['key']):
             return
         self._active = False
@@ -156,7 +156,7 @@ class _PhaseImages(ImagingCallback):
         collected = {name: batch for name, batch in collected.items() if batch.shape[0] == count}  # all or none
         self._send(state, collected)
 
-    def _send(self, state, collected: Dict[str, torch.Tensor]) -> None:
+    def _send(self, state: dict, collected: Dict[str, torch.Tensor]) -> None:
         self._collected, self._batches = collected, {}
         try:
             self.process(state)  # torchbearer's: on_batch, then every handler
@@ -281,11 +281,11 @@ class PictureSaver(_PhaseImages):
                         f'the constructor')
 
     # -- torchbearer hooks --
-    def on_end(self, state):
+    def on_end(self, state: dict) -> None:
         if self._files is not None:
             self._files.wait(state)  # the last pictures are on disk when Trial.run returns
 
-    def on_batch(self, state):
+    def on_batch(self, state: dict) -> None:
         """The image of :meth:`draw`, as handlers receive it (torchbearer's ``ImagingCallback`` hook)."""
         model = unwrap_model(state[torchbearer.MODEL]) if torchbearer.MODEL in state else None
         view = State()
@@ -349,7 +349,7 @@ class PictureSaver(_PhaseImages):
 class FromInputs(PictureSaver):
     """A picture of encoded inputs: fixed ones given at construction or the first of a phase."""
 
-    def on_start(self, state):
+    def on_start(self, state: dict) -> None:
         """Refuse, before the first step, a model without ``encode``/``decode`` or fixed inputs that do not fit it."""
         super().on_start(state)
         model = unwrap_model(state[torchbearer.MODEL])

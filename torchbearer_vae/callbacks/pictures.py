@@ -212,7 +212,7 @@ class SampleSaver(PictureSaver):
                          'pass a smaller num_images')
         self._noise: Optional[torch.Tensor] = None
 
-    def on_start(self, state):
+    def on_start(self, state: dict) -> None:
         """Refuse, before the first step, a model with neither ``decode`` and ``latent_dim`` nor ``sample``."""
         super().on_start(state)
         model = unwrap_model(state[torchbearer.MODEL])
@@ -344,7 +344,7 @@ class LatentTraversal(FromInputs):
                          image_shape=image_shape, output_transform=output_transform)
         self.dims, self.num_steps, self.value_range = dims, num_steps, value_range
 
-    def on_start(self, state):
+    def on_start(self, state: dict) -> None:
         """Also refuse ``dims`` the model's ``latent_dim`` does not have."""
         super().on_start(state)
         self._check_dims(getattr(unwrap_model(state[torchbearer.MODEL]), 'latent_dim', None))

@@ -44,10 +44,10 @@ class EpochPrinter(Callback):
     def __init__(self):
         self.started = None
 
-    def on_start_epoch(self, state):
+    def on_start_epoch(self, state: dict) -> None:
         self.started = time.monotonic()
 
-    def on_end_epoch(self, state):
+    def on_end_epoch(self, state: dict) -> None:
         metrics = {name: value for name, value in state[torchbearer.METRICS].items()
                    if not name.startswith('running_')}  # the last batches' averages: the epoch's are shown
         train = {name: value for name, value in metrics.items() if not name.startswith('val_')}
@@ -68,43 +68,43 @@ class LiveBar(Callback):
     def __init__(self):
         self.bar = None
 
-    def _open(self, state, what: str):
+    def _open(self, state: dict, what: str):
         from tqdm import tqdm
 
         epoch = f'epoch {state[torchbearer.EPOCH] + 1}/{state[torchbearer.MAX_EPOCHS]} {what}'
         self.bar = tqdm(total=state[torchbearer.STEPS], desc=epoch, unit='batch', leave=False, file=sys.stderr,
                         dynamic_ncols=True)
 
-    def _update(self, state):
+    def _update(self, state: dict):
         self.bar.update(1)
         loss = state[torchbearer.METRICS].get('running_loss')
         if loss is not None:
             self.bar.set_postfix_str(f'loss {_number(loss)}', refresh=False)
 
-    def _close(self, state):
+    def _close(self, state: dict):
         if self.bar is not None:
             self.bar.close()
             self.bar = None
 
-    def on_start_training(self, state):
+    def on_start_training(self, state: dict) -> None:
         self._open(state, 'train')
 
-    def on_step_training(self, state):
+    def on_step_training(self, state: dict) -> None:
         self._update(state)
 
-    def on_end_training(self, state):
+    def on_end_training(self, state: dict) -> None:
         self._close(state)
 
-    def on_start_validation(self, state):
+    def on_start_validation(self, state: dict) -> None:
         self._open(state, 'validation')
 
-    def on_step_validation(self, state):
+    def on_step_validation(self, state: dict) -> None:
         self._update(state)
 
-    def on_end_validation(self, state):
+    def on_end_validation(self, state: dict) -> None:
         self._close(state)
 
-    def on_end(self, state):  # a run stopped mid-pass (Ctrl-C, a NaN) leaves no half bar
+    def on_end(self, state: dict) -> None:  # a run stopped mid-pass (Ctrl-C, a NaN) leaves no half bar
         self._close(state)
 
 

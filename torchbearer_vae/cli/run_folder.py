@@ -393,7 +393,7 @@ _ALWAYS = ('on_init', 'on_start', 'on_end', 'on_checkpoint')
 
 
 def _forwarded(name: str):
-    def method(self, state):
+    def method(self, state: dict):
         if name in _ALWAYS or self.wanted(state[EPOCH]):
             return getattr(self.callback, name)(state)
     method.__name__ = name
