@@ -232,7 +232,8 @@ def _find_idx_pair(root: str, split: Optional[str]) -> Tuple[str, str]:
     """Find the MNIST-style images and labels files of ``split`` in ``root``."""
     splits = [split] if split is not None else ['train', 'test']
 
-    def matches(pattern: str) -> List[str]:  # regular files first: a folder of that name is named in read_idx's error, not chosen
+    # regular files first: a folder of that name is named in read_idx's error, not chosen
+    def matches(pattern: str) -> List[str]:
         names = glob.glob(os.path.join(glob.escape(root), pattern))
         return sorted(names, key=lambda name: (not os.path.isfile(name), name))
 

@@ -102,8 +102,9 @@ class ImageDataset(Dataset):
         (torch.Size([10, 3, 32, 32]), torch.Size([3, 32, 32]))
     """
 
-    #: The class names, by label, when the images came from a source that names them (a folder's subfolders, CIFAR-10).
-    classes: List[str]
+    #: The class names, by label, when the images came from a source that names them (a folder's subfolders,
+    #: CIFAR-10); None for a folder without classes.
+    classes: Optional[List[str]]
     #: The file of each image, when the images came from files (:func:`~torchbearer_vae.load_image_folder`).
     paths: List[str]
 
