@@ -31,13 +31,18 @@ _ADVICE = ('try a lower learning rate, gradient clipping (torchbearer.callbacks.
 _DATA_ADVICE = 'find the non-finite values with torch.isfinite(x).all() on each batch and fix the data'
 
 
-def _number(value) -> Optional[float]:
-    """A tensor or number as one float: a tensor by its sum, or nan/inf if one of its values is."""
+def _tensor_number(tensor: torch.Tensor) -> float:
+    """A tensor as one float: its sum, or nan/inf if one of its values is."""
+    tensor = tensor.detach()
+    if not tensor.is_floating_point() or torch.isfinite(tensor).all():
+        return float(tensor.float().sum())
+    return math.nan if torch.isnan(tensor).any() else math.inf
+
+
+def _number(value: Any) -> Optional[float]:
+    """A tensor or number as one float (see :func:`_tensor_number`); None for anything else."""
     if isinstance(value, torch.Tensor):
-        value = value.detach()
-        if not value.is_floating_point() or torch.isfinite(value).all():
-            return float(value.float().sum())
-        return math.nan if torch.isnan(value).any() else math.inf
+        return _tensor_number(value)
     if isinstance(value, numbers.Real):
         return float(value)
     return None
@@ -47,13 +52,13 @@ def _show(value: float) -> str:
     return f'{value:.4g}' if math.isfinite(value) else str(value)
 
 
-def _float_tensors(value) -> List[torch.Tensor]:
+def _float_tensors(value: Any) -> List[torch.Tensor]:
     """The floating point tensors of a model output: the tensor, or those of a tuple/list."""
     values = value if isinstance(value, (tuple, list)) else (value,)
     return [v for v in values if isinstance(v, torch.Tensor) and v.is_floating_point()]
 
 
-def _finite_output(value):
+def _finite_output(value: Any) -> Any:
     """The output with every NaN/inf replaced by 0, so that a criterion (``BCELoss`` raises on NaN) can run."""
     if isinstance(value, torch.Tensor) and value.is_floating_point():
         return torch.nan_to_num(value, nan=0.0, posinf=0.0, neginf=0.0)
@@ -62,7 +67,7 @@ def _finite_output(value):
     return value
 
 
-def _gradients(optimizer) -> List[torch.Tensor]:
+def _gradients(optimizer: Optional[torch.optim.Optimizer]) -> List[torch.Tensor]:
     """The gradients the optimizer is about to apply."""
     if optimizer is None:
         return []
@@ -89,15 +94,15 @@ def _first_non_finite(tensors: List[torch.Tensor]) -> Optional[torch.Tensor]:
     return None
 
 
-def _gradient_name(model, gradient: torch.Tensor) -> str:
+def _gradient_name(model: Any, gradient: Optional[torch.Tensor]) -> str:
     if isinstance(model, torch.nn.Module):
         for name, parameter in model.named_parameters():
-            if parameter.grad is gradient:
+            if gradient is not None and parameter.grad is gradient:
                 return name
     return describe(gradient)
 
 
-def _non_finite_weights(model) -> List[str]:
+def _non_finite_weights(model: Any) -> List[str]:
     """Names of the parameters holding a NaN or an infinity, with one host synchronisation."""
     if not isinstance(model, torch.nn.Module):
         return []
@@ -267,7 +272,7 @@ class NaNGuard(TerminateOnNaN):
         state[torchbearer.Y_PRED] = _finite_output(output)
         if torchbearer.Y_TRUE in state:
             state[torchbearer.Y_TRUE] = _finite_output(state[torchbearer.Y_TRUE])
-        details = [f'the {"first " if len(tensors) > 1 else ""}tensor it returned holds {_show(_number(t))}'
+        details = [f'the {"first " if len(tensors) > 1 else ""}tensor it returned holds {_show(_tensor_number(t))}'
                    for t in tensors if not torch.isfinite(t).all()][:1]
         inputs = _float_tensors(state.get(torchbearer.X))
         bad_data = bool(inputs) and not all(bool(torch.isfinite(t).all()) for t in inputs)
@@ -306,20 +311,23 @@ class NaNGuard(TerminateOnNaN):
         details = [f'the loss is {_show(loss)}']
         if bad:
             term = ' and '.join(bad)
-            details += [f'the {labels[name]} term is {_show(values[name])}' for name in bad]
+            details += [f'the {labels[name]} term is {_show(value)}' for name, value in values.items()
+                        if value is not None and name in bad]
             details += [f'the {labels[name]} term is {_show(value)}' for name, value in values.items()
                         if value is not None and name not in bad]
         elif any(value is not None for value in values.values()):
             term = 'loss'
-            details.append(f"the reconstruction ({_show(values['recon'])}) and KL ({_show(values['kl'])}) terms are "
-                           f"finite, so the weighting (beta) or another callback's term is not")
+            # a divergence with store_as=None stores the reconstruction term but no KL: name the terms there are
+            finite = [f'{labels[name]} ({_show(value)})' for name, value in values.items() if value is not None]
+            details.append(f"the {' and '.join(finite)} term{'s are' if len(finite) > 1 else ' is'} finite, so the "
+                           f"weighting (beta) or another callback's term is not")
         else:
             term = 'loss'
             details.append('no divergence callback stored its terms (state[RECON], state[KL])')
         return term, details + self._causes(state, logvar=term != 'recon')
 
     @staticmethod
-    def _causes(state, logvar: bool = True) -> List[str]:
+    def _causes(state: dict, logvar: bool = True) -> List[str]:
         """What may explain a non-finite step: a runaway logvar, weights already broken."""
         causes = []
         value = state.get(LOGVAR)
