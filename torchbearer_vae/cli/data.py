@@ -13,9 +13,19 @@ import os
 import sys
 import warnings
 import zlib
-from typing import Optional
+from typing import Any, Optional, Tuple
 
-from ..data.datasets import IDXDataset, ImageDataset, load_cifar10, load_digits, load_mnist, train_val_split
+from torch.utils.data import Dataset
+
+from ..data.datasets import (
+    IDXDataset,
+    ImageDataset,
+    SizedDataset,
+    load_cifar10,
+    load_digits,
+    load_mnist,
+    train_val_split,
+)
 from ..data.folders import load_image_folder
 from ..errors import CommandError
 from .limits import check_image_size_fits
@@ -109,14 +119,15 @@ def load_dataset(name: Optional[str], data_dir: Optional[str], limit: Optional[i
     return dataset
 
 
-def _read(name, data_dir, limit, image_size, channels, download) -> ImageDataset:
+def _read(name: Optional[str], data_dir: str, limit: Optional[int], image_size: Optional[int], channels: Optional[int],
+          download: bool) -> ImageDataset:
     if name is None or name in ('mnist', 'fashion-mnist'):
         return load_mnist(data_dir, train=True, fashion=name == 'fashion-mnist', limit=limit, download=download)
     if name == 'cifar10':
         return load_cifar10(data_dir, train=True, limit=limit, download=download)
     if name == 'digits':
         return load_digits()
-    if is_folder(name):
+    if name is not None and is_folder(name):
         return load_image_folder(name[len(FOLDER):], image_size=image_size, channels=channels, limit=limit)
     return IDXDataset.from_folder(name[len(IDX):], limit=limit)
 
@@ -133,22 +144,22 @@ def is_downloaded(name: Optional[str]) -> bool:
     return name is None or name in _DOWNLOADED
 
 
-def files_digest(name: Optional[str], dataset) -> Optional[str]:
+def files_digest(name: Optional[str], dataset: Any) -> Optional[str]:
     """A digest of the files a ``folder:`` dataset was read from (their sorted paths below the folder), else None."""
     paths = getattr(dataset, 'paths', None)
-    if not is_folder(name) or paths is None:
+    if name is None or not is_folder(name) or paths is None:
         return None
     root = name[len(FOLDER):]
     listing = '\n'.join(os.path.relpath(path, root).replace(os.sep, '/') for path in sorted(paths))
     return hashlib.sha256(listing.encode('utf-8', 'surrogateescape')).hexdigest()
 
 
-def image(item):
+def image(item: Any) -> Any:
     """The image of a dataset's item: ``(image, label)``, or the image alone (a folder without class subfolders)."""
     return item[0] if isinstance(item, (tuple, list)) else item
 
 
-def split(dataset, options: dict):
+def split(dataset: SizedDataset, options: dict) -> Tuple[Dataset, Dataset]:
     """``train_val_split`` of the run's options; CommandError if the images are too few to split."""
     try:
         return train_val_split(dataset, options['val_fraction'], seed=options['seed'])

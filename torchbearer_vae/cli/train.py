@@ -6,23 +6,25 @@ Every problem with the arguments, the inputs or the files is a :class:`CommandEr
 the data and checkpoint layers' ``ValueError``/``OSError``/:class:`CheckpointError` are turned into one here,
 where it is known which argument named the file.
 """
+import argparse
 import dataclasses
 import os
 import platform
 import shutil
 import threading
 import time
-from typing import Optional
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import torch
 import torchbearer
 from torch.nn.parallel import DistributedDataParallel
 from torchbearer import Trial
+from torchbearer.callbacks import Callback
 
 from ..callbacks.guards import NaNGuard
 from ..callbacks.pictures import ReconstructionSaver, SampleSaver
 from ..checkpoints import Checkpointer, load_checkpoint
-from ..data.datasets import AutoEncoderDataset
+from ..data.datasets import AutoEncoderDataset, ImageDataset
 from ..data.loaders import TensorLoader, load_batch_with_labels
 from ..distributed import ReduceMetrics
 from ..divergences import kld_loss
@@ -48,11 +50,11 @@ LATENT_IMAGES = 2000
 
 
 # -- train --
-def _out(args) -> str:
+def _out(args: argparse.Namespace) -> str:
     return args.out or os.path.join('runs', run_name(args.dataset))
 
 
-def train(args) -> dict:
+def train(args: argparse.Namespace) -> dict:
     """``torchbearer-vae train``: train the reference VAE and write the run's files into ``--out``.
 
     ``--out`` is locked for the life of the run (see :class:`~torchbearer_vae.run_folder.RunFolder`).
@@ -92,7 +94,7 @@ def _after_interruption(out: str) -> str:
     return 'no epoch was checkpointed: run the same command again to start over'
 
 
-def _prepare(args, folder: RunFolder):
+def _prepare(args: argparse.Namespace, folder: RunFolder) -> Tuple[Optional[Dict[str, Any]], Dict[str, Any], bool]:
     """``(checkpoint, options, nothing_to_do)``: --out created and locked, the run to resume read and checked."""
     if not args.resume:  # before the folder is made: never inside the images
         folder.check_apart(absolute({'dataset': args.dataset})['dataset'])
@@ -130,7 +132,7 @@ class _Training:
     folder: RunFolder
 
 
-def _train(args, processes: Processes, folder: RunFolder) -> dict:
+def _train(args: argparse.Namespace, processes: Processes, folder: RunFolder) -> dict:
     """Train on every rank: data sharded, the model in DistributedDataParallel, files written by rank 0.
 
     Every rank validates on all the validation images (with the same weights, in eval mode), so the
@@ -198,7 +200,8 @@ def _summary(training: _Training, history: list, seconds: float, processes: Proc
     }
 
 
-def _build_training(args, processes: Processes, folder: RunFolder = None):
+def _build_training(args: argparse.Namespace, processes: Processes,
+                    folder: Optional[RunFolder] = None) -> Optional[_Training]:
     """The :class:`_Training` of ``args`` on this rank, or ``None`` if the run in ``--out`` is complete.
 
     benchmarks/bench_training.py builds the command's Trial with it, to time its epochs in turn with the floor's;
@@ -250,16 +253,16 @@ def _build_training(args, processes: Processes, folder: RunFolder = None):
 @dataclasses.dataclass
 class _RunData:
     """The run's images, read and split, and its options with what the images settle."""
-    dataset: torch.utils.data.Dataset
-    train_set: torch.utils.data.Dataset
-    val_set: torch.utils.data.Dataset
+    dataset: ImageDataset
+    train_set: Any  # train_val_split's parts, torchbearer's SubsetDatasets: a length (torch's Dataset has none)
+    val_set: Any
     image_shape: tuple
     num_classes: Optional[int]  # None: unlabelled
     options: dict
     digest: Optional[str]  # of a folder's files (data.files_digest), None for the other datasets
 
 
-def _read_data(args, processes: Processes, options: dict) -> _RunData:
+def _read_data(args: argparse.Namespace, processes: Processes, options: dict) -> _RunData:
     """The run's data on this rank; a folder's channels, the model and its width settled from the images."""
     # The first process of each machine reads the data first: it downloads mnist/fashion-mnist/cifar10 if
     # needed, alone.
@@ -279,7 +282,7 @@ def _read_data(args, processes: Processes, options: dict) -> _RunData:
                     files_digest(options['dataset'], dataset))
 
 
-def _model_and_optimizer(data: _RunData, processes: Processes):
+def _model_and_optimizer(data: _RunData, processes: Processes) -> Tuple[torch.nn.Module, torch.optim.Adam]:
     """``(model, optimizer)``: the run's model, seeded, and its Adam; CommandError if the training cannot fit."""
     options, rank = data.options, processes.rank
     check_training_fits(build_model(options, data.image_shape, 'meta', num_classes=data.num_classes),
@@ -291,7 +294,7 @@ def _model_and_optimizer(data: _RunData, processes: Processes):
     return model, _adam(model.parameters(), options['lr'])
 
 
-def _loaders(data: _RunData, processes: Processes):
+def _loaders(data: _RunData, processes: Processes) -> Tuple[TensorLoader, TensorLoader]:
     """``(train_loader, val_loader)`` on this rank's device."""
     options, device = data.options, processes.device
     # Each rank trains on its shard of every epoch (the same seed on all ranks: disjoint shards) ...
@@ -302,11 +305,12 @@ def _loaders(data: _RunData, processes: Processes):
     return train_loader, val_loader
 
 
-def _callbacks(args, out: str, data: _RunData, processes: Processes, *, kl_term, train_loader):
+def _callbacks(args: argparse.Namespace, out: str, data: _RunData, processes: Processes, *, kl_term: Callback,
+               train_loader: TensorLoader) -> Tuple[List[Callback], NaNGuard]:
     """``(callbacks, guard)``: the Trial's callbacks in their order, and the NaNGuard among them."""
     options, world_size = data.options, processes.world_size
 
-    def resumable(state):
+    def resumable(state: dict) -> Dict[str, Any]:
         rng_state = torch.get_rng_state()
         saved = {'options': options, 'kl_term': kl_term.state_dict(), 'train_loader': train_loader.state_dict(),
                  'rng_state': rng_state, 'dataset_images': len(data.dataset), 'dataset_digest': data.digest}
@@ -333,7 +337,7 @@ def _callbacks(args, out: str, data: _RunData, processes: Processes, *, kl_term,
     return callbacks, guard
 
 
-def classes_of(dataset, options: dict):
+def classes_of(dataset: Any, options: dict) -> Optional[int]:
     """The number of classes of a labelled dataset, else None; CommandError for --conditional without labels."""
     targets = getattr(dataset, 'targets', None)
     if targets is None or len(targets) == 0:
@@ -360,7 +364,7 @@ def check_compiler(device: torch.device) -> None:
                            f'none was found: install one (Debian/Ubuntu: apt install g++) or leave --compile out')
 
 
-def _adam(parameters, lr: float) -> torch.optim.Adam:
+def _adam(parameters: Iterable[torch.nn.Parameter], lr: float) -> torch.optim.Adam:
     """Adam, fused into one kernel per step where this torch has it for the parameters' device.
 
     The default Adam updates each parameter with several small operations launched from Python;
