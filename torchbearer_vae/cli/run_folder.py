@@ -21,7 +21,7 @@ from ..errors import CommandError
 from ..records import write_json
 from .data import FOLDER, is_folder
 
-if sys.platform == 'win32':  # pragma: no cover  # msvcrt locks a byte of the file instead
+if sys.platform == 'win32':  # pragma: no cover (Windows: msvcrt locks a byte of the file instead)
     import msvcrt
 else:  # POSIX
     import fcntl
