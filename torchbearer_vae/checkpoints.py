@@ -10,7 +10,7 @@ import pickle
 import pickletools
 import warnings
 import zipfile
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import torch
 import torchbearer
@@ -50,7 +50,7 @@ def _model_entry(model: nn.Module) -> Dict[str, Any]:
     return {'class': class_path(type(model)), 'config': config}  # tuples stay tuples: weights_only loads them
 
 
-def _not_plain(value, where: str) -> Optional[str]:
+def _not_plain(value: Any, where: str) -> Optional[str]:
     """Where ``value`` holds something ``torch.load(weights_only=True)`` refuses, or None if it is all plain."""
     if value is None or isinstance(value, (bool, int, float, str, torch.Tensor)):
         return None
@@ -67,7 +67,7 @@ def _not_plain(value, where: str) -> Optional[str]:
     return f'{where} is a {type(value).__module__}.{type(value).__qualname__}, not a plain value'
 
 
-def _plain(value):
+def _plain(value: Any) -> Any:
     """Tuples become lists, 0-d tensors numbers: the form ``weights_only`` loading accepts anywhere."""
     if isinstance(value, torch.Tensor) and value.dim() == 0:
         return value.item()
@@ -79,7 +79,7 @@ def _plain(value):
 
 
 def save_checkpoint(path: PathLike, model: nn.Module, optimizer: Optional[torch.optim.Optimizer] = None,
-                    **extra) -> None:
+                    **extra: Any) -> None:
     """Write the model (its configuration and weights), the optimizer and ``extra`` values atomically.
 
     Args:
@@ -128,7 +128,7 @@ def _payload(model: nn.Module, optimizer: Optional[torch.optim.Optimizer], extra
     return payload
 
 
-def _serialised(payload) -> Callable[[str], None]:
+def _serialised(payload: Dict[str, Any]) -> Callable[[str], None]:
     """A ``write(tmp_path)`` that serialises ``payload`` in memory, then writes the bytes.
 
     ``torch.save`` straight into a file reports a full disk as ``unexpected pos N vs M``, with no
@@ -141,7 +141,7 @@ def _serialised(payload) -> Callable[[str], None]:
     return write
 
 
-def _snapshot(value):
+def _snapshot(value: Any) -> Any:
     """``value`` with every tensor copied (dicts and lists rebuilt): what it holds now, whatever training does next.
 
     Copying the reference VAE's weights and Adam's moments (7.8 MB) takes ~0.2 ms, serialising
@@ -219,7 +219,7 @@ def _layout_problem(payload: Dict[str, Any]) -> Optional[str]:
     return None
 
 
-def _tensors(value):
+def _tensors(value: Any) -> Iterator[Tuple[str, torch.Tensor]]:
     """``(where, tensor)`` for every tensor ``value`` holds (in dicts, lists and tuples), walked without recursion."""
     todo = [('', value)]
     while todo:
@@ -313,7 +313,7 @@ def load_model_state(model: nn.Module, state_dict: Dict[str, torch.Tensor]) -> N
     model.load_state_dict(state_dict)
 
 
-def _plain_history(history):
+def _plain_history(history: List[Dict[Any, Any]]) -> List[Dict[str, Any]]:
     """Epoch metric dicts as plain numbers (torchbearer may leave 0-d tensors in them)."""
     return [{str(key): _plain(value) for key, value in epoch.items()} for epoch in history]
 
@@ -352,7 +352,8 @@ class Checkpointer(Callback):
         >>> # Trial(model, optimizer, criterion, callbacks=[checkpointer])
     """
 
-    def __init__(self, path: PathLike, extra=None, background: bool = True):
+    def __init__(self, path: PathLike, extra: Optional[Callable[[dict], Dict[str, Any]]] = None,
+                 background: bool = True) -> None:
         super().__init__()
         if os.path.isdir(path):
             raise ValueError(f'path {os.fspath(path)!r} is a directory; give the checkpoint file name')
@@ -362,7 +363,7 @@ class Checkpointer(Callback):
             raise TypeError(f'background must be True or False, got {background!r}')
         self.path, self.extra, self.background = path, extra, background
 
-    def on_checkpoint(self, state):
+    def on_checkpoint(self, state: dict) -> None:
         history = state[torchbearer.HISTORY]
         extra = self.extra(state) if self.extra is not None else {}
         if not is_main_process():
@@ -373,5 +374,5 @@ class Checkpointer(Callback):
             payload = _snapshot(payload)  # the weights of this epoch: the next one starts at once
         BackgroundWriter.of_run(state).write(self.path, _serialised(payload), owner=self, background=self.background)
 
-    def on_end(self, state):
+    def on_end(self, state: dict) -> None:
         BackgroundWriter.of_run(state).wait(owner=self)

@@ -8,17 +8,26 @@ what it got.
 import math
 import numbers
 import os
-from typing import Any, Callable, Iterable, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterable, Literal, Optional, Sequence, Tuple, TypeVar, Union, overload
 
 __all__ = []  # internal
 
+_Callable = TypeVar('_Callable', bound=Callable[..., Any])
+_Path = TypeVar('_Path', bound=Union[str, 'os.PathLike[str]'])
 
-def _got(value) -> str:
+
+def _got(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else f'a {type(value).__name__}'
 
 
-def check_int(name: str, value, *, minimum: Optional[int] = None, allow_none: bool = False) -> Optional[int]:
+@overload
+def check_int(name: str, value: Any, *, minimum: Optional[int] = ..., allow_none: Literal[False] = ...) -> int: ...
+@overload
+def check_int(name: str, value: Any, *, minimum: Optional[int] = ..., allow_none: bool) -> Optional[int]: ...
+
+
+def check_int(name: str, value: Any, *, minimum: Optional[int] = None, allow_none: bool = False) -> Optional[int]:
     """``value`` if it is an int (not a bool) ``>= minimum``; else TypeError (type) or ValueError (range)."""
     if value is None and allow_none:
         return None
@@ -30,7 +39,17 @@ def check_int(name: str, value, *, minimum: Optional[int] = None, allow_none: bo
     return int(value)
 
 
-def check_number(name: str, value, *, minimum: Optional[float] = None, above: Optional[float] = None,
+@overload
+def check_number(name: str, value: Any, *, minimum: Optional[float] = ..., above: Optional[float] = ...,
+                 maximum: Optional[float] = ..., below: Optional[float] = ...,
+                 allow_none: Literal[False] = ...) -> float: ...
+@overload
+def check_number(name: str, value: Any, *, minimum: Optional[float] = ..., above: Optional[float] = ...,
+                 maximum: Optional[float] = ..., below: Optional[float] = ...,
+                 allow_none: bool) -> Optional[float]: ...
+
+
+def check_number(name: str, value: Any, *, minimum: Optional[float] = None, above: Optional[float] = None,
                  maximum: Optional[float] = None, below: Optional[float] = None,
                  allow_none: bool = False) -> Optional[float]:
     """``float(value)`` for a finite real number (not a bool) within the bounds.
@@ -46,21 +65,22 @@ def check_number(name: str, value, *, minimum: Optional[float] = None, above: Op
     wanted = 'a finite number' + (' ' + ' and '.join(bounds) if bounds else '')
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f'{name} must be {wanted}, got {_got(value)}')
-    value = float(value)
-    if (not math.isfinite(value) or (minimum is not None and value < minimum) or (above is not None and value <= above)
-            or (maximum is not None and value > maximum) or (below is not None and value >= below)):
-        raise ValueError(f'{name} must be {wanted}, got {value!r}')
-    return value
+    number = float(value)
+    if (not math.isfinite(number) or (minimum is not None and number < minimum)
+            or (above is not None and number <= above) or (maximum is not None and number > maximum)
+            or (below is not None and number >= below)):
+        raise ValueError(f'{name} must be {wanted}, got {number!r}')
+    return number
 
 
-def check_bool(name: str, value) -> bool:
+def check_bool(name: str, value: Any) -> bool:
     """``value`` if it is ``True`` or ``False``; else TypeError."""
     if not isinstance(value, bool):
         raise TypeError(f'{name} must be True or False, got {_got(value)}')
     return value
 
 
-def check_choice(name: str, value, choices: Sequence[str]) -> str:
+def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
     """``value`` if it is one of the strings ``choices`` (as torchvision's ``verify_str_arg``)."""
     listed = ', '.join(map(repr, choices))
     if not isinstance(value, str):
@@ -70,16 +90,23 @@ def check_choice(name: str, value, choices: Sequence[str]) -> str:
     return value
 
 
-def check_callable(name: str, value, *, allow_none: bool = False, how: str = '') -> Optional[Callable]:
+@overload
+def check_callable(name: str, value: _Callable, *, allow_none: bool = ..., how: str = ...) -> _Callable: ...
+@overload
+def check_callable(name: str, value: Any, *, allow_none: bool, how: str = ...) -> Optional[Callable[..., Any]]: ...
+
+
+def check_callable(name: str, value: Any, *, allow_none: bool = False, how: str = '') -> Optional[Callable[..., Any]]:
     """``value`` if it is callable (``how`` describes the call, e.g. ``'as f(state)'``)."""
     if value is None and allow_none:
         return None
     if not callable(value):
         raise TypeError(f'{name} must be callable{" " + how if how else ""}, got {_got(value)}')
-    return value
+    function: Callable[..., Any] = value
+    return function
 
 
-def check_range(name: str, value) -> Tuple[float, float]:
+def check_range(name: str, value: Any) -> Tuple[float, float]:
     """``(low, high)``: two finite numbers with ``low < high``."""
     if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
         raise TypeError(f'{name} must be two numbers (low, high), got {_got(value)}')
@@ -92,7 +119,7 @@ def check_range(name: str, value) -> Tuple[float, float]:
     return low, high
 
 
-def check_shape(name: str, value, *, ndim: Optional[int] = None, example: str = '(1, 28, 28)') -> Tuple[int, ...]:
+def check_shape(name: str, value: Any, *, ndim: Optional[int] = None, example: str = '(1, 28, 28)') -> Tuple[int, ...]:
     """A shape: an int or a sequence of ints >= 1 (of ``ndim`` of them if given), as a tuple."""
     wanted = (f'{ndim} ints >= 1, e.g. {example}' if ndim is not None
               else f'an int >= 1 or a sequence of them, e.g. {example}')
@@ -108,7 +135,7 @@ def check_shape(name: str, value, *, ndim: Optional[int] = None, example: str = 
     return tuple(int(d) for d in shape)
 
 
-def check_path(name: str, value):
+def check_path(name: str, value: _Path) -> _Path:
     """``value`` if it is a path (str or ``os.PathLike``); else TypeError."""
     if not isinstance(value, (str, os.PathLike)):
         raise TypeError(f'{name} must be a path (str or os.PathLike), got {_got(value)}')

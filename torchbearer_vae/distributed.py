@@ -11,6 +11,7 @@ and ``recon`` over its own batches. :class:`ReduceMetrics` makes them global. Se
 :doc:`distributed guide </distributed>`.
 """
 import numbers
+from typing import Any
 
 import torch
 import torchbearer
@@ -67,7 +68,7 @@ def is_main_process() -> bool:
     return get_rank() == 0
 
 
-def unwrap_model(model):
+def unwrap_model(model: Any) -> Any:
     """The user's model inside ``DistributedDataParallel``/``DataParallel`` wrappers, whose weights say ``module.``.
 
     The one way the package reaches the model a wrapper holds (for its ``encode``/``decode``,
@@ -93,7 +94,7 @@ def unwrap_model(model):
     return model
 
 
-def _averageable(value) -> bool:
+def _averageable(value: Any) -> bool:
     """Floats and float tensors of one value are averaged; counts (ints) and anything else are not."""
     if isinstance(value, torch.Tensor):
         return value.numel() == 1 and value.is_floating_point()
@@ -133,7 +134,7 @@ class ReduceMetrics(Callback):
         ...                           metrics=['loss', 'recon', 'kl'], callbacks=[ReduceMetrics(), kld_loss()])
     """
 
-    def on_end_epoch(self, state):
+    def on_end_epoch(self, state: dict) -> None:
         world_size = get_world_size()
         if world_size == 1:
             return

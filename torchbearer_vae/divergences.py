@@ -5,7 +5,7 @@
 :func:`kld_loss` is the VAE's KL term built that way. The pure functions they compute
 (:func:`~torchbearer_vae.kld`, ...) are in :mod:`torchbearer_vae.losses`.
 """
-from typing import Callable, Optional, Tuple, Union
+from typing import Any, Callable, Optional, Tuple, Union
 
 import torch
 import torchbearer
@@ -31,7 +31,7 @@ Beta = Union[float, Callable[[dict], float]]
 _LOSS_WITH_DIVERGENCE = torchbearer.state_key('torchbearer_vae_loss_with_divergence')
 
 
-def _state_key(name: str, value, allow_none: bool = False):
+def _state_key(name: str, value: Any, allow_none: bool = False) -> Any:
     """``value`` if it is a torchbearer state key (or a str, as torchbearer allows); else TypeError."""
     if not isinstance(value, (StateKey, str)) and not (allow_none and value is None):
         raise TypeError(f'{name} must be a torchbearer state key{" or None" if allow_none else ""} (such as '
@@ -76,23 +76,23 @@ class _DivergenceCallback(Callback):
     """
 
     def __init__(self, name: str, keys: Tuple[StateKey, ...], compute: _Compute, beta: Beta,
-                 store_as: Optional[StateKey]):
+                 store_as: Optional[StateKey]) -> None:
         self.name, self.keys, self.beta, self.store_as = name, keys, beta, store_as
         self._compute = compute
         self.step = 0
         self.epoch = 0
 
-    def on_criterion(self, state) -> None:
+    def on_criterion(self, state: dict) -> None:
         self._add_term(state, self.step, self.epoch)
 
-    def on_criterion_validation(self, state) -> None:
+    def on_criterion_validation(self, state: dict) -> None:
         # Validation neither advances the schedule nor reads ahead: it uses the last training position.
         self._add_term(state, max(self.step - 1, 0), max(self.epoch - 1, 0))
 
-    def on_step_training(self, state) -> None:
+    def on_step_training(self, state: dict) -> None:
         self.step += 1  # once per optimizer step, however many times a closure (LBFGS) runs the criterion
 
-    def on_end_training(self, state) -> None:
+    def on_end_training(self, state: dict) -> None:
         self.epoch += 1
 
     def state_dict(self) -> dict:
@@ -112,7 +112,7 @@ class _DivergenceCallback(Callback):
         self.step, self.epoch = step, epoch
         return self
 
-    def _add_term(self, state, step: int, epoch: int) -> None:
+    def _add_term(self, state: dict, step: int, epoch: int) -> None:
         loss = state[torchbearer.LOSS]
         if state.get(_LOSS_WITH_DIVERGENCE) is not loss:  # the first divergence of this step
             state[RECON] = loss.detach() if isinstance(loss, torch.Tensor) else loss
@@ -141,7 +141,8 @@ class _DivergenceCallback(Callback):
         return f'{self.name}(beta={self.beta!r}, step={self.step}, epoch={self.epoch})'
 
 
-def divergence(*keys: StateKey, beta: Beta = 1.0, store_as: Optional[StateKey] = KL):
+def divergence(*keys: StateKey, beta: Beta = 1.0,
+               store_as: Optional[StateKey] = KL) -> Callable[[Callable[..., torch.Tensor]], Callback]:
     """Decorator: turn a function of state values into a callback adding it to the loss.
 
     The decorated function receives ``state[key]`` for each of ``keys``, in order, and returns a
@@ -194,12 +195,12 @@ def divergence(*keys: StateKey, beta: Beta = 1.0, store_as: Optional[StateKey] =
     _state_key('store_as', store_as, allow_none=True)
     beta = _weight(beta)
 
-    def decorator(func):
+    def decorator(func: Callable[..., torch.Tensor]) -> Callback:
         if not callable(func):
             raise TypeError(f'@divergence must decorate a function, got {describe(func)}')
         name = getattr(func, '__name__', type(func).__name__)
 
-        def compute(*values):
+        def compute(*values: Any) -> Tuple[torch.Tensor, torch.Tensor, int]:
             value = func(*values)
             if not isinstance(value, torch.Tensor) or value.dim() != 0:
                 raise ValueError(f'{name} must return a scalar tensor to add to the loss, got '
@@ -212,7 +213,7 @@ def divergence(*keys: StateKey, beta: Beta = 1.0, store_as: Optional[StateKey] =
 
 
 def kld_loss(beta: Beta = 1.0, *, reduction: str = 'sum', mu: StateKey = MU, logvar: StateKey = LOGVAR,
-             free_bits: float = 0.0):
+             free_bits: float = 0.0) -> Callback:
     r"""The KL-divergence callback of *the torchbearer state way*: :func:`~torchbearer_vae.kld` via :func:`divergence`.
 
     Reads ``state[mu]`` and ``state[logvar]`` (stored by the model's forward), adds
@@ -274,7 +275,7 @@ def kld_loss(beta: Beta = 1.0, *, reduction: str = 'sum', mu: StateKey = MU, log
     # any other weight is linear, so a summed loss can add beta * total directly (fewer kernels per step).
     per_image_term = bool(free_bits) or _uses_own_term(beta)
 
-    def compute(mu_value, logvar_value):
+    def compute(mu_value: torch.Tensor, logvar_value: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, int]:
         per_element = kld_elements(mu_value, logvar_value)
         batch = per_element.shape[0]
         total = per_element.sum()

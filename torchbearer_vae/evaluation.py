@@ -33,7 +33,7 @@ How to report a trained model's likelihood on held-out data::
     print(f'-ELBO {elbo:.1f} nats, IWAE(k=100) NLL {nll:.1f} nats per image')
 """
 import math
-from typing import Callable, Iterable, Iterator, Optional, Tuple, Union
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Tuple, Union
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -51,7 +51,7 @@ _DEFAULT_PASS_SIZE = 1024
 Data = Union[torch.Tensor, Dataset, Iterable]
 
 
-def _labels_of(batch, x: torch.Tensor) -> Optional[torch.Tensor]:
+def _labels_of(batch: Any, x: torch.Tensor) -> Optional[torch.Tensor]:
     """The labels of a batch: ``(x, target, label)``'s third, or ``(x, label)``'s second if it is one per image."""
     if not isinstance(batch, (tuple, list)):
         return None
@@ -62,7 +62,7 @@ def _labels_of(batch, x: torch.Tensor) -> Optional[torch.Tensor]:
     return None
 
 
-def _first(batch, conditional: bool, model) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+def _first(batch: Any, conditional: bool, model: Any) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
     x = batch[0] if isinstance(batch, (tuple, list)) and batch else batch
     if not isinstance(x, torch.Tensor):
         raise TypeError(f'data must yield tensors or (x, ...) tuples of tensors, got a {type(x).__name__}')
@@ -76,7 +76,7 @@ def _first(batch, conditional: bool, model) -> Tuple[torch.Tensor, Optional[torc
     return x, labels
 
 
-def _batches(data: Data, batch_size: int, model) -> Iterator[Tuple[torch.Tensor, Optional[torch.Tensor]]]:
+def _batches(data: Data, batch_size: int, model: Any) -> Iterator[Tuple[torch.Tensor, Optional[torch.Tensor]]]:
     conditional = is_conditional(model)
     if isinstance(data, torch.Tensor):
         if data.dim() < 2:
@@ -95,7 +95,7 @@ def _batches(data: Data, batch_size: int, model) -> Iterator[Tuple[torch.Tensor,
         yield _first(batch, conditional, model)
 
 
-def _likelihood_of(model) -> Callable[..., torch.Tensor]:
+def _likelihood_of(model: Any) -> Callable[..., torch.Tensor]:
     """``log p(x|z)`` per image for ``model``, as ``(x, z, labels)`` (see the module docstring for the protocol)."""
     if not callable(getattr(model, 'encode', None)):
         raise TypeError(f'the model needs encode(x) -> (mu, logvar); {type(model).__name__} has no encode')
@@ -108,22 +108,23 @@ def _likelihood_of(model) -> Callable[..., torch.Tensor]:
     likelihood = check_choice('model.likelihood', getattr(model, 'likelihood', 'bernoulli'), LIKELIHOODS)
     sigma = check_number('model.sigma', getattr(model, 'sigma', 1.0), above=0) if likelihood == 'gaussian' else 1.0
 
-    def log_likelihood(x, z, labels):
+    def log_likelihood(x: torch.Tensor, z: torch.Tensor, labels: Optional[torch.Tensor]) -> torch.Tensor:
         return -reconstruction_loss(decoded(model, z, labels), x, likelihood, sigma=sigma, reduction='none')
 
     return log_likelihood
 
 
-def _device_of(model, device) -> torch.device:
+def _device_of(model: Any, device: Optional[Union[str, torch.device]]) -> torch.device:
     return torch.device(device) if device is not None else model_device(model)
 
 
-def _normal(shape, device, generator) -> torch.Tensor:
+def _normal(shape: Sequence[int], device: torch.device, generator: Optional[torch.Generator]) -> torch.Tensor:
     noise_device = generator.device if generator is not None else device
     return torch.randn(shape, device=noise_device, generator=generator).to(device)
 
 
-def _mean_over(model, data, batch_size, device, per_batch) -> float:
+def _mean_over(model: Any, data: Data, batch_size: int, device: torch.device,
+               per_batch: Callable[[torch.Tensor, Optional[torch.Tensor]], torch.Tensor]) -> float:
     """Sum ``per_batch(x, labels) -> (B,)`` over ``data`` with the model in eval mode; return the mean per image."""
     check_int('batch_size', batch_size, minimum=1)
     total, count = torch.zeros((), dtype=torch.float64, device=device), 0
@@ -138,7 +139,8 @@ def _mean_over(model, data, batch_size, device, per_batch) -> float:
     return total.item() / count
 
 
-def negative_elbo(model, data: Data, *, batch_size: int = 100, device: Optional[Union[str, torch.device]] = None,
+def negative_elbo(model: torch.nn.Module, data: Data, *, batch_size: int = 100,
+                  device: Optional[Union[str, torch.device]] = None,
                   generator: Optional[torch.Generator] = None) -> float:
     r"""The single-sample negative ELBO, in nats per image, with ``z`` sampled as in training.
 
@@ -175,17 +177,17 @@ def negative_elbo(model, data: Data, *, batch_size: int = 100, device: Optional[
         True
     """
     log_likelihood = _likelihood_of(model)
-    device = _device_of(model, device)
+    on = _device_of(model, device)
 
-    def per_batch(x, labels):
+    def per_batch(x: torch.Tensor, labels: Optional[torch.Tensor]) -> torch.Tensor:
         mu, logvar = posterior(model, x, labels)
         z = mu + torch.exp(0.5 * logvar) * _normal(mu.shape, mu.device, generator)
         return kld(mu, logvar, reduction='none') - log_likelihood(x, z, labels)
 
-    return _mean_over(model, data, batch_size, device, per_batch)
+    return _mean_over(model, data, batch_size, on, per_batch)
 
 
-def importance_weighted_nll(model, data: Data, *, num_samples: int = 100, batch_size: int = 100,
+def importance_weighted_nll(model: torch.nn.Module, data: Data, *, num_samples: int = 100, batch_size: int = 100,
                             device: Optional[Union[str, torch.device]] = None, chunk_size: Optional[int] = None,
                             generator: Optional[torch.Generator] = None) -> float:
     r"""The importance-weighted estimate of the negative log-likelihood ``-log p(x)``, in nats per image.
@@ -231,9 +233,9 @@ def importance_weighted_nll(model, data: Data, *, num_samples: int = 100, batch_
     k = check_int('num_samples', num_samples, minimum=1)
     check_int('chunk_size', chunk_size, minimum=1, allow_none=True)
     log_likelihood = _likelihood_of(model)
-    device = _device_of(model, device)
+    on = _device_of(model, device)
 
-    def per_batch(x, labels):
+    def per_batch(x: torch.Tensor, labels: Optional[torch.Tensor]) -> torch.Tensor:
         mu, logvar = posterior(model, x, labels)
         count, latent_dim = mu.shape
         std = torch.exp(0.5 * logvar)
@@ -254,4 +256,4 @@ def importance_weighted_nll(model, data: Data, *, num_samples: int = 100, batch_
             total = torch.logaddexp(total, torch.logsumexp(log_w, dim=0))
         return math.log(k) - total
 
-    return _mean_over(model, data, batch_size, device, per_batch)
+    return _mean_over(model, data, batch_size, on, per_batch)

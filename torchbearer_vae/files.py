@@ -97,7 +97,7 @@ def atomic_write(path: PathLike, write: Callable[[str], None]) -> None:
     _fsync(folder, directory=True)
 
 
-def bytes_writer(data) -> Callable[[str], None]:
+def bytes_writer(data: Union[bytes, bytearray, memoryview]) -> Callable[[str], None]:
     """A ``write(tmp_path)`` for :func:`atomic_write` that writes ``data`` (bytes or a buffer) as is."""
     def write(tmp_path: str) -> None:
         with open(tmp_path, 'wb') as file:
@@ -135,11 +135,12 @@ class BackgroundWriter:
         self._errors: Dict[int, Tuple[str, BaseException]] = {}
 
     @classmethod
-    def of_run(cls, state) -> 'BackgroundWriter':
+    def of_run(cls, state: dict) -> 'BackgroundWriter':
         """The writer of the run whose state this is, made on first use (a dict outside a Trial works too)."""
         if _RUN_WRITER not in state:
             state[_RUN_WRITER] = cls()
-        return state[_RUN_WRITER]
+        writer: BackgroundWriter = state[_RUN_WRITER]
+        return writer
 
     def write(self, path: PathLike, write: Callable[[str], None], *, owner: object = None,
               background: bool = True) -> None:

@@ -5,7 +5,7 @@ The callbacks that add a divergence to torchbearer's loss (:func:`~torchbearer_v
 """
 import math
 import weakref
-from typing import Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -110,7 +110,7 @@ def _check_probability_targets(target: torch.Tensor) -> None:
                          f"likelihood='gaussian' for other values")
 
 
-def _expect_tensors(function: str, *named) -> None:
+def _expect_tensors(function: str, *named: Tuple[str, Any]) -> None:
     """Each ``(name, value)`` a dense floating point tensor with a batch dimension, all on one device."""
     for name, value in named:
         if not isinstance(value, torch.Tensor):

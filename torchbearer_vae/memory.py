@@ -1,11 +1,11 @@
 """How much memory is left: the one helper behind every "would not fit" check (data, models, pictures)."""
 import os
-from typing import Optional
+from typing import Any, List, Optional
 
 __all__ = []  # internal
 
 
-def available_memory(device=None) -> Optional[int]:
+def available_memory(device: Any = None) -> Optional[int]:
     """Bytes that can still be allocated on ``device`` (default the CPU), or None if unknown.
 
     The CPU's is ``MemAvailable`` (else the free pages), within a container's own limit (cgroup
@@ -14,7 +14,7 @@ def available_memory(device=None) -> Optional[int]:
     if device is not None and getattr(device, 'type', 'cpu') == 'cuda':
         import torch
         return torch.cuda.mem_get_info(device)[0]
-    found = []
+    found: List[int] = []
     try:
         with open('/proc/meminfo') as file:
             found += [int(line.split()[1]) * 1024 for line in file if line.startswith('MemAvailable:')]

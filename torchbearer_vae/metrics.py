@@ -33,10 +33,13 @@ criterion cannot see state, so nothing separates the terms: ``'kl'`` and ``'reco
 """
 import functools
 import inspect
+from typing import Any, Callable, Optional, Tuple, TypeVar, cast
 
+import torch
 import torchbearer
 from torchbearer import Metric
 from torchbearer.metrics import mean, running_mean, to_dict
+from torchbearer.state import StateKey
 
 from .checks import check_number
 from .errors import MissingStateError
@@ -46,7 +49,7 @@ __all__ = ['KLMetric', 'ReconstructionMetric', 'ActiveUnits']
 
 
 
-def _read(state, key, metric: str):
+def _read(state: dict, key: Any, metric: str) -> Any:
     try:
         return state[key]
     except KeyError:
@@ -57,28 +60,32 @@ def _read(state, key, metric: str):
             f"PyTorch way) the terms cannot be separated.") from None
 
 
-def _decorated(*decorators):
+_Class = TypeVar('_Class', bound=type)
+
+
+def _decorated(*decorators: Callable[[type], type]) -> Callable[[_Class], _Class]:
     """Apply torchbearer's metric decorators, keeping the class's module, name and signature.
 
     The decorators return a wrapper class defined in torchbearer with an ``(*args, **kwargs)``
     constructor; the docs and the registry (which recognises our objects by module) need ours.
     """
-    def decorate(cls):
-        wrapped = cls
+    def decorate(cls: _Class) -> _Class:
+        original: Any = cls  # mypy refuses reading __init__ from a class it only knows as a type
+        wrapped: Any = cls
         for decorator in reversed(decorators):
             wrapped = decorator(wrapped)
         wrapped.__module__, wrapped.__qualname__ = cls.__module__, cls.__qualname__
-        wrapped.__init__.__signature__ = inspect.signature(cls.__init__)
+        wrapped.__init__.__signature__ = inspect.signature(original.__init__)
         for name in getattr(cls, 'builders', ()):  # the wrapper's builders choose on the metric it wraps
             setattr(wrapped, name, _forwarded(getattr(cls, name)))
-        return wrapped
+        return cast(_Class, wrapped)  # to its users the wrapper is the class: same name, signature, builders
     return decorate
 
 
-def _forwarded(builder):
+def _forwarded(builder: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """A builder of torchbearer's ``ToDict`` wrapper: calls ``builder`` on the wrapped metric, returns the wrapper."""
     @functools.wraps(builder)
-    def build(self):
+    def build(self: Any) -> Any:
         builder(self.metric)
         return self
     return build
@@ -108,11 +115,11 @@ class KLMetric(Metric):
         ...                           callbacks=[kld_loss()])
     """
 
-    def __init__(self, key=KL, name: str = 'kl'):
+    def __init__(self, key: StateKey = KL, name: str = 'kl'):
         super().__init__(name)
         self.key = key
 
-    def process(self, *args):
+    def process(self, *args: Any) -> Any:
         return _read(args[0], self.key, self.name)
 
 
@@ -135,10 +142,10 @@ class ReconstructionMetric(Metric):
         ...                           metrics=['loss', 'recon', 'kl'], callbacks=[kld_loss()])
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__('recon')
 
-    def process(self, *args):
+    def process(self, *args: Any) -> Any:
         return _read(args[0], RECON, self.name)
 
 
@@ -181,51 +188,52 @@ class ActiveUnits(Metric):
 
     builders = ('on_train', 'on_val', 'on_test')
 
-    def __init__(self, threshold: float = 0.01, *, key=MU):
+    def __init__(self, threshold: float = 0.01, *, key: StateKey = MU):
         super().__init__('active_units')
         self.threshold = check_number('threshold', threshold, minimum=0)
         self.key = key
-        self._phases = ()  # the data chosen with the builders; none chosen: validation and test data
+        self._phases: Tuple[Any, ...] = ()  # the data chosen with the builders; none chosen: validation and test
         self._data = torchbearer.TRAIN_DATA  # the phase running: a Trial starts a run in training mode
-        self._sum = self._sum_of_squares = None
+        self._sum: Optional[torch.Tensor] = None
+        self._sum_of_squares: Optional[torch.Tensor] = None
         self._count = 0
 
-    def on_train(self):
+    def on_train(self) -> 'ActiveUnits':
         """Compute it over the training data (``active_units``). Returns: self."""
         self._phases += (torchbearer.TRAIN_DATA,)
         return self
 
-    def on_val(self):
+    def on_val(self) -> 'ActiveUnits':
         """Compute it over the validation data (``val_active_units``). Returns: self."""
         self._phases += (torchbearer.VALIDATION_DATA,)
         return self
 
-    def on_test(self):
+    def on_test(self) -> 'ActiveUnits':
         """Compute it over the test data (``trial.evaluate(data_key=torchbearer.TEST_DATA)``). Returns: self."""
         self._phases += (torchbearer.TEST_DATA,)
         return self
 
-    def train(self):
+    def train(self) -> None:
         self._data = torchbearer.TRAIN_DATA
 
-    def eval(self, data_key=None):
+    def eval(self, data_key: Optional[StateKey] = None) -> None:
         self._data = torchbearer.VALIDATION_DATA if data_key is None else data_key
 
     @property
     def _active(self) -> bool:
         return self._data in (self._phases or (torchbearer.VALIDATION_DATA, torchbearer.TEST_DATA))
 
-    def reset(self, state):
+    def reset(self, state: dict) -> None:
         self._sum = self._sum_of_squares = None
         self._count = 0
 
-    def process(self, *args):
+    def process(self, *args: Any) -> None:
         if not self._active:
             return None
         means = _read(args[0], self.key, self.name)
         # float64: E[m^2] - E[m]^2 of a dimension whose mean is large but constant must come out ~0.
         means = means.detach().reshape(means.shape[0], -1).double()
-        if self._sum is None:
+        if self._sum is None or self._sum_of_squares is None:
             self._sum, self._sum_of_squares = means.sum(0), means.pow(2).sum(0)
         else:
             self._sum += means.sum(0)
@@ -233,8 +241,8 @@ class ActiveUnits(Metric):
         self._count += means.shape[0]
         return None
 
-    def process_final(self, *args):
-        if not self._active or not self._count:
+    def process_final(self, *args: Any) -> Optional[int]:
+        if not self._active or not self._count or self._sum is None or self._sum_of_squares is None:
             return None
         average = self._sum / self._count
         variance = self._sum_of_squares / self._count - average.pow(2)

@@ -4,7 +4,7 @@ A model here is any ``nn.Module`` with ``encode(x) -> (mu, logvar)`` and ``decod
 one (an int ``num_classes``) takes the labels too, ``encode(x, labels)`` and ``decode(z, labels)``.
 """
 import contextlib
-from typing import Iterator, Optional, Tuple
+from typing import Any, Iterator, Optional, Tuple
 
 import torch
 
@@ -13,20 +13,20 @@ from .checks import describe
 __all__ = []  # internal
 
 
-def model_device(model) -> torch.device:
+def model_device(model: Any) -> torch.device:
     """The device of the model's first parameter; the CPU for a model without parameters."""
     parameter = next(model.parameters(), None) if isinstance(model, torch.nn.Module) else None
     return parameter.device if parameter is not None else torch.device('cpu')
 
 
-def is_conditional(model) -> bool:
+def is_conditional(model: Any) -> bool:
     """A model conditioned on class labels: an int ``num_classes`` (``encode(x, labels)``, ``decode(z, labels)``)."""
     classes = getattr(model, 'num_classes', None)
     return isinstance(classes, int) and not isinstance(classes, bool)
 
 
 @contextlib.contextmanager
-def evaluating(model) -> Iterator[None]:
+def evaluating(model: Any) -> Iterator[None]:
     """Eval mode (no dropout, batch-norm running statistics) and no autograd, then the mode as before."""
     training = getattr(model, 'training', False)
     if isinstance(model, torch.nn.Module):
@@ -39,7 +39,7 @@ def evaluating(model) -> Iterator[None]:
             model.train(training)
 
 
-def require_methods(model, who: str, *methods: str) -> None:
+def require_methods(model: Any, who: str, *methods: str) -> None:
     """A TypeError naming what ``who`` needs unless the model has each of ``methods``."""
     missing = [name for name in methods if not callable(getattr(model, name, None))]
     if missing:
@@ -47,7 +47,7 @@ def require_methods(model, who: str, *methods: str) -> None:
                         f'{type(model).__name__} has no {", ".join(missing)}')
 
 
-def posterior(model, x: torch.Tensor, labels: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+def posterior(model: Any, x: torch.Tensor, labels: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """``(mu, logvar)`` of a batch, each ``(batch, latent_dim)``, checked.
 
     A conditional model is given ``labels``; another model ignores them.
@@ -67,6 +67,6 @@ def posterior(model, x: torch.Tensor, labels: Optional[torch.Tensor] = None) -> 
     return mu, logvar
 
 
-def decoded(model, z: torch.Tensor, labels: Optional[torch.Tensor] = None):
+def decoded(model: Any, z: torch.Tensor, labels: Optional[torch.Tensor] = None) -> Any:
     """``model.decode(z)``; a conditional model is given ``labels``, another model ignores them."""
     return model.decode(z, labels) if labels is not None and is_conditional(model) else model.decode(z)

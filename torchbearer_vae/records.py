@@ -62,7 +62,7 @@ class MetricsCSV(Callback):
             raise ValueError(f'path {os.fspath(path)!r} is a directory; give the CSV file name')
         self.path, self.background = path, check_bool('background', background)
 
-    def on_checkpoint(self, state):
+    def on_checkpoint(self, state: dict) -> None:
         if not is_main_process():
             return
         history = state[torchbearer.HISTORY]
@@ -75,7 +75,7 @@ class MetricsCSV(Callback):
         data = text.getvalue().encode('utf-8')
         BackgroundWriter.of_run(state).write(self.path, bytes_writer(data), owner=self, background=self.background)
 
-    def on_end(self, state):
+    def on_end(self, state: dict) -> None:
         BackgroundWriter.of_run(state).wait(owner=self)
 
 
@@ -141,7 +141,7 @@ def write_json(path: PathLike, data: Dict[str, Any]) -> str:
         raise TypeError(f'data must be a dict of JSON-serialisable values, got {describe(data)}')
     text = json.dumps(_finite(data), indent=2, sort_keys=False, allow_nan=False) + '\n'
 
-    def write(tmp_path):
+    def write(tmp_path: str) -> None:
         with open(tmp_path, 'w') as file:
             file.write(text)
 
@@ -149,7 +149,7 @@ def write_json(path: PathLike, data: Dict[str, Any]) -> str:
     return text
 
 
-def _finite(value):
+def _finite(value: Any) -> Any:
     """``value`` with every float that is not finite replaced by None (in dicts, lists and tuples)."""
     if isinstance(value, float) and not math.isfinite(value):
         return None

@@ -1,6 +1,7 @@
 """register(): make the plugin's public objects reachable from torchbearer's own namespace."""
 import importlib
 import warnings
+from typing import Any
 
 import torchbearer
 import torchbearer.callbacks
@@ -39,7 +40,7 @@ _METRICS = (
 _MISSING = object()
 
 
-def _is_ours(value) -> bool:
+def _is_ours(value: Any) -> bool:
     """An object an earlier import of this package put there (e.g. before a reload)."""
     return getattr(value, '__module__', '').split('.')[0] == _PACKAGE
 

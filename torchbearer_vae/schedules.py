@@ -63,7 +63,7 @@ class Schedule:
         self.function, self.unit = function, unit
         self._description = description
 
-    def position(self, state) -> int:
+    def position(self, state: dict) -> int:
         """The training position this schedule reads from ``state`` (in steps or epochs).
 
         Raises:
@@ -73,7 +73,8 @@ class Schedule:
         """
         key = _UNITS[self.unit]
         try:
-            return state[key]
+            position: int = state[key]
+            return position
         except KeyError:
             raise MissingStateError(
                 f'{self!r} reads state[torchbearer_vae.{key.key.upper()}], which is not in state. '
@@ -84,10 +85,10 @@ class Schedule:
         """The beta at ``position`` (a training step, or an epoch with ``unit='epoch'``)."""
         return self.function(position)
 
-    def __call__(self, state) -> float:
+    def __call__(self, state: dict) -> float:
         return self.value(self.position(state))
 
-    def loss_term(self, divergence: torch.Tensor, state) -> torch.Tensor:
+    def loss_term(self, divergence: torch.Tensor, state: dict) -> torch.Tensor:
         """The term added to the loss for the (unweighted) ``divergence``: ``self(state) * divergence``."""
         return self(state) * divergence
 
@@ -98,11 +99,11 @@ class Schedule:
 class _CapacitySchedule(Schedule):
     """``gamma * |divergence - C|``, with ``C = self(state)`` (see :func:`capacity`)."""
 
-    def __init__(self, function, gamma: float, unit: str, description: str):
+    def __init__(self, function: Callable[[int], float], gamma: float, unit: str, description: str) -> None:
         super().__init__(function, unit=unit, description=description)
         self.gamma = gamma
 
-    def loss_term(self, divergence: torch.Tensor, state) -> torch.Tensor:
+    def loss_term(self, divergence: torch.Tensor, state: dict) -> torch.Tensor:
         return self.gamma * (divergence - self(state)).abs()
 
 
@@ -200,7 +201,7 @@ def cyclical(period: int, *, ratio: float = 0.5, max_beta: float = 1.0, unit: st
     ratio = check_number('ratio', ratio, above=0, maximum=1)
     max_beta = check_number('max_beta', max_beta, minimum=0)
 
-    def beta(position):
+    def beta(position: int) -> float:
         return max_beta * min(1.0, (position % period) / period / ratio)
 
     return Schedule(beta, unit=unit,

@@ -11,6 +11,8 @@ re-exported as ``torchbearer.MU``, ``torchbearer.LOGVAR``, ``torchbearer.KL`` (a
     ``'mu_1'``: a model storing under it and a loss reading ``torchbearer_vae.MU`` would never
     meet. Always import the keys: ``from torchbearer_vae import MU, LOGVAR``.
 """
+from typing import Any
+
 import torchbearer
 from torchbearer.state import StateKey
 
@@ -61,7 +63,7 @@ GLOBAL_EPOCH = _plugin_key('global_epoch', 'GLOBAL_EPOCH')
 LABEL = _plugin_key('label', 'LABEL')
 
 
-def key_name(key) -> str:
+def key_name(key: Any) -> str:
     """How a message names state key ``key``: ``torchbearer_vae.MU`` for the package's keys, else its name quoted."""
     for name in __all__:
         if globals()[name] == key:

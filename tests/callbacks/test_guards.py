@@ -17,11 +17,14 @@ from torchbearer.callbacks import TerminateOnNaN
 from torchbearer_vae import (
     GLOBAL_STEP,
     LOGVAR,
+    MU,
     VAE,
     Checkpointer,
     MetricsCSV,
     NaNGuard,
     ReconstructionSaver,
+    divergence,
+    kld,
     kld_loss,
     load_checkpoint,
     vae_loss,
@@ -200,6 +203,18 @@ def test_finite_terms_with_an_infinite_weight_blame_the_weighting(images):
     run(small_vae(), images, [beta, guard])
     assert guard.stopped_at == {'phase': 'training', 'epoch': 1, 'batch': 1, 'term': 'loss'}
     assert_one_line(guard.message, 'terms are finite, so the weighting (beta)')
+
+
+def test_an_infinite_weight_of_a_divergence_storing_no_kl_blames_the_weighting(images):
+    guard = NaNGuard(warn=False)
+
+    @divergence(MU, LOGVAR, beta=lambda state: math.inf if state[GLOBAL_STEP] >= 9 else 1.0, store_as=None)
+    def kl(mu, logvar):
+        return kld(mu, logvar, reduction='sum')
+
+    run(small_vae(), images, [kl, guard])  # state[RECON] is stored, state[KL] is not
+    assert guard.stopped_at == {'phase': 'training', 'epoch': 1, 'batch': 1, 'term': 'loss'}
+    assert_one_line(guard.message, 'the reconstruction (', ') term is finite, so the weighting (beta)')
 
 
 def test_an_infinite_gradient_of_a_finite_loss_is_caught_and_its_update_skipped(images):

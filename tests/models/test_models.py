@@ -333,3 +333,11 @@ def test_conditional_samples_are_the_digits_asked_for(mnist):
         accuracy = (net(samples).argmax(1) == asked).float().mean().item()
     print(f"conditional samples labelled as asked: {accuracy:.1%}")
     assert accuracy >= 0.9, accuracy
+
+
+def test_conditional_sample_takes_the_labels_as_basevae_takes_its_inputs():
+    # BaseVAE.sample(num_images, *inputs) passes its extra inputs on positionally: the labels are ConditionalVAE's.
+    model = ConditionalVAE(input_shape=(1, 4, 4), num_classes=3, latent_dim=2, hidden_dim=5)
+    positional = model.sample(4, torch.tensor([0, 1, 2, 0]), generator=torch.Generator().manual_seed(0))
+    keyword = model.sample(4, labels=torch.tensor([0, 1, 2, 0]), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(positional, keyword)

@@ -31,13 +31,18 @@ _ADVICE = ('try a lower learning rate, gradient clipping (torchbearer.callbacks.
 _DATA_ADVICE = 'find the non-finite values with torch.isfinite(x).all() on each batch and fix the data'
 
 
-def _number(value) -> Optional[float]:
-    """A tensor or number as one float: a tensor by its sum, or nan/inf if one of its values is."""
+def _tensor_number(tensor: torch.Tensor) -> float:
+    """A tensor as one float: its sum, or nan/inf if one of its values is."""
+    tensor = tensor.detach()
+    if not tensor.is_floating_point() or torch.isfinite(tensor).all():
+        return float(tensor.float().sum())
+    return math.nan if torch.isnan(tensor).any() else math.inf
+
+
+def _number(value: Any) -> Optional[float]:
+    """A tensor or number as one float (see :func:`_tensor_number`); None for anything else."""
     if isinstance(value, torch.Tensor):
-        value = value.detach()
-        if not value.is_floating_point() or torch.isfinite(value).all():
-            return float(value.float().sum())
-        return math.nan if torch.isnan(value).any() else math.inf
+        return _tensor_number(value)
     if isinstance(value, numbers.Real):
         return float(value)
     return None
@@ -47,13 +52,13 @@ def _show(value: float) -> str:
     return f'{value:.4g}' if math.isfinite(value) else str(value)
 
 
-def _float_tensors(value) -> List[torch.Tensor]:
+def _float_tensors(value: Any) -> List[torch.Tensor]:
     """The floating point tensors of a model output: the tensor, or those of a tuple/list."""
     values = value if isinstance(value, (tuple, list)) else (value,)
     return [v for v in values if isinstance(v, torch.Tensor) and v.is_floating_point()]
 
 
-def _finite_output(value):
+def _finite_output(value: Any) -> Any:
     """The output with every NaN/inf replaced by 0, so that a criterion (``BCELoss`` raises on NaN) can run."""
     if isinstance(value, torch.Tensor) and value.is_floating_point():
         return torch.nan_to_num(value, nan=0.0, posinf=0.0, neginf=0.0)
@@ -62,7 +67,7 @@ def _finite_output(value):
     return value
 
 
-def _gradients(optimizer) -> List[torch.Tensor]:
+def _gradients(optimizer: Optional[torch.optim.Optimizer]) -> List[torch.Tensor]:
     """The gradients the optimizer is about to apply."""
     if optimizer is None:
         return []
@@ -89,15 +94,15 @@ def _first_non_finite(tensors: List[torch.Tensor]) -> Optional[torch.Tensor]:
     return None
 
 
-def _gradient_name(model, gradient: torch.Tensor) -> str:
+def _gradient_name(model: Any, gradient: Optional[torch.Tensor]) -> str:
     if isinstance(model, torch.nn.Module):
         for name, parameter in model.named_parameters():
-            if parameter.grad is gradient:
+            if gradient is not None and parameter.grad is gradient:
                 return name
     return describe(gradient)
 
 
-def _non_finite_weights(model) -> List[str]:
+def _non_finite_weights(model: Any) -> List[str]:
     """Names of the parameters holding a NaN or an infinity, with one host synchronisation."""
     if not isinstance(model, torch.nn.Module):
         return []
@@ -212,19 +217,19 @@ class NaNGuard(TerminateOnNaN):
         return f'NaNGuard(gradients={self.gradients}, validation={self.validation}, warn={self.warn}{advice})'
 
     # -- torchbearer hooks --
-    def on_start(self, state):
+    def on_start(self, state: dict) -> None:
         self.message, self.stopped_at = None, None
 
-    def on_forward(self, state):
+    def on_forward(self, state: dict) -> None:
         self._guard_output(state, 'training')
 
-    def on_criterion(self, state):
+    def on_criterion(self, state: dict) -> None:
         if self.stopped_at is not None and self.stopped_at['phase'] == 'training':  # stopped at on_forward
             # A NaN loss gives NaN gradients, which DistributedDataParallel's all-reduce hands to every rank:
             # each rank's gradient check then stops at this same step, and none waits for this one.
             state[torchbearer.LOSS] = state[torchbearer.LOSS] * math.nan
 
-    def on_backward(self, state):
+    def on_backward(self, state: dict) -> None:
         # After every on_criterion callback (the KL is in the loss), before the optimizer step.
         stopped = self.stopped_at is not None and self.stopped_at['phase'] == 'training'  # at on_forward
         gradients = _gradients(state.get(torchbearer.OPTIMIZER)) if self.gradients else []
@@ -233,10 +238,10 @@ class NaNGuard(TerminateOnNaN):
             if optimizer is not None:
                 optimizer.zero_grad(set_to_none=True)
 
-    def on_step_training(self, state):
+    def on_step_training(self, state: dict) -> None:
         pass  # TerminateOnNaN checks its metric here, after the update; the guard checked before it
 
-    def on_end_training(self, state):
+    def on_end_training(self, state: dict) -> None:
         if self.stopped_at is not None:
             return
         bad = _non_finite_weights(state.get(torchbearer.MODEL))
@@ -246,19 +251,19 @@ class NaNGuard(TerminateOnNaN):
             self._fail(state, 'training', 'weights', f'the weights are not finite after training epoch {epoch} '
                                                      f'({shown}): an update diverged', batch=None)
 
-    def on_forward_validation(self, state):
+    def on_forward_validation(self, state: dict) -> None:
         if self.validation:
             self._guard_output(state, 'validation')
 
-    def on_step_validation(self, state):
+    def on_step_validation(self, state: dict) -> None:
         if self.validation:
             self._guard_loss(state, 'validation', [])
 
-    def on_end_epoch(self, state):
+    def on_end_epoch(self, state: dict) -> None:
         pass  # TerminateOnNaN checks its metric here; every step has been checked already
 
     # -- checking: one host synchronisation each, the rest only once something is wrong --
-    def _guard_output(self, state, phase: str) -> None:
+    def _guard_output(self, state: dict, phase: str) -> None:
         output = state.get(torchbearer.Y_PRED)
         tensors = _float_tensors(output)
         if self.stopped_at is not None or not tensors or _sum_is_finite(tensors) or _first_non_finite(tensors) is None:
@@ -267,7 +272,7 @@ class NaNGuard(TerminateOnNaN):
         state[torchbearer.Y_PRED] = _finite_output(output)
         if torchbearer.Y_TRUE in state:
             state[torchbearer.Y_TRUE] = _finite_output(state[torchbearer.Y_TRUE])
-        details = [f'the {"first " if len(tensors) > 1 else ""}tensor it returned holds {_show(_number(t))}'
+        details = [f'the {"first " if len(tensors) > 1 else ""}tensor it returned holds {_show(_tensor_number(t))}'
                    for t in tensors if not torch.isfinite(t).all()][:1]
         inputs = _float_tensors(state.get(torchbearer.X))
         bad_data = bool(inputs) and not all(bool(torch.isfinite(t).all()) for t in inputs)
@@ -277,7 +282,7 @@ class NaNGuard(TerminateOnNaN):
         self._fail(state, phase, 'output', f"the model's output is not finite ({'; '.join(details)})",
                    default_advice=_DATA_ADVICE if bad_data else _ADVICE)
 
-    def _guard_loss(self, state, phase: str, gradients: List[torch.Tensor]) -> bool:
+    def _guard_loss(self, state: dict, phase: str, gradients: List[torch.Tensor]) -> bool:
         """Stop if the loss of this step (or a gradient) is not finite; ``True`` if it stopped."""
         loss = state.get(torchbearer.LOSS)
         if self.stopped_at is not None or loss is None:
@@ -294,7 +299,7 @@ class NaNGuard(TerminateOnNaN):
         return True
 
     # -- explaining and stopping --
-    def _diagnose(self, state, loss: float, gradients: List[torch.Tensor]) -> Tuple[str, List[str]]:
+    def _diagnose(self, state: dict, loss: float, gradients: List[torch.Tensor]) -> Tuple[str, List[str]]:
         """``(term, details)``: which part of a step with a non-finite loss or gradient is to blame."""
         values = {name: _number(state.get(key)) for name, key, _ in _TERMS}
         labels = {name: label for name, _, label in _TERMS}
@@ -306,20 +311,23 @@ class NaNGuard(TerminateOnNaN):
         details = [f'the loss is {_show(loss)}']
         if bad:
             term = ' and '.join(bad)
-            details += [f'the {labels[name]} term is {_show(values[name])}' for name in bad]
+            details += [f'the {labels[name]} term is {_show(value)}' for name, value in values.items()
+                        if value is not None and name in bad]
             details += [f'the {labels[name]} term is {_show(value)}' for name, value in values.items()
                         if value is not None and name not in bad]
         elif any(value is not None for value in values.values()):
             term = 'loss'
-            details.append(f"the reconstruction ({_show(values['recon'])}) and KL ({_show(values['kl'])}) terms are "
-                           f"finite, so the weighting (beta) or another callback's term is not")
+            # a divergence with store_as=None stores the reconstruction term but no KL: name the terms there are
+            finite = [f'{labels[name]} ({_show(value)})' for name, value in values.items() if value is not None]
+            details.append(f"the {' and '.join(finite)} term{'s are' if len(finite) > 1 else ' is'} finite, so the "
+                           f"weighting (beta) or another callback's term is not")
         else:
             term = 'loss'
             details.append('no divergence callback stored its terms (state[RECON], state[KL])')
         return term, details + self._causes(state, logvar=term != 'recon')
 
     @staticmethod
-    def _causes(state, logvar: bool = True) -> List[str]:
+    def _causes(state: dict, logvar: bool = True) -> List[str]:
         """What may explain a non-finite step: a runaway logvar, weights already broken."""
         causes = []
         value = state.get(LOGVAR)
@@ -334,7 +342,8 @@ class NaNGuard(TerminateOnNaN):
             causes.append(f'the weights were already not finite ({broken[0]}): an earlier update diverged')
         return causes
 
-    def _fail(self, state, phase: str, term: str, what: str, batch: Any = ..., default_advice: str = _ADVICE) -> None:
+    def _fail(self, state: dict, phase: str, term: str, what: str, batch: Any = ...,
+              default_advice: str = _ADVICE) -> None:
         epoch = state.get(torchbearer.EPOCH)
         batch = state.get(torchbearer.BATCH) if batch is ... else batch
         where = f'epoch {epoch}' + (f', batch {batch}' if batch is not None else '') + f' ({phase}; counted from 0)'

@@ -12,7 +12,7 @@ import math
 import os
 import re
 import string
-from typing import Callable, Tuple
+from typing import Any, Callable, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -55,13 +55,15 @@ class MakeGrid(torchbearer_imaging.MakeGrid):
         torch.Size([3, 22, 22])
     """
 
-    def on_cache(self, cache, state):
+    def on_cache(self, cache: torch.Tensor, state: dict) -> torch.Tensor:
         """Tile the cached images ``(num_images, C, H, W)`` into one ``(C', H', W')`` grid."""
         from torchvision.utils import make_grid
 
         # torchbearer passes range=, which torchvision no longer accepts: value_range= is its name now.
-        return make_grid(cache, nrow=self.nrow, padding=self.padding, normalize=self.normalize,
-                         value_range=self.norm_range, scale_each=self.scale_each, pad_value=self.pad_value)
+        grid: torch.Tensor = make_grid(cache, nrow=self.nrow, padding=self.padding, normalize=self.normalize,
+                                       value_range=self.norm_range, scale_each=self.scale_each,
+                                       pad_value=self.pad_value)
+        return grid
 
 
 # -- {epoch} file names --
@@ -98,7 +100,7 @@ def check_output_path(folder: PathLike, filename: str) -> None:
         if name != 'epoch':
             raise ValueError(f'filename {filename!r} must be a template whose only field is {{epoch}}, got '
                              f'{{{name}}}')
-        if conversion is not None or not _EPOCH_SPEC.fullmatch(spec):
+        if conversion is not None or not _EPOCH_SPEC.fullmatch(spec or ''):
             raise ValueError(f'filename {filename!r}: {{epoch}} may only be padded, as in {{epoch:03d}}; got '
                              f'{{epoch{"!" + conversion if conversion else ""}{":" + spec if spec else ""}}}')
     extension = os.path.splitext(file_name(filename, 0))[1].lower()
@@ -110,7 +112,7 @@ def check_output_path(folder: PathLike, filename: str) -> None:
 
 
 # -- batches of images --
-def check_inputs(inputs, needed: int, name: str = 'inputs') -> torch.Tensor:
+def check_inputs(inputs: Any, needed: int, name: str = 'inputs') -> torch.Tensor:
     """A CPU copy of ``inputs`` if it is a float batch ``(N, ...)`` of at least ``needed`` images."""
     if not isinstance(inputs, torch.Tensor) or not inputs.is_floating_point() or inputs.dim() < 2:
         raise TypeError(f'{name} must be a floating point tensor holding a batch of images (N, ...), got '
@@ -120,7 +122,7 @@ def check_inputs(inputs, needed: int, name: str = 'inputs') -> torch.Tensor:
     return inputs.detach().cpu().clone()
 
 
-def image_batch(value, what: str) -> torch.Tensor:
+def image_batch(value: Any, what: str) -> torch.Tensor:
     """The images in a model output or state value: the tensor, or the first element of a tuple/list."""
     if isinstance(value, (tuple, list)):  # (recon, mu, logvar) or several inputs: the first one
         if not value:
@@ -135,7 +137,7 @@ def image_batch(value, what: str) -> torch.Tensor:
     return value
 
 
-def model_shape(model) -> Tuple[int, ...]:
+def model_shape(model: Any) -> Tuple[int, ...]:
     """The model's ``input_shape`` if it is an image's ``(C, H, W)``, else ``()``."""
     shape = getattr(model, 'input_shape', None)
     shape = tuple(shape) if isinstance(shape, (tuple, list, torch.Size)) else ()
@@ -151,7 +153,8 @@ def check_fits(tensor: torch.Tensor, what: str, shape: Tuple[int, ...], of: str)
                          f'x.permute(0, 3, 1, 2))')
 
 
-def as_images(tensor: torch.Tensor, what: str, who: str, image_shape=None, model=None) -> torch.Tensor:
+def as_images(tensor: torch.Tensor, what: str, who: str, image_shape: Optional[Sequence[int]] = None,
+              model: Any = None) -> torch.Tensor:
     """``tensor`` as ``(N, C, H, W)`` images, or a ValueError saying why it cannot be shown as images."""
     shape_of_model = model_shape(model)
     if image_shape is None and shape_of_model:  # the model's images: the whole shape must fit, not only its size
@@ -202,10 +205,11 @@ def tile(images: torch.Tensor, nrow: int, normalize: bool = False) -> torch.Tens
     """Tile ``(N, C, H, W)`` images with torchvision's ``make_grid``: a ``(3 or 4, H', W')`` grid."""
     from torchvision.utils import make_grid  # importing torchvision takes a while: only when drawing
 
-    return make_grid(images.detach().float().cpu(), nrow=nrow, normalize=normalize)
+    grid: torch.Tensor = make_grid(images.detach().float().cpu(), nrow=nrow, normalize=normalize)
+    return grid
 
 
-def as_grid(image, nrow: int, normalize: bool, who: str) -> torch.Tensor:
+def as_grid(image: Any, nrow: int, normalize: bool, who: str) -> torch.Tensor:
     """What ``draw`` returned as the ``(3 or 4, H, W)`` CPU image handlers receive: a batch tiled, grey as RGB."""
     if not isinstance(image, torch.Tensor) or not image.is_floating_point():
         raise TypeError(f'{who}.draw must return a float tensor, an image (C, H, W) or a batch (N, C, H, W), or '
@@ -215,8 +219,8 @@ def as_grid(image, nrow: int, normalize: bool, who: str) -> torch.Tensor:
                          f'(RGB) or 4 (RGBA) channels and some pixels, got {describe(image)}')
     if image.dim() == 4:
         return tile(image, nrow, normalize)
-    image = image.detach().float().cpu()
-    return image.repeat(3, 1, 1) if image.shape[0] == 1 else image  # as make_grid shows grey images
+    single = image.detach().float().cpu()
+    return single.repeat(3, 1, 1) if single.shape[0] == 1 else single  # as make_grid shows grey images
 
 
 # -- files --
@@ -235,10 +239,10 @@ class ImageFiles:
     def path(self, epoch: int) -> str:
         return os.path.join(os.fspath(self.folder), file_name(self.filename, epoch))
 
-    def __call__(self, image: torch.Tensor, index, state) -> None:
+    def __call__(self, image: torch.Tensor, index: int, state: dict) -> None:
         BackgroundWriter.of_run(state).write(self.path(state[torchbearer.EPOCH]), _png_writer(image), owner=self)
 
-    def wait(self, state) -> None:
+    def wait(self, state: dict) -> None:
         BackgroundWriter.of_run(state).wait(owner=self)
 
 

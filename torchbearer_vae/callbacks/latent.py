@@ -16,7 +16,7 @@ components of the posterior means, computed with :func:`torch.linalg.svd`. The c
 with matplotlib (``pip install matplotlib``) on its Agg canvas, without pyplot; each chart makes
 its figure at its first drawing and draws on it again at the next ones.
 """
-from typing import Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -29,6 +29,14 @@ from ..files import PathLike
 from ..model_utils import is_conditional, model_device, posterior, require_methods
 from ..state import LABEL
 from .picture_saver import PictureSaver
+
+if TYPE_CHECKING:  # matplotlib is imported when a chart is drawn: `import torchbearer_vae` stays light
+    from matplotlib.axes import Axes
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.collections import PathCollection
+    from matplotlib.container import BarContainer
+    from matplotlib.figure import Figure
+    from matplotlib.text import Text
 
 __all__ = ['LatentScatter', 'LatentManifold', 'KLPerDimension']
 
@@ -55,7 +63,7 @@ _MARGINS = (0.8, 0.6, 0.2, 0.37)
 _LOG_MARGINS = (1.0,) + _MARGINS[1:]
 
 
-def _figure(who: str, size: Tuple[float, float]):
+def _figure(who: str, size: Tuple[float, float]) -> 'Axes':
     """The axes of a new matplotlib Figure on an Agg canvas (no pyplot, no GUI backend), ``size`` inches at 100 dpi."""
     _require_matplotlib(who)
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -66,34 +74,39 @@ def _figure(who: str, size: Tuple[float, float]):
     return figure.add_subplot()
 
 
-def _pixels(axes, margins: Tuple[float, float, float, float] = _MARGINS) -> torch.Tensor:
+def _pixels(axes: 'Axes', margins: Tuple[float, float, float, float] = _MARGINS) -> torch.Tensor:
     """The figure of ``axes``, laid out with ``margins`` (inches), as an RGB ``(3, H, W)`` float tensor in ``[0, 1]``.
 
     The same margins at every drawing, whatever the earlier ones needed, so that an epoch's picture
     depends on its data only. Unusually wide tick labels (many digits) push an axis label out of
     the figure: then ``tight_layout`` lays it out and it is drawn again.
     """
-    figure = axes.figure
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure, canvas = axes.figure, axes.figure.canvas
+    if not isinstance(figure, Figure) or not isinstance(canvas, FigureCanvasAgg):
+        raise TypeError('_pixels draws the axes of _figure: a Figure of its own on an Agg canvas')
     width, height = figure.get_size_inches()
     left, bottom, right, top = (min(margin / side, 0.4) for margin, side in zip(margins, (width, height) * 2))
     figure.subplots_adjust(left=left, bottom=bottom, right=1 - right, top=1 - top)  # (tiny figures: some axes left)
-    figure.canvas.draw()
-    if not _inside(figure, axes.xaxis.label, axes.yaxis.label, axes.title):
+    canvas.draw()
+    if not _inside(figure, canvas, axes.xaxis.label, axes.yaxis.label, axes.title):
         figure.tight_layout()
-        figure.canvas.draw()
-    rgba = np.asarray(figure.canvas.buffer_rgba())
+        canvas.draw()
+    rgba = np.asarray(canvas.buffer_rgba())
     return torch.from_numpy(rgba[..., :3].copy()).permute(2, 0, 1).float().div_(255)
 
 
-def _inside(figure, *texts) -> bool:
+def _inside(figure: 'Figure', canvas: 'FigureCanvasAgg', *texts: 'Text') -> bool:
     """Whether the drawn ``texts`` lie within the figure (to a pixel)."""
-    renderer = figure.canvas.get_renderer()
+    renderer = canvas.get_renderer()
     boxes = [text.get_window_extent(renderer) for text in texts if text.get_text()]
     return all(box.x0 >= -1 and box.y0 >= -1 and box.x1 <= figure.bbox.width + 1 and box.y1 <= figure.bbox.height + 1
                for box in boxes)
 
 
-def _encode(model, inputs: torch.Tensor, labels: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+def _encode(model: Any, inputs: torch.Tensor, labels: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
     """``(mu, logvar)`` of the inputs on the CPU, encoded a chunk at a time."""
     require_methods(model, 'a latent picture', 'encode')
     device, means, logvars = model_device(model), [], []
@@ -116,7 +129,7 @@ def _principal_directions(mu: torch.Tensor) -> torch.Tensor:
     if mu.shape[1] <= 2:
         return torch.eye(mu.shape[1], 2).T if mu.shape[1] == 2 else torch.ones(1, 1)
     _, _, vh = torch.linalg.svd(mu - mu.mean(0), full_matrices=False)
-    directions = vh[:2]
+    directions: torch.Tensor = vh[:2]
     signs = directions.gather(1, directions.abs().argmax(1, keepdim=True)).sign()
     return directions * signs
 
@@ -157,10 +170,11 @@ class LatentScatter(PictureSaver):
         self.size = check_number('size', size, minimum=1, maximum=40)
         super().__init__(folder, filename, key=key, num_images=num_images)
         _require_matplotlib(type(self).__name__)
-        self._axes = self._present = None  # made by the first draw, drawn on again: see _figure
-        self._dots = {}
+        self._axes: Optional[Axes] = None  # made by the first draw, drawn on again: see _figure
+        self._present: Optional[List[Optional[int]]] = None
+        self._dots: Dict[Optional[int], PathCollection] = {}
 
-    def draw(self, model, state):
+    def draw(self, model: Any, state: dict) -> torch.Tensor:
         """The scatter of the collected images' posterior means, as an RGB image."""
         labels = state.get(LABEL)
         mu, _ = _encode(model, state[self.key], labels)
@@ -169,7 +183,7 @@ class LatentScatter(PictureSaver):
         if self._axes is None:
             self._axes = _figure(type(self).__name__, (self.size, self.size))
         axes = self._axes
-        self._classes([None] if labels is None else labels.unique().tolist())
+        self._classes(axes, [None] if labels is None else labels.unique().tolist())
         for label, dots in self._dots.items():
             dots.set_offsets((points if label is None else points[labels == label]).numpy())
         axes.ignore_existing_data_limits = True  # the limits of this epoch's points only
@@ -186,7 +200,7 @@ class LatentScatter(PictureSaver):
         axes.set_title(f'posterior means, epoch {state[torchbearer.EPOCH]}', y=1.0)
         return _pixels(axes)
 
-    def _classes(self, present: list) -> None:
+    def _classes(self, axes: 'Axes', present: List[Optional[int]]) -> None:
         """A collection of points per class present, in order, and the legend; made again when the classes change.
 
         ``present`` is ``[None]`` for unlabelled points: one grey collection, no legend. One collection
@@ -197,19 +211,21 @@ class LatentScatter(PictureSaver):
             return
         for dots in self._dots.values():
             dots.remove()
-        if self._axes.get_legend() is not None:
-            self._axes.get_legend().remove()
-        if present == [None]:
-            self._dots = {None: self._axes.scatter(np.zeros(0), np.zeros(0), s=4, color='0.5', linewidths=0)}
+        legend = axes.get_legend()
+        if legend is not None:
+            legend.remove()
+        labels = [label for label in present if label is not None]
+        if not labels:
+            self._dots = {None: axes.scatter(np.zeros(0), np.zeros(0), s=4, color='0.5', linewidths=0)}
         else:
-            colours = _colours(max(present) + 1)
-            self._dots = {label: self._axes.scatter(np.zeros(0), np.zeros(0), s=4, color=colours[label], linewidths=0,
-                                                    label=str(label)) for label in present}
-            self._axes.legend(markerscale=3, fontsize='small', loc='best', title='label')
+            colours = _colours(max(labels) + 1)
+            self._dots = {label: axes.scatter(np.zeros(0), np.zeros(0), s=4, color=colours[label], linewidths=0,
+                                              label=str(label)) for label in labels}
+            axes.legend(markerscale=3, fontsize='small', loc='best', title='label')
         self._present = present
 
 
-def _colours(count: int):
+def _colours(count: int) -> List[Tuple[float, float, float, float]]:
     """One colour per class: matplotlib's tab10 (tab20 for more classes, then a colour map)."""
     from matplotlib import colormaps
 
@@ -255,7 +271,7 @@ class LatentManifold(PictureSaver):
         super().__init__(folder, filename, key=key, num_images=check_int('num_images', num_images, minimum=0),
                          nrow=num_steps)
 
-    def on_start(self, state):
+    def on_start(self, state: dict) -> None:
         """Refuse, before the first step, a model without ``decode``, or one with a larger latent and no inputs."""
         super().on_start(state)
         model = unwrap_model(state[torchbearer.MODEL])
@@ -265,7 +281,7 @@ class LatentManifold(PictureSaver):
             raise ValueError(f'LatentManifold(num_images=0) needs a 2-D latent; the model has latent_dim={latent_dim}: '
                              f'give num_images > 0 so that the principal directions can be found')
 
-    def draw(self, model, state):
+    def draw(self, model: Any, state: dict) -> torch.Tensor:
         """The decoded grid, ``num_steps`` per row, the second direction growing upwards."""
         if self.key in state and self.num_images:
             mu, _ = _encode(model, state[self.key], state.get(LABEL))
@@ -320,9 +336,10 @@ class KLPerDimension(PictureSaver):
         self.max_dims = check_int('max_dims', max_dims, minimum=1)
         super().__init__(folder, filename, key=key, num_images=check_int('num_images', num_images, minimum=1))
         _require_matplotlib(type(self).__name__)
-        self._axes = self._bars = None  # made by the first draw, drawn on again: see _figure
+        self._axes: Optional[Axes] = None  # made by the first draw, drawn on again: see _figure
+        self._bars: Optional[BarContainer] = None
 
-    def draw(self, model, state):
+    def draw(self, model: Any, state: dict) -> torch.Tensor:
         """The sorted bars of the mean KL per dimension (the ``max_dims`` largest), and the threshold line."""
         mu, logvar = _encode(model, state[self.key], state.get(LABEL))
         kl = torch.zeros(mu.shape[1], dtype=torch.float64)
@@ -335,14 +352,14 @@ class KLPerDimension(PictureSaver):
         order = order[:self.max_dims]
         drawn, left_out = len(order), len(kl) - len(order)
         values = kl[order].clamp_min(self.threshold * 1e-3)  # a log axis: a zero would be no bar at all
-        if self._axes is None or len(self._bars) != drawn:  # the first drawing, or another model
+        if self._axes is None or self._bars is None or len(self._bars) != drawn:  # the first drawing, or another model
             self._axes = _figure(type(self).__name__, (max(5.5, 0.25 * drawn + 1.5), 3.5))
             self._bars = self._axes.bar(range(drawn), np.ones(drawn))
             self._axes.set_yscale('log')
             self._axes.axhline(self.threshold, color='red', linestyle='--', linewidth=1.5)
             self._axes.set_ylabel('mean KL (nats per image)')
-        axes = self._axes
-        for bar, value, above in zip(self._bars, values.tolist(), (kl[order] >= self.threshold).tolist()):
+        axes, bars = self._axes, self._bars
+        for bar, value, above in zip(bars, values.tolist(), (kl[order] >= self.threshold).tolist()):
             bar.set_height(value)
             bar.set_facecolor('tab:blue' if above else '0.6')
         axes.set_xlabel('latent dimension' + (f' (the {drawn:,} of largest KL; {left_out:,} more not drawn)'

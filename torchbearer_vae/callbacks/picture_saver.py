@@ -31,7 +31,7 @@ The base does the rest, and its subclasses (:class:`~torchbearer_vae.Reconstruct
   as three equal channels, as ``make_grid`` makes it), index 0 and the Trial's state.
 """
 import warnings
-from typing import Callable, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple, TypeVar
 
 import torch
 import torchbearer
@@ -62,6 +62,8 @@ from .imaging import (
 
 __all__ = ['PictureSaver']
 
+_Saver = TypeVar('_Saver', bound='_PhaseImages')
+
 
 class _PhaseImages(ImagingCallback):
     """An ImagingCallback that processes once at the end of each phase it is on, from the first inputs of the phase.
@@ -72,41 +74,41 @@ class _PhaseImages(ImagingCallback):
     ``process(state)`` on rank 0 with them in ``self._collected``.
     """
 
-    def __init__(self, keys: Dict[str, StateKey], needed: int):
+    def __init__(self, keys: Dict[str, StateKey], needed: int) -> None:
         super().__init__()
         self.collected_keys, self._needed = keys, needed
-        self._optional = set()  # names of collected_keys gathered only when in state (the labels)
-        self._phases = ()  # () until on_train/on_val/on_test choose: the default phase
-        self._batches: Dict[str, list] = {}
+        self._optional: Set[str] = set()  # names of collected_keys gathered only when in state (the labels)
+        self._phases: Tuple[Any, ...] = ()  # () until on_train/on_val/on_test choose: the default phase
+        self._batches: Dict[str, List[torch.Tensor]] = {}
         self._collected: Dict[str, torch.Tensor] = {}
         self._active = self._validated = self._warned = False
 
-    def on_start_epoch(self, state):
+    def on_start_epoch(self, state: dict) -> None:
         self._validated = False
 
-    def on_start_training(self, state):
+    def on_start_training(self, state: dict) -> None:
         self._start(torchbearer.TRAIN_DATA)
 
-    def on_step_training(self, state):
+    def on_step_training(self, state: dict) -> None:
         self._step(state)
 
-    def on_end_training(self, state):
+    def on_end_training(self, state: dict) -> None:
         if state.get(torchbearer.STOP_TRAINING):  # a stopped epoch (NaNGuard...): the last complete one's files stay
             self._active = False
         else:
             self._end(state)
 
-    def on_start_validation(self, state):
+    def on_start_validation(self, state: dict) -> None:
         self._validated = self._validated or state[torchbearer.DATA] == torchbearer.VALIDATION_DATA
         self._start(state[torchbearer.DATA])
 
-    def on_step_validation(self, state):
+    def on_step_validation(self, state: dict) -> None:
         self._step(state)
 
-    def on_end_validation(self, state):
+    def on_end_validation(self, state: dict) -> None:
         self._end(state)
 
-    def on_end_epoch(self, state):
+    def on_end_epoch(self, state: dict) -> None:
         if (self._needed and state.get(torchbearer.DATA) == torchbearer.VALIDATION_DATA and not self._validated
                 and self._is_on(torchbearer.VALIDATION_DATA) and not self._warned and is_main_process()):
             self._warned = True
@@ -114,19 +116,19 @@ class _PhaseImages(ImagingCallback):
                           f'Trial validation data (with_generators(val_generator=...)) or call .on_train()',
                           stacklevel=2)
 
-    def _on(self, data):
+    def _on(self: _Saver, data: Any) -> _Saver:
         self._phases += (data,)
         return self
 
-    def _is_on(self, data) -> bool:
+    def _is_on(self, data: Any) -> bool:
         default = torchbearer.VALIDATION_DATA if self._needed else torchbearer.TRAIN_DATA
         return data in (self._phases or (default,))
 
-    def _start(self, data):
+    def _start(self, data: Any) -> None:
         self._active = self._is_on(data) and is_main_process()
         self._batches = {name: [] for name in self.collected_keys}
 
-    def _step(self, state):
+    def _step(self, state: dict) -> None:
         count = sum(batch.shape[0] for batch in self._batches.get('key', ()))
         if not self._active or count >= self._needed:
             return  # nothing is copied once the inputs are collected
@@ -147,7 +149,7 @@ class _PhaseImages(ImagingCallback):
                 batch = image_batch(value, f'{who}: state[{key!r}] ({name})')
             self._batches[name].append(batch[:self._needed - count].detach().cpu())
 
-    def _end(self, state):
+    def _end(self, state: dict) -> None:
         if not self._active or (self._needed and not self._batches['key']):
             return
         self._active = False
@@ -156,7 +158,7 @@ class _PhaseImages(ImagingCallback):
         collected = {name: batch for name, batch in collected.items() if batch.shape[0] == count}  # all or none
         self._send(state, collected)
 
-    def _send(self, state, collected: Dict[str, torch.Tensor]) -> None:
+    def _send(self, state: dict, collected: Dict[str, torch.Tensor]) -> None:
         self._collected, self._batches = collected, {}
         try:
             self.process(state)  # torchbearer's: on_batch, then every handler
@@ -197,7 +199,7 @@ class PictureSaver(_PhaseImages):
     def __init__(self, folder: Optional[PathLike] = 'results', filename: str = 'picture_{epoch}.png', *,
                  key: StateKey = torchbearer.X, num_images: int = 0, inputs: Optional[torch.Tensor] = None,
                  nrow: int = 8, normalize: bool = False, image_shape: Optional[Sequence[int]] = None,
-                 output_transform: Optional[Callable[[torch.Tensor], torch.Tensor]] = None):
+                 output_transform: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> None:
         self.num_images = check_int('num_images', num_images, minimum=0)
         self.inputs = None if inputs is None else check_inputs(inputs, max(num_images, 1))[:max(num_images, 1)]
         super().__init__({'key': key}, 0 if inputs is not None else num_images)
@@ -214,7 +216,7 @@ class PictureSaver(_PhaseImages):
         if self._files is not None:
             self.with_handler(self._files)
 
-    def draw(self, model, state) -> Optional[torch.Tensor]:
+    def draw(self, model: Any, state: dict) -> Optional[torch.Tensor]:
         """The picture, drawn at the end of each phase the callback is on: implement it in a subclass.
 
         Called on rank 0 only, with the model in eval mode under ``torch.no_grad()``.
@@ -244,25 +246,26 @@ class PictureSaver(_PhaseImages):
         return None if self._files is None else self._files.path(epoch)
 
     # -- builders: which phases (torchbearer's names); the output builders are torchbearer's own --
-    def on_train(self):
+    def on_train(self: _Saver) -> _Saver:
         """Draw from training batches, at the end of each training phase. Returns: self."""
         return self._on(torchbearer.TRAIN_DATA)
 
-    def on_val(self):
+    def on_val(self: _Saver) -> _Saver:
         """Draw from validation batches (``state[torchbearer.DATA]`` is ``VALIDATION_DATA``). Returns: self."""
         return self._on(torchbearer.VALIDATION_DATA)
 
-    def on_test(self):
+    def on_test(self: _Saver) -> _Saver:
         """Draw from test batches (``trial.evaluate(data_key=torchbearer.TEST_DATA)``). Returns: self."""
         return self._on(torchbearer.TEST_DATA)
 
-    def with_handler(self, handler, index=None):
+    def with_handler(self: _Saver, handler: Callable[..., Any], index: Optional[int] = None) -> _Saver:
         """torchbearer's ``with_handler``, checking now that ``handler`` can be called. Returns: self."""
         check_callable('handler', handler, how='as handler(image, index, state)')
-        return super().with_handler(handler, index=index)
+        super().with_handler(handler, index=index)
+        return self
 
-    def to_tensorboard(self, name: Optional[str] = None, log_dir: str = './logs', comment: str = 'torchbearer',
-                       index=None):
+    def to_tensorboard(self: _Saver, name: Optional[str] = None, log_dir: str = './logs', comment: str = 'torchbearer',
+                       index: Optional[int] = None) -> _Saver:
         """torchbearer's ``to_tensorboard``, checking for ``tensorboardX`` now; ``name`` defaults to e.g. ``'samples'``.
 
         Raises:
@@ -277,13 +280,14 @@ class PictureSaver(_PhaseImages):
         if not isinstance(name, str):
             raise TypeError(f'name must be a str, got {type(name).__name__}')
         # torchbearer formats the name with {index}; other braces are the user's text.
-        return super().to_tensorboard(name.replace('{', '{{').replace('}', '}}'), log_dir, comment, index=index)
+        super().to_tensorboard(name.replace('{', '{{').replace('}', '}}'), log_dir, comment, index=index)
+        return self
 
-    def cache(self, num_images):
+    def cache(self, num_images: int) -> None:
         """Not for picture callbacks, which collect their inputs themselves (``num_images``)."""
         raise TypeError(f'{type(self).__name__} collects its inputs itself: pass num_images= to the constructor')
 
-    def make_grid(self, *args, **kwargs):
+    def make_grid(self, *args: Any, **kwargs: Any) -> None:
         """Not for picture callbacks, which tile a batch themselves (``nrow``, ``normalize``).
 
         torchbearer's builder would also pass ``range=`` to ``make_grid``, which torchvision no longer accepts.
@@ -292,11 +296,11 @@ class PictureSaver(_PhaseImages):
                         f'the constructor')
 
     # -- torchbearer hooks --
-    def on_end(self, state):
+    def on_end(self, state: dict) -> None:
         if self._files is not None:
             self._files.wait(state)  # the last pictures are on disk when Trial.run returns
 
-    def on_batch(self, state):
+    def on_batch(self, state: dict) -> Optional[torch.Tensor]:
         """The image of :meth:`draw`, as handlers receive it (torchbearer's ``ImagingCallback`` hook)."""
         model = unwrap_model(state[torchbearer.MODEL]) if torchbearer.MODEL in state else None
         view = State()
@@ -319,7 +323,7 @@ class PictureSaver(_PhaseImages):
         return None if image is None else as_grid(image, self.nrow, self.normalize, type(self).__name__)
 
     # -- for the subclasses --
-    def _save(self, model, epoch: int, collected: Dict[str, torch.Tensor]) -> Optional[str]:
+    def _save(self, model: Any, epoch: int, collected: Dict[str, torch.Tensor]) -> Optional[str]:
         """Draw and send one picture outside a Trial; the file is on disk when it returns."""
         check_int('epoch', epoch, minimum=0)
         state = State()
@@ -336,7 +340,7 @@ class PictureSaver(_PhaseImages):
     def _transform(self, outputs: torch.Tensor) -> torch.Tensor:
         return outputs if self.output_transform is None else self.output_transform(outputs)
 
-    def decode_images(self, model, z: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def decode_images(self, model: Any, z: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The model's decoding of latent codes as the images of this picture, for :meth:`draw`.
 
         Args:
@@ -360,7 +364,7 @@ class PictureSaver(_PhaseImages):
 class FromInputs(PictureSaver):
     """A picture of encoded inputs: fixed ones given at construction or the first of a phase."""
 
-    def on_start(self, state):
+    def on_start(self, state: dict) -> None:
         """Refuse, before the first step, a model without ``encode``/``decode`` or fixed inputs that do not fit it."""
         super().on_start(state)
         model = unwrap_model(state[torchbearer.MODEL])
@@ -383,23 +387,26 @@ class FromInputs(PictureSaver):
         Returns:
             str or None: The path written (None when ``folder`` is None).
         """
-        if inputs is None and self.inputs is None:
+        collected: Dict[str, torch.Tensor] = {}
+        if inputs is not None:
+            images = collected['key'] = check_inputs(inputs, min(self.num_images, 2))
+        elif self.inputs is not None:
+            images = self.inputs
+        else:
             raise ValueError(f'{type(self).__name__}.save needs inputs (none were given at construction)')
-        collected = {} if inputs is None else {'key': check_inputs(inputs, min(self.num_images, 2))}
         if labels is not None:
-            if not isinstance(labels, torch.Tensor) or labels.dim() != 1 or labels.shape[0] != (
-                    collected['key'] if inputs is not None else self.inputs).shape[0]:
+            if not isinstance(labels, torch.Tensor) or labels.dim() != 1 or labels.shape[0] != images.shape[0]:
                 raise ValueError(f'labels must be a tensor (N,) with one class index per input, got '
                                  f'{describe(labels)}')
             collected['label'] = labels.detach().cpu()
         return self._save(model, epoch, collected)
 
     @staticmethod
-    def _check_fit(model, inputs: torch.Tensor) -> None:
+    def _check_fit(model: Any, inputs: torch.Tensor) -> None:
         shape = model_shape(model)
         if shape:  # the whole image shape, so that channels-last images are refused by name
             check_fits(inputs, 'inputs', shape, f"the model's input_shape {shape}")
 
-    def _encode(self, model, inputs: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def _encode(self, model: Any, inputs: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
         self._check_fit(model, inputs)
         return posterior(model, inputs.to(model_device(model)), labels)[0]

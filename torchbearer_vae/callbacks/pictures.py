@@ -18,7 +18,7 @@ grid elsewhere too, and ``.save(model, ...)`` draws outside a Trial (e.g. from a
 """
 
 import warnings
-from typing import Callable, Iterable, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterable, Optional, Sequence, Tuple
 
 import torch
 import torchbearer
@@ -87,7 +87,7 @@ class ReconstructionSaver(PictureSaver):
         self.output_key = output_key
         self.collected_keys['output_key'] = output_key
 
-    def draw(self, model, state):
+    def draw(self, model: Any, state: dict) -> Optional[torch.Tensor]:
         """The inputs ``state[key]`` above the outputs ``state[output_key]`` (``output_transform`` applied)."""
         outputs = state[self.output_key] if model is None else self._transform(state[self.output_key])
         inputs, outputs = self._pair(state[self.key], outputs, model)
@@ -99,7 +99,7 @@ class ReconstructionSaver(PictureSaver):
             inputs, outputs = torch.cat([inputs, padding]), torch.cat([outputs, padding])
         return tile(torch.cat([inputs, outputs]), nrow, self.normalize)
 
-    def _pair(self, inputs, outputs, model):
+    def _pair(self, inputs: torch.Tensor, outputs: torch.Tensor, model: Any) -> Tuple[torch.Tensor, torch.Tensor]:
         """The inputs as ``(N, C, H, W)`` images and the outputs reshaped like them, or why they cannot be."""
         raw = tuple(inputs.shape[1:])
         inputs = as_images(inputs, 'inputs', type(self).__name__, self.image_shape, model)
@@ -212,7 +212,7 @@ class SampleSaver(PictureSaver):
                          'pass a smaller num_images')
         self._noise: Optional[torch.Tensor] = None
 
-    def on_start(self, state):
+    def on_start(self, state: dict) -> None:
         """Refuse, before the first step, a model with neither ``decode`` and ``latent_dim`` nor ``sample``."""
         super().on_start(state)
         model = unwrap_model(state[torchbearer.MODEL])
@@ -231,7 +231,7 @@ class SampleSaver(PictureSaver):
                              columns if conditional else self.nrow, shape, type(self).__name__,
                              'pass a smaller num_images')
 
-    def _check_label(self, model) -> None:
+    def _check_label(self, model: Any) -> None:
         if self.label is None:
             return
         if not is_conditional(model) or getattr(model, 'latent_dim', None) is None:
@@ -255,7 +255,7 @@ class SampleSaver(PictureSaver):
             self._noise = torch.randn(self.num_images, latent_dim, generator=generator)
         return self._noise
 
-    def draw(self, model, state):
+    def draw(self, model: Any, state: dict) -> Optional[torch.Tensor]:
         """The decoded fixed noise (or ``model.sample(num_images)`` under the seeded random state)."""
         device = model_device(model)
         if callable(getattr(model, 'decode', None)) and getattr(model, 'latent_dim', None) is not None:
@@ -344,16 +344,16 @@ class LatentTraversal(FromInputs):
                          image_shape=image_shape, output_transform=output_transform)
         self.dims, self.num_steps, self.value_range = dims, num_steps, value_range
 
-    def on_start(self, state):
+    def on_start(self, state: dict) -> None:
         """Also refuse ``dims`` the model's ``latent_dim`` does not have."""
         super().on_start(state)
         self._check_dims(getattr(unwrap_model(state[torchbearer.MODEL]), 'latent_dim', None))
 
-    def _check_dims(self, latent_dim):
+    def _check_dims(self, latent_dim: Optional[int]) -> None:
         if self.dims is not None and latent_dim is not None and max(self.dims) >= latent_dim:
             raise ValueError(f'dims must be < the latent dimension {latent_dim}, got {self.dims}')
 
-    def draw(self, model, state):
+    def draw(self, model: Any, state: dict) -> Optional[torch.Tensor]:
         """One row per dimension: ``mu`` of the first input with that dimension swept over ``value_range``."""
         label = state[LABEL][:1] if LABEL in state else None  # a conditional model's: the input's class throughout
         mu = self._encode(model, state[self.key][:1], label)
@@ -409,7 +409,7 @@ class Interpolation(FromInputs):
                          normalize=normalize, image_shape=image_shape, output_transform=output_transform)
         self.num_pairs, self.num_steps = num_pairs, num_steps
 
-    def draw(self, model, state):
+    def draw(self, model: Any, state: dict) -> Optional[torch.Tensor]:
         """One row per pair: the first input, the decoded points of the line, the second input."""
         inputs = state[self.key]
         pairs = min(self.num_pairs, inputs.shape[0] // 2)
@@ -421,7 +421,8 @@ class Interpolation(FromInputs):
         mu = self._encode(model, inputs, labels)
         t = torch.linspace(0, 1, self.num_steps, device=mu.device, dtype=mu.dtype).view(1, -1, 1)
 
-        def line(ends):  # (2 * pairs, D) -> the points of each pair's line, (pairs * num_steps, D)
+        def line(ends: torch.Tensor) -> torch.Tensor:
+            """``(2 * pairs, D)`` -> the points of each pair's line, ``(pairs * num_steps, D)``."""
             start, end = ends[0::2], ends[1::2]
             return (start.unsqueeze(1) + t * (end - start).unsqueeze(1)).reshape(pairs * self.num_steps, -1)
 

@@ -4,16 +4,19 @@ Each checks where it will write (never over its inputs or a file of another kind
 for before loading anything; every problem is one :class:`CommandError`. A conditional model
 (``train --conditional``) is given the labels of the data, and ``sample --label N`` draws one class.
 """
+import argparse
 import contextlib
 import math
 import os
 import sys
 import time
+from typing import Any, Dict, Iterator, Optional, Tuple
 
 import torch
 
 from ..callbacks.pictures import ReconstructionSaver, SampleSaver
 from ..checkpoints import load_checkpoint
+from ..data.datasets import SizedDataset
 from ..data.loaders import TensorLoader
 from ..errors import CheckpointError, CommandError, MissingStateError
 from ..evaluation import importance_weighted_nll, negative_elbo
@@ -30,7 +33,7 @@ from .run_folder import check_outside_data, output_file
 __all__ = []  # internal: the public entry point is torchbearer_vae.cli.main
 
 
-def _model(args):
+def _model(args: argparse.Namespace) -> Tuple[Dict[str, Any], Any, torch.device]:
     checkpoint = load_checkpoint(args.checkpoint)
     options = checkpoint.get('options')  # save_checkpoint's own checkpoints hold none
     check_saved_options({} if options is None else options, args.checkpoint, resuming=False)
@@ -52,7 +55,7 @@ def _model(args):
     return checkpoint, model.to(device), device
 
 
-def _check_finite(args, weights: dict) -> None:
+def _check_finite(args: argparse.Namespace, weights: dict) -> None:
     """Refuse weights holding NaN or infinity: every picture and number drawn from them would be garbage."""
     broken = [name for name, value in weights.items() if value.is_floating_point() and not value.isfinite().all()]
     if broken:
@@ -61,13 +64,14 @@ def _check_finite(args, weights: dict) -> None:
                            f'checkpoint of a run that stayed finite (train keeps the last finite epoch)')
 
 
-def _which_split(args, checkpoint, options) -> str:
+def _which_split(args: argparse.Namespace, checkpoint: Dict[str, Any], options: Dict[str, Any]) -> str:
     """``--split``, or by default the run's validation images: those the model was not trained on.
 
     ``all`` by default when the checkpoint does not record a run's split, or ``--dataset`` names other data.
     """
     if args.split is not None:
-        return args.split
+        split: str = args.split
+        return split
     if not all(key in (checkpoint.get('options') or {}) for key in REQUIRED_OPTIONS):
         return 'all'
     if args.dataset is not None and shown(absolute({'dataset': args.dataset})['dataset']) != shown(options['dataset']):
@@ -75,7 +79,7 @@ def _which_split(args, checkpoint, options) -> str:
     return 'val'
 
 
-def _preprocessing(name, options, model) -> dict:
+def _preprocessing(name: Optional[str], options: Dict[str, Any], model: Any) -> Dict[str, Any]:
     """How a folder is decoded for this model: the run's --image-size and --channels (else the model's channels)."""
     if not is_folder(name):
         return {}
@@ -84,7 +88,8 @@ def _preprocessing(name, options, model) -> dict:
     return {'image_size': options.get('image_size'), 'channels': channels}
 
 
-def _data_for(args, checkpoint, model, out: str):
+def _data_for(args: argparse.Namespace, checkpoint: Dict[str, Any], model: Any,
+              out: str) -> Tuple[SizedDataset, str, str]:
     """``(images, split, a line saying which)``: --dataset (default: the run's), all of it or a split of the run's.
 
     ``out``, the command's output file, may not be inside the images (checked before they are read).
@@ -98,6 +103,7 @@ def _data_for(args, checkpoint, model, out: str):
         name, data_dir, source=f'--checkpoint {args.checkpoint}', typed_dataset=args.dataset is not None,
         typed_data_dir=args.data_dir is not None, remedy="give the run's data with --dataset (and --data-dir)")
     check_outside_data(out, name if isinstance(name, str) else None)
+    dataset: Any  # an ImageDataset, or a split or Subset of it (typed Dataset by torch, which has no __len__)
     if which == 'all':
         dataset = load_dataset(name, data_dir, args.limit, verbose=False, **preprocessing)
     else:
@@ -122,7 +128,7 @@ def _data_for(args, checkpoint, model, out: str):
     return dataset, which, f'--split {which}: {what[which]} of --dataset {shown(name)} ({len(dataset):,})'
 
 
-def _labels(args, dataset, model, count: int):
+def _labels(args: argparse.Namespace, dataset: SizedDataset, model: Any, count: int) -> Optional[torch.Tensor]:
     """The labels of the first ``count`` images for a conditional model (None for another); CommandError if none."""
     if not is_conditional(model):
         return None
@@ -135,7 +141,7 @@ def _labels(args, dataset, model, count: int):
 
 
 @contextlib.contextmanager
-def _fitting(args):
+def _fitting(args: argparse.Namespace) -> Iterator[None]:
     """A model that does not fit the data given (labels missing or out of its range): one line naming both."""
     try:
         yield
@@ -144,20 +150,21 @@ def _fitting(args):
         raise CommandError(f'the model in {args.checkpoint} does not fit {data}: {unreadable(error)}') from None
 
 
-def _template(path: str):
+def _template(path: str) -> Tuple[str, str]:
     """(folder, filename) for a picture callback writing exactly ``path`` (braces are not fields)."""
     folder, name = os.path.split(os.path.abspath(path))
     return folder, name.replace('{', '{{').replace('}', '}}')
 
 
-def _start(args, default_name: str, kind: str):
+def _start(args: argparse.Namespace, default_name: str,
+           kind: str) -> Tuple[str, Dict[str, Any], Any, torch.device]:
     """``(out, checkpoint, model, device)``: the output file checked before any work, then the checkpoint's model."""
     out = output_file(args.out, default_name=default_name, beside=args.checkpoint, kind=kind,
                       inputs={'the checkpoint': args.checkpoint}, force=args.force)
     return (out, *_model(args))
 
 
-def _check_label(args, model) -> None:
+def _check_label(args: argparse.Namespace, model: Any) -> None:
     if args.label is None:
         return
     if not is_conditional(model):
@@ -168,7 +175,7 @@ def _check_label(args, model) -> None:
                            f'{model.num_classes} classes, 0 to {model.num_classes - 1}')
 
 
-def sample(args) -> None:
+def sample(args: argparse.Namespace) -> None:
     """``torchbearer-vae sample``: a grid of decoded draws from the prior (one class with ``--label``).
 
     A conditional model without ``--label`` draws one row per class, the same noise in each column.
@@ -194,7 +201,7 @@ def sample(args) -> None:
     print(f'wrote {args.num_images} samples{"" if args.label is None else f" of class {args.label}"} to {path}')
 
 
-def reconstruct(args) -> None:
+def reconstruct(args: argparse.Namespace) -> None:
     """``torchbearer-vae reconstruct``: the first ``--num-images`` images above their reconstructions."""
     out, checkpoint, model, device = _start(args, 'recon.png', 'image')
     dataset, _, said = _data_for(args, checkpoint, model, out)
@@ -217,13 +224,13 @@ def reconstruct(args) -> None:
 
 def _duration(seconds: float) -> str:
     """``seconds`` in the largest unit that keeps a number >= 1: '0.04 s', '12 min', '3.5 h', '1,157 days'."""
-    for size, unit in ((86400, 'days'), (3600, 'h'), (60, 'min'), (1, 's')):
-        if seconds >= size or unit == 's':
-            value = seconds / size
-            return f'{value:,.0f} {unit}' if value >= 10 else f'{value:.2g} {unit}'
+    size, unit = next(((size, unit) for size, unit in ((86400, 'days'), (3600, 'h'), (60, 'min')) if seconds >= size),
+                      (1, 's'))
+    value = seconds / size
+    return f'{value:,.0f} {unit}' if value >= 10 else f'{value:.2g} {unit}'
 
 
-def evaluate(args) -> dict:
+def evaluate(args: argparse.Namespace) -> dict:
     """``torchbearer-vae evaluate``: negative ELBO and (K > 1) the IWAE negative log-likelihood per image."""
     out, checkpoint, model, device = _start(args, 'evaluation.json', 'json')
     dataset, which, said = _data_for(args, checkpoint, model, out)

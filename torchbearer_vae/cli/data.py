@@ -13,11 +13,20 @@ import os
 import sys
 import warnings
 import zlib
-from typing import Callable, Optional, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 import torch
+from torch.utils.data import Dataset
 
-from ..data.datasets import IDXDataset, ImageDataset, load_cifar10, load_digits, load_mnist, train_val_split
+from ..data.datasets import (
+    IDXDataset,
+    ImageDataset,
+    SizedDataset,
+    load_cifar10,
+    load_digits,
+    load_mnist,
+    train_val_split,
+)
 from ..data.folders import load_image_folder
 from ..errors import CommandError
 from .limits import check_image_size_fits
@@ -113,14 +122,15 @@ def load_dataset(name: Optional[str], data_dir: Optional[str], limit: Optional[i
     return dataset
 
 
-def _read(name, data_dir, limit, image_size, channels, download, check_shape) -> ImageDataset:
+def _read(name: Optional[str], data_dir: str, limit: Optional[int], image_size: Optional[int], channels: Optional[int],
+          download: bool, check_shape: Optional[Callable[[Tuple[int, int, int], int], None]]) -> ImageDataset:
     if name is None or name in ('mnist', 'fashion-mnist'):
         return load_mnist(data_dir, train=True, fashion=name == 'fashion-mnist', limit=limit, download=download)
     if name == 'cifar10':
         return load_cifar10(data_dir, train=True, limit=limit, download=download)
     if name == 'digits':
         return load_digits()
-    if is_folder(name):
+    if name is not None and is_folder(name):
         return load_image_folder(name[len(FOLDER):], image_size=image_size, channels=channels, limit=limit,
                                  check=check_shape)
     return IDXDataset.from_folder(name[len(IDX):], limit=limit)
@@ -133,7 +143,7 @@ def _hint(name: Optional[str]) -> str:
     return ''
 
 
-def check_recorded_data(name, data_dir, *, source: str, typed_dataset: bool, typed_data_dir: bool,
+def check_recorded_data(name: Any, data_dir: Any, *, source: str, typed_dataset: bool, typed_data_dir: bool,
                         remedy: str) -> bool:
     """Whether missing data may be downloaded; CommandError for data a checkpoint names that is not there.
 
@@ -148,7 +158,7 @@ def check_recorded_data(name, data_dir, *, source: str, typed_dataset: bool, typ
         if typed_dataset and typed_data_dir:
             return True
         folder = data_dir or DEFAULT_DATA_DIR
-    elif not typed_dataset and name != 'digits':  # folder:DIR or idx:DIR, from the checkpoint
+    elif not typed_dataset and name is not None and name != 'digits':  # folder:DIR or idx:DIR, from the checkpoint
         folder = name.split(':', 1)[1]
     else:
         return False
@@ -166,17 +176,17 @@ def is_downloaded(name: Optional[str]) -> bool:
     return name is None or name in _DOWNLOADED
 
 
-def files_digest(name: Optional[str], dataset) -> Optional[str]:
+def files_digest(name: Optional[str], dataset: Any) -> Optional[str]:
     """A digest of the files a ``folder:`` dataset was read from (their sorted paths below the folder), else None."""
     paths = getattr(dataset, 'paths', None)
-    if not is_folder(name) or paths is None:
+    if name is None or not is_folder(name) or paths is None:
         return None
     root = name[len(FOLDER):]
     listing = '\n'.join(os.path.relpath(path, root).replace(os.sep, '/') for path in sorted(paths))
     return hashlib.sha256(listing.encode('utf-8', 'surrogateescape')).hexdigest()
 
 
-def images_digest(dataset) -> Optional[str]:
+def images_digest(dataset: Any) -> Optional[str]:
     """A digest of the decoded images (a ``folder:`` or IDX dataset's tensor), else None.
 
     With :func:`files_digest` it lets ``--resume`` notice an image whose content changed under its old name,
@@ -185,15 +195,15 @@ def images_digest(dataset) -> Optional[str]:
     data = getattr(dataset, 'data', None)
     if not isinstance(data, torch.Tensor):
         return None
-    return hashlib.sha256(data.detach().cpu().contiguous().numpy()).hexdigest()
+    return hashlib.sha256(data.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
 
 
-def image(item):
+def image(item: Any) -> Any:
     """The image of a dataset's item: ``(image, label)``, or the image alone (a folder without class subfolders)."""
     return item[0] if isinstance(item, (tuple, list)) else item
 
 
-def split(dataset, options: dict):
+def split(dataset: SizedDataset, options: dict) -> Tuple[Dataset, Dataset]:
     """``train_val_split`` of the run's options; CommandError if the images are too few to split."""
     try:
         return train_val_split(dataset, options['val_fraction'], seed=options['seed'])

@@ -6,6 +6,7 @@ bytes; the rest is estimated per image from the model's sizes (its convolutions'
 bounds: what they refuse cannot fit.
 """
 import math
+from typing import Any, Tuple
 
 import torch
 
@@ -32,12 +33,12 @@ def _refuse_if_too_big(needed: int, device: torch.device, what: str, fix: str) -
                            f'available{" on " + str(device) if device.type != "cpu" else ""}; {fix}')
 
 
-def _shape(model) -> tuple:
+def _shape(model: Any) -> Tuple[int, ...]:
     shape = tuple(getattr(model, 'input_shape', ()))
     return shape if len(shape) == 3 else (1, 1, math.prod(shape))  # a flat model: one row of values
 
 
-def values_per_image(model) -> int:
+def values_per_image(model: Any) -> int:
     """The values one image makes through ``model`` (input, layers, code, output), from its sizes.
 
     Counted from the attributes the package's models have (``input_shape``, ``hidden_dim``,
@@ -45,12 +46,13 @@ def values_per_image(model) -> int:
     """
     channels, height, width = _shape(model)
     convolutions = getattr(model, 'channels', None) or ()
-    feature_maps = sum(c * (height // 2 ** (i + 1)) * (width // 2 ** (i + 1)) for i, c in enumerate(convolutions))
-    return (2 * channels * height * width + 2 * feature_maps + 2 * getattr(model, 'hidden_dim', 0)
-            + 3 * getattr(model, 'latent_dim', 0))
+    feature_maps: int = sum(c * (height // 2 ** (i + 1)) * (width // 2 ** (i + 1)) for i, c in enumerate(convolutions))
+    hidden_dim: int = getattr(model, 'hidden_dim', 0)
+    latent_dim: int = getattr(model, 'latent_dim', 0)
+    return 2 * channels * height * width + 2 * feature_maps + 2 * hidden_dim + 3 * latent_dim
 
 
-def check_training_fits(model, batch_size: int, images: int, device: torch.device) -> None:
+def check_training_fits(model: Any, batch_size: int, images: int, device: torch.device) -> None:
     """Refuse a training of ``model`` (built on the meta device) whose weights, Adam's state and a batch cannot fit."""
     weights = sum(parameter.numel() for parameter in model.parameters())
     batch = min(batch_size, images)  # a batch never holds more than the dataset
@@ -63,7 +65,7 @@ def check_training_fits(model, batch_size: int, images: int, device: torch.devic
         'use smaller values')
 
 
-def check_pictures_fit(count: int, model, device: torch.device, rows: int = 1) -> None:
+def check_pictures_fit(count: int, model: Any, device: torch.device, rows: int = 1) -> None:
     """Refuse decoding ``count`` images (``rows`` of them in the grid) that cannot fit, with their grid."""
     channels, height, width = _shape(model)
     cell = 3 * (height + 2) * (width + 2)  # make_grid pads each image and gives grey ones three channels
@@ -71,7 +73,7 @@ def check_pictures_fit(count: int, model, device: torch.device, rows: int = 1) -
                        f'a picture of {count:,} images', 'ask for fewer with --num-images')
 
 
-def check_picture_opens(count: int, nrow: int, model) -> None:
+def check_picture_opens(count: int, nrow: int, model: Any) -> None:
     """Refuse a picture of ``count`` images of ``model``, ``nrow`` a row, larger than Pillow would open."""
     try:
         check_grid_opens(count, nrow, model_shape(model) or (1, 1, 1), f'--num-images {count}',
@@ -80,7 +82,8 @@ def check_picture_opens(count: int, nrow: int, model) -> None:
         raise CommandError(str(error)) from None
 
 
-def check_evaluation_fits(batch_size: int, images: int, importance_samples: int, model, device: torch.device) -> None:
+def check_evaluation_fits(batch_size: int, images: int, importance_samples: int, model: Any,
+                          device: torch.device) -> None:
     """Refuse an evaluation batch (with its importance draws, decoded about 1024 at a time) that cannot fit.
 
     ``importance_samples`` above :data:`MAX_IMPORTANCE_SAMPLES` is refused too, before any pass.

@@ -13,13 +13,17 @@ import argparse
 import re
 import signal
 import sys
-from typing import Optional, Sequence
+from types import FrameType
+from typing import Any, Callable, List, Optional, Sequence, Union
 
 from ..compat import environment
 from ..errors import CheckpointError, CommandError
 from .options import add_option, add_train_arguments, class_index, positive_int
 
 __all__ = ['main', 'build_parser', 'CommandError']
+
+# What signal.signal takes and returns: a function, SIG_DFL or SIG_IGN (an int), or None (no Python handler).
+_Handler = Union[Callable[[int, Optional[FrameType]], Any], int, signal.Handlers, None]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
 class _Version(argparse.Action):
     """``--version``: the package's version and those of what it runs on, one per line, then exit."""
 
-    def __call__(self, parser, namespace, values, option_string=None) -> None:
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: Optional[str] = None) -> None:
         versions = environment()
         print(f"{parser.prog} {versions.pop('torchbearer_vae')}")
         python, system = versions.pop('python'), versions.pop('platform')
@@ -53,7 +58,7 @@ class _Version(argparse.Action):
         parser.exit()
 
 
-def _add_train(commands) -> None:
+def _add_train(commands: Any) -> None:
     train = commands.add_parser(
         'train', help='train a VAE (mlp or conv) on a dataset or your own images',
         description='Train a VAE with torchbearer on a dataset or a folder of your own images. Writes '
@@ -63,7 +68,7 @@ def _add_train(commands) -> None:
     add_train_arguments(train)
 
 
-def _add_sample(commands) -> None:
+def _add_sample(commands: Any) -> None:
     sample = commands.add_parser('sample', help='decode draws from the prior of a trained model')
     _checkpoint_option(sample)
     _num_images_option(sample, 64)
@@ -77,7 +82,7 @@ def _add_sample(commands) -> None:
     add_option(sample, 'device')
 
 
-def _add_reconstruct(commands) -> None:
+def _add_reconstruct(commands: Any) -> None:
     reconstruct = commands.add_parser('reconstruct', help='show images above their reconstructions')
     _checkpoint_option(reconstruct)
     _data_options(reconstruct)
@@ -88,7 +93,7 @@ def _add_reconstruct(commands) -> None:
     add_option(reconstruct, 'device')
 
 
-def _add_evaluate(commands) -> None:
+def _add_evaluate(commands: Any) -> None:
     evaluate = commands.add_parser('evaluate', help='the ELBO and importance-weighted NLL on a dataset')
     _checkpoint_option(evaluate)
     _data_options(evaluate)
@@ -102,17 +107,17 @@ def _add_evaluate(commands) -> None:
     add_option(evaluate, 'device')
 
 
-def _force_option(command) -> None:
+def _force_option(command: argparse.ArgumentParser) -> None:
     command.add_argument('--force', action='store_true',
                          help='replace an existing --out file that this command did not write (default: keep it and '
                               'stop)')
 
 
-def _checkpoint_option(command) -> None:
+def _checkpoint_option(command: argparse.ArgumentParser) -> None:
     command.add_argument('--checkpoint', required=True, help='a checkpoint.pt written by train')
 
 
-def _data_options(command) -> None:
+def _data_options(command: argparse.ArgumentParser) -> None:
     """--dataset, --data-dir, --limit and --split of a command reading a checkpoint: by default, the run's data."""
     add_option(command, 'dataset', shown="the run's")
     add_option(command, 'data_dir')
@@ -122,7 +127,7 @@ def _data_options(command) -> None:
                               "images the model was not trained on; all if --dataset names other data)")
 
 
-def _num_images_option(command, default: int) -> None:
+def _num_images_option(command: argparse.ArgumentParser, default: int) -> None:
     command.add_argument('--num-images', '--n', dest='num_images', type=positive_int, default=default,
                          help=f'how many images (default: {default})')
 
@@ -142,9 +147,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.command is None:
         parser.print_help(sys.stdout)
         return 0
-    received = []
+    received: List[int] = []
 
-    def terminate(signum, frame):  # SIGTERM stops the command as Ctrl-C does: files whole, one line
+    # SIGTERM stops the command as Ctrl-C does: files whole, one line
+    def terminate(signum: int, frame: Optional[FrameType]) -> None:
         received.append(signum)
         raise KeyboardInterrupt
 
@@ -170,7 +176,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
-def _handle(signum, handler):
+def _handle(signum: int, handler: _Handler) -> _Handler:
     """Install a signal handler where Python allows it (the main thread); returns the previous one."""
     try:
         return signal.signal(signum, handler)

@@ -10,7 +10,7 @@ images, ``conv`` for colour ones), and recorded so that a resumed run and ``eval
 Internal to the command line (:mod:`torchbearer_vae.cli`); every refusal is a :class:`CommandError`.
 """
 import dataclasses
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 
@@ -66,13 +66,16 @@ def build_model(options: dict, image_shape: Sequence[int], device: Optional[str]
             large for PyTorch to describe, naming the options to change.
     """
     name = options['model']
+    if options.get('conditional') and num_classes is None:
+        raise ValueError('build_model needs num_classes for a --conditional run (classes_of gives it)')
     config = {'latent_dim': options['latent_dim'], 'hidden_dim': options['hidden_dim'],
               'likelihood': options['likelihood'], 'sigma': options['sigma']}
     try:
         with torch.device(device or 'cpu'):
-            if options.get('conditional'):
+            if options.get('conditional') and num_classes is not None:
                 return ConditionalVAE(tuple(image_shape), num_classes=num_classes, **config)
-            return MODELS[name].model_class(tuple(image_shape), **config)
+            model: torch.nn.Module = MODELS[name].model_class(tuple(image_shape), **config)
+            return model
     except ValueError as error:
         if name == 'conv' and len(image_shape) == 3 and (image_shape[1] % 4 or image_shape[2] % 4):
             raise CommandError(f'--model conv needs images whose height and width are multiples of 4, but --dataset '
@@ -85,8 +88,8 @@ def build_model(options: dict, image_shape: Sequence[int], device: Optional[str]
                            f'model too large to build ({type(error).__name__}); use smaller values') from None
 
 
-def criterion(likelihood: str, sigma: float):
+def criterion(likelihood: str, sigma: float) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """The Trial's criterion: ``-log p(x|z)`` of the run's likelihood, in nats per image (the one formula)."""
-    def reconstruction(recon, target):
+    def reconstruction(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return reconstruction_loss(recon, target, likelihood, sigma=sigma, reduction='batchmean')
     return reconstruction

@@ -15,7 +15,7 @@ Internal to the command line (:mod:`torchbearer_vae.cli`); every refusal is a :c
 import argparse
 import dataclasses
 from functools import partial
-from typing import Optional
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 from ..checks import check_bool, check_choice, check_int, check_number
 from ..errors import CommandError
@@ -53,11 +53,12 @@ def random_seed(text: str) -> int:
     return value
 
 
-def number(**bounds):
-    """The type of a finite number within ``bounds`` (those of :func:`~torchbearer_vae.checks.check_number`)."""
+def number(*, minimum: Optional[float] = None, above: Optional[float] = None,
+           below: Optional[float] = None) -> Callable[[str], float]:
+    """The type of a finite number within the bounds (those of :func:`~torchbearer_vae.checks.check_number`)."""
     def parse(text: str) -> float:
         try:
-            return check_number('value', float(text), **bounds)
+            return check_number('value', float(text), minimum=minimum, above=above, below=below)
         except ValueError as error:  # not a number, or out of bounds: "value must be a finite number > 0, got ..."
             wanted = str(error).split(' must be ', 1)[-1].split(', got ')[0] if ' must be ' in str(error) else \
                 'a number'
@@ -91,12 +92,12 @@ def channel_count(text: str) -> int:
 
 
 # -- checks of the values a checkpoint holds (a file may have been edited), as the library checks its arguments --
-def _check_text(name: str, value) -> None:
+def _check_text(name: str, value: Any) -> None:
     if value is not None and not isinstance(value, str):
         raise TypeError(f'{name} must be a string or None, got a {type(value).__name__}')
 
 
-def _check_dataset(name: str, value) -> None:
+def _check_dataset(name: str, value: Any) -> None:
     """None, or a name ``--dataset`` takes (not any string: an unknown one would be read as ``idx:``)."""
     _check_text(name, value)
     if value is not None:
@@ -106,13 +107,13 @@ def _check_dataset(name: str, value) -> None:
             raise ValueError(f'{name}: {error}') from None
 
 
-def _check_seed(name: str, value) -> None:
+def _check_seed(name: str, value: Any) -> None:
     """A seed ``--seed`` takes: ``random_seed``'s range, so that torch's generators accept it."""
     if check_int(name, value, minimum=0) >= _SEEDS:
         raise ValueError(f'{name} must be a whole number from 0 to 2**63 - 1, got {value}')
 
 
-def _check_channels(name: str, value) -> None:
+def _check_channels(name: str, value: Any) -> None:
     if check_int(name, value, allow_none=True) not in (None, 1, 3):
         raise ValueError(f'{name} must be 1, 3 or None, got {value}')
 
@@ -121,7 +122,7 @@ def _check_channels(name: str, value) -> None:
 class _Required:
     """The type of :data:`REQUIRED` (shown as its name)."""
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return 'REQUIRED'
 
 
@@ -131,8 +132,10 @@ REQUIRED = _Required()
 _UNSET = object()
 
 
-def option(default=None, *, help: str, type=None, choices=None, metavar: Optional[str] = None, switch: bool = False,
-           run: bool = True, check=None, implied=_UNSET, shown: Optional[str] = None):
+def option(default: Any = None, *, help: str, type: Optional[Callable[[str], Any]] = None,
+           choices: Optional[Sequence[str]] = None, metavar: Optional[str] = None, switch: bool = False,
+           run: bool = True, check: Optional[Callable[[str, Any], Any]] = None, implied: Any = _UNSET,
+           shown: Optional[str] = None) -> Any:
     """A field of :class:`TrainOptions`: one option of ``train``.
 
     Args:
@@ -235,7 +238,7 @@ IMPLIED = {name: _FIELDS[name].metadata['implied'] for name in RUN_OPTIONS if na
 
 
 # -- the parser --
-def _shown(value) -> str:
+def _shown(value: Any) -> str:
     """A default as the help shows it: ``1e-3`` rather than ``0.001``."""
     if isinstance(value, float) and 0 < abs(value) < 0.01:
         mantissa, exponent = f'{value:e}'.split('e')
@@ -243,7 +246,7 @@ def _shown(value) -> str:
     return str(value)
 
 
-def _with_default(help: str, default, metadata) -> str:
+def _with_default(help: str, default: Any, metadata: Mapping[str, Any]) -> str:
     shown = metadata['shown']
     if shown is None and default is not None and not metadata['switch']:
         shown = _shown(default)
@@ -255,7 +258,8 @@ def _with_default(help: str, default, metadata) -> str:
 _FROM_FIELD = object()
 
 
-def add_option(parser: argparse.ArgumentParser, name: str, *, default=_FROM_FIELD, shown: Optional[str] = None):
+def add_option(parser: argparse.ArgumentParser, name: str, *, default: Any = _FROM_FIELD,
+               shown: Optional[str] = None) -> argparse.Action:
     """Add the option ``name`` of :class:`TrainOptions` to ``parser`` (any command's), as ``train`` has it.
 
     A run option reads None when not given (a resumed run compares only what was given); another command may
@@ -282,8 +286,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 # -- the checkpoint's options --
 def saved_options(checkpoint: dict) -> dict:
     """A checkpoint's run options, with the implied values of the options a previous version did not store."""
-    options = checkpoint.get('options') if isinstance(checkpoint.get('options'), dict) else {}
-    return {**IMPLIED, **options}
+    options = checkpoint.get('options')
+    return {**IMPLIED, **(options if isinstance(options, dict) else {})}
 
 
 def check_saved_options(options: dict, path: str, *, resuming: bool = True) -> None:
@@ -310,7 +314,7 @@ def check_saved_options(options: dict, path: str, *, resuming: bool = True) -> N
                            f'torchbearer-vae train wrote it: use the checkpoint of a run') from None
 
 
-def run_options(args, checkpoint: Optional[dict]) -> dict:
+def run_options(args: argparse.Namespace, checkpoint: Optional[dict]) -> dict:
     """The run's options: the command line's with the defaults, or, when resuming, the checkpoint's.
 
     When resuming, an option given on the command line must be the run's (CommandError naming each that is not).

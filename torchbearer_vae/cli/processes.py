@@ -1,12 +1,15 @@
 """The processes ``torchbearer-vae train`` runs on: this one alone, or the ones torchrun started."""
 import gc
 import os
+from typing import Any, Callable, List, TypeVar
 
 import torch
 
 from ..errors import CheckpointError, CommandError
 
 __all__ = []  # internal: the public entry point is torchbearer_vae.cli.main
+
+_Result = TypeVar('_Result')
 
 
 def pick_device(name: str) -> torch.device:
@@ -60,39 +63,40 @@ class Processes:
             self.joined = True
         self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
 
-    def from_rank_0(self, work):
+    def from_rank_0(self, work: Callable[[], _Result]) -> _Result:
         """``work()`` done by rank 0 alone, its result (or its one-line error) given to every rank.
 
         What touches ``--out`` happens on rank 0 only: on several machines, only rank 0's has the run.
         """
         if self.world_size == 1:
             return work()
-        box = [None]
+        box: List[Any] = [None]  # rank 0's (result, None) or (None, error), broadcast as a pickle
         if self.rank == 0:
             try:
                 box = [(work(), None)]
             except (CommandError, CheckpointError) as error:
                 box = [(None, error)]
         torch.distributed.broadcast_object_list(box, src=0)
-        result, error = box[0]
-        if error is not None:
-            raise error  # on every rank, so that none waits for the others (each prints the same line)
-        return result
+        received: _Result
+        received, failure = box[0]
+        if failure is not None:
+            raise failure  # on every rank, so that none waits for the others (each prints the same line)
+        return received
 
-    def gather(self, value) -> list:
+    def gather(self, value: Any) -> List[Any]:
         """``value`` of every rank, in rank order."""
         if self.world_size == 1:
             return [value]
-        values = [None] * self.world_size
+        values: List[Any] = [None] * self.world_size
         torch.distributed.all_gather_object(values, value)
         return values
 
-    def barrier(self):
+    def barrier(self) -> None:
         """Wait until every rank is here."""
         if self.world_size > 1:
             torch.distributed.barrier()
 
-    def leave(self, together: bool):
+    def leave(self, together: bool) -> None:
         """Leave the process group; ``together``: the ranks all finished, and wait for each other first."""
         if not self.joined:
             return

@@ -9,10 +9,13 @@ Internal to the command line (:mod:`torchbearer_vae.cli`).
 """
 import sys
 import time
-from typing import Iterable, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional
 
 import torchbearer
 from torchbearer.callbacks import Callback
+
+if TYPE_CHECKING:  # tqdm is imported when a bar is shown
+    from tqdm import tqdm
 
 __all__ = []  # internal: the public entry point is torchbearer_vae.cli.main
 
@@ -23,7 +26,7 @@ def _figures(metrics: dict) -> str:
     return ' '.join(f'{name} {_number(value)}' for name, value in metrics.items())
 
 
-def _number(value) -> str:
+def _number(value: Any) -> str:
     try:
         return f'{float(value):.5g}'
     except (TypeError, ValueError):
@@ -41,13 +44,13 @@ class EpochPrinter(Callback):
     epoch that follows the checkpoint's. Figures are the epoch's metrics (nats per image).
     """
 
-    def __init__(self):
-        self.started = None
+    def __init__(self) -> None:
+        self.started: Optional[float] = None
 
-    def on_start_epoch(self, state):
+    def on_start_epoch(self, state: dict) -> None:
         self.started = time.monotonic()
 
-    def on_end_epoch(self, state):
+    def on_end_epoch(self, state: dict) -> None:
         metrics = {name: value for name, value in state[torchbearer.METRICS].items()
                    if not name.startswith('running_')}  # the last batches' averages: the epoch's are shown
         train = {name: value for name, value in metrics.items() if not name.startswith('val_')}
@@ -65,46 +68,48 @@ class LiveBar(Callback):
     leaves the screen to its line. For a terminal only: in a file a bar is one endless line.
     """
 
-    def __init__(self):
-        self.bar = None
+    def __init__(self) -> None:
+        self.bar: Optional[tqdm[Any]] = None
 
-    def _open(self, state, what: str):
+    def _open(self, state: dict, what: str) -> None:
         from tqdm import tqdm
 
         epoch = f'epoch {state[torchbearer.EPOCH] + 1}/{state[torchbearer.MAX_EPOCHS]} {what}'
         self.bar = tqdm(total=state[torchbearer.STEPS], desc=epoch, unit='batch', leave=False, file=sys.stderr,
                         dynamic_ncols=True)
 
-    def _update(self, state):
+    def _update(self, state: dict) -> None:
+        if self.bar is None:  # a step outside a pass: nothing to show
+            return
         self.bar.update(1)
         loss = state[torchbearer.METRICS].get('running_loss')
         if loss is not None:
             self.bar.set_postfix_str(f'loss {_number(loss)}', refresh=False)
 
-    def _close(self, state):
+    def _close(self, state: dict) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
 
-    def on_start_training(self, state):
+    def on_start_training(self, state: dict) -> None:
         self._open(state, 'train')
 
-    def on_step_training(self, state):
+    def on_step_training(self, state: dict) -> None:
         self._update(state)
 
-    def on_end_training(self, state):
+    def on_end_training(self, state: dict) -> None:
         self._close(state)
 
-    def on_start_validation(self, state):
+    def on_start_validation(self, state: dict) -> None:
         self._open(state, 'validation')
 
-    def on_step_validation(self, state):
+    def on_step_validation(self, state: dict) -> None:
         self._update(state)
 
-    def on_end_validation(self, state):
+    def on_end_validation(self, state: dict) -> None:
         self._close(state)
 
-    def on_end(self, state):  # a run stopped mid-pass (Ctrl-C, a NaN) leaves no half bar
+    def on_end(self, state: dict) -> None:  # a run stopped mid-pass (Ctrl-C, a NaN) leaves no half bar
         self._close(state)
 
 
@@ -123,10 +128,10 @@ def counted(batches: Iterable, total: int, what: str, *, quiet: bool = False) ->
     if quiet:
         yield from batches
         return
-    bar: Optional[object] = None
+    bar: Optional[tqdm[Any]] = None
     if _stderr_is_terminal():
-        from tqdm import tqdm
-        bar = tqdm(total=total, desc=what, unit='image', leave=False, file=sys.stderr, dynamic_ncols=True)
+        from tqdm import tqdm as terminal_bar  # not `tqdm`: this function's annotation names the type
+        bar = terminal_bar(total=total, desc=what, unit='image', leave=False, file=sys.stderr, dynamic_ncols=True)
     done, shown = 0, time.monotonic()
     try:
         for batch in batches:

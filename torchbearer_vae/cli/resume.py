@@ -4,7 +4,7 @@ A checkpoint that loads (``weights_only``) may still lack what a resumed run nee
 wrong form (written by another program, or edited): every piece is checked and restored here, and a
 problem is one :class:`CommandError` naming the file and the piece, never a ``KeyError`` from deep inside.
 """
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -68,7 +68,7 @@ def check_same_data(checkpoint: Dict[str, Any], path: str, *, images: int, diges
                        f'a run continues only on its own data: start a new run in another --out, without --resume')
 
 
-def _is_rng_state(value) -> bool:
+def _is_rng_state(value: Any) -> bool:
     """A state ``torch.set_rng_state`` takes: bytes, as many as torch's own generator state has."""
     return (isinstance(value, torch.Tensor) and value.dtype == torch.uint8 and value.dim() == 1
             and value.numel() == torch.get_rng_state().numel())
@@ -117,13 +117,18 @@ def _check_parameter_state(state: dict, parameter: torch.Tensor, moments: Sequen
             raise ValueError(f'the {where} has {key} holding NaN, infinity{"" if key == "exp_avg" else " or < 0"}')
 
 
-def restore(checkpoint: Dict[str, Any], path: str, *, model, optimizer, kl_term, train_loader, rank: int) -> list:
+def restore(checkpoint: Dict[str, Any], path: str, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+            kl_term: Any, train_loader: Any, rank: int) -> List[Dict[str, Any]]:
     """Put the saved state back into each piece of a run; returns the history. CommandError if a piece does not fit."""
-    pieces = (('model_state', lambda: load_model_state(model, checkpoint['model_state'])),
-              ('optimizer_state', lambda: (optimizer.load_state_dict(checkpoint['optimizer_state']),
-                                           check_adam_state(optimizer))),
-              ('kl_term', lambda: kl_term.load_state_dict(checkpoint['kl_term'])),
-              ('train_loader', lambda: train_loader.load_state_dict(checkpoint['train_loader'])))
+    def put_optimizer_back() -> None:
+        optimizer.load_state_dict(checkpoint['optimizer_state'])
+        check_adam_state(optimizer)
+
+    pieces: Tuple[Tuple[str, Callable[[], Any]], ...] = (
+        ('model_state', lambda: load_model_state(model, checkpoint['model_state'])),
+        ('optimizer_state', put_optimizer_back),
+        ('kl_term', lambda: kl_term.load_state_dict(checkpoint['kl_term'])),
+        ('train_loader', lambda: train_loader.load_state_dict(checkpoint['train_loader'])))
     for name, put_back in pieces:
         try:
             put_back()
@@ -134,7 +139,8 @@ def restore(checkpoint: Dict[str, Any], path: str, *, model, optimizer, kl_term,
     rng_states = checkpoint.get('rng_states') or [checkpoint['rng_state']]  # one per rank, or one process's
     if rank < len(rng_states):  # a rank the run did not have keeps its seed + rank
         torch.set_rng_state(rng_states[rank])
-    return checkpoint['history']
+    history: List[Dict[str, Any]] = checkpoint['history']
+    return history
 
 
 def optimizer_to(optimizer: torch.optim.Optimizer, device: torch.device) -> None:

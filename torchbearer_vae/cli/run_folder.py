@@ -9,8 +9,9 @@ import os
 import re
 import shutil
 import stat
+import sys
 import time
-from typing import Dict, List, Optional
+from typing import IO, Any, Callable, Dict, List, Optional
 
 from torchbearer import EPOCH
 from torchbearer.callbacks import Callback
@@ -21,11 +22,10 @@ from ..errors import CommandError
 from ..records import write_json
 from .data import FOLDER, is_folder
 
-try:  # POSIX; on Windows msvcrt locks a byte of the file instead
-    import fcntl
-except ImportError:  # pragma: no cover
-    fcntl = None
+if sys.platform == 'win32':  # pragma: no cover (Windows: msvcrt locks a byte of the file instead)
     import msvcrt
+else:  # POSIX
+    import fcntl
 
 __all__ = []  # internal: the public entry point is torchbearer_vae.cli.main
 
@@ -55,7 +55,7 @@ class RunFolder:
 
     def __init__(self, path: str):
         self.path = os.fspath(path)
-        self._file = None
+        self._file: Optional[IO[str]] = None
         self._created: List[str] = []  # the folders this run made, removed again if it leaves them empty
 
     # -- opening: create, lock, and prove the folder writable by writing the lock file --
@@ -137,7 +137,7 @@ class RunFolder:
             raise CommandError(f'cannot write in the run folder {self.path!r} ({what}); '
                                f'choose another --out') from None
 
-    def _open_lock(self, path: str):
+    def _open_lock(self, path: str) -> IO[str]:
         """The lock file, opened (created if missing) for reading and writing: a regular file in the folder only.
 
         A symbolic link is never followed (it could lead the run to create or read a file elsewhere, or read
@@ -193,7 +193,7 @@ class RunFolder:
 
         A folder is read recursively: the run's pictures would become training images at the next run or ``--resume``.
         """
-        if not is_folder(dataset):
+        if dataset is None or not is_folder(dataset):
             return
         out = self.path
         images, run = os.path.realpath(dataset[len(FOLDER):]), os.path.realpath(out)
@@ -240,17 +240,17 @@ def is_run(folder: str) -> bool:
     """Whether ``folder`` holds the record a run of ``train`` wrote into it when it started (:data:`RUN`)."""
     try:
         with open(os.path.join(folder, RUN), encoding='utf-8') as file:
-            return json.load(file) == RUN_RECORD
+            return bool(json.load(file) == RUN_RECORD)
     except (OSError, ValueError):
         return False
 
 
-def _try_lock(file) -> bool:
+def _try_lock(file: IO[str]) -> bool:
     try:
-        if fcntl is not None:
-            fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        else:  # pragma: no cover
+        if sys.platform == 'win32':  # pragma: no cover
             msvcrt.locking(file.fileno(), msvcrt.LK_NBLCK, 1)
+        else:
+            fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as error:
         if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
             return False
@@ -333,7 +333,7 @@ def check_outside_data(out: str, dataset: Optional[str]) -> None:
 
     It would write over one of the images, or add a picture to them.
     """
-    if not is_folder(dataset):
+    if dataset is None or not is_folder(dataset):
         return
     images = os.path.realpath(dataset[len(FOLDER):])
     if _inside(os.path.realpath(out), images):
@@ -361,7 +361,7 @@ def _written_here(path: str, kind: str) -> bool:
     return written_by_package(path)
 
 
-def _json(path: str):
+def _json(path: str) -> Any:
     try:
         with open(path, encoding='utf-8') as file:
             return json.load(file)
@@ -379,7 +379,8 @@ def write_failure(error: BaseException, folder: str, needed: int) -> Optional[st
     torch's writer reports a full disk as ``unexpected pos N vs M``, without an errno: it is taken for one
     when the disk has less room than ``needed`` bytes (about one checkpoint) once the temporary is removed.
     """
-    chain, seen = [], error
+    chain: List[BaseException] = []
+    seen: Optional[BaseException] = error
     while seen is not None and len(chain) < 10:
         chain.append(seen)
         seen = seen.__cause__ or seen.__context__
@@ -423,13 +424,14 @@ class OnSomeEpochs(Callback):
     forwarded (set below), so a picture collects, draws and writes in the chosen epochs only.
     """
 
-    def __init__(self, callback: Callback, wanted):
+    def __init__(self, callback: Callback, wanted: Callable[[int], bool]) -> None:
         self.callback, self.wanted = callback, wanted
 
-    def state_dict(self):
-        return self.callback.state_dict()
+    def state_dict(self) -> Dict[str, Any]:
+        state: Dict[str, Any] = self.callback.state_dict()
+        return state
 
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> 'OnSomeEpochs':
         self.callback.load_state_dict(state_dict)
         return self
 
@@ -437,8 +439,8 @@ class OnSomeEpochs(Callback):
 _ALWAYS = ('on_init', 'on_start', 'on_end', 'on_checkpoint')
 
 
-def _forwarded(name: str):
-    def method(self, state):
+def _forwarded(name: str) -> Callable[['OnSomeEpochs', dict], Any]:
+    def method(self: 'OnSomeEpochs', state: dict) -> Any:
         if name in _ALWAYS or self.wanted(state[EPOCH]):
             return getattr(self.callback, name)(state)
     method.__name__ = name

@@ -6,24 +6,26 @@ Every problem with the arguments, the inputs or the files is a :class:`CommandEr
 the data and checkpoint layers' ``ValueError``/``OSError``/:class:`CheckpointError` are turned into one here,
 where it is known which argument named the file.
 """
+import argparse
 import dataclasses
 import os
 import shutil
 import threading
 import time
-from typing import List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 import torch
 import torchbearer
 from torch.nn.parallel import DistributedDataParallel
 from torchbearer import Trial
+from torchbearer.callbacks import Callback
 
 from ..callbacks.guards import NaNGuard
 from ..callbacks.picture_saver import PictureSaver
 from ..callbacks.pictures import ReconstructionSaver, SampleSaver
 from ..checkpoints import Checkpointer, load_checkpoint
 from ..compat import environment, fused_adam_supported
-from ..data.datasets import AutoEncoderDataset
+from ..data.datasets import AutoEncoderDataset, ImageDataset
 from ..data.loaders import TensorLoader, load_batch_with_labels
 from ..distributed import ReduceMetrics
 from ..divergences import kld_loss
@@ -59,11 +61,11 @@ LATENT_IMAGES = 2000
 
 
 # -- train --
-def _out(args) -> str:
+def _out(args: argparse.Namespace) -> str:
     return args.out or os.path.join('runs', run_name(args.dataset))
 
 
-def train(args) -> dict:
+def train(args: argparse.Namespace) -> dict:
     """``torchbearer-vae train``: train the reference VAE and write the run's files into ``--out``.
 
     ``--out`` is locked for the life of the run (see :class:`~torchbearer_vae.run_folder.RunFolder`).
@@ -103,7 +105,7 @@ def _after_interruption(out: str) -> str:
     return 'no epoch was checkpointed: run the same command again to start over'
 
 
-def _prepare(args, folder: RunFolder):
+def _prepare(args: argparse.Namespace, folder: RunFolder) -> Tuple[Optional[Dict[str, Any]], Dict[str, Any], bool]:
     """``(checkpoint, options, nothing_to_do)``: --out created and locked, the run to resume read and checked."""
     if not args.resume:  # before the folder is made: never inside the images
         folder.check_apart(absolute({'dataset': args.dataset})['dataset'])
@@ -141,7 +143,7 @@ class _Training:
     folder: RunFolder
 
 
-def _train(args, processes: Processes, folder: RunFolder) -> dict:
+def _train(args: argparse.Namespace, processes: Processes, folder: RunFolder) -> dict:
     """Train on every rank: data sharded, the model in DistributedDataParallel, files written by rank 0.
 
     Every rank validates on all the validation images (with the same weights, in eval mode), so the
@@ -209,7 +211,8 @@ def _summary(training: _Training, history: list, seconds: float, processes: Proc
     }
 
 
-def _build_training(args, processes: Processes, folder: RunFolder = None):
+def _build_training(args: argparse.Namespace, processes: Processes,
+                    folder: Optional[RunFolder] = None) -> Optional[_Training]:
     """The :class:`_Training` of ``args`` on this rank, or ``None`` if the run in ``--out`` is complete.
 
     benchmarks/bench_training.py builds the command's Trial with it, to time its epochs in turn with the floor's;
@@ -260,29 +263,30 @@ def _build_training(args, processes: Processes, folder: RunFolder = None):
                      len(data.val_set), folder)
 
 
-def _pictures_to_come(callbacks, epochs) -> List[str]:
+def _pictures_to_come(callbacks: List[Any], epochs: Iterable[int]) -> List[str]:
     """The files the run's picture callbacks will write in ``epochs`` (those drawn every few epochs: when drawn)."""
-    paths = []
+    paths: List[str] = []
     for callback in callbacks:
         picture, wanted = getattr(callback, 'callback', callback), getattr(callback, 'wanted', lambda epoch: True)
         if isinstance(picture, PictureSaver):
-            paths += [picture.file_for(epoch) for epoch in epochs if wanted(epoch) and picture.file_for(epoch)]
+            files = (picture.file_for(epoch) for epoch in epochs if wanted(epoch))
+            paths += [path for path in files if path is not None]
     return paths
 
 
 @dataclasses.dataclass
 class _RunData:
     """The run's images, read and split, and its options with what the images settle."""
-    dataset: torch.utils.data.Dataset
-    train_set: torch.utils.data.Dataset
-    val_set: torch.utils.data.Dataset
+    dataset: ImageDataset
+    train_set: Any  # train_val_split's parts, torchbearer's SubsetDatasets: a length (torch's Dataset has none)
+    val_set: Any
     image_shape: tuple
     num_classes: Optional[int]  # None: unlabelled
     options: dict
     digests: dict  # dataset_digest (a folder's files) and images_digest (the decoded images), None where unknown
 
 
-def _read_data(args, processes: Processes, options: dict) -> _RunData:
+def _read_data(args: argparse.Namespace, processes: Processes, options: dict) -> _RunData:
     """The run's data on this rank; a folder's channels, the model and its width settled from the images."""
     # The first process of each machine reads the data first: it downloads mnist/fashion-mnist/cifar10 if
     # needed, alone.
@@ -308,16 +312,16 @@ def _read_data(args, processes: Processes, options: dict) -> _RunData:
     return _RunData(dataset, train_set, val_set, image_shape, num_classes, settle(options, image_shape), digests)
 
 
-def _model_fits_check(options: dict, processes: Processes):
+def _model_fits_check(options: Dict[str, Any], processes: Processes) -> Callable[[Tuple[int, int, int], int], None]:
     """A folder's check before any image is decoded: the model for the images' shape and a batch must fit."""
-    def check(shape, count: int) -> None:
+    def check(shape: Tuple[int, int, int], count: int) -> None:
         settled = settle(options, shape)
         model = build_model({**settled, 'conditional': False}, shape, 'meta')  # the classes add a few weights only
         check_training_fits(model, settled['batch_size'], count, processes.device)
     return check
 
 
-def _model_and_optimizer(data: _RunData, processes: Processes):
+def _model_and_optimizer(data: _RunData, processes: Processes) -> Tuple[torch.nn.Module, torch.optim.Adam]:
     """``(model, optimizer)``: the run's model, seeded, and its Adam; CommandError if the training cannot fit."""
     options, rank = data.options, processes.rank
     check_training_fits(build_model(options, data.image_shape, 'meta', num_classes=data.num_classes),
@@ -329,7 +333,7 @@ def _model_and_optimizer(data: _RunData, processes: Processes):
     return model, _adam(model.parameters(), options['lr'])
 
 
-def _loaders(data: _RunData, processes: Processes):
+def _loaders(data: _RunData, processes: Processes) -> Tuple[TensorLoader, TensorLoader]:
     """``(train_loader, val_loader)`` on this rank's device."""
     options, device = data.options, processes.device
     # Each rank trains on its shard of every epoch (the same seed on all ranks: disjoint shards) ...
@@ -340,11 +344,12 @@ def _loaders(data: _RunData, processes: Processes):
     return train_loader, val_loader
 
 
-def _callbacks(args, out: str, data: _RunData, processes: Processes, *, kl_term, train_loader):
+def _callbacks(args: argparse.Namespace, out: str, data: _RunData, processes: Processes, *, kl_term: Callback,
+               train_loader: TensorLoader) -> Tuple[List[Callback], NaNGuard]:
     """``(callbacks, guard)``: the Trial's callbacks in their order, and the NaNGuard among them."""
     options, world_size = data.options, processes.world_size
 
-    def resumable(state):
+    def resumable(state: dict) -> Dict[str, Any]:
         rng_state = torch.get_rng_state()
         saved = {'options': options, 'kl_term': kl_term.state_dict(), 'train_loader': train_loader.state_dict(),
                  'rng_state': rng_state, 'dataset_images': len(data.dataset), **data.digests}
@@ -371,7 +376,7 @@ def _callbacks(args, out: str, data: _RunData, processes: Processes, *, kl_term,
     return callbacks, guard
 
 
-def classes_of(dataset, options: dict):
+def classes_of(dataset: Any, options: dict) -> Optional[int]:
     """The number of classes of a labelled dataset, else None; CommandError for --conditional without labels."""
     targets = getattr(dataset, 'targets', None)
     if targets is None or len(targets) == 0:
@@ -398,7 +403,7 @@ def check_compiler(device: torch.device) -> None:
                            f'none was found: install one (Debian/Ubuntu: apt install g++) or leave --compile out')
 
 
-def _adam(parameters, lr: float) -> torch.optim.Adam:
+def _adam(parameters: Iterable[torch.nn.Parameter], lr: float) -> torch.optim.Adam:
     """Adam, fused into one kernel per step where this torch has it for the parameters' device.
 
     The default Adam updates each parameter with several small operations launched from Python;

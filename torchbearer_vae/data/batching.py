@@ -6,7 +6,7 @@ as a copy of the input) and the rows it uses. What is recognised is checked agai
 dataset's own items; what is not is read item by item once and stacked.
 """
 import sys
-from typing import List, Optional
+from typing import Any, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ class _Images:
     def __init__(self, data: torch.Tensor, dtype: torch.dtype):
         self.data, self.dtype = data, dtype
 
-    def batch(self, rows, done):
+    def batch(self, rows: torch.Tensor, done: List[Any]) -> torch.Tensor:
         return self.data.index_select(0, rows).to(dtype=self.dtype).div_(255)
 
 
@@ -39,7 +39,7 @@ class _Stored:
     def __init__(self, data: torch.Tensor):
         self.data = data
 
-    def batch(self, rows, done):
+    def batch(self, rows: torch.Tensor, done: List[Any]) -> torch.Tensor:
         return self.data.index_select(0, rows)
 
 
@@ -53,8 +53,8 @@ class _CopyOf:
     def __init__(self, field: int, flatten: bool):
         self.field, self.flatten = field, flatten
 
-    def batch(self, rows, done):
-        value = done[self.field]
+    def batch(self, rows: torch.Tensor, done: List[Any]) -> torch.Tensor:
+        value: torch.Tensor = done[self.field]
         return (value.reshape(value.shape[0], -1) if self.flatten else value).clone()
 
 
@@ -64,39 +64,47 @@ class _Unusable:
     def __init__(self, message: str):
         self.message = message
 
+    def batch(self, rows: torch.Tensor, done: List[Any]) -> torch.Tensor:
+        raise ValueError(self.message)
+
+
+_Column = Union[_Images, _Stored, _CopyOf, _Unusable]
+
 
 class Source:
     """What a dataset is made of: its columns, the rows it uses (None: all) and whether items are tuples."""
 
-    def __init__(self, columns, rows: Optional[torch.Tensor] = None, single: bool = False):
+    def __init__(self, columns: Sequence[_Column], rows: Optional[torch.Tensor] = None, single: bool = False):
         self.columns, self.rows, self.single = columns, rows, single
 
-    def batch(self, rows: torch.Tensor):
-        done = []
+    def batch(self, rows: torch.Tensor) -> Any:
+        """The batch of ``rows``: a tensor, or a tuple of them."""
+        done: List[Any] = []
         for column in self.columns:
             done.append(column.batch(rows, done))
         return done[0] if self.single else tuple(done)
 
 
-def _image_column(data, dtype: torch.dtype, channels_last: Optional[bool], name: str) -> _Images:
+def _image_column(data: Union[torch.Tensor, np.ndarray], dtype: torch.dtype, channels_last: Optional[bool],
+                  name: str) -> _Images:
     """uint8 images, as ToTensor converts them: ``(N, H, W)`` -> ``(N, 1, H, W)``, channels-last -> first."""
-    data = channels_first(data, channels_last, name) if data.ndim in (3, 4) else as_tensor(data)
-    return _Images(data.unsqueeze(1) if data.dim() == 3 else data, dtype)  # unsqueeze: a view, no copy
+    images = channels_first(data, channels_last, name) if data.ndim in (3, 4) else as_tensor(data)
+    return _Images(images.unsqueeze(1) if images.dim() == 3 else images, dtype)  # unsqueeze: a view, no copy
 
 
-def _is_uint8(data) -> bool:
+def _is_uint8(data: Any) -> bool:
     """A uint8 tensor or numpy array: images, read as ToTensor reads them."""
     return isinstance(data, (torch.Tensor, np.ndarray)) and data.dtype == (
         torch.uint8 if isinstance(data, torch.Tensor) else np.uint8)
 
 
-def _is_images(data) -> bool:
+def _is_images(data: Any) -> bool:
     """A uint8 tensor or array of images (N, H, W) or 4-D: what ``channels_last`` can be stated for."""
     return _is_uint8(data) and data.ndim in (3, 4)
 
 
 # -- recognising the datasets people have --
-def _is_to_tensor(transform) -> bool:
+def _is_to_tensor(transform: Any) -> bool:
     """``transforms.ToTensor()`` (or a Compose of only that): the conversion _Images reproduces."""
     transforms = sys.modules.get('torchvision.transforms')  # a torchvision transform means torchvision is loaded
     if transforms is None:
@@ -106,17 +114,17 @@ def _is_to_tensor(transform) -> bool:
     return isinstance(transform, transforms.ToTensor)
 
 
-def _one_line(value) -> str:
+def _one_line(value: Any) -> str:
     return ' '.join(repr(value).split())  # a Compose's repr spans lines
 
 
-def _refuse_transform(dataset, name: str, transform) -> None:
+def _refuse_transform(dataset: Any, name: str, transform: Any) -> None:
     raise ValueError(f'TensorLoader cannot use {type(dataset).__name__} with {name}={_one_line(transform)}: it builds '
                      f'whole batches from the stored tensors and cannot apply a per-item transform exactly; '
                      f'{_TO_DATALOADER}')
 
 
-def _same(expected, got) -> bool:
+def _same(expected: Any, got: Any) -> bool:
     if isinstance(expected, (tuple, list)):
         return (isinstance(got, tuple) and len(got) == len(expected)
                 and all(_same(e, g) for e, g in zip(expected, got)))
@@ -124,7 +132,7 @@ def _same(expected, got) -> bool:
             and expected.shape == got.shape and torch.equal(expected, got))
 
 
-def _from_data_attribute(dataset, dtype) -> Optional[Source]:
+def _from_data_attribute(dataset: Any, dtype: torch.dtype) -> Optional[Source]:
     """MNIST-style datasets (``.data`` and ``.targets``): ImageDataset, IDXDataset, torchvision's MNIST, CIFAR, ...
 
     What ``__getitem__`` does is guessed from the attributes, then checked on the first and last
@@ -137,7 +145,7 @@ def _from_data_attribute(dataset, dtype) -> Optional[Source]:
         channels_last = infer_layout(data.shape) if data.ndim == 4 else False
         if channels_last is None:  # torchvision's numpy .data is (N, H, W, C) (CIFAR), a tensor's (N, C, H, W)
             channels_last = isinstance(data, np.ndarray)
-        columns: List = [_image_column(data, dtype, channels_last, f'{type(dataset).__name__}.data')]
+        columns: List[_Column] = [_image_column(data, dtype, channels_last, f'{type(dataset).__name__}.data')]
     else:
         columns = [_Stored(as_tensor(data))]
     targets = getattr(dataset, 'targets', None)
@@ -155,14 +163,15 @@ def _from_data_attribute(dataset, dtype) -> Optional[Source]:
     return Source(columns, single=single) if _matches(dataset, columns, single) else None
 
 
-def _matches(dataset, columns, single: bool) -> bool:
+def _matches(dataset: Any, columns: Sequence[_Column], single: bool) -> bool:
     """Whether the first and last items of ``dataset`` are exactly what ``columns`` give for them."""
     for index in {0, len(dataset) - 1}:
         item = dataset[index]
         fields = (item,) if single else item
         if not isinstance(fields, (tuple, list)) or len(fields) != len(columns):
             return False
-        rows, done = torch.tensor([index]), []
+        rows = torch.tensor([index])
+        done: List[Any] = []
         for field, column in zip(fields, columns):
             if isinstance(column, _Unusable):  # a label that is refused anyway, if it is kept
                 done.append(None)
@@ -177,7 +186,7 @@ def _matches(dataset, columns, single: bool) -> bool:
     return True
 
 
-def _compact(column: torch.Tensor, dtype: torch.dtype):
+def _compact(column: torch.Tensor, dtype: torch.dtype) -> _Column:
     """Store a preloaded float column as uint8 when that is exact (images that came from uint8 data)."""
     if column.dtype != dtype or column.numel() == 0:
         return _Stored(column)
@@ -189,7 +198,7 @@ def _compact(column: torch.Tensor, dtype: torch.dtype):
     return _Images(as_bytes, dtype)
 
 
-def _preload(dataset, dtype) -> Source:
+def _preload(dataset: Any, dtype: torch.dtype) -> Source:
     """Any map-style dataset: every item read once and stacked (the DataLoader collation, done once)."""
     items = [dataset[index] for index in range(len(dataset))]
     try:
@@ -206,11 +215,11 @@ def _preload(dataset, dtype) -> Source:
                     f'{type(dataset).__name__} gives {type(items[0]).__name__} items')
 
 
-def _subset_ids(dataset):
+def _subset_ids(dataset: Any) -> Sequence[int]:
     return dataset.indices if isinstance(dataset, Subset) else dataset.ids
 
 
-def _analyse(dataset, dtype, channels_last: Optional[bool]) -> Optional[Source]:
+def _analyse(dataset: Any, dtype: torch.dtype, channels_last: Optional[bool]) -> Optional[Source]:
     """The source of a dataset made of tensors, or None for an opaque dataset (to be preloaded)."""
     if isinstance(dataset, (torch.Tensor, np.ndarray)):
         if _is_uint8(dataset):
@@ -224,7 +233,7 @@ def _analyse(dataset, dtype, channels_last: Optional[bool]) -> Optional[Source]:
             if getattr(dataset, name) is not None:
                 _refuse_transform(dataset, name, getattr(dataset, name))
         inner = _analyse(dataset.dataset, dtype, channels_last) or _preload(dataset.dataset, dtype)
-        columns = [inner.columns[0], _CopyOf(0, dataset.flatten_target)]
+        columns: List[_Column] = [inner.columns[0], _CopyOf(0, dataset.flatten_target)]
         if getattr(dataset, 'keep_labels', False):  # (x, target, label): the wrapped dataset's second column
             if inner.single or len(inner.columns) < 2:
                 raise ValueError(f'TensorLoader found no labels in {type(dataset.dataset).__name__} for '
@@ -232,17 +241,18 @@ def _analyse(dataset, dtype, channels_last: Optional[bool]) -> Optional[Source]:
             columns.append(inner.columns[1])
         return Source(columns, inner.rows)  # without keep_labels the label is dropped
     if isinstance(dataset, (Subset, SubsetDataset)):
-        inner = _analyse(dataset.dataset, dtype, channels_last)
-        if inner is None:
+        whole: Any = dataset.dataset  # torch types it as a Dataset, which has no __len__
+        subset_of = _analyse(whole, dtype, channels_last)
+        if subset_of is None:
             return None  # preload only the subset's items, not the whole wrapped dataset
         rows = torch.as_tensor(list(_subset_ids(dataset)), dtype=torch.long)
-        size = len(dataset.dataset)
+        size = len(whole)
         if len(rows) and (rows.min() < -size or rows.max() >= size):
             raise ValueError(f'{type(dataset).__name__} holds indices outside its dataset of {size} items')
         rows = rows.remainder(size)  # negative indices count from the end, as in dataset[index]
-        if inner.rows is not None:
-            rows = inner.rows[rows]
-        return Source(inner.columns, rows, inner.single)
+        if subset_of.rows is not None:
+            rows = subset_of.rows[rows]
+        return Source(subset_of.columns, rows, subset_of.single)
     transform = getattr(dataset, 'transform', None)
     if transform is not None and not _is_to_tensor(transform):
         _refuse_transform(dataset, 'transform', transform)
@@ -251,14 +261,14 @@ def _analyse(dataset, dtype, channels_last: Optional[bool]) -> Optional[Source]:
     return None
 
 
-def _innermost(dataset):
+def _innermost(dataset: Any) -> Any:
     """The dataset inside the wrappers TensorLoader looks through (AutoEncoderDataset, Subset, SubsetDataset)."""
     while isinstance(dataset, (AutoEncoderDataset, Subset, SubsetDataset)):
         dataset = dataset.dataset
     return dataset
 
 
-def source_of(dataset, dtype: torch.dtype, channels_last: Optional[bool] = None) -> Source:
+def source_of(dataset: Any, dtype: torch.dtype, channels_last: Optional[bool] = None) -> Source:
     """The :class:`Source` of ``dataset``; ValueError/TypeError for a dataset TensorLoader cannot serve exactly.
 
     ``channels_last`` states the layout of a uint8 array of images given directly (alone or

@@ -4,7 +4,7 @@ import os
 import random
 import shutil
 import urllib.error
-from typing import Callable, Optional, Tuple
+from typing import Any, Callable, List, Optional, Protocol, Tuple
 
 import numpy as np
 import torch
@@ -28,7 +28,15 @@ __all__ = ['AutoEncoderDataset', 'train_val_split', 'read_idx', 'ImageDataset', 
            'load_digits', 'load_cifar10']
 
 
-def _first(item, index):
+class SizedDataset(Protocol):
+    """The type of a map-style dataset: items by index and a length (a ``Dataset``, a ``TensorDataset``, a tensor)."""
+
+    def __getitem__(self, index: int) -> Any: ...
+
+    def __len__(self) -> int: ...
+
+
+def _first(item: Any, index: int) -> Any:
     """The input of a dataset item: the item itself, or the first element of a tuple/list."""
     if isinstance(item, (tuple, list)):
         if len(item) == 0:
@@ -39,7 +47,7 @@ def _first(item, index):
     return item
 
 
-def _label(item, index):
+def _label(item: Any, index: int) -> Any:
     """The label of a dataset item ``(x, label, ...)`` (for ``keep_labels``)."""
     if not isinstance(item, (tuple, list)) or len(item) < 2:
         got = f'a {type(item).__name__} of {len(item)}' if isinstance(item, (tuple, list)) else describe(item)
@@ -48,7 +56,7 @@ def _label(item, index):
     return item[1]
 
 
-def _flatten(value, index):
+def _flatten(value: Any, index: int) -> torch.Tensor:
     if isinstance(value, (np.ndarray, np.generic)):
         value = torch.from_numpy(np.asarray(value))
     if not isinstance(value, torch.Tensor):
@@ -57,7 +65,7 @@ def _flatten(value, index):
     return value.reshape(-1)
 
 
-def _refuse_pil_image(value, role, index) -> None:
+def _refuse_pil_image(value: Any, role: str, index: int) -> None:
     """Refuse a PIL image, which torch's default collate cannot batch, where it is made rather than in collate."""
     if type(value).__module__.startswith('PIL.'):  # no PIL import: `import torchbearer_vae` stays light
         raise TypeError(f'item {index} has a PIL image as its {role}, which a DataLoader cannot batch; give the '
@@ -108,8 +116,9 @@ class AutoEncoderDataset(Dataset):
         tensor(3)
     """
 
-    def __init__(self, dataset, *, transform: Optional[Callable] = None, target_transform: Optional[Callable] = None,
-                 flatten_target: bool = False, keep_labels: bool = False):
+    def __init__(self, dataset: SizedDataset, *, transform: Optional[Callable[..., Any]] = None,
+                 target_transform: Optional[Callable[..., Any]] = None, flatten_target: bool = False,
+                 keep_labels: bool = False) -> None:
         if not (hasattr(dataset, '__getitem__') and hasattr(dataset, '__len__')):
             raise TypeError(f'AutoEncoderDataset needs a map-style dataset with __getitem__ and __len__, got '
                             f'{type(dataset).__name__}')
@@ -129,7 +138,7 @@ class AutoEncoderDataset(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index):
+    def __getitem__(self, index: int) -> Tuple[Any, ...]:
         item = self.dataset[index]
         x = _first(item, index)
         target = x if self.target_transform is None else self.target_transform(x)
@@ -147,7 +156,8 @@ class AutoEncoderDataset(Dataset):
         return f'{type(self).__name__}({type(self.dataset).__name__} of {len(self)}{options})'
 
 
-def train_val_split(dataset, val_fraction: float = 0.1, *, seed: Optional[int] = None) -> Tuple[Dataset, Dataset]:
+def train_val_split(dataset: SizedDataset, val_fraction: float = 0.1, *,
+                    seed: Optional[int] = None) -> Tuple[Dataset, Dataset]:
     """Split a dataset at random into training and validation parts.
 
     A thin wrapper over torchbearer's :class:`~torchbearer.cv_utils.DatasetValidationSplitter`
@@ -222,7 +232,8 @@ def _find_idx_pair(root: str, split: Optional[str]) -> Tuple[str, str]:
     """Find the MNIST-style images and labels files of ``split`` in ``root``."""
     splits = [split] if split is not None else ['train', 'test']
 
-    def matches(pattern):  # regular files first: a folder of that name is named in read_idx's error, not chosen
+    # regular files first: a folder of that name is named in read_idx's error, not chosen
+    def matches(pattern: str) -> List[str]:
         names = glob.glob(os.path.join(glob.escape(root), pattern))
         return sorted(names, key=lambda name: (not os.path.isfile(name), name))
 
@@ -287,7 +298,7 @@ class IDXDataset(ImageDataset):
 
     @classmethod
     def from_folder(cls, root: PathLike, split: Optional[str] = None, *, limit: Optional[int] = None,
-                    **kwargs) -> 'IDXDataset':
+                    **kwargs: Any) -> 'IDXDataset':
         """Load the MNIST-named IDX files of a folder.
 
         Args:

@@ -13,15 +13,18 @@ import stat
 import sys
 import warnings
 import zlib
-from typing import Callable, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Set, Tuple, Union
 
 import numpy as np
 import torch
 
 from ..checks import check_int, check_path, describe
-from ..files import file_kind
+from ..files import PathLike, file_kind
 from ..memory import available_memory
 from .images import ImageDataset
+
+if TYPE_CHECKING:  # Pillow is imported where images are decoded: `import torchbearer_vae` stays light
+    import PIL.Image
 
 __all__ = ['IMAGE_EXTENSIONS', 'find_images', 'load_image_folder']
 
@@ -32,11 +35,14 @@ IMAGE_EXTENSIONS = ('.bmp', '.gif', '.jpeg', '.jpg', '.pgm', '.png', '.ppm', '.t
 # file is truncated"): SyntaxError for a broken PNG chunk, zlib.error for a broken stream, and the others.
 _UNREADABLE = (OSError, SyntaxError, ValueError, EOFError, IndexError, zlib.error)
 _CHUNK = 64  # files decoded between progress updates
+# A file's header: its index among the paths, and (width, height, bytes to decode it, grey).
+_Header = Tuple[int, Tuple[int, int, int, bool]]
 
 
 def _walk(root: str) -> List[Tuple[str, ...]]:
     """Every image file under ``root`` (symbolic links followed, each folder once), as tuples of path parts."""
-    found, seen = [], set()
+    found: List[Tuple[str, ...]] = []
+    seen: Set[str] = set()
     for folder, subfolders, files in os.walk(root, followlinks=True):
         real = os.path.realpath(folder)
         if real in seen:  # a link back up the tree: walk each folder once, not forever
@@ -51,7 +57,7 @@ def _walk(root: str) -> List[Tuple[str, ...]]:
     return sorted(found)
 
 
-def find_images(root) -> Tuple[List[str], Optional[List[int]], Optional[List[str]]]:
+def find_images(root: PathLike) -> Tuple[List[str], Optional[List[int]], Optional[List[str]]]:
     """The image files under a folder, in a reproducible order, and their labels if the folder has classes.
 
     Files are found recursively by their extension (:data:`IMAGE_EXTENSIONS`; names starting
@@ -100,7 +106,7 @@ def find_images(root) -> Tuple[List[str], Optional[List[int]], Optional[List[str
     return paths, [index[parts[0]] for parts in found], classes
 
 
-def _is_grey(image) -> bool:
+def _is_grey(image: 'PIL.Image.Image') -> bool:
     from PIL import Image
 
     if image.mode in ('P', 'PA'):  # a palette of greys (a grey GIF) is grey
@@ -109,7 +115,7 @@ def _is_grey(image) -> bool:
     return Image.getmodebase(image.mode) == 'L'  # L, LA, 1, I, I;16, F
 
 
-def _resize_and_crop(image, size: int):
+def _resize_and_crop(image: 'PIL.Image.Image', size: int) -> 'PIL.Image.Image':
     """``image`` with its shorter side resized to ``size`` (bilinear, antialiased), cropped to its centre square.
 
     The same sizes and rounding as torchvision's ``resize(image, size)`` followed by
@@ -122,7 +128,7 @@ def _resize_and_crop(image, size: int):
     new_long = int(size * long / short)
     new = (size, new_long) if width <= height else (new_long, size)
     if new != (width, height):
-        image = image.resize(new, Image.BILINEAR)  # Pillow's filters antialias when they reduce
+        image = image.resize(new, Image.Resampling.BILINEAR)  # Pillow's filters antialias when they reduce
     left, top = int(round((new[0] - size) / 2.0)), int(round((new[1] - size) / 2.0))
     return image.crop((left, top, left + size, top + size)) if new != (size, size) else image
 
@@ -161,7 +167,7 @@ class _Decoder:
         except self.unreadable as error:
             return error
 
-    def cost(self, image, grey: bool) -> int:
+    def cost(self, image: 'PIL.Image.Image', grey: bool) -> int:
         """Bytes that decoding ``image`` takes at its peak: Pillow's pixels, converted, resized (not kept after)."""
         width, height = image.size
         if self.image_size is not None and image.format == 'JPEG':  # decoded at a reduced scale, as decode does
@@ -171,7 +177,7 @@ class _Decoder:
             width, height = -(-width // scale), -(-height // scale)
         source = 1 if image.mode in ('1', 'L', 'P') else 2 if image.mode.startswith('I;16') else 4
         converted = 1 if grey else 4  # Pillow holds RGB in 4 bytes a pixel
-        total = width * height * (source + converted)
+        total: int = width * height * (source + converted)
         if self.image_size is not None:  # the resized image, before its centre is cropped
             total += converted * self.image_size ** 2 * max(width, height) // max(1, min(width, height))
         return total
@@ -207,7 +213,7 @@ def _bytes(size: int) -> str:
     return f'{size:,} bytes'
 
 
-def _check_fits(count: int, shape: Tuple[int, int, int], root: str) -> None:
+def _check_fits(count: int, shape: Tuple[int, ...], root: str) -> None:
     """Refuse ``count`` uint8 images of ``shape`` that would take more than half the available memory."""
     needed, available = count * math.prod(shape), available_memory()
     if available is not None and needed > available // 2:
@@ -217,8 +223,8 @@ def _check_fits(count: int, shape: Tuple[int, int, int], root: str) -> None:
                          f'(--limit/--image-size) to load fewer or smaller images')
 
 
-def _check_headers(headers, paths, count: int, image_size: Optional[int], channels: Optional[int], root: str,
-                   *, allocated: bool) -> Optional[Tuple[int, int, int]]:
+def _check_headers(headers: List[_Header], paths: List[str], count: int, image_size: Optional[int],
+                   channels: Optional[int], root: str, *, allocated: bool) -> Optional[Tuple[int, int, int]]:
     """Refuse, before any is decoded, images whose headers say they would not fit in memory or differ in size.
 
     Returns the ``(C, H, W)`` the images will have (None without headers).
@@ -235,7 +241,8 @@ def _check_headers(headers, paths, count: int, image_size: Optional[int], channe
             if (other_width, other_height) != (width, height):
                 raise _different_sizes(root, (width, height), paths[first], (other_width, other_height), paths[index])
     size = (image_size, image_size) if image_size is not None else headers[0][1][1::-1]
-    shape = (channels or (1 if all(grey for _, (_, _, _, grey) in headers) else 3),) + tuple(size)
+    shape: Tuple[int, int, int] = (channels or (1 if all(grey for _, (_, _, _, grey) in headers) else 3),
+                                   int(size[0]), int(size[1]))
     kept = 0
     if not allocated:
         _check_fits(count, shape, root)
@@ -249,14 +256,16 @@ def _check_headers(headers, paths, count: int, image_size: Optional[int], channe
     return shape
 
 
-def _different_sizes(root: str, first_size, first: str, size, path: str) -> ValueError:
+def _different_sizes(root: str, first_size: Tuple[int, ...], first: str, size: Tuple[int, ...],
+                     path: str) -> ValueError:
     """The error for images of two sizes (``(width, height)``) without ``image_size``."""
     return ValueError(f'images of different sizes in {root!r} (first {first_size[0]}x{first_size[1]} at {first!r}, '
                       f'then {size[0]}x{size[1]} at {path!r}); pass image_size=N (--image-size N) to resize and crop '
                       f'every image to N x N')
 
 
-def _progress_bar(progress, total: int):
+def _progress_bar(progress: Union[bool, Callable[[int, int], Any], None],
+                  total: int) -> Tuple[Callable[[int, int], Any], Callable[[], Any]]:
     """A callable ``(done, total)`` and a closer, for ``progress`` (None: a tqdm bar only on a terminal)."""
     if callable(progress):
         return progress, lambda: None
@@ -268,7 +277,7 @@ def _progress_bar(progress, total: int):
     return lambda done, total: bar.update(done - bar.n), bar.close
 
 
-def load_image_folder(root, *, image_size: Optional[int] = None, channels: Optional[int] = None,
+def load_image_folder(root: PathLike, *, image_size: Optional[int] = None, channels: Optional[int] = None,
                       limit: Optional[int] = None, progress: Union[bool, Callable, None] = None,
                       check: Optional[Callable[[Tuple[int, int, int], int], None]] = None) -> ImageDataset:
     """Decode every image file under a folder into an in-memory :class:`~torchbearer_vae.ImageDataset`.
@@ -357,9 +366,11 @@ def load_image_folder(root, *, image_size: Optional[int] = None, channels: Optio
     return dataset
 
 
-def _headers(paths, start: int, wanted: int, decode, skipped) -> Tuple[list, int]:
+def _headers(paths: List[str], start: int, wanted: int, decode: _Decoder,
+             skipped: List[Tuple[str, Exception]]) -> Tuple[List[_Header], int]:
     """The headers of the next ``wanted`` readable files from ``paths[start]``, and the index after the last read."""
-    headers, index = [], start
+    headers: List[_Header] = []
+    index = start
     while index < len(paths) and len(headers) < wanted:  # limit: no further file is opened
         header = decode.header(paths[index])
         if isinstance(header, Exception):
@@ -370,13 +381,18 @@ def _headers(paths, start: int, wanted: int, decode, skipped) -> Tuple[list, int
     return headers, index
 
 
-def _decode_all(paths, decode, wanted, root, update, check=None):
+def _decode_all(paths: List[str], decode: _Decoder, wanted: int, root: str, update: Callable[[int, int], Any],
+                check: Optional[Callable[[Tuple[int, int, int], int], None]] = None
+                ) -> Tuple[np.ndarray, List[int], List[Tuple[str, Exception]]]:
     """Decode files in order until ``wanted`` are read: ``(data (N, C, H, W), indices read, [(path, error)])``.
 
     Every file's header is read, and the memory they need checked, before the first is decoded; a
     file that then fails to decode is replaced (with ``limit``) by the next ones, checked the same way.
     """
-    data, read, skipped, start, shown = None, [], [], 0, None
+    data: Optional[np.ndarray] = None
+    read: List[int] = []
+    skipped: List[Tuple[str, Exception]] = []
+    start, shown = 0, None
     while len(read) < wanted and start < len(paths):
         headers, start = _headers(paths, start, wanted - len(read), decode, skipped)
         shape = _check_headers(headers, paths, wanted, decode.image_size, decode.channels, root,

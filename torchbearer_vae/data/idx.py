@@ -7,6 +7,7 @@ bomb is never decompressed past it), and with a ``limit`` only the bytes of the 
 ``limit`` items are decompressed. Every problem is one ``ValueError`` that names the file.
 """
 import gzip
+import io
 import math
 import os
 import stat
@@ -16,7 +17,7 @@ from typing import Optional, Tuple
 import numpy as np
 import torch
 
-from ..files import file_kind
+from ..files import PathLike, file_kind
 
 __all__ = []  # internal: the public reader is torchbearer_vae.read_idx
 
@@ -29,7 +30,7 @@ _CHUNK = 1 << 20  # bytes decompressed per read: memory stays bounded by what th
 _FIX = 'download it again (or check that the path is the right file)'
 
 
-def _open_regular(name: str):
+def _open_regular(name: str) -> io.BufferedIOBase:
     """Open ``name`` for reading if it is a regular file (after symlinks); never block on a FIFO."""
     # O_NONBLOCK: opening a FIFO without a writer returns at once instead of waiting; no effect on regular files.
     flags = os.O_RDONLY | getattr(os, 'O_NONBLOCK', 0) | getattr(os, 'O_BINARY', 0)
@@ -50,7 +51,7 @@ def _open_regular(name: str):
     return os.fdopen(descriptor, 'rb')
 
 
-def _header(stream, name: str) -> Tuple[np.dtype, Tuple[int, ...], int]:
+def _header(stream: io.BufferedIOBase, name: str) -> Tuple[np.dtype, Tuple[int, ...], int]:
     """The element type, the shape and the header's size in bytes."""
     magic = stream.read(4)
     if not magic:
@@ -65,10 +66,10 @@ def _header(stream, name: str) -> Tuple[np.dtype, Tuple[int, ...], int]:
     return np.dtype(_IDX_TYPES[magic[2]]), shape, 4 + 4 * ndim
 
 
-def _read_exactly(stream, size: int) -> np.ndarray:
+def _read_exactly(stream: io.BufferedIOBase, size: int) -> np.ndarray:
     """Up to ``size`` bytes of ``stream``, read in chunks into one buffer (shorter at the end of the data)."""
     buffer = np.empty(size, dtype=np.uint8)
-    view, done = memoryview(buffer), 0
+    view, done = buffer.data, 0
     while done < size:
         count = stream.readinto(view[done:done + _CHUNK])
         if not count:
@@ -77,7 +78,7 @@ def _read_exactly(stream, size: int) -> np.ndarray:
     return buffer[:done]
 
 
-def read(path, limit: Optional[int] = None) -> Tuple[torch.Tensor, Tuple[int, ...]]:
+def read(path: PathLike, limit: Optional[int] = None) -> Tuple[torch.Tensor, Tuple[int, ...]]:
     """The array of an IDX file (its first ``limit`` items if given) and the shape its header announces."""
     name = os.fspath(path)
     with _open_regular(name) as file:
@@ -93,10 +94,11 @@ def read(path, limit: Optional[int] = None) -> Tuple[torch.Tensor, Tuple[int, ..
             raise ValueError(f'{name!r} is a truncated or corrupt gzip file ({error}); {_FIX}') from None
 
 
-def _payload(stream, name: str, file_size: int, compressed: bool, limit: Optional[int]):
+def _payload(stream: io.BufferedIOBase, name: str, file_size: int, compressed: bool,
+             limit: Optional[int]) -> Tuple[torch.Tensor, Tuple[int, ...]]:
     dtype, shape, header = _header(stream, name)
     whole = limit is None  # with a limit, nothing after the items it keeps is read, or judged
-    rows = shape[0] if whole else min(limit, shape[0])
+    rows = shape[0] if limit is None else min(limit, shape[0])
     needed = rows * math.prod(shape[1:]) * dtype.itemsize
     announced = f'its header announces {shape} of {dtype.name}'
     if compressed and needed > _MAX_DEFLATE_RATIO * file_size:

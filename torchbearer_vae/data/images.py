@@ -3,7 +3,7 @@
 :class:`~torchbearer_vae.TensorLoader` uses the same rule (``channels_first``) for the arrays
 it is given, so that a dataset and a loader never read one array two ways.
 """
-from typing import Callable, Optional
+from typing import Any, Callable, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -18,22 +18,22 @@ _HOW_TO_STATE_LAYOUT = ('pass channels_last=True for (N, H, W, C) images (as num
                         "torchvision's CIFAR10.data hold them) or channels_last=False for (N, C, H, W)")
 
 
-def as_tensor(data) -> torch.Tensor:
+def as_tensor(data: Union[torch.Tensor, np.ndarray]) -> torch.Tensor:
     """A tensor, or a numpy array as a tensor that shares its memory where torch can (writable, positive strides)."""
     if isinstance(data, np.ndarray):
         if not data.flags.writeable or any(stride < 0 for stride in data.strides):
             data = data.copy()  # torch.from_numpy needs writable memory and positive strides
-        data = torch.from_numpy(data)
+        return torch.from_numpy(data)
     return data
 
 
-def infer_layout(shape) -> Optional[bool]:
+def infer_layout(shape: Sequence[int]) -> Optional[bool]:
     """Whether 4-D images of ``shape`` are channels-last (True), channels-first (False), or None: cannot tell."""
     first, last = shape[1] in _CHANNELS, shape[3] in _CHANNELS
     return last if first != last else None
 
 
-def channels_first(data, channels_last: Optional[bool], name: str) -> torch.Tensor:
+def channels_first(data: Union[torch.Tensor, np.ndarray], channels_last: Optional[bool], name: str) -> torch.Tensor:
     """``data`` (a tensor or numpy array) as a tensor of ``(N, H, W)`` or ``(N, C, H, W)`` images.
 
     ``channels_last`` states the layout of 4-D images (None: inferred from the shape, an error
@@ -41,9 +41,9 @@ def channels_first(data, channels_last: Optional[bool], name: str) -> torch.Tens
     not per batch, so that a batch gathers contiguous rows), sharing ``data``'s memory when it
     already is (a grey ``(N, H, W)`` tensor, or a transposed view such as ``CIFAR10.data``).
     """
-    data = as_tensor(data)
-    shape = tuple(data.shape)
-    if data.dim() == 3:
+    tensor = as_tensor(data)
+    shape = tuple(tensor.shape)
+    if tensor.dim() == 3:
         if channels_last is None and shape[2] in (3, 4) and shape[1] > shape[2]:  # e.g. (32, 32, 3): a photo
             raise ValueError(f'{name} of shape {shape} looks like one channels-last image (H, W, C), not a batch of '
                              f'grey images (N, H, W); give a batch (N, H, W, C), e.g. image[None], or pass '
@@ -51,8 +51,8 @@ def channels_first(data, channels_last: Optional[bool], name: str) -> torch.Tens
         if channels_last:
             raise ValueError(f'channels_last=True needs 4-D images (N, H, W, C), but {name} is 3-D, {shape}: grey '
                              f'images (N, H, W); leave channels_last out')
-        return data.contiguous()
-    if data.dim() == 4:
+        return tensor.contiguous()
+    if tensor.dim() == 4:
         if channels_last is None:
             channels_last = infer_layout(shape)
         if channels_last is None:
@@ -60,8 +60,8 @@ def channels_first(data, channels_last: Optional[bool], name: str) -> torch.Tens
                              + (f'both {shape[1]} and {shape[3]} could be its channels' if shape[1] in _CHANNELS else
                                 f'neither {shape[1]} nor {shape[3]} is a number of channels (1, 3 or 4)')
                              + f'; {_HOW_TO_STATE_LAYOUT}')
-        return (data.permute(0, 3, 1, 2) if channels_last else data).contiguous()
-    return data
+        return (tensor.permute(0, 3, 1, 2) if channels_last else tensor).contiguous()
+    return tensor
 
 
 class ImageDataset(Dataset):
@@ -102,8 +102,15 @@ class ImageDataset(Dataset):
         (torch.Size([10, 3, 32, 32]), torch.Size([3, 32, 32]))
     """
 
-    def __init__(self, data, targets=None, *, channels_last: Optional[bool] = None,
-                 transform: Optional[Callable] = None, target_transform: Optional[Callable] = None):
+    #: The class names, by label, when the images came from a source that names them (a folder's subfolders,
+    #: CIFAR-10); None for a folder without classes.
+    classes: Optional[List[str]]
+    #: The file of each image, when the images came from files (:func:`~torchbearer_vae.load_image_folder`).
+    paths: List[str]
+
+    def __init__(self, data: Union[torch.Tensor, np.ndarray], targets: Any = None, *,
+                 channels_last: Optional[bool] = None, transform: Optional[Callable[..., Any]] = None,
+                 target_transform: Optional[Callable[..., Any]] = None) -> None:
         if not isinstance(data, (torch.Tensor, np.ndarray)):
             raise TypeError(f'data must be a uint8 tensor or numpy array of images, got {describe(data)}')
         uint8 = data.dtype == (torch.uint8 if isinstance(data, torch.Tensor) else np.uint8)
@@ -119,7 +126,7 @@ class ImageDataset(Dataset):
         self.transform = check_callable('transform', transform, allow_none=True)
         self.target_transform = check_callable('target_transform', target_transform, allow_none=True)
 
-    def _labels(self, targets) -> torch.Tensor:
+    def _labels(self, targets: Any) -> torch.Tensor:
         if not isinstance(targets, (torch.Tensor, np.ndarray, list, tuple)):
             raise TypeError(f'targets must be None or a tensor, array or sequence of labels, got {describe(targets)}')
         labels = torch.as_tensor(np.asarray(targets) if isinstance(targets, (list, tuple)) else targets)
@@ -130,7 +137,7 @@ class ImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.data)
 
-    def __getitem__(self, index):
+    def __getitem__(self, index: int) -> Any:
         image = self.data[index]
         image = (image.unsqueeze(0) if image.dim() == 2 else image).float().div_(255)
         if self.transform is not None:

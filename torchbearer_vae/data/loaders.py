@@ -1,6 +1,6 @@
 """A fast in-memory batch loader: whole batches gathered from tensors, no per-item ``__getitem__``."""
 import math
-from typing import Iterator, Optional, Union
+from typing import Any, Iterator, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -15,7 +15,7 @@ from .batching import source_of
 __all__ = ['TensorLoader', 'load_batch_with_labels']
 
 
-def load_batch_with_labels(state) -> None:
+def load_batch_with_labels(state: dict) -> None:
     """A torchbearer batch loader for ``(x, target, label)`` batches: ``state[X]``, ``state[Y_TRUE]``, ``state[LABEL]``.
 
     torchbearer's own loader (``load_batch_standard``) unpacks ``(x, target)``; give the Trial
@@ -55,15 +55,15 @@ def load_batch_with_labels(state) -> None:
         tuple(batch), state[torchbearer.DEVICE], state[torchbearer.DATA_TYPE])
 
 
-def _seed(name: str, seed) -> int:
+def _seed(name: str, seed: Any) -> int:
     """A seed for ``torch.Generator.manual_seed``: an int in ``[0, 2**63)``."""
-    seed = check_int(name, seed, minimum=0)
-    if seed >= 2 ** 63:
-        raise ValueError(f'{name} must be an int in [0, 2**63), got {seed}')
-    return seed
+    checked = check_int(name, seed, minimum=0)
+    if checked >= 2 ** 63:
+        raise ValueError(f'{name} must be an int in [0, 2**63), got {checked}')
+    return checked
 
 
-def _rank_and_shards(rank, world_size):
+def _rank_and_shards(rank: Optional[int], world_size: Optional[int]) -> Tuple[int, int]:
     """The validated ``(rank, world_size)``: both given, or both from the process group (or one process)."""
     if (rank is None) != (world_size is None):
         raise ValueError(f'give rank and world_size together, or neither (to use the process group\'s); got '
@@ -194,7 +194,7 @@ class TensorLoader:
         torch.Size([4, 3, 32, 32])
     """
 
-    def __init__(self, dataset, batch_size: int = 1, *, shuffle: bool = False, drop_last: bool = False,
+    def __init__(self, dataset: Any, batch_size: int = 1, *, shuffle: bool = False, drop_last: bool = False,
                  seed: Optional[int] = None, device: Optional[Union[str, torch.device]] = None,
                  rank: Optional[int] = None, world_size: Optional[int] = None, channels_last: Optional[bool] = None):
         batch_size = check_int('batch_size', batch_size, minimum=1)

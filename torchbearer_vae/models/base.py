@@ -8,7 +8,7 @@ needs to rebuild it) comes from the base.
 import functools
 import inspect
 import math
-from typing import Any, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -21,7 +21,7 @@ from ..state import LOGVAR, MU
 __all__ = ['BaseVAE']
 
 
-def _recording(init):
+def _recording(init: Callable[..., None]) -> Callable[..., None]:
     """Wrap a subclass's ``__init__`` so that the instance remembers the keyword arguments it was built with.
 
     Only the ``__init__`` of the class being instantiated records (not the ones it reaches through
@@ -31,21 +31,21 @@ def _recording(init):
     signature = inspect.signature(init)
 
     @functools.wraps(init)
-    def __init__(self, *args, **kwargs):
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         init(self, *args, **kwargs)
         if type(self).__init__ is not __init__ or '_init_config' in self.__dict__:
             return
         bound = signature.bind(self, *args, **kwargs)
         bound.apply_defaults()
-        config: Optional[Dict[str, Any]] = {}
+        config: Dict[str, Any] = {}
         for name, parameter in list(signature.parameters.items())[1:]:
             value = bound.arguments.get(name)
             if parameter.kind is parameter.VAR_KEYWORD:
                 config.update(value or {})
             elif parameter.kind is parameter.VAR_POSITIONAL:
                 if value:  # cannot be passed back by keyword
-                    config = None
-                    break
+                    self.__dict__['_init_config'] = None
+                    return
             else:
                 config[name] = value
         self.__dict__['_init_config'] = config
@@ -130,10 +130,11 @@ class BaseVAE(nn.Module):
         {'input_shape': (1, 4, 4), 'latent_dim': 2, 'hidden_dim': 6}
     """
 
-    def __init_subclass__(cls, **kwargs):
+    def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if '__init__' in cls.__dict__:
-            cls.__init__ = _recording(cls.__dict__['__init__'])
+            # type.__setattr__: replacing a method is what this hook is for, which mypy refuses as an assignment
+            type.__setattr__(cls, '__init__', _recording(cls.__dict__['__init__']))
 
     def __init__(self, input_shape: Union[int, Sequence[int]], latent_dim: int, *, use_state: bool = True,
                  likelihood: str = 'bernoulli', sigma: float = 0.1,
@@ -211,7 +212,7 @@ class BaseVAE(nn.Module):
         raise ValueError(f'{type(self).__name__}(input_shape={self.input_shape}) got inputs of shape {got}; expected '
                          f'(batch, {", ".join(map(str, self.input_shape))}) or (batch, {self.input_dim}){hint}')
 
-    def encode(self, x: torch.Tensor, *inputs) -> Tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, x: torch.Tensor, *inputs: Any) -> Tuple[torch.Tensor, torch.Tensor]:
         """The posterior parameters of a batch.
 
         Args:
@@ -246,7 +247,7 @@ class BaseVAE(nn.Module):
             return mu
         return mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
 
-    def decode(self, z: torch.Tensor, *inputs) -> torch.Tensor:
+    def decode(self, z: torch.Tensor, *inputs: Any) -> torch.Tensor:
         """The decoder's mean for latent codes: probabilities (Bernoulli) or Gaussian means.
 
         Bernoulli probabilities are :func:`~torchbearer_vae.bernoulli_mean` of the logits, which
@@ -263,7 +264,7 @@ class BaseVAE(nn.Module):
         return bernoulli_mean(out) if self.likelihood == 'bernoulli' else out
 
     @torch.no_grad()
-    def sample(self, num_images: int, *inputs, device: Optional[torch.device] = None,
+    def sample(self, num_images: int, *inputs: Any, device: Optional[torch.device] = None,
                generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """Decode ``num_images`` draws from the prior ``N(0, I)`` (the decoder's mean, no pixel noise).
 
@@ -278,14 +279,15 @@ class BaseVAE(nn.Module):
         """
         return self.decode(self._prior_draws(num_images, device, generator), *inputs)
 
-    def _prior_draws(self, num_images, device, generator) -> torch.Tensor:
+    def _prior_draws(self, num_images: int, device: Optional[torch.device],
+                     generator: Optional[torch.Generator]) -> torch.Tensor:
         """``(num_images, latent_dim)`` draws of ``N(0, I)``, made on the generator's device, on ``device``."""
         check_int('num_images', num_images, minimum=1)
-        device = device if device is not None else model_device(self)
-        noise_device = generator.device if generator is not None else device
-        return torch.randn(num_images, self.latent_dim, device=noise_device, generator=generator).to(device)
+        on = device if device is not None else model_device(self)
+        noise_device = generator.device if generator is not None else on
+        return torch.randn(num_images, self.latent_dim, device=noise_device, generator=generator).to(on)
 
-    def log_likelihood(self, x: torch.Tensor, z: torch.Tensor, *inputs) -> torch.Tensor:
+    def log_likelihood(self, x: torch.Tensor, z: torch.Tensor, *inputs: Any) -> torch.Tensor:
         """``log p(x|z)`` per image, in nats, under the decoder's likelihood.
 
         Args:
@@ -314,7 +316,7 @@ class BaseVAE(nn.Module):
         """
         return reconstruction_loss(recon, target, self.likelihood, sigma=self.sigma, reduction='sum')
 
-    def forward(self, x: torch.Tensor, *inputs, state: Optional[dict] = None):
+    def forward(self, x: torch.Tensor, *inputs: Any, state: Optional[dict] = None) -> Any:
         """Encode, draw ``z`` and decode.
 
         Args:

@@ -6,7 +6,7 @@ with that label. Inside a Trial the labels come from ``state[torchbearer_vae.LAB
 :func:`~torchbearer_vae.load_batch_with_labels` fills from ``AutoEncoderDataset(...,
 keep_labels=True)`` batches.
 """
-from typing import Optional, Sequence, Tuple, Union
+from typing import Any, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -84,17 +84,18 @@ class ConditionalVAE(BaseVAE):
         self.fc4 = nn.Linear(hidden_dim, self.input_dim)
 
     # -- the two networks, given the labels --
-    def forward_encoder(self, x: torch.Tensor, labels: Labels = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward_encoder(self, x: torch.Tensor, labels: Optional[Labels] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         """The encoder: ``(mu, logvar)`` of images ``x`` ``(B, *input_shape)`` and their labels (:meth:`one_hot`)."""
         onehot = self.one_hot(labels, x.shape[0])
         hidden = torch.relu(self.fc1(torch.cat([x.reshape(x.shape[0], -1), onehot], dim=1)))
         return self.fc21(hidden), self.fc22(hidden)
 
-    def forward_decoder(self, z: torch.Tensor, labels: Labels = None) -> torch.Tensor:
+    def forward_decoder(self, z: torch.Tensor, labels: Optional[Labels] = None) -> torch.Tensor:
         """The decoder: pre-activations ``(B, prod(input_shape))`` for codes ``z`` and their labels."""
-        return self.fc4(torch.relu(self.fc3(torch.cat([z, self.one_hot(labels, z.shape[0])], dim=1))))
+        decoded: torch.Tensor = self.fc4(torch.relu(self.fc3(torch.cat([z, self.one_hot(labels, z.shape[0])], dim=1))))
+        return decoded
 
-    def one_hot(self, labels: Labels, batch: int) -> torch.Tensor:
+    def one_hot(self, labels: Optional[Labels], batch: int) -> torch.Tensor:
         """The labels of a batch of ``batch`` as the float ``(batch, num_classes)`` the networks take.
 
         Args:
@@ -133,16 +134,19 @@ class ConditionalVAE(BaseVAE):
         return nn.functional.one_hot(labels.long(), self.num_classes).to(dtype)
 
     # -- the interface of BaseVAE, with labels --
-    def encode(self, x: torch.Tensor, labels: Labels = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, x: torch.Tensor, labels: Optional[Labels] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         """The posterior parameters ``(mu, logvar)`` of images with their labels (see :meth:`BaseVAE.encode`)."""
         return super().encode(x, labels)
 
-    def decode(self, z: torch.Tensor, labels: Labels = None) -> torch.Tensor:
+    def decode(self, z: torch.Tensor, labels: Optional[Labels] = None) -> torch.Tensor:
         """The decoder's mean ``(B, *input_shape)`` for codes ``z`` ``(B, latent_dim)`` and their labels."""
         return super().decode(z, labels)
 
-    def sample(self, num_images: int, *, labels: Labels = None, device: Optional[torch.device] = None,
-               generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    # BaseVAE's *inputs are whatever extra inputs a subclass's networks take; here they are exactly the labels,
+    # a narrower signature than the base's that mypy reports as an incompatible override.
+    def sample(  # type: ignore[override]
+            self, num_images: int, labels: Optional[Labels] = None, *, device: Optional[torch.device] = None,
+            generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """Decode ``num_images`` draws from the prior ``N(0, I)`` with the given labels.
 
         Args:
@@ -159,7 +163,8 @@ class ConditionalVAE(BaseVAE):
             labels = torch.arange(check_int('num_images', num_images, minimum=1)) % self.num_classes
         return super().sample(num_images, labels, device=device, generator=generator)
 
-    def forward(self, x: torch.Tensor, labels: Labels = None, *, state: Optional[dict] = None):
+    def forward(  # type: ignore[override]  # labels are BaseVAE's *inputs, as for sample
+            self, x: torch.Tensor, labels: Optional[Labels] = None, *, state: Optional[dict] = None) -> Any:
         """Encode with the labels, draw ``z`` and decode with them.
 
         Args:

@@ -61,7 +61,7 @@ def model_from_checkpoint(checkpoint: Union[PathLike, Dict[str, Any]], model_cla
                               f'values); build the model yourself and call load_model_state(model, '
                               f'checkpoint["model_state"])')
     _check_fits(cls, config, checkpoint['model_state'])
-    model = cls(**config)
+    model: nn.Module = cls(**config)
     load_model_state(model, checkpoint['model_state'])
     return model.eval()
 

@@ -69,12 +69,13 @@ class VAE(BaseVAE):
         self.fc3 = nn.Linear(latent_dim, hidden_dim)
         self.fc4 = nn.Linear(hidden_dim, self.input_dim)
 
-    def forward_encoder(self, x):
+    def forward_encoder(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         hidden = torch.relu(self.fc1(x.reshape(x.shape[0], -1)))
         return self.fc21(hidden), self.fc22(hidden)
 
-    def forward_decoder(self, z):
-        return self.fc4(torch.relu(self.fc3(z)))
+    def forward_decoder(self, z: torch.Tensor) -> torch.Tensor:
+        decoded: torch.Tensor = self.fc4(torch.relu(self.fc3(z)))
+        return decoded
 
 
 class ConvVAE(BaseVAE):
@@ -151,9 +152,10 @@ class ConvVAE(BaseVAE):
             nn.ConvTranspose2d(channels[1], channels[0], 4, stride=2, padding=1), nn.ReLU(),
             nn.ConvTranspose2d(channels[0], in_channels, 4, stride=2, padding=1))
 
-    def forward_encoder(self, x):
+    def forward_encoder(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         hidden = self.encoder(x)
         return self.fc_mu(hidden), self.fc_logvar(hidden)
 
-    def forward_decoder(self, z):
-        return self.decoder(z)
+    def forward_decoder(self, z: torch.Tensor) -> torch.Tensor:
+        decoded: torch.Tensor = self.decoder(z)
+        return decoded
