@@ -59,6 +59,17 @@ def homes(domain, target):
     return sorted(found)
 
 
+def internal(target):
+    """Whether ``target`` exists but is internal (private, or outside its module's ``__all__``): a type in a
+    signature, such as a ``TypeVar`` or a ``Protocol``, that is shown as text, not linked."""
+    module_name, _, name = target.rpartition('.')
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        return False
+    return hasattr(module, name) and (name.startswith('_') or name not in getattr(module, '__all__', ()))
+
+
 def resolve(app, env, node, contnode):
     if node.get('refdomain') != 'py':
         return None
@@ -79,7 +90,7 @@ def resolve(app, env, node, contnode):
                                            contnode)
             if resolved is not None:
                 return resolved
-    if named and node.get('refdoc') not in app.config.package_refs_history:
+    if named and not internal(target) and node.get('refdoc') not in app.config.package_refs_history:
         logger.warning('reference to %s (%s) has no documented target%s', target, node['reftype'],
                        f': several candidates {found}' if found else '', location=node, type='ref',
                        subtype='package')
