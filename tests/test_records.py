@@ -25,7 +25,7 @@ def test_metrics_csv_has_one_row_per_epoch_matching_the_history(tmp_path):
     history = train_with(MetricsCSV(tmp_path / 'metrics.csv'), epochs=3)
     with open(tmp_path / 'metrics.csv') as file:
         rows = list(csv.DictReader(file))
-    assert [row['epoch'] for row in rows] == ['0', '1', '2']
+    assert [row['epoch'] for row in rows] == ['1', '2', '3']  # counted as the log and the checkpoint count
     assert list(rows[0])[:2] == ['epoch', 'loss'] and 'val_loss' in rows[0]
     assert [float(row['val_loss']) for row in rows] == pytest.approx([epoch['val_loss'] for epoch in history])
 

@@ -21,6 +21,7 @@ from torchbearer import Trial
 from ..callbacks.guards import NaNGuard
 from ..callbacks.pictures import ReconstructionSaver, SampleSaver
 from ..checkpoints import Checkpointer, load_checkpoint
+from ..checks import plural
 from ..compat import environment, fused_adam_supported
 from ..data.datasets import AutoEncoderDataset
 from ..data.loaders import TensorLoader, load_batch_with_labels
@@ -37,7 +38,17 @@ from .options import REQUIRED_OPTIONS, check_saved_options, run_options, saved_o
 from .processes import Processes
 from .progress import training_progress
 from .resume import check_resumable, check_same_data, optimizer_to, restore
-from .run_folder import CHECKPOINT, METRICS, SUMMARY, RunFolder, checkpoint_state, latent_pictures, write_failure
+from .run_folder import (
+    CHECKPOINT,
+    FIRST_EPOCH,
+    METRICS,
+    SUMMARY,
+    RunFolder,
+    checkpoint_state,
+    latent_pictures,
+    picture_file,
+    write_failure,
+)
 
 __all__ = []  # internal: the public entry point is torchbearer_vae.cli.main
 
@@ -160,17 +171,22 @@ def _train(args, processes: Processes, folder: RunFolder) -> dict:
         if message is None:
             raise
         raise CommandError(message) from None
-    print(f'{out}: {len(history)} epochs, validation negative ELBO {summary["val_elbo_per_image"]:.2f} nats per '
-          f'image, {seconds:.1f} s' + (f' ({world_size} processes)' if world_size > 1 else ''))
+    print(f'{out}: {plural(len(history), "epoch")}, validation negative ELBO {summary["val_elbo_per_image"]:.2f} '
+          f'nats per image, {seconds:.1f} s' + (f' ({world_size} processes)' if world_size > 1 else ''))
     return summary
 
 
 def _nan_message(message: str, out: str, history: list, options: dict) -> str:
     """The guard's diagnosis (without advice: its own is for Python code), and what the command line can do."""
-    kept = (f'{os.path.join(out, CHECKPOINT)} holds the first {len(history)} epoch(s), all finite' if history
+    kept = (f'{os.path.join(out, CHECKPOINT)} holds the first {_epochs(len(history))}, all finite' if history
             else 'no epoch completed, so no checkpoint was written')
     return (f'{message}. {kept}. Start a new run in another --out with a lower --lr (this one used '
             f'--lr {options["lr"]:g}; try --lr {options["lr"] / 10:g})')
+
+
+def _epochs(count: int) -> str:
+    """'epoch' or 'N epochs', as in 'the first ...'."""
+    return 'epoch' if count == 1 else plural(count, 'epoch')
 
 
 def _summary(training: _Training, history: list, seconds: float, processes: Processes) -> dict:
@@ -212,7 +228,7 @@ def _build_training(args, processes: Processes, folder: RunFolder = None):
     done = 0 if checkpoint is None else checkpoint['epoch']
     if nothing_to_do:
         if rank == 0:
-            print(f'{out}: already trained for {done} epochs (asked for {args.epochs}); nothing to do')
+            print(f'{out}: already trained for {plural(done, "epoch")} (asked for {args.epochs}); nothing to do')
         return None
     data = _read_data(args, processes, options)
     options = data.options
@@ -254,6 +270,7 @@ class _RunData:
     val_set: torch.utils.data.Dataset
     image_shape: tuple
     num_classes: Optional[int]  # None: unlabelled
+    class_names: Optional[list]  # a folder's class subfolders, for the latent chart's legend; None: indices
     options: dict
     digest: Optional[str]  # of a folder's files (data.files_digest), None for the other datasets
 
@@ -274,7 +291,8 @@ def _read_data(args, processes: Processes, options: dict) -> _RunData:
     image_shape = tuple(image(dataset[0]).shape)
     if is_folder(options['dataset']):  # what the folder decoded to: evaluate and a resumed run decode the same
         options['channels'] = image_shape[0]
-    return _RunData(dataset, train_set, val_set, image_shape, num_classes, settle(options, image_shape),
+    class_names = getattr(dataset, 'classes', None) if is_folder(options['dataset']) else None
+    return _RunData(dataset, train_set, val_set, image_shape, num_classes, class_names, settle(options, image_shape),
                     files_digest(options['dataset'], dataset))
 
 
@@ -322,9 +340,12 @@ def _callbacks(args, out: str, data: _RunData, processes: Processes, *, kl_term,
         ReduceMetrics(),  # first: the epoch's metrics are the means over the ranks before anything reads them
         kl_term,
         guard,
-        ReconstructionSaver(folder=out),
-        SampleSaver(folder=out, num_images=64, seed=options['seed']),
-        *latent_pictures(out, labelled=data.num_classes is not None, epochs=args.epochs, num_images=LATENT_IMAGES),
+        ReconstructionSaver(folder=out, filename=picture_file('reconstruction', args.epochs)).number_epochs_from(
+            FIRST_EPOCH),
+        SampleSaver(folder=out, filename=picture_file('samples', args.epochs), num_images=64,
+                    seed=options['seed']).number_epochs_from(FIRST_EPOCH),
+        *latent_pictures(out, labelled=data.num_classes is not None, epochs=args.epochs, num_images=LATENT_IMAGES,
+                         class_names=data.class_names),
         Checkpointer(os.path.join(out, CHECKPOINT), extra=resumable),
         MetricsCSV(os.path.join(out, METRICS)),
     ]
