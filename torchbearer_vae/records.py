@@ -63,7 +63,7 @@ class MetricsCSV(Callback):
             raise ValueError(f'path {os.fspath(path)!r} is a directory; give the CSV file name')
         self.path, self.background = path, check_bool('background', background)
 
-    def on_checkpoint(self, state):
+    def on_checkpoint(self, state: dict) -> None:
         if not is_main_process():
             return
         history = state[torchbearer.HISTORY]

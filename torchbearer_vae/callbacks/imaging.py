@@ -12,7 +12,7 @@ import math
 import os
 import re
 import string
-from typing import Callable, Tuple
+from typing import Any, Callable, Tuple
 
 import numpy as np
 import torch
@@ -110,7 +110,7 @@ def check_output_path(folder: PathLike, filename: str) -> None:
 
 
 # -- batches of images --
-def check_inputs(inputs, needed: int, name: str = 'inputs') -> torch.Tensor:
+def check_inputs(inputs: Any, needed: int, name: str = 'inputs') -> torch.Tensor:
     """A CPU copy of ``inputs`` if it is a float batch ``(N, ...)`` of at least ``needed`` images."""
     if not isinstance(inputs, torch.Tensor) or not inputs.is_floating_point() or inputs.dim() < 2:
         raise TypeError(f'{name} must be a floating point tensor holding a batch of images (N, ...), got '

@@ -254,7 +254,7 @@ class PictureSaver(_PhaseImages):
         names its files; 1 counts as people do (and the command line's log): the picture written after
         the first epoch is epoch 1.
         """
-        self.first_epoch = check_int('first', first, minimum=0)
+        self.first_epoch = check_int('first', first, minimum=0) or 0  # an int: None is refused
         if self._files is not None:
             self._files.first_epoch = self.first_epoch
         return self

@@ -4,6 +4,7 @@ Each checks where it will write (never over its inputs or a file of another kind
 for before loading anything; every problem is one :class:`CommandError`. A conditional model
 (``train --conditional``) is given the labels of the data, and ``sample --label N`` draws one class.
 """
+import argparse
 import contextlib
 import math
 import os
@@ -189,7 +190,7 @@ def _check_label(args, model) -> None:
                            f'{model.num_classes} classes, 0 to {model.num_classes - 1}')
 
 
-def sample(args) -> None:
+def sample(args: argparse.Namespace) -> None:
     """``torchbearer-vae sample``: a grid of decoded draws from the prior (one class with ``--label``).
 
     A conditional model without ``--label`` draws one row per class, the same noise in each column.
@@ -218,7 +219,7 @@ def sample(args) -> None:
           f'{path}')
 
 
-def reconstruct(args) -> None:
+def reconstruct(args: argparse.Namespace) -> None:
     """``torchbearer-vae reconstruct``: the first ``--num-images`` images above their reconstructions."""
     out, checkpoint, model, device = _start(args, 'recon.png', 'image')
     dataset, _, said = _data_for(args, checkpoint, model)

@@ -13,7 +13,7 @@ import os
 import sys
 import warnings
 import zlib
-from typing import Optional
+from typing import Any, Optional, Tuple
 
 from ..checks import plural
 from ..data.datasets import IDXDataset, ImageDataset, load_cifar10, load_digits, load_mnist, train_val_split
@@ -149,7 +149,7 @@ def image(item):
     return item[0] if isinstance(item, (tuple, list)) else item
 
 
-def split(dataset, options: dict):
+def split(dataset: Any, options: dict) -> Tuple[Any, Any]:
     """``train_val_split`` of the run's options; CommandError if the images are too few to split."""
     limit = f' --limit {options["limit"]}' if options.get('limit') else ''
     if len(dataset) < 2:  # no --val-fraction helps: say so, rather than suggest another one

@@ -14,7 +14,7 @@ import difflib
 import re
 import signal
 import sys
-from typing import List, Optional, Sequence
+from typing import Any, List, Optional, Sequence, Tuple
 
 from ..compat import environment
 from ..errors import CheckpointError, CommandError
@@ -61,7 +61,8 @@ class _Command(argparse.ArgumentParser):
     no hint; here ``train --epohcs 3`` shows ``train``'s usage and "did you mean --epochs?".
     """
 
-    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]  # argparse's own signature
+    def parse_known_args(self, args: Optional[Sequence[str]] = None,  # type: ignore[override]
+                         namespace: Optional[argparse.Namespace] = None) -> Tuple[Any, List[str]]:
         given = list(sys.argv[1:] if args is None else args)
         unknown = [arg for arg in given[:given.index('--') if '--' in given else len(given)]
                    if arg.startswith('--') and not self._knows(arg.split('=', 1)[0])]
@@ -103,7 +104,7 @@ def _add_train(commands) -> None:
     add_train_arguments(train)
 
 
-def _add_sample(commands) -> None:
+def _add_sample(commands: Any) -> None:
     sample = commands.add_parser(
         'sample', help='decode draws from the prior of a trained model',
         description='Decode draws from the prior N(0, I) of a trained model into a grid of images: samples.png '
@@ -121,7 +122,7 @@ def _add_sample(commands) -> None:
     add_option(sample, 'device')
 
 
-def _add_reconstruct(commands) -> None:
+def _add_reconstruct(commands: Any) -> None:
     reconstruct = commands.add_parser(
         'reconstruct', help='show images above their reconstructions',
         description="Encode and decode images with a trained model and write them above their reconstructions: "
@@ -136,7 +137,7 @@ def _add_reconstruct(commands) -> None:
     add_option(reconstruct, 'device')
 
 
-def _add_evaluate(commands) -> None:
+def _add_evaluate(commands: Any) -> None:
     evaluate = commands.add_parser(
         'evaluate', help='the ELBO and importance-weighted NLL on a dataset',
         description="Estimate how well a trained model explains images, in nats per image: the negative ELBO, and "

@@ -6,17 +6,19 @@ Every problem with the arguments, the inputs or the files is a :class:`CommandEr
 the data and checkpoint layers' ``ValueError``/``OSError``/:class:`CheckpointError` are turned into one here,
 where it is known which argument named the file.
 """
+import argparse
 import dataclasses
 import os
 import shutil
 import threading
 import time
-from typing import Optional
+from typing import List, Optional, Tuple
 
 import torch
 import torchbearer
 from torch.nn.parallel import DistributedDataParallel
 from torchbearer import Trial
+from torchbearer.callbacks import Callback
 
 from ..callbacks.guards import NaNGuard
 from ..callbacks.pictures import ReconstructionSaver, SampleSaver
@@ -140,7 +142,7 @@ class _Training:
     folder: RunFolder
 
 
-def _train(args, processes: Processes, folder: RunFolder) -> dict:
+def _train(args: argparse.Namespace, processes: Processes, folder: RunFolder) -> dict:
     """Train on every rank: data sharded, the model in DistributedDataParallel, files written by rank 0.
 
     Every rank validates on all the validation images (with the same weights, in eval mode), so the
@@ -275,7 +277,7 @@ class _RunData:
     digest: Optional[str]  # of a folder's files (data.files_digest), None for the other datasets
 
 
-def _read_data(args, processes: Processes, options: dict) -> _RunData:
+def _read_data(args: argparse.Namespace, processes: Processes, options: dict) -> _RunData:
     """The run's data on this rank; a folder's channels, the model and its width settled from the images."""
     # The first process of each machine reads the data first: it downloads mnist/fashion-mnist/cifar10 if
     # needed, alone.
@@ -319,7 +321,8 @@ def _loaders(data: _RunData, processes: Processes):
     return train_loader, val_loader
 
 
-def _callbacks(args, out: str, data: _RunData, processes: Processes, *, kl_term, train_loader):
+def _callbacks(args: argparse.Namespace, out: str, data: _RunData, processes: Processes, *, kl_term: Callback,
+               train_loader: TensorLoader) -> Tuple[List[Callback], NaNGuard]:
     """``(callbacks, guard)``: the Trial's callbacks in their order, and the NaNGuard among them."""
     options, world_size = data.options, processes.world_size
 
