@@ -98,9 +98,9 @@ def _add_train(commands) -> None:
     train = commands.add_parser(
         'train', help='train a VAE (mlp or conv) on a dataset or your own images',
         description='Train a VAE with torchbearer on a dataset or a folder of your own images. Writes '
-                    'reconstruction_{epoch}.png, samples_{epoch}.png, kl_dims_{epoch}.png (and latent_{epoch}.png for '
-                    'labelled data), metrics.csv, loss.png, checkpoint.pt and '
-                    'summary.json into --out.')
+                    'reconstruction_001.png, samples_001.png, ... (one per epoch, counted from 1 as the log counts), '
+                    'kl_dims_010.png (and latent_010.png for labelled data; every 10 epochs and at the last), '
+                    'metrics.csv, loss.png, checkpoint.pt and summary.json into --out.')
     add_train_arguments(train)
 
 
