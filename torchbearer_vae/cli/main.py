@@ -94,7 +94,7 @@ def _arguments(given: Sequence[str]) -> str:
     return f'argument{"s" if len(given) > 1 else ""}: {" ".join(given)}'
 
 
-def _add_train(commands) -> None:
+def _add_train(commands: Any) -> None:
     train = commands.add_parser(
         'train', help='train a VAE (mlp or conv) on a dataset or your own images',
         description='Train a VAE with torchbearer on a dataset or a folder of your own images. Writes '
