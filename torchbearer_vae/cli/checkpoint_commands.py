@@ -104,7 +104,7 @@ def _data_for(args, checkpoint, model):
         dataset = load_dataset(name, data_dir, options['limit'], verbose=False, **preprocessing)
         expected = checkpoint.get('dataset_images')
         if isinstance(expected, int) and len(dataset) != expected:
-            raise CommandError(f'--split {which} is a split of the run\'s {plural(expected, "image")}, but --dataset '
+            raise CommandError(f'--split {which} is a split of the run\'s {expected} images, but --dataset '
                                f'{shown(name)} has {len(dataset)}; give the run\'s dataset, or use --split all')
         train_set, val_set = split(dataset, options)
         dataset = val_set if which == 'val' else train_set
