@@ -25,7 +25,7 @@ def test_metrics_csv_has_one_row_per_epoch_matching_the_history(tmp_path):
     history = train_with(MetricsCSV(tmp_path / 'metrics.csv'), epochs=3)
     with open(tmp_path / 'metrics.csv') as file:
         rows = list(csv.DictReader(file))
-    assert [row['epoch'] for row in rows] == ['0', '1', '2']
+    assert [row['epoch'] for row in rows] == ['1', '2', '3']  # counted as the log and the checkpoint count
     assert list(rows[0])[:2] == ['epoch', 'loss'] and 'val_loss' in rows[0]
     assert [float(row['val_loss']) for row in rows] == pytest.approx([epoch['val_loss'] for epoch in history])
 
@@ -35,6 +35,33 @@ def test_plot_history_draws_train_and_validation_curves(tmp_path):
     assert plot_history(history, tmp_path / 'loss.png') is True
     image = np.asarray(Image.open(tmp_path / 'loss.png'))
     assert image.shape[0] > 100 and image.std() > 10
+
+
+def drawn_axes(monkeypatch, history, path):
+    """The axes of the chart plot_history writes to ``path``, as they were when the file was written."""
+    from matplotlib.figure import Figure
+
+    saved, savefig = [], Figure.savefig
+    monkeypatch.setattr(Figure, 'savefig', lambda self, *args, **kwargs: saved.append(self) or savefig(
+        self, *args, **kwargs))
+    assert plot_history(history, path, metrics=('loss',)) is True
+    return saved[0].axes[0]
+
+
+def test_the_loss_chart_stays_readable_when_the_first_epoch_dwarfs_the_rest(tmp_path, monkeypatch):
+    # A loss that falls from 120 to 104 after a first epoch of 5000: scaled to 5000, the later epochs would be a
+    # flat line at the chart's bottom; they fill the chart, and its title says what was cut.
+    history = [{'loss': 5000.0, 'val_loss': 300.0}] + [{'loss': 120.0 - 2 * i, 'val_loss': 118.0 - 2 * i}
+                                                      for i in range(9)]
+    axes = drawn_axes(monkeypatch, history, tmp_path / 'loss.png')
+    low, high = axes.get_ylim()
+    assert 100 < low < 104 and 120 < high < 124
+    assert axes.get_title() == 'epoch 1 is off the scale (loss 5000, val_loss 300)'
+    assert [list(line.get_xdata()) for line in axes.lines] == [list(range(1, 11))] * 2  # epochs counted from 1
+    # a first epoch that does not dwarf the rest stays on the chart
+    history[0] = {'loss': 140.0, 'val_loss': 125.0}
+    axes = drawn_axes(monkeypatch, history, tmp_path / 'loss.png')
+    assert axes.get_ylim()[1] > 140 and axes.get_title() == ''
 
 
 def test_plot_history_without_matplotlib_writes_nothing(tmp_path, monkeypatch):

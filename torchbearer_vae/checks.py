@@ -1,4 +1,4 @@
-"""Argument checks, one implementation for the whole package.
+"""Argument checks, one implementation for the whole package, and the words messages use for values and counts.
 
 The rule: a value of the wrong *type* raises :class:`TypeError`; a value of the right type but
 the wrong *value* (out of range, not finite, not one of the choices) raises :class:`ValueError`.
@@ -148,3 +148,11 @@ def describe(value: Any) -> str:
     if shape is not None and hasattr(value, 'dtype'):
         return f'a {value.dtype} {type(value).__name__} of shape {tuple(shape)}'
     return f'a {type(value).__name__}'
+
+
+def plural(count: int, noun: str, nouns: Optional[str] = None) -> str:
+    """``count`` and ``noun``, agreeing: '1 image', '2 images', '10,000 images'; ``nouns`` when not ``noun + 's'``.
+
+    Every message that counts something says it with this, so that none reads "1 images".
+    """
+    return f'{count:,} {noun if count == 1 else nouns or noun + "s"}'

@@ -4,7 +4,7 @@ import io
 import json
 import math
 import os
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torchbearer
 from torchbearer.callbacks import Callback
@@ -38,12 +38,13 @@ class MetricsCSV(Callback):
     keeps open: a kill can leave half a row, and a run resumed from a checkpoint taken before
     the last row was written would repeat it. This writes the whole (small) file from the
     Trial's history at the ``on_checkpoint`` hook, so the CSV always matches the history a
-    checkpoint saved at the same hook holds. Like :class:`~torchbearer_vae.Checkpointer` it
-    writes in a background thread by default, in order (a checkpoint handed over before the CSV
-    is on the disk first), and the file is complete when ``Trial.run`` returns. Under
-    :mod:`torch.distributed` only rank 0 writes: the rows are rank 0's history, that is rank 0's
-    own metrics unless a :class:`~torchbearer_vae.ReduceMetrics` callback made them the means
-    over the ranks.
+    checkpoint saved at the same hook holds. Its ``epoch`` column counts from 1, as the
+    checkpoint's ``epoch`` (the epochs done) does: the first row is epoch 1. Like
+    :class:`~torchbearer_vae.Checkpointer` it writes in a background thread by default, in order
+    (a checkpoint handed over before the CSV is on the disk first), and the file is complete when
+    ``Trial.run`` returns. Under :mod:`torch.distributed` only rank 0 writes: the rows are rank
+    0's history, that is rank 0's own metrics unless a :class:`~torchbearer_vae.ReduceMetrics`
+    callback made them the means over the ranks.
 
     Args:
         path (str or PathLike): The CSV file.
@@ -70,7 +71,7 @@ class MetricsCSV(Callback):
         text = io.StringIO(newline='')  # the rows as they are now: training goes on appending to the history
         writer = csv.DictWriter(text, columns, restval='')
         writer.writeheader()
-        for epoch, row in enumerate(history):
+        for epoch, row in enumerate(history, start=1):
             writer.writerow({'epoch': epoch, **{k: v for k, v in row.items() if k in columns}})
         data = text.getvalue().encode('utf-8')
         BackgroundWriter.of_run(state).write(self.path, bytes_writer(data), owner=self, background=self.background)
@@ -80,7 +81,10 @@ class MetricsCSV(Callback):
 
 
 def plot_history(history: Sequence[Dict[str, Any]], path: PathLike, *, metrics: Sequence[str] = ('loss',)) -> bool:
-    """Plot training and validation curves of ``metrics`` per epoch into an image file.
+    """Plot training and validation curves of ``metrics`` per epoch into an image file, epochs counted from 1.
+
+    When the first epoch's values dwarf the others' (its loss is often many times the rest's), the
+    chart shows the later epochs' range, and says that epoch 1 is cut and what its values were.
 
     Args:
         history (sequence of dict): torchbearer's history (one dict of metrics per epoch).
@@ -104,12 +108,20 @@ def plot_history(history: Sequence[Dict[str, Any]], path: PathLike, *, metrics: 
     figure = Figure(figsize=(6, 4))
     FigureCanvasAgg(figure)  # draws without pyplot, so no GUI backend or global state is touched
     axes = figure.add_subplot()
-    epochs = range(len(history))
+    epochs = range(1, len(history) + 1)
+    curves = {}
     for name in names:
         for key, style in ((name, '-o'), ('val_' + name, '--s')):
             values = [epoch.get(key) for epoch in history]
             if any(value is not None for value in values):
-                axes.plot(epochs, [float('nan') if v is None else v for v in values], style, label=key)
+                curves[key] = [float('nan') if v is None else float(v) for v in values]
+                axes.plot(epochs, curves[key], style, label=key)
+    cut = _first_epoch_cut(curves)
+    if cut is not None:
+        axes.set_ylim(*cut)
+        shown = ', '.join(f'{key} {values[0]:.4g}' for key, values in curves.items()
+                          if not cut[0] <= values[0] <= cut[1])
+        axes.set_title(f'epoch 1 is off the scale ({shown})', fontsize='small')
     axes.set_xlabel('epoch')
     axes.set_ylabel('nats per image')
     axes.grid(alpha=0.3)
@@ -117,6 +129,24 @@ def plot_history(history: Sequence[Dict[str, Any]], path: PathLike, *, metrics: 
     figure.tight_layout()
     atomic_write(path, lambda tmp_path: figure.savefig(tmp_path))
     return True
+
+
+def _first_epoch_cut(curves: Dict[str, List[float]]) -> Optional[Tuple[float, float]]:
+    """The y limits of the epochs after the first, when the first's values would squeeze them; else None.
+
+    Cut when there are at least 3 epochs and the later ones would fill less than a third of the
+    height a chart of every epoch needs (a margin of a twentieth of their range on either side).
+    """
+    later = [value for values in curves.values() for value in values[1:] if math.isfinite(value)]
+    first = [values[0] for values in curves.values() if len(values) > 2 and math.isfinite(values[0])]
+    if not later or not first:
+        return None
+    low, high = min(later), max(later)
+    full = max(high, *first) - min(low, *first)
+    if full == 0 or high - low >= full / 3:
+        return None
+    margin = (high - low) / 20 or abs(high) / 20 or 1.0
+    return low - margin, high + margin
 
 
 def write_json(path: PathLike, data: Dict[str, Any]) -> str:

@@ -164,7 +164,7 @@ def test_the_arguments_every_picture_shares_are_checked_the_same_way(tmp_path, c
     (lambda: LatentTraversal(value_range=3), TypeError, 'value_range must be two numbers'),
     (lambda: LatentTraversal(value_range=(0, 'x')), TypeError, 'value_range must be two numbers'),
     (lambda: LatentTraversal(inputs=[1, 2]), TypeError, 'inputs must be a floating point tensor'),
-    (lambda: LatentTraversal(inputs=torch.zeros(0, 1, 3, 3)), ValueError, 'at least 1 images, got 0'),
+    (lambda: LatentTraversal(inputs=torch.zeros(0, 1, 3, 3)), ValueError, 'at least 1 image, got 0'),
     (lambda: Interpolation(num_pairs=0), ValueError, 'num_pairs must be an int >= 1, got 0'),
     (lambda: Interpolation(num_steps=1), ValueError, 'num_steps must be an int >= 2'),
     (lambda: Interpolation(num_steps=2.0), TypeError, 'num_steps must be an int >= 2'),

@@ -128,6 +128,23 @@ def test_latent_scatter_colours_each_label_present_and_no_other(mnist, tmp_path)
     assert all(present[label] == 0 for label in (1, 2, 4, 5, 6, 8, 9)), present
 
 
+def test_latent_scatter_names_the_classes_in_its_legend_and_counts_epochs_as_told(mnist, tmp_path):
+    chosen = [i for i in range(9000, 10000) if int(mnist.targets[i]) in (0, 3, 7)]
+    names = ['zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine']
+    named = LatentScatter(tmp_path, num_images=300, class_names=names).number_epochs_from(1)
+    indexed = LatentScatter(tmp_path, filename='indexed_{epoch}.png', num_images=300)
+    run_trial(VAE(latent_dim=2, hidden_dim=32), [kld_loss(), named, indexed], labelled(mnist, range(200)),
+              labelled(mnist, chosen))
+    legend = named._axes.get_legend()  # the chart as drawn: its legend's words and title
+    assert [text.get_text() for text in legend.get_texts()] == ['zero', 'three', 'seven']
+    assert legend.get_title().get_text() == 'class' and named._axes.get_title() == 'posterior means, epoch 1'
+    assert [text.get_text() for text in indexed._axes.get_legend().get_texts()] == ['0', '3', '7']
+    assert indexed._axes.get_title() == 'posterior means, epoch 0'  # torchbearer's numbering, as in indexed_0.png
+    assert (tmp_path / 'latent_1.png').exists() and (tmp_path / 'indexed_0.png').exists()
+    with pytest.raises(TypeError, match='class_names must be a sequence of str'):
+        LatentScatter(tmp_path, class_names='cat')
+
+
 def test_latent_scatter_without_labels_is_grey_and_projects_a_larger_latent(mnist, tmp_path):
     data = AutoEncoderDataset(Subset(mnist, range(600)))
     trial = Trial(VAE(latent_dim=8), None, nn.BCELoss(reduction='sum'),

@@ -65,6 +65,20 @@ def test_every_picture_callback_is_an_imaging_callback_whose_builders_return_it(
     assert os.listdir(tmp_path) == []  # building writes nothing
 
 
+def test_users_epoch_templates_work_and_pictures_can_count_epochs_from_1(tmp_path):
+    images = torch.rand(6, 1, 8, 8)
+    savers = [ReconstructionSaver(folder=tmp_path, filename='x_{epoch}.png', num_images=2),  # torchbearer's 0, 1
+              ReconstructionSaver(folder=tmp_path, filename='padded_{epoch:03d}.png', num_images=2),
+              SampleSaver(folder=tmp_path, filename='s_{epoch:03d}.png', num_images=2).number_epochs_from(1)]
+    assert savers[2].first_epoch == 1 and savers[0].first_epoch == 0
+    trial_of(savers, model=ProbeVAE()).with_generators(train_generator=loader(images[:, :, :3, :3]),
+                                                      val_generator=loader(images[:, :, :3, :3])).run(2)
+    assert sorted(os.listdir(tmp_path)) == ['padded_000.png', 'padded_001.png', 's_001.png', 's_002.png',
+                                            'x_0.png', 'x_1.png']
+    with pytest.raises(ValueError, match='first must be an int >= 0'):
+        SampleSaver(folder=tmp_path).number_epochs_from(-1)
+
+
 def test_to_file_and_to_state_receive_the_picture_the_default_file_holds(tmp_path):
     images = torch.rand(6, 1, 8, 8)
     key = torchbearer.state_key('reconstruction_grid')

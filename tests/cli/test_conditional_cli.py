@@ -51,11 +51,11 @@ def test_a_conditional_run_trains_a_conditional_vae_and_draws_its_latent_picture
     assert isinstance(model, ConditionalVAE) and model.num_classes == 10 and model.latent_dim == 2
     assert checkpoint['options']['conditional'] is True and checkpoint['options']['model'] == 'mlp'
     names = sorted(os.listdir(conditional_run))
-    assert 'latent_1.png' in names and 'kl_dims_1.png' in names  # the last epoch's
-    scatter = pixels(conditional_run / 'latent_1.png')[..., :3]
+    assert 'latent_002.png' in names and 'kl_dims_002.png' in names  # the last epoch's, counted from 1
+    scatter = pixels(conditional_run / 'latent_002.png')[..., :3]
     present = [c for c in TAB10 if (scatter == np.array(rgb(c), dtype=np.uint8)).all(-1).sum() > 0]
     assert len(present) == 10  # the labels reached the picture: one colour per digit of the validation split
-    samples = pixels(conditional_run / 'samples_1.png')
+    samples = pixels(conditional_run / 'samples_002.png')
     assert samples.shape[0] == 2 + 10 * 10  # SampleSaver: one row per class
 
 
@@ -163,7 +163,7 @@ def test_resume_keeps_conditional_and_old_checkpoints_are_not_conditional(condit
     flat = tmp_path / 'flat_run'
     assert main(['train', '--dataset', f'folder:{write_folder(tmp_path / "flat", 1)}', '--epochs', '1',
                  '--hidden-dim', '16', '--out', str(flat), '--quiet']) == 0
-    assert (flat / 'kl_dims_0.png').exists() and not (flat / 'latent_0.png').exists()
+    assert (flat / 'kl_dims_001.png').exists() and not (flat / 'latent_001.png').exists()
 
 
 class MyVAE(VAE):
@@ -217,8 +217,8 @@ def test_the_latent_pictures_are_drawn_every_10_epochs_and_at_the_last(tmp_path)
     assert main(['train', '--dataset', 'digits', '--epochs', '12', '--limit', '200', '--hidden-dim', '16', '--out',
                  str(out), '--quiet']) == 0
     latent = sorted(name for name in os.listdir(out) if name.startswith(('latent_', 'kl_dims_')))
-    assert latent == ['kl_dims_11.png', 'kl_dims_9.png', 'latent_11.png', 'latent_9.png']  # 0-based: 10th and 12th
+    assert latent == ['kl_dims_010.png', 'kl_dims_012.png', 'latent_010.png', 'latent_012.png']  # 10th and 12th
     assert main(['train', '--resume', '--dataset', 'digits', '--epochs', '13', '--limit', '200', '--out', str(out),
                  '--quiet']) == 0
-    assert (out / 'kl_dims_12.png').exists() and (out / 'latent_12.png').exists()  # the resumed run's last
-    assert pixels(out / 'kl_dims_12.png').shape[:2] == pixels(out / 'kl_dims_9.png').shape[:2]
+    assert (out / 'kl_dims_013.png').exists() and (out / 'latent_013.png').exists()  # the resumed run's last
+    assert pixels(out / 'kl_dims_013.png').shape[:2] == pixels(out / 'kl_dims_010.png').shape[:2]

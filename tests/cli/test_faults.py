@@ -59,7 +59,7 @@ def check_folder(out):
                 assert image.size[0] > 0
         elif name == 'metrics.csv':
             header, rows = read_csv(path)
-            assert header[0] == 'epoch' and [int(row['epoch']) for row in rows] == list(range(len(rows)))
+            assert header[0] == 'epoch' and [int(row['epoch']) for row in rows] == list(range(1, len(rows) + 1))
             assert all(math.isfinite(float(value)) for row in rows for key, value in row.items() if key != 'epoch')
         elif name == 'summary.json':
             with open(path) as file:
@@ -141,8 +141,8 @@ def test_sigkill_at_random_moments_leaves_readable_files_and_the_run_resumes(mni
     assert not os.path.exists(out / LOCK) and not os.path.exists(out / RUN)  # the last run released them
     assert temporaries == [] and epoch == EPOCHS and len(rows) == EPOCHS
     assert set(real) == {'checkpoint.pt', 'metrics.csv', 'loss.png', 'summary.json'} | {
-        f'{picture}_{e}.png' for picture in ('reconstruction', 'samples') for e in range(EPOCHS)} | {
-        f'{picture}_{EPOCHS - 1}.png' for picture in ('kl_dims', 'latent')}  # the latent charts: at the last epoch
+        f'{picture}_{e:03d}.png' for picture in ('reconstruction', 'samples') for e in range(1, EPOCHS + 1)} | {
+        f'{picture}_{EPOCHS:03d}.png' for picture in ('kl_dims', 'latent')}  # the latent charts: at the last epoch
     history = load_checkpoint(out / 'checkpoint.pt')['history']
     for row, saved in zip(rows, history):  # the CSV is the checkpoint's history, epoch for epoch
         for key, value in row.items():

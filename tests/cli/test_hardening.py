@@ -217,7 +217,7 @@ def test_6_bad_data_files_are_one_line_naming_the_dataset(tmp_path):
         one_error_line(run_cli('train', '--dataset', f'idx:{folder}', '--out', tmp_path / 'run'),
                        f'--dataset idx:{folder}')
     one_error_line(run_cli('train', '--dataset', 'digits', '--limit', 1, '--out', tmp_path / 'run'),
-                   'too few to split')
+                   '1 image cannot be split into training and validation images, whatever --val-fraction')
     assert not (tmp_path / 'run').exists()
 
 

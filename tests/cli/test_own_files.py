@@ -99,17 +99,17 @@ def test_train_writes_into_an_empty_folder_and_starts_over_a_run_of_its_own_stop
     out = tmp_path / 'empty'
     out.mkdir()
     assert main(['train', *DIGITS, '--out', str(out)]) == 0
-    assert (out / 'samples_0.png').is_file() and not (out / LOCK).exists()
+    assert (out / 'samples_001.png').is_file() and not (out / LOCK).exists()
     assert not (out / RUN).exists()  # the checkpoint records the run from its first epoch on
     stopped = tmp_path / 'stopped'  # a run stopped before its first checkpoint: its record and a picture
     folder = RunFolder(stopped)
     folder.open()
     folder.check_new_run()
-    (stopped / 'samples_0.png').write_bytes(b'half written')
+    (stopped / 'samples_001.png').write_bytes(b'half written')
     folder.close()
-    assert sorted(os.listdir(stopped)) == [RUN, 'samples_0.png']
+    assert sorted(os.listdir(stopped)) == [RUN, 'samples_001.png']
     assert main(['train', *DIGITS, '--out', str(stopped)]) == 0
-    assert (stopped / 'samples_0.png').read_bytes() == (out / 'samples_0.png').read_bytes()  # the same seed
+    assert (stopped / 'samples_001.png').read_bytes() == (out / 'samples_001.png').read_bytes()  # the same seed
     assert sorted(os.listdir(stopped)) == sorted(os.listdir(out))
 
 

@@ -54,9 +54,9 @@ def colour_run(photos, tmp_path_factory):
 def test_a_colour_folder_trains_the_convolutional_vae(colour_run, photos):
     out, result = colour_run
     readable = photos[1]
-    assert sorted(os.listdir(out)) == ['checkpoint.pt', 'kl_dims_1.png', 'latent_1.png', 'loss.png', 'metrics.csv',
-                                       'reconstruction_0.png', 'reconstruction_1.png', 'samples_0.png',
-                                       'samples_1.png', 'summary.json']  # latent: china/ and flower/ are labels
+    assert sorted(os.listdir(out)) == ['checkpoint.pt', 'kl_dims_002.png', 'latent_002.png', 'loss.png',
+                                       'metrics.csv', 'reconstruction_001.png', 'reconstruction_002.png',
+                                       'samples_001.png', 'samples_002.png', 'summary.json']  # china/, flower/: labels
     summary = json.loads((out / 'summary.json').read_text())
     assert summary['image_shape'] == [3, 32, 32] and summary['train_images'] + summary['val_images'] == readable
     assert (summary['model'], summary['likelihood']) == ('conv', 'gaussian')
@@ -74,7 +74,7 @@ def test_a_colour_folder_trains_the_convolutional_vae(colour_run, photos):
     # Gaussian nats per image: far above a Bernoulli run's, and loss = recon + kl still
     assert float(rows[1]['val_recon']) > 1000 and np.isfinite(summary['val_elbo_per_image'])
     assert float(rows[1]['loss']) == pytest.approx(float(rows[1]['recon']) + float(rows[1]['kl']), rel=1e-3)
-    picture = np.asarray(Image.open(out / 'reconstruction_1.png'))
+    picture = np.asarray(Image.open(out / 'reconstruction_002.png'))
     assert picture.shape == (2 + 2 * 34, 2 + 8 * 34, 3)  # colour: three channels
     assert np.abs(picture[..., 0].astype(int) - picture[..., 2]).mean() > 2  # not grey
 

@@ -49,7 +49,7 @@ def test_idx_dataset_items_equal_torchvision_to_tensor(mnist):
     assert image.shape == (1, 28, 28) and image.dtype == torch.float32 and isinstance(label, int)
     assert torch.equal(image, to_tensor(mnist.data[7].numpy()))
     assert label == int(mnist.targets[7])
-    assert 'IDXDataset(10000 images' in repr(mnist)
+    assert 'IDXDataset(10,000 images' in repr(mnist)
 
 
 def test_idx_dataset_from_folder_errors(tmp_path, mnist_dir):

@@ -19,7 +19,7 @@ import torch
 import torchbearer
 from torchbearer.callbacks.imaging import imaging as torchbearer_imaging
 
-from ..checks import check_path, describe
+from ..checks import check_path, describe, plural
 from ..files import BackgroundWriter, PathLike
 
 __all__ = ['MakeGrid']
@@ -118,7 +118,7 @@ def check_inputs(inputs: Any, needed: int, name: str = 'inputs') -> torch.Tensor
         raise TypeError(f'{name} must be a floating point tensor holding a batch of images (N, ...), got '
                         f'{describe(inputs)}')
     if inputs.shape[0] < needed:
-        raise ValueError(f'{name} must hold at least {needed} images, got {inputs.shape[0]}')
+        raise ValueError(f'{name} must hold at least {plural(needed, "image")}, got {inputs.shape[0]}')
     return inputs.detach().cpu().clone()
 
 
@@ -227,6 +227,9 @@ def as_grid(image: Any, nrow: int, normalize: bool, who: str) -> torch.Tensor:
 class ImageFiles:
     """A torchbearer imaging handler that writes each image atomically to ``folder/filename``, ``{epoch}`` filled in.
 
+    ``{epoch}`` is torchbearer's ``state[EPOCH]`` plus ``first_epoch``: 0 (torchbearer's numbering, as its own
+    ``to_file`` names files) unless the picture counts from 1 (:meth:`PictureSaver.number_epochs_from`).
+
     The files go through the run's :class:`~torchbearer_vae._io.BackgroundWriter` (kept in the
     Trial's state), in order with the run's other files; :meth:`wait` waits for them and raises
     a failed write of this handler's.
@@ -235,9 +238,11 @@ class ImageFiles:
     def __init__(self, folder: PathLike, filename: str):
         check_output_path(folder, filename)
         self.folder, self.filename = folder, filename
+        self.first_epoch = 0
 
     def path(self, epoch: int) -> str:
-        return os.path.join(os.fspath(self.folder), file_name(self.filename, epoch))
+        """The file of torchbearer's ``epoch`` (0-based), numbered from ``first_epoch``."""
+        return os.path.join(os.fspath(self.folder), file_name(self.filename, epoch + self.first_epoch))
 
     def __call__(self, image: torch.Tensor, index: int, state: dict) -> None:
         BackgroundWriter.of_run(state).write(self.path(state[torchbearer.EPOCH]), _png_writer(image), owner=self)

@@ -16,7 +16,7 @@ components of the posterior means, computed with :func:`torch.linalg.svd`. The c
 with matplotlib (``pip install matplotlib``) on its Agg canvas, without pyplot; each chart makes
 its figure at its first drawing and draws on it again at the next ones.
 """
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -141,9 +141,9 @@ class LatentScatter(PictureSaver):
     means ``mu``; for ``latent_dim == 2`` the points are the two coordinates, otherwise their
     projections on the first two principal components (the axis labels say how much of the
     variance each holds). With labels in the batches (``state[torchbearer_vae.LABEL]``, see
-    :func:`~torchbearer_vae.load_batch_with_labels`) each class has its colour and a legend entry;
-    without, the points are grey. Needs a model with ``encode(x) -> (mu, logvar)`` (a conditional
-    one gets the labels).
+    :func:`~torchbearer_vae.load_batch_with_labels`) each class has its colour and a legend entry,
+    its name from ``class_names`` or else its index; without, the points are grey. Needs a model
+    with ``encode(x) -> (mu, logvar)`` (a conditional one gets the labels).
 
     Args:
         folder (str or PathLike or None): Folder to write into.
@@ -151,6 +151,8 @@ class LatentScatter(PictureSaver):
         num_images (int): Validation images to encode and draw, >= 2.
         key (StateKey): Where the inputs are in state.
         size (float): Width and height of the chart, in inches at 100 pixels per inch.
+        class_names (sequence of str or None): The name of each class index, for the legend (a folder's
+            class subfolders, ``load_image_folder(...).classes``); None shows the indices.
 
     Raises:
         ImportError: when drawing without matplotlib, with the install command.
@@ -165,9 +167,14 @@ class LatentScatter(PictureSaver):
     _default_name = 'latent'
 
     def __init__(self, folder: Optional[PathLike] = 'results', filename: str = 'latent_{epoch}.png', *,
-                 num_images: int = 2000, key: StateKey = torchbearer.X, size: float = 5.0):
+                 num_images: int = 2000, key: StateKey = torchbearer.X, size: float = 5.0,
+                 class_names: Optional[Sequence[str]] = None):
         check_int('num_images', num_images, minimum=2)
         self.size = check_number('size', size, minimum=1, maximum=40)
+        if class_names is not None and (isinstance(class_names, str) or not all(
+                isinstance(name, str) for name in class_names)):
+            raise TypeError(f'class_names must be a sequence of str, one per class index, got {class_names!r}')
+        self.class_names = None if class_names is None else list(class_names)
         super().__init__(folder, filename, key=key, num_images=num_images)
         _require_matplotlib(type(self).__name__)
         self._axes: Optional[Axes] = None  # made by the first draw, drawn on again: see _figure
@@ -197,7 +204,7 @@ class LatentScatter(PictureSaver):
             axes.set_xlabel('z[0]')
             axes.set_ylabel('z[1]')
         # y=1: the title's usual place, fixed; by default matplotlib measures the ticks above the axes to place it.
-        axes.set_title(f'posterior means, epoch {state[torchbearer.EPOCH]}', y=1.0)
+        axes.set_title(f'posterior means, epoch {self.epoch_number(state)}', y=1.0)
         return _pixels(axes)
 
     def _classes(self, axes: 'Axes', present: List[Optional[int]]) -> None:
@@ -220,9 +227,15 @@ class LatentScatter(PictureSaver):
         else:
             colours = _colours(max(labels) + 1)
             self._dots = {label: axes.scatter(np.zeros(0), np.zeros(0), s=4, color=colours[label], linewidths=0,
-                                              label=str(label)) for label in labels}
-            axes.legend(markerscale=3, fontsize='small', loc='best', title='label')
+                                              label=self._name(label)) for label in labels}
+            axes.legend(markerscale=3, fontsize='small', loc='best',
+                        title='label' if self.class_names is None else 'class')
         self._present = present
+
+    def _name(self, label: int) -> str:
+        """A class's legend entry: its name, else (no names, or none for this index) its index."""
+        names = self.class_names
+        return names[label] if names is not None and 0 <= label < len(names) else str(label)
 
 
 def _colours(count: int) -> List[Tuple[float, float, float, float]]:
@@ -368,5 +381,5 @@ class KLPerDimension(PictureSaver):
         if drawn <= 64:
             axes.set_xticks(range(drawn), [str(i) for i in order.tolist()], fontsize='small')
         axes.set_title(f'{active} of {len(kl)} dimensions above {self.threshold:g} nats, '
-                       f'epoch {state[torchbearer.EPOCH]}', y=1.0)  # y=1: see LatentScatter.draw
+                       f'epoch {self.epoch_number(state)}', y=1.0)  # y=1: see LatentScatter.draw
         return _pixels(axes, _LOG_MARGINS)

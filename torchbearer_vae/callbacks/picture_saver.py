@@ -173,7 +173,8 @@ class PictureSaver(_PhaseImages):
 
     Args:
         folder (str or PathLike or None): Folder to write into (created when needed); None writes no file.
-        filename (str): File name template; ``{epoch}`` is replaced by torchbearer's 0-based epoch.
+        filename (str): File name template; ``{epoch}`` is replaced by torchbearer's 0-based epoch (from 1 after
+            :meth:`number_epochs_from`); a format spec pads it, as in ``'mean_{epoch:03d}.png'``.
         key (StateKey): Where the inputs are in state (the first element of a tuple value).
         num_images (int): Inputs to collect each phase; 0 collects none.
         inputs (torch.Tensor or None): Fixed inputs to draw from instead, at least ``num_images``.
@@ -207,6 +208,7 @@ class PictureSaver(_PhaseImages):
         self._optional.add('label')
         self._files = None if folder is None else ImageFiles(folder, filename)
         self.folder, self.filename, self.key = folder, filename, key
+        self.first_epoch = 0
         self.nrow = check_int('nrow', nrow, minimum=1)
         self.normalize = check_bool('normalize', normalize)
         self.image_shape = None if image_shape is None else check_shape(
@@ -257,6 +259,22 @@ class PictureSaver(_PhaseImages):
     def on_test(self: _Saver) -> _Saver:
         """Draw from test batches (``trial.evaluate(data_key=torchbearer.TEST_DATA)``). Returns: self."""
         return self._on(torchbearer.TEST_DATA)
+
+    def number_epochs_from(self: _Saver, first: int) -> _Saver:
+        """Number the epochs from ``first`` in the file names and the charts' titles. Returns: self.
+
+        The default, 0, is torchbearer's ``state[torchbearer.EPOCH]``, as torchbearer's own ``to_file``
+        names its files; 1 counts as people do (and the command line's log): the picture written after
+        the first epoch is epoch 1.
+        """
+        self.first_epoch = check_int('first', first, minimum=0) or 0  # an int: None is refused
+        if self._files is not None:
+            self._files.first_epoch = self.first_epoch
+        return self
+
+    def epoch_number(self, state: dict) -> int:
+        """The epoch of ``state`` as this picture numbers it (see :meth:`number_epochs_from`), for a chart's title."""
+        return int(state[torchbearer.EPOCH]) + self.first_epoch
 
     def with_handler(self: _Saver, handler: Callable[..., Any], index: Optional[int] = None) -> _Saver:
         """torchbearer's ``with_handler``, checking now that ``handler`` can be called. Returns: self."""

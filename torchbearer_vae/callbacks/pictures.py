@@ -1,7 +1,8 @@
 """Picture callbacks: reconstructions, prior samples, latent traversals and interpolations, once per epoch.
 
-Each writes one image per epoch (``{epoch}`` in its file name is torchbearer's 0-based epoch)
-into ``folder``, atomically, from rank 0 only. A VAE trained the state way with all four::
+Each writes one image per epoch (``{epoch}`` in its file name is torchbearer's 0-based epoch, or
+counted from 1 after ``.number_epochs_from(1)``) into ``folder``, atomically, from rank 0 only.
+A VAE trained the state way with all four::
 
     fixed = next(iter(val_loader))[0][:8]                  # the same inputs every epoch
     callbacks = [kld_loss(), ReconstructionSaver(folder='results'),  # inputs above reconstructions
@@ -49,7 +50,8 @@ class ReconstructionSaver(PictureSaver):
     Args:
         folder (str or PathLike or None): Folder to write into; created when the first image is written.
         filename (str): File name template; ``{epoch}`` is replaced by torchbearer's
-            (0-based) epoch number. The extension picks the format (``.png``, ``.jpg``, ...).
+            (0-based) epoch number (see :meth:`~PictureSaver.number_epochs_from`), padded by a
+            format spec such as ``{epoch:03d}``. The extension picks the format (``.png``, ``.jpg``, ...).
         num_images (int): How many inputs (and reconstructions) to show.
         key (StateKey): Where the inputs are in state.
         output_key (StateKey): Where the model's output is in state.

@@ -16,6 +16,7 @@ import torch
 
 from ..callbacks.pictures import ReconstructionSaver, SampleSaver
 from ..checkpoints import load_checkpoint
+from ..checks import plural
 from ..data.datasets import SizedDataset
 from ..data.loaders import TensorLoader
 from ..errors import CheckpointError, CommandError, MissingStateError
@@ -180,7 +181,9 @@ def sample(args: argparse.Namespace) -> None:
 
     A conditional model without ``--label`` draws one row per class, the same noise in each column.
     """
-    out, checkpoint, model, device = _start(args, 'samples.png', 'image')
+    # each class its own default file: `--label 7` keeps the samples of `--label 3`
+    default_name = 'samples.png' if args.label is None else f'samples_label{args.label}.png'
+    out, checkpoint, model, device = _start(args, default_name, 'image')
     _check_label(args, model)
     rows = max(1, round(args.num_images ** 0.5))
     if is_conditional(model) and args.label is None:  # one row per class, --num-images in all (about)
@@ -190,7 +193,7 @@ def sample(args: argparse.Namespace) -> None:
         saver = SampleSaver(*_template(out), num_images=columns, nrow=columns, seed=args.seed)
         with _fitting(args):
             path = saver.save(model)
-        print(f'wrote {model.num_classes} rows of {columns} samples, one row per class (0 to '
+        print(f'wrote {model.num_classes} rows of {plural(columns, "sample")}, one row per class (0 to '
               f'{model.num_classes - 1}), to {path}')
         return
     check_pictures_fit(args.num_images, model, device)
@@ -198,7 +201,8 @@ def sample(args: argparse.Namespace) -> None:
     saver = SampleSaver(*_template(out), num_images=args.num_images, nrow=rows, seed=args.seed, label=args.label)
     with _fitting(args):
         path = saver.save(model)
-    print(f'wrote {args.num_images} samples{"" if args.label is None else f" of class {args.label}"} to {path}')
+    print(f'wrote {plural(args.num_images, "sample")}{"" if args.label is None else f" of class {args.label}"} to '
+          f'{path}')
 
 
 def reconstruct(args: argparse.Namespace) -> None:
@@ -219,7 +223,8 @@ def reconstruct(args: argparse.Namespace) -> None:
             with evaluating(model):
                 recon = model(inputs, labels.to(device))[0]
             path = saver.write(inputs, recon.reshape(inputs.shape).cpu(), epoch=0)
-    print(f'wrote {count} images and their reconstructions to {path}')
+    print(f'wrote {plural(count, "image")} and {"its reconstruction" if count == 1 else "their reconstructions"} '
+          f'to {path}')
 
 
 def _duration(seconds: float) -> str:

@@ -18,6 +18,7 @@ from typing import Any, Callable, Optional, Tuple
 import torch
 from torch.utils.data import Dataset
 
+from ..checks import plural
 from ..data.datasets import (
     IDXDataset,
     ImageDataset,
@@ -117,7 +118,7 @@ def load_dataset(name: Optional[str], data_dir: Optional[str], limit: Optional[i
         raise CommandError(f'--dataset {shown(name)} holds no images; give a dataset with images')
     if verbose and is_folder(name):
         data = dataset.data
-        print(f'--dataset {name}: {len(data):,} images of {"x".join(map(str, data.shape[1:]))} '
+        print(f'--dataset {name}: {plural(len(data), "image")} of {"x".join(map(str, data.shape[1:]))} '
               f'({math.prod(data.shape) / 2 ** 20:.3g} MiB in memory)', file=sys.stderr)
     return dataset
 
@@ -205,12 +206,16 @@ def image(item: Any) -> Any:
 
 def split(dataset: SizedDataset, options: dict) -> Tuple[Dataset, Dataset]:
     """``train_val_split`` of the run's options; CommandError if the images are too few to split."""
+    limit = f' --limit {options["limit"]}' if options.get('limit') else ''
+    if len(dataset) < 2:  # no --val-fraction helps: say so, rather than suggest another one
+        raise CommandError(f'--dataset {shown(options["dataset"])}{limit}: {plural(len(dataset), "image")} cannot be '
+                           f'split into training and validation images, whatever --val-fraction: give at least 2 '
+                           f'images')
     try:
         return train_val_split(dataset, options['val_fraction'], seed=options['seed'])
     except ValueError as error:
-        limit = f' --limit {options["limit"]}' if options.get('limit') else ''
-        raise CommandError(f'--dataset {shown(options["dataset"])}{limit}: {len(dataset)} images are too few to '
-                           f'split: {error}') from None
+        raise CommandError(f'--dataset {shown(options["dataset"])}{limit}: {plural(len(dataset), "image")} are too '
+                           f'few to split with --val-fraction {options["val_fraction"]:g}: {error}') from None
 
 
 def absolute(options: dict) -> dict:

@@ -10,11 +10,12 @@ The commands themselves are in the internal modules ``train`` and ``checkpoint_c
 this module only parses and reports.
 """
 import argparse
+import difflib
 import re
 import signal
 import sys
 from types import FrameType
-from typing import Any, Callable, List, Optional, Sequence, Union
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 from ..compat import environment
 from ..errors import CheckpointError, CommandError
@@ -39,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--version', action=_Version, nargs=0,
                         help="show the versions of torchbearer-vae, torch, torchvision, torchbearer and Python (what "
                              "a bug report needs) and exit")
-    commands = parser.add_subparsers(dest='command', metavar='command')
+    commands = parser.add_subparsers(dest='command', metavar='command', parser_class=_Command)
     for add_command in (_add_train, _add_sample, _add_reconstruct, _add_evaluate):
         add_command(commands)
     return parser
@@ -58,22 +59,66 @@ class _Version(argparse.Action):
         parser.exit()
 
 
+class _Command(argparse.ArgumentParser):
+    """A sub-command's parser: an argument it does not know is its own usage error, naming the closest option.
+
+    argparse leaves an unknown argument of a sub-command to the main parser, which shows the main usage and
+    no hint; here ``train --epohcs 3`` shows ``train``'s usage and "did you mean --epochs?".
+    """
+
+    def parse_known_args(self, args: Optional[Sequence[str]] = None,  # type: ignore[override]
+                         namespace: Optional[argparse.Namespace] = None) -> Tuple[Any, List[str]]:
+        given = list(sys.argv[1:] if args is None else args)
+        unknown = [arg for arg in given[:given.index('--') if '--' in given else len(given)]
+                   if arg.startswith('--') and not self._knows(arg.split('=', 1)[0])]
+        if unknown:  # before argparse's own checks, which would report a required option "missing" instead
+            self.error(f'unrecognized {_arguments(unknown)}{self._closest(unknown)}')
+        namespace, extras = super().parse_known_args(given, namespace)
+        if extras:
+            self.error(f'unrecognized {_arguments(extras)}')
+        return namespace, extras
+
+    def _flags(self) -> List[str]:
+        return [flag for action in self._actions for flag in action.option_strings if flag.startswith('--')]
+
+    def _knows(self, flag: str) -> bool:
+        """Whether ``flag`` is one of ours, or a prefix argparse expands to one (``--epoch`` for ``--epochs``)."""
+        return any(known.startswith(flag) for known in self._flags())
+
+    def _closest(self, unknown: Sequence[str]) -> str:
+        """'; did you mean --epochs?' for the first of the ``unknown`` options that is like one of ours, else ''."""
+        names = {flag[2:]: flag for flag in self._flags()}  # compared without the dashes every flag shares
+        for flag in unknown:
+            found = difflib.get_close_matches(flag.split('=', 1)[0][2:], list(names), n=1, cutoff=0.6)
+            if found:
+                return f'; did you mean {names[found[0]]}?'
+        return ''
+
+
+def _arguments(given: Sequence[str]) -> str:
+    return f'argument{"s" if len(given) > 1 else ""}: {" ".join(given)}'
+
+
 def _add_train(commands: Any) -> None:
     train = commands.add_parser(
         'train', help='train a VAE (mlp or conv) on a dataset or your own images',
         description='Train a VAE with torchbearer on a dataset or a folder of your own images. Writes '
-                    'reconstruction_{epoch}.png, samples_{epoch}.png, kl_dims_{epoch}.png (and latent_{epoch}.png for '
-                    'labelled data), metrics.csv, loss.png, checkpoint.pt and '
-                    'summary.json into --out.')
+                    'reconstruction_001.png, samples_001.png, ... (one per epoch, counted from 1 as the log counts), '
+                    'kl_dims_010.png (and latent_010.png for labelled data; every 10 epochs and at the last), '
+                    'metrics.csv, loss.png, checkpoint.pt and summary.json into --out.')
     add_train_arguments(train)
 
 
 def _add_sample(commands: Any) -> None:
-    sample = commands.add_parser('sample', help='decode draws from the prior of a trained model')
+    sample = commands.add_parser(
+        'sample', help='decode draws from the prior of a trained model',
+        description='Decode draws from the prior N(0, I) of a trained model into a grid of images: samples.png '
+                    'beside the checkpoint (samples_labelN.png with --label N), or --out. A conditional model '
+                    'draws one row per class, or class N only with --label N.')
     _checkpoint_option(sample)
     _num_images_option(sample, 64)
-    sample.add_argument('--out', default=None, help='image file, or a folder for samples.png '
-                                                    '(default: samples.png beside the checkpoint)')
+    sample.add_argument('--out', default=None, help='image file, or a folder for samples.png (samples_labelN.png '
+                                                    'with --label N) (default: that file beside the checkpoint)')
     _force_option(sample)
     sample.add_argument('--label', type=class_index, default=None, metavar='N',
                         help='a conditional model (train --conditional): draw class N only (default: one row per '
@@ -83,7 +128,11 @@ def _add_sample(commands: Any) -> None:
 
 
 def _add_reconstruct(commands: Any) -> None:
-    reconstruct = commands.add_parser('reconstruct', help='show images above their reconstructions')
+    reconstruct = commands.add_parser(
+        'reconstruct', help='show images above their reconstructions',
+        description="Encode and decode images with a trained model and write them above their reconstructions: "
+                    "recon.png beside the checkpoint, or --out. The images are the run's validation images unless "
+                    "--split or --dataset says otherwise.")
     _checkpoint_option(reconstruct)
     _data_options(reconstruct)
     _num_images_option(reconstruct, 8)
@@ -94,7 +143,12 @@ def _add_reconstruct(commands: Any) -> None:
 
 
 def _add_evaluate(commands: Any) -> None:
-    evaluate = commands.add_parser('evaluate', help='the ELBO and importance-weighted NLL on a dataset')
+    evaluate = commands.add_parser(
+        'evaluate', help='the ELBO and importance-weighted NLL on a dataset',
+        description="Estimate how well a trained model explains images, in nats per image: the negative ELBO, and "
+                    "with --importance-samples K > 1 the importance-weighted (IWAE) bound on -log p(x). Prints the "
+                    "JSON and writes it to evaluation.json beside the checkpoint, or --out. The images are the "
+                    "run's validation images unless --split or --dataset says otherwise.")
     _checkpoint_option(evaluate)
     _data_options(evaluate)
     evaluate.add_argument('--importance-samples', type=positive_int, default=1,

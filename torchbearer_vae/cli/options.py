@@ -14,6 +14,7 @@ Internal to the command line (:mod:`torchbearer_vae.cli`); every refusal is a :c
 """
 import argparse
 import dataclasses
+import os
 from functools import partial
 from typing import Any, Callable, Mapping, Optional, Sequence
 
@@ -81,6 +82,9 @@ def dataset_name(text: str) -> str:
     """One of the datasets' names, ``idx:DIR`` or ``folder:DIR``."""
     if text in NAMES or any(text.startswith(prefix) and len(text) > len(prefix) for prefix in (IDX, FOLDER)):
         return text
+    if os.path.isdir(text):  # a folder of the user's, named without its prefix
+        raise argparse.ArgumentTypeError(f'unknown dataset {text!r}; it is a folder: for the images in it give '
+                                         f'--dataset {FOLDER}{text} (or {IDX}{text} for IDX files)')
     raise argparse.ArgumentTypeError(f'unknown dataset {text!r}: choose {", ".join(NAMES)}, {IDX}DIR or {FOLDER}DIR')
 
 

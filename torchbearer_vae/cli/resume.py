@@ -9,7 +9,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 
 from ..checkpoints import load_model_state
-from ..checks import check_bool, check_number, describe
+from ..checks import check_bool, check_number, describe, plural
 from ..errors import CheckpointError, CommandError
 
 __all__ = []  # internal: the public entry point is torchbearer_vae.cli.main
@@ -57,7 +57,7 @@ def check_same_data(checkpoint: Dict[str, Any], path: str, *, images: int, diges
     differs = {key: isinstance(checkpoint.get(key), str) and digest is not None and checkpoint[key] != digest
                for key, digest in digests.items()}
     if isinstance(expected, int) and not isinstance(expected, bool) and expected != images:
-        changed = f'it holds {images} images, the run started with {expected}'
+        changed = f'it holds {plural(images, "image")}, the run started with {expected:,}'
     elif differs.get('dataset_digest'):
         changed = 'its files are not those the run started with'
     elif differs.get('images_digest'):

@@ -36,6 +36,20 @@ _LOCK_SIZE = 32  # a PID and a newline fit many times over: a longer file is not
 # are named. Recognised by its content (RUN_RECORD), never by its name alone.
 RUN = '.torchbearer-vae.run'
 RUN_RECORD = {'written_by': 'torchbearer-vae train'}
+# The run's pictures are numbered by epoch as its log counts them, from 1, and zero-padded so that they sort in order.
+FIRST_EPOCH, EPOCH_DIGITS = 1, 3
+
+
+def picture_file(stem: str, epochs: int) -> str:
+    """The file name template of a picture of the run: ``'reconstruction_{epoch:03d}.png'``, numbered from 1.
+
+    Padded to the digits of the run's ``epochs``, at least :data:`EPOCH_DIGITS`, so the files of an epoch
+    sort in order (``reconstruction_009.png`` before ``reconstruction_010.png``). Runs of version 0.2
+    named them ``reconstruction_{epoch}``, numbered from 0; their files are kept as they are.
+    """
+    return f'{stem}_{{epoch:0{max(EPOCH_DIGITS, len(str(epochs)))}d}}.png'
+
+
 # The latent pictures are drawn every this many epochs and at the run's last: drawing them (matplotlib) costs
 # about as much as a quarter of an MNIST-test-sized epoch, too much for every epoch of a small dataset.
 LATENT_EVERY = 10
@@ -452,17 +466,20 @@ for _name in dir(Callback):
         setattr(OnSomeEpochs, _name, _forwarded(_name))
 
 
-def latent_pictures(out: str, *, labelled: bool, epochs: int, num_images: int) -> List[Callback]:
-    """The run's kl_dims_{epoch}.png (and latent_{epoch}.png for labelled data), every LATENT_EVERY epochs and the last.
+def latent_pictures(out: str, *, labelled: bool, epochs: int, num_images: int,
+                    class_names: Optional[List[str]] = None) -> List[Callback]:
+    """The run's kl_dims_001.png (and latent_001.png for labelled data), every LATENT_EVERY epochs and the last.
 
     Without labels the scatter would be grey points only: it is left out; the KL bars always say something.
+    The scatter's legend names the classes ``class_names`` (a folder's subfolders), else their indices.
     """
     from ..callbacks.latent import KLPerDimension, LatentScatter
 
     def wanted(epoch: int) -> bool:
         return (epoch + 1) % LATENT_EVERY == 0 or epoch + 1 == epochs
 
-    pictures = [KLPerDimension(folder=out, num_images=num_images)]
+    pictures = [KLPerDimension(folder=out, filename=picture_file('kl_dims', epochs), num_images=num_images)]
     if labelled:
-        pictures.append(LatentScatter(folder=out, num_images=num_images))
-    return [OnSomeEpochs(picture, wanted) for picture in pictures]
+        pictures.append(LatentScatter(folder=out, filename=picture_file('latent', epochs), num_images=num_images,
+                                      class_names=class_names))
+    return [OnSomeEpochs(picture.number_epochs_from(FIRST_EPOCH), wanted) for picture in pictures]

@@ -24,6 +24,7 @@ from ..callbacks.guards import NaNGuard
 from ..callbacks.picture_saver import PictureSaver
 from ..callbacks.pictures import ReconstructionSaver, SampleSaver
 from ..checkpoints import Checkpointer, load_checkpoint
+from ..checks import plural
 from ..compat import environment, fused_adam_supported
 from ..data.datasets import AutoEncoderDataset, ImageDataset
 from ..data.loaders import TensorLoader, load_batch_with_labels
@@ -51,7 +52,17 @@ from .options import REQUIRED_OPTIONS, check_saved_options, run_options, saved_o
 from .processes import Processes
 from .progress import training_progress
 from .resume import check_resumable, check_same_data, optimizer_to, restore
-from .run_folder import CHECKPOINT, METRICS, SUMMARY, RunFolder, checkpoint_state, latent_pictures, write_failure
+from .run_folder import (
+    CHECKPOINT,
+    FIRST_EPOCH,
+    METRICS,
+    SUMMARY,
+    RunFolder,
+    checkpoint_state,
+    latent_pictures,
+    picture_file,
+    write_failure,
+)
 
 __all__ = []  # internal: the public entry point is torchbearer_vae.cli.main
 
@@ -174,17 +185,22 @@ def _train(args: argparse.Namespace, processes: Processes, folder: RunFolder) ->
         if message is None:
             raise
         raise CommandError(message) from None
-    print(f'{out}: {len(history)} epochs, validation negative ELBO {summary["val_elbo_per_image"]:.2f} nats per '
-          f'image, {seconds:.1f} s' + (f' ({world_size} processes)' if world_size > 1 else ''))
+    print(f'{out}: {plural(len(history), "epoch")}, validation negative ELBO {summary["val_elbo_per_image"]:.2f} '
+          f'nats per image, {seconds:.1f} s' + (f' ({world_size} processes)' if world_size > 1 else ''))
     return summary
 
 
 def _nan_message(message: str, out: str, history: list, options: dict) -> str:
     """The guard's diagnosis (without advice: its own is for Python code), and what the command line can do."""
-    kept = (f'{os.path.join(out, CHECKPOINT)} holds the first {len(history)} epoch(s), all finite' if history
+    kept = (f'{os.path.join(out, CHECKPOINT)} holds the first {_epochs(len(history))}, all finite' if history
             else 'no epoch completed, so no checkpoint was written')
     return (f'{message}. {kept}. Start a new run in another --out with a lower --lr (this one used '
             f'--lr {options["lr"]:g}; try --lr {options["lr"] / 10:g})')
+
+
+def _epochs(count: int) -> str:
+    """'epoch' or 'N epochs', as in 'the first ...'."""
+    return 'epoch' if count == 1 else plural(count, 'epoch')
 
 
 def _summary(training: _Training, history: list, seconds: float, processes: Processes) -> dict:
@@ -227,7 +243,7 @@ def _build_training(args: argparse.Namespace, processes: Processes,
     done = 0 if checkpoint is None else checkpoint['epoch']
     if nothing_to_do:
         if rank == 0:
-            print(f'{out}: already trained for {done} epochs (asked for {args.epochs}); nothing to do')
+            print(f'{out}: already trained for {plural(done, "epoch")} (asked for {args.epochs}); nothing to do')
         return None
     data = _read_data(args, processes, options)
     options = data.options
@@ -282,6 +298,7 @@ class _RunData:
     val_set: Any
     image_shape: tuple
     num_classes: Optional[int]  # None: unlabelled
+    class_names: Optional[list]  # a folder's class subfolders, for the latent chart's legend; None: indices
     options: dict
     digests: dict  # dataset_digest (a folder's files) and images_digest (the decoded images), None where unknown
 
@@ -308,8 +325,10 @@ def _read_data(args: argparse.Namespace, processes: Processes, options: dict) ->
     image_shape = tuple(image(dataset[0]).shape)
     if is_folder(options['dataset']):  # what the folder decoded to: evaluate and a resumed run decode the same
         options['channels'] = image_shape[0]
+    class_names = getattr(dataset, 'classes', None) if is_folder(options['dataset']) else None
     digests = {'dataset_digest': files_digest(options['dataset'], dataset), 'images_digest': images_digest(dataset)}
-    return _RunData(dataset, train_set, val_set, image_shape, num_classes, settle(options, image_shape), digests)
+    return _RunData(dataset, train_set, val_set, image_shape, num_classes, class_names, settle(options, image_shape),
+                    digests)
 
 
 def _model_fits_check(options: Dict[str, Any], processes: Processes) -> Callable[[Tuple[int, int, int], int], None]:
@@ -366,9 +385,12 @@ def _callbacks(args: argparse.Namespace, out: str, data: _RunData, processes: Pr
         ReduceMetrics(),  # first: the epoch's metrics are the means over the ranks before anything reads them
         kl_term,
         guard,
-        ReconstructionSaver(folder=out),
-        SampleSaver(folder=out, num_images=64, seed=options['seed']),
-        *latent_pictures(out, labelled=data.num_classes is not None, epochs=args.epochs, num_images=LATENT_IMAGES),
+        ReconstructionSaver(folder=out, filename=picture_file('reconstruction', args.epochs)).number_epochs_from(
+            FIRST_EPOCH),
+        SampleSaver(folder=out, filename=picture_file('samples', args.epochs), num_images=64,
+                    seed=options['seed']).number_epochs_from(FIRST_EPOCH),
+        *latent_pictures(out, labelled=data.num_classes is not None, epochs=args.epochs, num_images=LATENT_IMAGES,
+                         class_names=data.class_names),
         Checkpointer(os.path.join(out, CHECKPOINT), extra=resumable),
         MetricsCSV(os.path.join(out, METRICS)),
     ]

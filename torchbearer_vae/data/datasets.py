@@ -19,6 +19,7 @@ from ..checks import (
     check_number,
     check_path,
     describe,
+    plural,
 )
 from ..files import PathLike
 from . import idx as idx_files
@@ -184,9 +185,12 @@ def train_val_split(dataset: SizedDataset, val_fraction: float = 0.1, *,
     val_fraction = check_number('val_fraction', val_fraction, above=0, below=1)
     seed = check_int('seed', seed, allow_none=True)
     size = len(dataset)
+    if size < 2:
+        raise ValueError(f'{plural(size, "item")} cannot be split into a training and a validation set, whatever '
+                         f'val_fraction: each needs an item; use more data')
     if int(size * val_fraction) < 1 or int(size * val_fraction) >= size:
-        raise ValueError(f'val_fraction={val_fraction} of {size} items leaves an empty training or validation '
-                         f'set; use more data or another fraction')
+        raise ValueError(f'val_fraction={val_fraction} of {plural(size, "item")} leaves an empty training or '
+                         f'validation set; use more data or another fraction')
     saved = random.getstate()
     try:
         splitter = DatasetValidationSplitter(size, val_fraction, shuffle_seed=seed)
@@ -230,6 +234,8 @@ _SPLIT_PREFIXES = {'train': 'train', 'test': 't10k'}
 
 def _find_idx_pair(root: str, split: Optional[str]) -> Tuple[str, str]:
     """Find the MNIST-style images and labels files of ``split`` in ``root``."""
+    if not os.path.exists(root):  # said as load_image_folder says it: glob alone would find no files
+        raise FileNotFoundError(f'no folder {root!r}; give the folder that holds the IDX files')
     splits = [split] if split is not None else ['train', 'test']
 
     # regular files first: a folder of that name is named in read_idx's error, not chosen

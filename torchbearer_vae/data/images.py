@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..checks import check_bool, check_callable, describe
+from ..checks import check_bool, check_callable, describe, plural
 
 __all__ = []  # internal: ImageDataset is public through torchbearer_vae.datasets
 
@@ -150,4 +150,4 @@ class ImageDataset(Dataset):
         return image, target
 
     def __repr__(self) -> str:
-        return f'{type(self).__name__}({len(self)} images of {tuple(self.data.shape[1:])})'
+        return f'{type(self).__name__}({plural(len(self), "image")} of {tuple(self.data.shape[1:])})'
