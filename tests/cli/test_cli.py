@@ -66,8 +66,8 @@ def test_python_dash_m_runs_the_same_command():
 @pytest.mark.slow
 def test_train_writes_every_output_file(trained):
     out, result = trained
-    assert sorted(os.listdir(out)) == ['checkpoint.pt', 'kl_dims_0.png', 'latent_0.png', 'loss.png', 'metrics.csv',
-                                       'reconstruction_0.png', 'samples_0.png', 'summary.json']
+    assert sorted(os.listdir(out)) == ['checkpoint.pt', 'config.toml', 'kl_dims_0.png', 'latent_0.png', 'loss.png',
+                                       'metrics.csv', 'reconstruction_0.png', 'samples_0.png', 'summary.json']
     recon = np.asarray(Image.open(out / 'reconstruction_0.png'))
     assert recon.shape == (2 + 2 * 30, 2 + 8 * 30)  # grey: one channel
     samples = np.asarray(Image.open(out / 'samples_0.png'))
