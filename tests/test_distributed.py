@@ -267,8 +267,9 @@ def cli_run(mnist_dir, tmp_path_factory):
 @pytest.mark.slow
 def test_cli_trains_on_two_processes_and_rank_0_writes_one_run(cli_run, tmp_path):
     out, result = cli_run
-    assert sorted(os.listdir(out)) == ['checkpoint.pt', 'kl_dims_001.png', 'latent_001.png', 'loss.png',
-                                       'metrics.csv', 'reconstruction_001.png', 'samples_001.png', 'summary.json']
+    assert sorted(os.listdir(out)) == ['checkpoint.pt', 'config.toml', 'kl_dims_001.png', 'latent_001.png',
+                                       'loss.png', 'metrics.csv', 'reconstruction_001.png', 'samples_001.png',
+                                       'summary.json']  # config.toml written once, by rank 0
     assert result.stdout.count('validation negative ELBO') == 1 and '(2 processes)' in result.stdout
     summary = json.loads((out / 'summary.json').read_text())
     assert summary['processes'] == 2 and summary['train_images'] == 900 and summary['epochs'] == 1
@@ -296,9 +297,10 @@ def test_cli_resumes_on_two_processes(cli_run, tmp_path):
     assert second['train_loader']['epoch'] == 2
     steps = first['optimizer_state']['state'][0]['step']
     assert second['optimizer_state']['state'][0]['step'] == 2 * steps  # Adam's state came to both ranks
-    assert sorted(os.listdir(out)) == ['checkpoint.pt', 'kl_dims_001.png', 'kl_dims_002.png', 'latent_001.png',
-                                       'latent_002.png', 'loss.png', 'metrics.csv', 'reconstruction_001.png',
-                                       'reconstruction_002.png', 'samples_001.png', 'samples_002.png', 'summary.json']
+    assert sorted(os.listdir(out)) == ['checkpoint.pt', 'config.toml', 'kl_dims_001.png', 'kl_dims_002.png',
+                                       'latent_001.png', 'latent_002.png', 'loss.png', 'metrics.csv',
+                                       'reconstruction_001.png', 'reconstruction_002.png', 'samples_001.png',
+                                       'samples_002.png', 'summary.json']
 
 
 @pytest.mark.slow

@@ -29,8 +29,8 @@ pytestmark = pytest.mark.slow
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DOCS = ROOT / 'docs'
 EXAMPLES = DOCS / 'examples'
-PAGES = ('index', 'tutorial', 'autoencoders', 'beyond', 'extending', 'latent', 'own_images', 'distributed', 'layout',
-         'api', 'changelog')
+PAGES = ('index', 'tutorial', 'autoencoders', 'beyond', 'extending', 'latent', 'own_images', 'command_line',
+         'distributed', 'layout', 'api', 'changelog')
 # Any attempt to fetch something (an intersphinx inventory, a remote image) fails, as it would offline.
 OFFLINE = {'http_proxy': 'http://127.0.0.1:9', 'https_proxy': 'http://127.0.0.1:9',
            'HTTP_PROXY': 'http://127.0.0.1:9', 'HTTPS_PROXY': 'http://127.0.0.1:9', 'no_proxy': '', 'NO_PROXY': ''}

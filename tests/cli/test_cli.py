@@ -66,7 +66,7 @@ def test_python_dash_m_runs_the_same_command():
 @pytest.mark.slow
 def test_train_writes_every_output_file(trained):
     out, result = trained
-    assert sorted(os.listdir(out)) == ['checkpoint.pt', 'kl_dims_001.png', 'latent_001.png', 'loss.png',
+    assert sorted(os.listdir(out)) == ['checkpoint.pt', 'config.toml', 'kl_dims_001.png', 'latent_001.png', 'loss.png',
                                        'metrics.csv', 'reconstruction_001.png', 'samples_001.png', 'summary.json']
     recon = np.asarray(Image.open(out / 'reconstruction_001.png'))
     assert recon.shape == (2 + 2 * 30, 2 + 8 * 30)  # grey: one channel

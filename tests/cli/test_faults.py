@@ -25,6 +25,11 @@ from torchbearer_vae import load_checkpoint, model_from_checkpoint
 from torchbearer_vae.cli.run_folder import LOCK, RUN
 from torchbearer_vae.files import _TEMPORARY
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
 pytestmark = pytest.mark.skipif(not hasattr(signal, 'SIGKILL'), reason='needs POSIX signals')
 
 EXECUTABLE = shutil.which('torchbearer-vae', path=os.path.dirname(sys.executable))
@@ -64,6 +69,9 @@ def check_folder(out):
         elif name == 'summary.json':
             with open(path) as file:
                 assert json.load(file)['epochs'] >= 1
+        elif name == 'config.toml':  # written whole (atomically) when each session starts
+            with open(path, 'rb') as file:
+                assert tomllib.load(file)['epochs'] >= 1
         elif name == 'checkpoint.pt':
             checkpoint = load_checkpoint(path)  # weights_only
             model_from_checkpoint(checkpoint)
@@ -140,7 +148,7 @@ def test_sigkill_at_random_moments_leaves_readable_files_and_the_run_resumes(mni
     real, temporaries, epoch, rows = check_folder(out)
     assert not os.path.exists(out / LOCK) and not os.path.exists(out / RUN)  # the last run released them
     assert temporaries == [] and epoch == EPOCHS and len(rows) == EPOCHS
-    assert set(real) == {'checkpoint.pt', 'metrics.csv', 'loss.png', 'summary.json'} | {
+    assert set(real) == {'checkpoint.pt', 'config.toml', 'metrics.csv', 'loss.png', 'summary.json'} | {
         f'{picture}_{e:03d}.png' for picture in ('reconstruction', 'samples') for e in range(1, EPOCHS + 1)} | {
         f'{picture}_{EPOCHS:03d}.png' for picture in ('kl_dims', 'latent')}  # the latent charts: at the last epoch
     history = load_checkpoint(out / 'checkpoint.pt')['history']

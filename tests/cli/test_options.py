@@ -46,11 +46,20 @@ GIVEN = {
     'beta': ('0.5', 0.5),
     'val_fraction': ('0.2', 0.2),
     'seed': ('3', 3),
+    'model_args': ('width=8', {'width': 8}),
+    'kl_warmup': ('2.5', 2.5),
+    'kl_cycles': ('2:6', '2:6'),
+    'kl_cycle_ratio': ('0.25', 0.25),
+    'kl_capacity': ('25:10', '25:10'),
+    'free_bits': ('0.5', 0.5),
 }
+# The options of GIVEN that cannot all go together in one new run (one schedule at most; a capacity replaces beta
+# and free bits): a new run of every option leaves these out.
+EXCLUSIVE = ('kl_warmup', 'kl_capacity')
 
 
 def flag(name):
-    return '--' + name.replace('_', '-')
+    return FIELDS[name].metadata['flag'] or '--' + name.replace('_', '-')
 
 
 def given_args(*names):
@@ -98,17 +107,21 @@ def test_a_new_run_takes_the_defaults_and_every_option_given():
     defaults = run_options(parse(['train']), None)
     assert list(defaults) == list(RUN_OPTIONS)
     assert defaults == {**DEFAULTS, 'data_dir': os.path.abspath(DEFAULTS['data_dir'])}
-    options = run_options(parse(given_args(*RUN_OPTIONS)), None)
-    assert options == {name: stored for name, (_, stored) in GIVEN.items()}
+    together = [name for name in RUN_OPTIONS if name not in EXCLUSIVE]
+    options = run_options(parse(given_args(*together)), None)
+    assert options == {name: stored if name in together else DEFAULTS[name] for name, (_, stored) in GIVEN.items()}
+    for name in EXCLUSIVE:  # each alone
+        assert run_options(parse(given_args(name)), None)[name] == GIVEN[name][1]
 
 
 def test_the_stored_options_round_trip_through_the_checkpoint():
-    options = run_options(parse(given_args(*RUN_OPTIONS)), None)
+    together = [name for name in RUN_OPTIONS if name not in EXCLUSIVE]
+    options = run_options(parse(given_args(*together)), None)
     checkpoint = {'options': options}
     assert saved_options(checkpoint) == options
     check_saved_options(saved_options(checkpoint), 'checkpoint.pt')
     assert run_options(parse(['train', '--resume']), checkpoint) == options  # nothing given: the run's
-    assert run_options(parse(given_args(*RUN_OPTIONS) + ['--resume']), checkpoint) == options  # the same given
+    assert run_options(parse(given_args(*together) + ['--resume']), checkpoint) == options  # the same given
 
 
 @pytest.mark.parametrize('name', sorted(GIVEN))
@@ -121,7 +134,9 @@ def test_resume_refuses_each_run_option_changed(name):
 def test_a_checkpoint_without_the_later_options_reads_their_implied_values():
     assert set(REQUIRED_OPTIONS) | set(IMPLIED) == set(RUN_OPTIONS) and not set(REQUIRED_OPTIONS) & set(IMPLIED)
     assert IMPLIED == {'model': 'mlp', 'likelihood': 'bernoulli', 'sigma': 0.1, 'image_size': None,
-                       'channels': None, 'conditional': False}  # what runs before each option used
+                       'channels': None, 'conditional': False, 'model_args': None, 'kl_warmup': None,
+                       'kl_cycles': None, 'kl_cycle_ratio': 0.5, 'kl_capacity': None,
+                       'free_bits': 0.0}  # what runs before each option used
     old = {name: value for name, value in run_options(parse(['train']), None).items() if name in REQUIRED_OPTIONS}
     old['hidden_dim'] = 400  # settled before it was stored
     options = saved_options({'options': old})
@@ -140,7 +155,7 @@ def test_a_run_option_must_say_what_an_older_checkpoint_means():
 def test_the_model_and_likelihood_choices_come_from_their_one_definitions():
     parser = argparse.ArgumentParser()
     model, likelihood, hidden_dim = (add_option(parser, name) for name in ('model', 'likelihood', 'hidden_dim'))
-    assert tuple(model.choices) == tuple(MODELS) and tuple(likelihood.choices) == LIKELIHOODS
+    assert model.metavar == '{' + ','.join(MODELS) + ',module:Class}' and tuple(likelihood.choices) == LIKELIHOODS
     for name, choice in MODELS.items():
         assert f'{choice.hidden_dim} ({name})' in hidden_dim.help and f'{name}: {choice.about}' in model.help
         assert parse(['train', '--model', name]).model == name

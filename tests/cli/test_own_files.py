@@ -78,18 +78,18 @@ def test_a_lock_file_that_is_a_link_or_not_a_regular_file_is_never_followed_nor_
 def test_resume_keeps_a_users_picture_where_the_run_would_write_one(tmp_path, capsys):
     out = tmp_path / 'run'
     assert main(['train', *DIGITS, '--limit', '200', '--out', str(out)]) == 0
-    users_picture(out / 'samples_1.png')  # the name of the next epoch's samples
-    mine = (out / 'samples_1.png').read_bytes()
+    users_picture(out / 'samples_002.png')  # the name of the next epoch's samples
+    mine = (out / 'samples_002.png').read_bytes()
     capsys.readouterr()
     assert main(['train', '--resume', '--epochs', '2', '--quiet', '--out', str(out)]) == 2
     err = error_line(capsys)
-    assert 'samples_1.png' in err and 'did not write' in err and 'move them away, then --resume' in err
-    assert (out / 'samples_1.png').read_bytes() == mine and load_checkpoint(out / 'checkpoint.pt')['epoch'] == 1
-    (out / 'samples_1.png').unlink()
-    os.mkfifo(out / 'samples_1.png')  # never opened: it would block
+    assert 'samples_002.png' in err and 'did not write' in err and 'move them away, then --resume' in err
+    assert (out / 'samples_002.png').read_bytes() == mine and load_checkpoint(out / 'checkpoint.pt')['epoch'] == 1
+    (out / 'samples_002.png').unlink()
+    os.mkfifo(out / 'samples_002.png')  # never opened: it would block
     assert main(['train', '--resume', '--epochs', '2', '--quiet', '--out', str(out)]) == 2
-    assert 'samples_1.png' in error_line(capsys) and stat.S_ISFIFO(os.lstat(out / 'samples_1.png').st_mode)
-    (out / 'samples_1.png').unlink()
+    assert 'samples_002.png' in error_line(capsys) and stat.S_ISFIFO(os.lstat(out / 'samples_002.png').st_mode)
+    (out / 'samples_002.png').unlink()
     assert main(['train', '--resume', '--epochs', '2', '--quiet', '--out', str(out)]) == 0
     assert load_checkpoint(out / 'checkpoint.pt')['epoch'] == 2
 

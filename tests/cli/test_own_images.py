@@ -54,8 +54,8 @@ def colour_run(photos, tmp_path_factory):
 def test_a_colour_folder_trains_the_convolutional_vae(colour_run, photos):
     out, result = colour_run
     readable = photos[1]
-    assert sorted(os.listdir(out)) == ['checkpoint.pt', 'kl_dims_002.png', 'latent_002.png', 'loss.png',
-                                       'metrics.csv', 'reconstruction_001.png', 'reconstruction_002.png',
+    assert sorted(os.listdir(out)) == ['checkpoint.pt', 'config.toml', 'kl_dims_002.png', 'latent_002.png',
+                                       'loss.png', 'metrics.csv', 'reconstruction_001.png', 'reconstruction_002.png',
                                        'samples_001.png', 'samples_002.png', 'summary.json']  # china/, flower/: labels
     summary = json.loads((out / 'summary.json').read_text())
     assert summary['image_shape'] == [3, 32, 32] and summary['train_images'] + summary['val_images'] == readable
@@ -174,7 +174,7 @@ def test_options_that_do_not_apply_are_refused_before_any_work(args, message, tm
 
 @pytest.mark.parametrize('args, message', [
     (['--channels', '2'], "--channels: must be 1 (grey) or 3 (colour), got '2'"),
-    (['--model', 'resnet'], "invalid choice: 'resnet'"),
+    (['--model', 'resnet'], "must be mlp, conv or module:Class"),
     (['--likelihood', 'poisson'], "invalid choice: 'poisson'"),
     (['--sigma', '0'], "must be a finite number > 0, got '0'"),
     (['--dataset', 'folder:'], "unknown dataset 'folder:'"),

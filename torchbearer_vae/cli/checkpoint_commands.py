@@ -26,6 +26,7 @@ from ..models import model_from_checkpoint
 from ..records import write_json
 from .data import absolute, check_recorded_data, image, is_folder, load_dataset, shown, split, unreadable
 from .limits import check_evaluation_fits, check_picture_opens, check_pictures_fit
+from .model import import_model_class, is_own
 from .options import REQUIRED_OPTIONS, check_saved_options, saved_options
 from .processes import pick_device
 from .progress import counted
@@ -40,20 +41,38 @@ def _model(args: argparse.Namespace) -> Tuple[Dict[str, Any], Any, torch.device]
     check_saved_options({} if options is None else options, args.checkpoint, resuming=False)
     _check_finite(args, checkpoint['model_state'])
     device = pick_device(args.device)
+    model_class = _own_class(args)
     try:
-        model = model_from_checkpoint(checkpoint)
+        model = model_from_checkpoint(checkpoint, model_class=model_class)
     except CheckpointError as error:
-        if 'model_class=' in str(error):  # a user's own BaseVAE subclass: only Python code can name its class
-            stored = (checkpoint.get('model') or {}).get('class', 'model')
-            raise CommandError(f'--checkpoint {args.checkpoint} holds a {stored}, not one of the package\'s models: '
-                               f'the command line rebuilds only VAE, ConvVAE and ConditionalVAE. In Python, '
-                               f'model_from_checkpoint({args.checkpoint!r}, model_class=YourClass) rebuilds '
-                               f'yours') from None
+        if 'model_class=' in str(error):  # a user's own BaseVAE subclass: never imported unless the user names it
+            raise CommandError(f'--checkpoint {args.checkpoint} holds your own model class: add '
+                               f'--model {_class_of(checkpoint)} (a class named in a checkpoint is imported only '
+                               f'when you name it)') from None
         raise CommandError(f'--checkpoint {args.checkpoint}: {error}') from None
     except (KeyError, TypeError, ValueError) as error:  # a configuration the model refuses
         raise CommandError(f'--checkpoint {args.checkpoint}: its model cannot be rebuilt: '
                            f'{unreadable(error)}') from None
     return checkpoint, model.to(device), device
+
+
+def _own_class(args: argparse.Namespace) -> Optional[type]:
+    """The class ``--model module:Class`` names, imported; None without ``--model``."""
+    if getattr(args, 'model', None) is None:
+        return None
+    if not is_own(args.model):
+        raise CommandError(f'--model {args.model}: the package\'s models are rebuilt from the checkpoint by '
+                           f'themselves; --model names your own class (module:Class): leave it out')
+    return import_model_class(args.model)
+
+
+def _class_of(checkpoint: Dict[str, Any]) -> str:
+    """The ``--model`` a checkpoint of the user's class needs: the run's own (train --model), else its class path."""
+    options = checkpoint.get('options')
+    given = options.get('model') if isinstance(options, dict) else None
+    if isinstance(given, str) and is_own(given):
+        return given
+    return str((checkpoint.get('model') or {}).get('class', 'module:Class'))
 
 
 def _check_finite(args: argparse.Namespace, weights: dict) -> None:

@@ -59,10 +59,15 @@ def check_training_fits(model: Any, batch_size: int, images: int, device: torch.
     activations = batch * values_per_image(model) * 2  # forward values and their gradients
     _refuse_if_too_big(
         (4 * weights + activations) * _FLOAT, device,
-        f'training with --hidden-dim {model.hidden_dim}, --latent-dim {model.latent_dim} and --batch-size '
-        f'{batch_size} ({weights:,} weights, with their gradients and Adam\'s moments, and a batch of {batch} images '
-        f'of {"x".join(map(str, _shape(model)))})',
+        f'training {_sizes(model)} and --batch-size {batch_size} ({weights:,} weights, with their gradients and '
+        f'Adam\'s moments, and a batch of {batch} images of {"x".join(map(str, _shape(model)))})',
         'use smaller values')
+
+
+def _sizes(model: torch.nn.Module) -> str:
+    """``--hidden-dim H, --latent-dim L`` of ``model``, each one it has (the user's model may have no width)."""
+    return 'with ' + ', '.join(f'--{name.replace("_", "-")} {getattr(model, name)}'
+                               for name in ('hidden_dim', 'latent_dim') if hasattr(model, name))
 
 
 def check_pictures_fit(count: int, model: Any, device: torch.device, rows: int = 1) -> None:

@@ -15,10 +15,11 @@ import re
 import signal
 import sys
 from types import FrameType
-from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from ..compat import environment
 from ..errors import CheckpointError, CommandError
+from .model import model_name
 from .options import add_option, add_train_arguments, class_index, positive_int
 
 __all__ = ['main', 'build_parser', 'CommandError']
@@ -27,8 +28,11 @@ __all__ = ['main', 'build_parser', 'CommandError']
 _Handler = Union[Callable[[int, Optional[FrameType]], Any], int, signal.Handlers, None]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(config: Optional[Dict[str, Any]] = None) -> argparse.ArgumentParser:
     """The argument parser of ``torchbearer-vae``, one sub-command per task.
+
+    Args:
+        config (dict or None): ``train``'s defaults from a config file (``train --config``), which flags override.
 
     Returns:
         argparse.ArgumentParser: The parser.
@@ -41,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="show the versions of torchbearer-vae, torch, torchvision, torchbearer and Python (what "
                              "a bug report needs) and exit")
     commands = parser.add_subparsers(dest='command', metavar='command', parser_class=_Command)
-    for add_command in (_add_train, _add_sample, _add_reconstruct, _add_evaluate):
+    _add_train(commands).set_defaults(**(config or {}))
+    for add_command in (_add_sample, _add_reconstruct, _add_evaluate):
         add_command(commands)
     return parser
 
@@ -99,14 +104,21 @@ def _arguments(given: Sequence[str]) -> str:
     return f'argument{"s" if len(given) > 1 else ""}: {" ".join(given)}'
 
 
-def _add_train(commands: Any) -> None:
-    train = commands.add_parser(
+def _add_train(commands: Any) -> argparse.ArgumentParser:
+    train: argparse.ArgumentParser = commands.add_parser(
         'train', help='train a VAE (mlp or conv) on a dataset or your own images',
         description='Train a VAE with torchbearer on a dataset or a folder of your own images. Writes '
                     'reconstruction_001.png, samples_001.png, ... (one per epoch, counted from 1 as the log counts), '
                     'kl_dims_010.png (and latent_010.png for labelled data; every 10 epochs and at the last), '
-                    'metrics.csv, loss.png, checkpoint.pt and summary.json into --out.')
+                    'metrics.csv, loss.png, checkpoint.pt and summary.json into --out, and config.toml, the resolved '
+                    'configuration: train --config runs/x/config.toml --out runs/y repeats the run.')
+    train.add_argument('--config', metavar='FILE', default=None,
+                       help='a TOML file of these options (batch_size = 64, a [model] table for the model\'s class '
+                            'and arguments); flags given here override it')
+    train.add_argument('--print-config', action='store_true',
+                       help='print the resolved configuration (TOML, what --config reads) and exit')
     add_train_arguments(train)
+    return train
 
 
 def _add_sample(commands: Any) -> None:
@@ -125,6 +137,7 @@ def _add_sample(commands: Any) -> None:
                              'class)')
     add_option(sample, 'seed', default=0)
     add_option(sample, 'device')
+    _model_option(sample)
 
 
 def _add_reconstruct(commands: Any) -> None:
@@ -140,6 +153,7 @@ def _add_reconstruct(commands: Any) -> None:
                                                          '(default: recon.png beside the checkpoint)')
     _force_option(reconstruct)
     add_option(reconstruct, 'device')
+    _model_option(reconstruct)
 
 
 def _add_evaluate(commands: Any) -> None:
@@ -159,6 +173,13 @@ def _add_evaluate(commands: Any) -> None:
                                '(default: evaluation.json beside the checkpoint)')
     _force_option(evaluate)
     add_option(evaluate, 'device')
+    _model_option(evaluate)
+
+
+def _model_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument('--model', type=model_name, default=None, metavar='module:Class',
+                         help='the class of a checkpoint of your own model, as given to train --model (a class named '
+                              'in a checkpoint is imported only when you name it; the package\'s models need none)')
 
 
 def _force_option(command: argparse.ArgumentParser) -> None:
@@ -201,6 +222,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.command is None:
         parser.print_help(sys.stdout)
         return 0
+    if args.command == 'train' and (args.config is not None or args.print_config):
+        try:
+            args = _configured(argv, args)
+        except CommandError as error:
+            return _fail(args.command, str(error))
+        if args.print_config:
+            return 0
     received: List[int] = []
 
     # SIGTERM stops the command as Ctrl-C does: files whole, one line
@@ -228,6 +256,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     finally:
         _handle(signal.SIGTERM, previous)
     return 0
+
+
+def _configured(argv: Optional[Sequence[str]], args: argparse.Namespace) -> argparse.Namespace:
+    """``train``'s arguments over its ``--config`` file; ``--print-config`` prints them. CommandError: a bad file."""
+    from .config import print_config, read_config
+    if args.config is not None:
+        args = build_parser(read_config(args.config)).parse_args(argv)
+    if args.print_config:
+        print(print_config(args), end='')
+    return args
 
 
 def _handle(signum: int, handler: _Handler) -> _Handler:

@@ -3,19 +3,30 @@
 ``--model mlp`` is :class:`~torchbearer_vae.VAE` (the PyTorch example's), ``--model conv`` is
 :class:`~torchbearer_vae.ConvVAE`, ``--conditional`` the MLP :class:`~torchbearer_vae.ConditionalVAE`;
 ``--likelihood`` and ``--sigma`` choose the decoder's likelihood. Another model for ``--model`` is one more
-entry of ``MODELS``: the choices, the help and the default width follow from it.
+entry of ``MODELS``: the choices, the help and the default width follow from it. ``--model module:Class`` is the
+user's own :class:`~torchbearer_vae.BaseVAE` subclass, imported because the user named it (a class path found in
+a checkpoint is never imported by itself); ``--model-arg`` and the config file's ``[model]`` table give its
+constructor more arguments.
 Options a run left to their default are settled here once the images are known (``mlp`` for grey
 images, ``conv`` for colour ones), and recorded so that a resumed run and ``evaluate`` use the same.
 
 Internal to the command line (:mod:`torchbearer_vae.cli`); every refusal is a :class:`CommandError`.
 """
+import argparse
+import ast
 import dataclasses
-from typing import Callable, Optional, Sequence
+import importlib
+import inspect
+import os
+import re
+import sys
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import torch
 
 from ..errors import CommandError
 from ..losses import reconstruction_loss
+from ..models.base import BaseVAE
 from ..models.conditional import ConditionalVAE
 from ..models.vae import VAE, ConvVAE
 
@@ -37,22 +48,142 @@ MODELS = {
 }
 
 
+_CLASS_PATH = re.compile(r'[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*\Z')
+_ABOUT_OWN = 'module:Class: your own BaseVAE subclass, importable by your Python (see --model-arg)'
+
+
+def is_own(name: Optional[str]) -> bool:
+    """Whether ``--model`` names the user's own class (``module:Class``) rather than one of :data:`MODELS`."""
+    return isinstance(name, str) and ':' in name
+
+
+def model_name(text: str) -> str:
+    """``--model``: one of :data:`MODELS`, or ``module:Class``, the user's own BaseVAE subclass."""
+    if text in MODELS or _CLASS_PATH.match(text):
+        return text
+    raise argparse.ArgumentTypeError(f'must be {", ".join(MODELS)} or module:Class (your BaseVAE subclass, e.g. '
+                                     f'mypackage.models:MyVAE), got {text!r}')
+
+
+def model_help() -> str:
+    """What ``--help`` says of ``--model``: each of :data:`MODELS`, and the user's own class."""
+    return '; '.join([f'{name}: {choice.about}' for name, choice in MODELS.items()] + [_ABOUT_OWN])
+
+
+def check_model_name(name: str, value: Any) -> None:
+    """A stored ``model``: one ``--model`` takes (checked, never imported)."""
+    if not isinstance(value, str):
+        raise TypeError(f'{name} must be a string, got a {type(value).__name__}')
+    try:
+        model_name(value)
+    except argparse.ArgumentTypeError as error:
+        raise ValueError(f'{name} {error}') from None
+
+
+_PLAIN = (bool, int, float, str)
+
+
+def _plain(value: Any) -> bool:
+    """Whether a model argument is a value config.toml and the checkpoint hold: a number, a string, a bool, or a
+    list of them."""
+    if isinstance(value, (list, tuple)):
+        return all(isinstance(item, _PLAIN) for item in value)
+    return isinstance(value, _PLAIN)
+
+
+def model_argument(text: str) -> Tuple[str, Any]:
+    """``--model-arg KEY=VALUE``: VALUE a Python literal (``64``, ``0.5``, ``True``, ``'x'``, ``[1, 2]``), else text."""
+    key, equals, raw = text.partition('=')
+    key = key.strip()
+    if not equals or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f'must be KEY=VALUE, KEY a constructor argument\'s name, got {text!r}')
+    try:
+        value = ast.literal_eval(raw.strip())
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        value = raw.strip()
+    if isinstance(value, tuple):
+        value = list(value)
+    if not _plain(value):
+        raise argparse.ArgumentTypeError(f'{key}: must be a number, a string, True/False or a list of them (what '
+                                         f'config.toml holds), got {raw.strip()!r}')
+    return key, value
+
+
+#: The arguments the command passes itself (from --latent-dim, ...): not model arguments.
+OWN_ARGUMENTS = ('input_shape', 'latent_dim', 'hidden_dim', 'likelihood', 'sigma', 'num_classes')
+
+
+def check_model_args(name: str, value: Any) -> None:
+    """The stored model arguments: None, or a dict of constructor argument names to plain values."""
+    if value is None:
+        return
+    if not isinstance(value, dict):
+        raise TypeError(f'{name} must be a dict or None, got a {type(value).__name__}')
+    for key, argument in value.items():
+        if not isinstance(key, str) or not key.isidentifier() or key in OWN_ARGUMENTS:
+            raise ValueError(f'{name} holds {key!r}, which is not a model argument')
+        if not _plain(argument):
+            raise ValueError(f'{name}[{key!r}] must be a number, a string, a bool or a list of them')
+
+
+def model_arguments(pairs: Any, flag: str = '--model-arg') -> Optional[Dict[str, Any]]:
+    """The ``--model-arg`` pairs as a dict (a later one wins), or None; CommandError for an argument the command
+    passes itself."""
+    if pairs is None:
+        return None
+    arguments = dict(pairs)
+    taken = [key for key in arguments if key in OWN_ARGUMENTS]
+    if taken:
+        raise CommandError(f'{flag} {taken[0]}=... is an argument the command passes itself: use '
+                           f'--{taken[0].replace("_", "-")}' + ('' if taken[0] != 'input_shape' else
+                                                                 ' (the images\' shape)'))
+    return arguments
+
+
+def import_model_class(path: str, flag: str = '--model') -> type:
+    """The class ``module:Class`` names, imported (the user named it); CommandError for one that is not a BaseVAE."""
+    module_name, _, qualname = path.partition(':')
+    added = '' not in sys.path and os.getcwd() not in sys.path  # as `python -m` does; the console script does not
+    if added:
+        sys.path.insert(0, os.getcwd())
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        raise CommandError(f'{flag} {path}: no module named {error.name!r} (Python looks in the current folder, '
+                           f'PYTHONPATH and the installed packages: run from the folder holding {module_name}, add '
+                           f'that folder to PYTHONPATH, or pip install your package)') from None
+    except Exception as error:  # the user's module failed while it was imported
+        raise CommandError(f'{flag} {path}: importing {module_name} failed: {type(error).__name__}: '
+                           f'{error}') from None
+    finally:
+        if added:
+            sys.path.remove(os.getcwd())
+    for part in qualname.split('.'):
+        target = getattr(target, part, None)
+    if not isinstance(target, type) or not issubclass(target, BaseVAE):
+        found = 'nothing' if target is None else f'a {type(target).__name__}' if not isinstance(target, type) \
+            else f'the class {target.__name__}, not a BaseVAE subclass'
+        raise CommandError(f'{flag} {path}: {module_name} holds {found} under {qualname!r}; --model takes a '
+                           f'subclass of torchbearer_vae.BaseVAE')
+    return target
+
+
 def settle(options: dict, image_shape: Sequence[int]) -> dict:
     """``options`` with the defaults that depend on the images filled in: ``model`` and ``hidden_dim``."""
     options = dict(options)
     if options.get('model') is None:
         colour = len(image_shape) == 3 and image_shape[0] == 3
         options['model'] = 'conv' if colour and not options.get('conditional') else 'mlp'  # conditional: MLP only
-    if options.get('hidden_dim') is None:
+    if options.get('hidden_dim') is None and not is_own(options['model']):  # the user's class: its own default
         options['hidden_dim'] = MODELS[options['model']].hidden_dim
     return options
 
 
 def check_conditional(options: dict) -> None:
-    """Refuse ``--conditional`` with ``--model conv``: the conditional model is the MLP one."""
-    if options.get('conditional') and options.get('model') == 'conv':
-        raise CommandError('--conditional trains the MLP ConditionalVAE; there is no conditional --model conv: leave '
-                           '--model out (or pass --model mlp)')
+    """Refuse ``--conditional`` with another model than mlp: the conditional model is the MLP one."""
+    if options.get('conditional') and options.get('model') not in (None, 'mlp'):
+        raise CommandError(f'--conditional trains the MLP ConditionalVAE; there is no conditional --model '
+                           f'{options["model"]}: leave --model out (or pass --model mlp)')
 
 
 def build_model(options: dict, image_shape: Sequence[int], device: Optional[str] = None, *,
@@ -70,12 +201,21 @@ def build_model(options: dict, image_shape: Sequence[int], device: Optional[str]
         raise ValueError('build_model needs num_classes for a --conditional run (classes_of gives it)')
     config = {'latent_dim': options['latent_dim'], 'hidden_dim': options['hidden_dim'],
               'likelihood': options['likelihood'], 'sigma': options['sigma']}
+    if config['hidden_dim'] is None:  # the user's class, --hidden-dim not given: its own default
+        del config['hidden_dim']
+    config.update(options.get('model_args') or {})
+    if is_own(name):
+        return _build_own(import_model_class(name), options, image_shape, device, config)
     try:
         with torch.device(device or 'cpu'):
             if options.get('conditional') and num_classes is not None:
                 return ConditionalVAE(tuple(image_shape), num_classes=num_classes, **config)
             model: torch.nn.Module = MODELS[name].model_class(tuple(image_shape), **config)
             return model
+    except TypeError as error:
+        if options.get('model_args') and 'argument' in str(error):
+            raise CommandError(f'--model {name} does not take the --model-arg given: {error}') from None
+        raise _too_large(options) from None
     except ValueError as error:
         if name == 'conv' and len(image_shape) == 3 and (image_shape[1] % 4 or image_shape[2] % 4):
             raise CommandError(f'--model conv needs images whose height and width are multiples of 4, but --dataset '
@@ -83,9 +223,50 @@ def build_model(options: dict, image_shape: Sequence[int], device: Optional[str]
                                f'--image-size 32 (or another multiple of 4) with --dataset folder:DIR, or use '
                                f'--model mlp') from None
         raise CommandError(f'--model {name}: {error}') from None
-    except (RuntimeError, OverflowError, TypeError, MemoryError) as error:  # too large for PyTorch to describe
-        raise CommandError(f'--hidden-dim {options["hidden_dim"]} and --latent-dim {options["latent_dim"]} make a '
-                           f'model too large to build ({type(error).__name__}); use smaller values') from None
+    except (RuntimeError, OverflowError, MemoryError) as error:  # too large for PyTorch to describe
+        raise _too_large(options, type(error).__name__) from None
+
+
+def _too_large(options: dict, error: str = 'TypeError') -> CommandError:
+    return CommandError(f'--hidden-dim {options["hidden_dim"]} and --latent-dim {options["latent_dim"]} make a '
+                        f'model too large to build ({error}); use smaller values')
+
+
+def _accepts(cls: type, name: str) -> bool:
+    """Whether ``cls``'s constructor takes the keyword argument ``name`` (by name, or through ``**kwargs``)."""
+    try:
+        parameters = inspect.signature(cls).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(parameter.name == name and parameter.kind is not parameter.POSITIONAL_ONLY
+               or parameter.kind is parameter.VAR_KEYWORD for parameter in parameters)
+
+
+def _build_own(cls: type, options: dict, image_shape: Sequence[int], device: Optional[str],
+               config: Dict[str, Any]) -> torch.nn.Module:
+    """The user's class, given the images' shape first and the run's arguments by keyword; one line if it refuses.
+
+    ``likelihood`` and ``sigma`` are passed when the constructor takes them; a model whose likelihood is then not
+    the run's is refused (the loss is the run's).
+    """
+    config = {key: value for key, value in config.items() if key not in ('likelihood', 'sigma') or
+              _accepts(cls, key)}
+    try:
+        with torch.device(device or 'cpu'):
+            model: BaseVAE = cls(tuple(image_shape), **config)
+    except (TypeError, ValueError) as error:
+        shown = ', '.join(f'{key}={value!r}' for key, value in config.items())
+        raise CommandError(f'--model {options["model"]}: {cls.__name__}({tuple(image_shape)}, {shown}) was refused: '
+                           f'{type(error).__name__}: {" ".join(str(error).split())}; its constructor takes the '
+                           f'images\' shape first, then latent_dim, hidden_dim if --hidden-dim is given, and each '
+                           f'--model-arg') from None
+    got = (model.likelihood, model.sigma if model.likelihood == 'gaussian' else None)
+    wanted = (options['likelihood'], options['sigma'] if options['likelihood'] == 'gaussian' else None)
+    if got != wanted:
+        raise CommandError(f'--model {options["model"]} has the {got[0]} likelihood, the run asks for '
+                           f'--likelihood {wanted[0]}: give the class likelihood= and sigma= arguments passed on to '
+                           f'BaseVAE, or leave --likelihood and --sigma out')
+    return model
 
 
 def criterion(likelihood: str, sigma: float) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:

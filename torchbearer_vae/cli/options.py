@@ -16,13 +16,24 @@ import argparse
 import dataclasses
 import os
 from functools import partial
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 from ..checks import check_bool, check_choice, check_int, check_number
 from ..errors import CommandError
 from ..losses import LIKELIHOODS
 from .data import DEFAULT_DATA_DIR, DEFAULT_DATASET, FOLDER, IDX, NAMES, absolute, check_preprocessing
-from .model import MODELS, check_conditional
+from .kl import capacity_target, check_kl_options, check_stored, cycles, settle_cycles, unused
+from .model import (
+    MODELS,
+    check_conditional,
+    check_model_args,
+    check_model_name,
+    is_own,
+    model_argument,
+    model_arguments,
+    model_help,
+    model_name,
+)
 
 __all__ = []  # internal: the public entry point is torchbearer_vae.cli.main
 
@@ -54,12 +65,12 @@ def random_seed(text: str) -> int:
     return value
 
 
-def number(*, minimum: Optional[float] = None, above: Optional[float] = None,
+def number(*, minimum: Optional[float] = None, above: Optional[float] = None, maximum: Optional[float] = None,
            below: Optional[float] = None) -> Callable[[str], float]:
     """The type of a finite number within the bounds (those of :func:`~torchbearer_vae.checks.check_number`)."""
     def parse(text: str) -> float:
         try:
-            return check_number('value', float(text), minimum=minimum, above=above, below=below)
+            return check_number('value', float(text), minimum=minimum, above=above, maximum=maximum, below=below)
         except ValueError as error:  # not a number, or out of bounds: "value must be a finite number > 0, got ..."
             wanted = str(error).split(' must be ', 1)[-1].split(', got ')[0] if ' must be ' in str(error) else \
                 'a number'
@@ -139,7 +150,7 @@ _UNSET = object()
 def option(default: Any = None, *, help: str, type: Optional[Callable[[str], Any]] = None,
            choices: Optional[Sequence[str]] = None, metavar: Optional[str] = None, switch: bool = False,
            run: bool = True, check: Optional[Callable[[str, Any], Any]] = None, implied: Any = _UNSET,
-           shown: Optional[str] = None) -> Any:
+           shown: Optional[str] = None, flag: Optional[str] = None, append: bool = False) -> Any:
     """A field of :class:`TrainOptions`: one option of ``train``.
 
     Args:
@@ -156,11 +167,13 @@ def option(default: Any = None, *, help: str, type: Optional[Callable[[str], Any
             every run option says it (a checkpoint lacking the option must still resume and be evaluated).
         shown (str or None): What ``(default: ...)`` says when ``default`` alone does not (None: settled from the
             images); nothing is said of a switch's default, nor of a default of None without ``shown``.
+        flag (str or None): The flag, when it is not ``--`` and the name with dashes.
+        append (bool): A repeatable flag whose values argparse collects in a list (``action='append'``).
     """
     if run and (implied is _UNSET or check is None):
         raise TypeError('a run option needs implied= (what a checkpoint without it means) and check=')
     metadata = {'help': help, 'type': type, 'choices': choices, 'metavar': metavar, 'switch': switch, 'run': run,
-                'check': check, 'implied': implied, 'shown': shown}
+                'check': check, 'implied': implied, 'shown': shown, 'flag': flag, 'append': append}
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -193,9 +206,13 @@ class TrainOptions:
         shown='1 if every image is grey, else 3',
         help='folder:DIR: 1 (grey) or 3 (colour; RGBA and palette images converted)')
     model: Optional[str] = option(
-        None, choices=tuple(MODELS), check=partial(check_choice, choices=tuple(MODELS)), implied='mlp',
-        shown='mlp for grey images, conv for colour ones',
-        help='; '.join(f'{name}: {choice.about}' for name, choice in MODELS.items()))
+        None, type=model_name, metavar='{' + ','.join(MODELS) + ',module:Class}', check=check_model_name,
+        implied='mlp', shown='mlp for grey images, conv for colour ones', help=model_help())
+    model_args: Optional[Dict[str, Any]] = option(
+        None, type=model_argument, metavar='KEY=VALUE', check=check_model_args, implied=None, flag='--model-arg',
+        append=True,
+        help='an argument of the model\'s constructor (repeat for more; VALUE a Python literal, else text); the '
+             'config file\'s [model] table holds them')
     conditional: bool = option(
         False, switch=True, check=check_bool, implied=False,
         help='a ConditionalVAE (mlp) given each image\'s class, for labelled data (mnist, fashion-mnist, cifar10, '
@@ -212,10 +229,26 @@ class TrainOptions:
                        help='Adam learning rate')
     latent_dim: int = option(20, type=positive_int, check=_whole, implied=REQUIRED, help='')
     hidden_dim: Optional[int] = option(  # None: the model's own width, settled and stored once the model is known
-        None, type=positive_int, check=_whole, implied=REQUIRED, help='',
+        None, type=positive_int, check=_whole_or_none, implied=REQUIRED, help='',
         shown=', '.join(f'{choice.hidden_dim} ({name})' for name, choice in MODELS.items()))
     beta: float = option(1.0, type=number(minimum=0), check=partial(check_number, minimum=0), implied=REQUIRED,
-                         help='KL weight')
+                         help='KL weight (the weight the KL schedules rise to)')
+    kl_warmup: Optional[float] = option(
+        None, type=number(above=0), metavar='EPOCHS', check=partial(check_number, above=0, allow_none=True),
+        implied=None, help='KL warm-up: beta rises linearly from 0 to --beta over EPOCHS epochs, then stays')
+    kl_cycles: Optional[str] = option(
+        None, type=cycles, metavar='N', check=check_stored(cycles), implied=None,
+        help='cyclical KL annealing: N cycles over --epochs (stored as N:EPOCHS, which it also takes), each rising '
+             'from 0 to --beta over its first --kl-cycle-ratio, then staying')
+    kl_cycle_ratio: float = option(
+        0.5, type=number(above=0, maximum=1), metavar='R', check=partial(check_number, above=0, maximum=1),
+        implied=0.5, help='the rising fraction of each --kl-cycles cycle')
+    kl_capacity: Optional[str] = option(
+        None, type=capacity_target, metavar='NATS:EPOCHS', check=check_stored(capacity_target), implied=None,
+        help='a KL capacity: the term becomes 1000 |KL - C|, C rising from 0 to NATS nats per image over EPOCHS '
+             'epochs (Burgess et al. 2018)')
+    free_bits: float = option(0.0, type=number(minimum=0), metavar='NATS', check=partial(check_number, minimum=0),
+                              implied=0.0, help='free bits: each latent dimension\'s KL counts at least NATS')
     val_fraction: float = option(0.1, type=number(above=0, below=1), check=partial(check_number, above=0, below=1),
                                  implied=REQUIRED, help='')
     seed: int = option(1, type=random_seed, check=_check_seed, implied=REQUIRED, help='')
@@ -228,17 +261,27 @@ class TrainOptions:
         False, switch=True, run=False,
         help='compile the model and its loss with torch.compile: the first steps take seconds to minutes longer, '
              'later ones can be faster (mostly on a GPU; see the README\'s Performance); chosen anew at --resume')
+    tensorboard: bool = option(
+        False, switch=True, run=False,
+        help='also write the metrics of each epoch and the pictures for TensorBoard, into --out/tensorboard '
+             '(needs tensorboardX: pip install -e ".[tensorboard]")')
 
 
-_FIELDS = {field.name: field for field in dataclasses.fields(TrainOptions)}
+#: The fields of :class:`TrainOptions` by name: each option's definition.
+FIELDS = {field.name: field for field in dataclasses.fields(TrainOptions)}
 #: The run options, in the order a new run stores them.
-RUN_OPTIONS = tuple(name for name, field in _FIELDS.items() if field.metadata['run'])
+RUN_OPTIONS = tuple(name for name, field in FIELDS.items() if field.metadata['run'])
 #: The run options every checkpoint of ``train`` holds.
-REQUIRED_OPTIONS = tuple(name for name in RUN_OPTIONS if _FIELDS[name].metadata['implied'] is REQUIRED)
+REQUIRED_OPTIONS = tuple(name for name in RUN_OPTIONS if FIELDS[name].metadata['implied'] is REQUIRED)
 #: A new run's values of the run options (None: settled once the images are known, then stored).
-DEFAULTS = {name: _FIELDS[name].default for name in RUN_OPTIONS}
+DEFAULTS = {name: FIELDS[name].default for name in RUN_OPTIONS}
 #: What a checkpoint without one of the later run options used: it resumes (and is evaluated) with these.
-IMPLIED = {name: _FIELDS[name].metadata['implied'] for name in RUN_OPTIONS if name not in REQUIRED_OPTIONS}
+IMPLIED = {name: FIELDS[name].metadata['implied'] for name in RUN_OPTIONS if name not in REQUIRED_OPTIONS}
+
+
+def flag_of(name: str) -> str:
+    """The flag of the option ``name``: ``--batch-size`` for ``batch_size``."""
+    return FIELDS[name].metadata['flag'] or '--' + name.replace('_', '-')
 
 
 # -- the parser --
@@ -269,21 +312,22 @@ def add_option(parser: argparse.ArgumentParser, name: str, *, default: Any = _FR
     A run option reads None when not given (a resumed run compares only what was given); another command may
     give the option its own ``default``, or ``shown`` to say what its default of None means.
     """
-    field = _FIELDS[name]
+    field = FIELDS[name]
     metadata = dict(field.metadata, shown=shown or field.metadata['shown'])
     text = _with_default(metadata['help'], field.default if default is _FROM_FIELD else default, metadata)
     if default is _FROM_FIELD:
         default = None if metadata['run'] else field.default
-    flag = '--' + name.replace('_', '-')
+    flag = flag_of(name)
     if metadata['switch']:
         return parser.add_argument(flag, action='store_true', default=default, help=text)
     return parser.add_argument(flag, type=metadata['type'], choices=metadata['choices'], default=default,
-                               metavar=metadata['metavar'], help=text)
+                               metavar=metadata['metavar'], help=text, dest=name,
+                               action='append' if metadata['append'] else 'store')
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """Add every option of ``train`` to ``parser``, in the order of :class:`TrainOptions`."""
-    for name in _FIELDS:
+    for name in FIELDS:
         add_option(parser, name)
 
 
@@ -309,7 +353,7 @@ def check_saved_options(options: dict, path: str, *, resuming: bool = True) -> N
             raise TypeError(f'options must be a dict, got a {type(options).__name__}')
         for name in RUN_OPTIONS:
             if name in options:
-                _FIELDS[name].metadata['check'](name, options[name])
+                FIELDS[name].metadata['check'](name, options[name])
     except (TypeError, ValueError) as error:
         if resuming:
             raise CommandError(f'{path!r} cannot be resumed: its options are not valid ({error}); start a new run '
@@ -321,21 +365,34 @@ def check_saved_options(options: dict, path: str, *, resuming: bool = True) -> N
 def run_options(args: argparse.Namespace, checkpoint: Optional[dict]) -> dict:
     """The run's options: the command line's with the defaults, or, when resuming, the checkpoint's.
 
-    When resuming, an option given on the command line must be the run's (CommandError naming each that is not).
+    When resuming, an option given on the command line must be the run's (CommandError naming each that is not),
+    and a run of the user's own model class needs its ``--model`` given again: a class path found in a checkpoint
+    is never imported by itself.
     """
     given = absolute({name: getattr(args, name, None) for name in RUN_OPTIONS})
+    given['model_args'] = model_arguments(given['model_args'])
+    settle_cycles(given, getattr(args, 'epochs', None) or TrainOptions.epochs)
     if checkpoint is None:
         options = absolute({name: DEFAULTS[name] if value is None else value for name, value in given.items()})
         if given['sigma'] is not None and options['likelihood'] != 'gaussian':
             raise CommandError(f'--sigma is the standard deviation of --likelihood gaussian; this run\'s likelihood '
                                f'is {options["likelihood"]}: add --likelihood gaussian, or leave --sigma out')
+        check_kl_options(options, given)
         check_preprocessing(options['dataset'], options['image_size'], options['channels'])
         check_conditional(options)
         return options
     saved = absolute(saved_options(checkpoint))
-    conflicts = [f'--{name.replace("_", "-")} {value} (the run used {saved[name]})'
+    conflicts = [f'{flag_of(name)} {value} (the run used {saved[name]})'
                  for name, value in given.items() if value is not None and value != saved[name]]
     if conflicts:
         raise CommandError(f'--resume continues the run with the options it started with; got {", ".join(conflicts)}.'
                            f' Start a new run in another --out to change them')
+    if is_own(saved['model']) and given['model'] is None:
+        raise CommandError(f'the run in --out trains your own model class: add --model {saved["model"]} to --resume '
+                           f'(a class named in a checkpoint is imported only when you name it)')
     return {**checkpoint['options'], **{name: saved[name] for name in RUN_OPTIONS}}
+
+
+def unused_options(options: Mapping[str, Any]) -> Tuple[str, ...]:
+    """The run options a run does not use (``--sigma`` of a Bernoulli run, ...): its config.toml leaves them out."""
+    return (() if options.get('likelihood') == 'gaussian' else ('sigma',)) + unused(options)

@@ -29,11 +29,11 @@ from ..compat import environment, fused_adam_supported
 from ..data.datasets import AutoEncoderDataset, ImageDataset
 from ..data.loaders import TensorLoader, load_batch_with_labels
 from ..distributed import ReduceMetrics
-from ..divergences import kld_loss
 from ..errors import CommandError
 from ..evaluation import negative_elbo
 from ..files import remove_stale_temporaries
 from ..records import MetricsCSV, plot_history, write_json
+from .config import run_folder, session_options, write_config
 from .data import (
     absolute,
     check_recorded_data,
@@ -42,10 +42,10 @@ from .data import (
     images_digest,
     is_folder,
     load_dataset,
-    run_name,
     shown,
     split,
 )
+from .kl import kl_term as build_kl_term
 from .limits import check_training_fits
 from .model import build_model, criterion, settle
 from .options import REQUIRED_OPTIONS, check_saved_options, run_options, saved_options
@@ -63,6 +63,7 @@ from .run_folder import (
     picture_file,
     write_failure,
 )
+from .tensorboard import check_tensorboard, run_board
 
 __all__ = []  # internal: the public entry point is torchbearer_vae.cli.main
 
@@ -73,7 +74,7 @@ LATENT_IMAGES = 2000
 
 # -- train --
 def _out(args: argparse.Namespace) -> str:
-    return args.out or os.path.join('runs', run_name(args.dataset))
+    return run_folder(args)
 
 
 def train(args: argparse.Namespace) -> dict:
@@ -237,6 +238,8 @@ def _build_training(args: argparse.Namespace, processes: Processes,
     rank, world_size, device = processes.rank, processes.world_size, processes.device
     if args.compile:
         check_compiler(device)  # before the data is read
+    if getattr(args, 'tensorboard', False):
+        check_tensorboard()
     folder = folder if folder is not None else RunFolder(_out(args))
     out = folder.path
     checkpoint, options, nothing_to_do = processes.from_rank_0(lambda: _prepare(args, folder))
@@ -252,7 +255,7 @@ def _build_training(args: argparse.Namespace, processes: Processes,
                         dataset=shown(options['dataset']))
     model, optimizer = _model_and_optimizer(data, processes)
     train_loader, val_loader = _loaders(data, processes)
-    kl_term = kld_loss(beta=options['beta'], reduction='batchmean')
+    kl_term = build_kl_term(options, steps_per_epoch=len(train_loader))
     history = []
     if checkpoint is not None:  # the state of every piece that changes as training goes on
         history = restore(checkpoint, os.path.join(out, CHECKPOINT), model=model, optimizer=optimizer,
@@ -275,6 +278,8 @@ def _build_training(args: argparse.Namespace, processes: Processes,
     if data.num_classes is not None:
         trial.with_loader(load_batch_with_labels)
     trial.state[torchbearer.HISTORY] = history  # torchbearer continues from len(history)
+    if rank == 0:  # once everything is checked: the resolved configuration, which train --config repeats
+        write_config(out, options, session_options(args))
     return _Training(trial, guard, model, val_loader, out, options, done, data.image_shape, len(data.train_set),
                      len(data.val_set), folder)
 
@@ -381,16 +386,23 @@ def _callbacks(args: argparse.Namespace, out: str, data: _RunData, processes: Pr
     # epochs either way; a bad update shows as a non-finite output at the next step). Under DDP the gradient check
     # is what makes every rank stop at the same step (the all-reduce spreads a NaN), so there it stays on.
     guard = NaNGuard(gradients=world_size > 1, warn=False, advice='')
+    pictures = [ReconstructionSaver(folder=out, filename=picture_file('reconstruction', args.epochs)),
+                SampleSaver(folder=out, filename=picture_file('samples', args.epochs), num_images=64,
+                            seed=options['seed'])]
+    for picture in pictures:
+        picture.number_epochs_from(FIRST_EPOCH)
+    board = [run_board(out)] if getattr(args, 'tensorboard', False) and processes.rank == 0 else []
+    for picture, tag in zip(pictures, ('reconstruction', 'samples')):
+        for writer in board:  # the pictures first, then the board flushes them with the epoch's metrics
+            picture.with_handler(writer.picture(tag))
     callbacks = [
         ReduceMetrics(),  # first: the epoch's metrics are the means over the ranks before anything reads them
         kl_term,
         guard,
-        ReconstructionSaver(folder=out, filename=picture_file('reconstruction', args.epochs)).number_epochs_from(
-            FIRST_EPOCH),
-        SampleSaver(folder=out, filename=picture_file('samples', args.epochs), num_images=64,
-                    seed=options['seed']).number_epochs_from(FIRST_EPOCH),
+        *pictures,
         *latent_pictures(out, labelled=data.num_classes is not None, epochs=args.epochs, num_images=LATENT_IMAGES,
                          class_names=data.class_names),
+        *board,
         Checkpointer(os.path.join(out, CHECKPOINT), extra=resumable),
         MetricsCSV(os.path.join(out, METRICS)),
     ]
