@@ -31,6 +31,9 @@ How to report a trained model's likelihood on held-out data::
     elbo = negative_elbo(model, test_set)                            # the training loss per image, z sampled
     nll = importance_weighted_nll(model, test_set, num_samples=100)  # tighter: nll <= elbo in expectation
     print(f'-ELBO {elbo:.1f} nats, IWAE(k=100) NLL {nll:.1f} nats per image')
+
+:func:`reconstruction_psnr` says how close the reconstructions are in the units of image work (dB), whatever
+the likelihood.
 """
 import math
 from typing import Callable, Iterable, Iterator, Optional, Tuple, Union
@@ -42,7 +45,7 @@ from .checks import check_choice, check_int, check_number
 from .losses import LIKELIHOODS, kld, reconstruction_loss
 from .model_utils import decoded, evaluating, is_conditional, model_device, posterior
 
-__all__ = ['importance_weighted_nll', 'negative_elbo']
+__all__ = ['importance_weighted_nll', 'negative_elbo', 'reconstruction_psnr']
 
 _LOG_2PI = math.log(2 * math.pi)
 #: Decoded images per forward pass that ``importance_weighted_nll`` aims for by default.
@@ -255,3 +258,51 @@ def importance_weighted_nll(model, data: Data, *, num_samples: int = 100, batch_
         return math.log(k) - total
 
     return _mean_over(model, data, batch_size, device, per_batch)
+
+
+def reconstruction_psnr(model, data: Data, *, batch_size: int = 100,
+                        device: Optional[Union[str, torch.device]] = None) -> float:
+    r"""The peak signal-to-noise ratio of the reconstructions of ``data``, in dB, for pixel values in ``[0, 1]``.
+
+    Each image is encoded, its posterior mean decoded (the decoder's mean: probabilities for a
+    Bernoulli decoder, means for a Gaussian one, clamped to ``[0, 1]`` as a picture shows them),
+    and
+
+    .. math::
+        \mathrm{PSNR} = 10 \log_{10} \frac{1}{\mathrm{MSE}}
+
+    with the mean squared error over every value of every image (not a mean of per-image PSNRs,
+    which a few flat images would dominate). Higher is closer; ``inf`` for exact reconstructions.
+    It does not depend on the likelihood or on ``sigma``, so it compares any two runs on the same
+    images.
+
+    Args:
+        model: A model with ``encode`` and ``decode`` (and the labels for a conditional one, as
+            for :func:`negative_elbo`).
+        data: A tensor of images in ``[0, 1]``, a Dataset of ``(x, ...)`` or ``x``, or an iterable
+            of batches.
+        batch_size (int): Images per batch when ``data`` is a tensor or a Dataset.
+        device (str or torch.device or None): Where to compute; default, the model's device.
+
+    Returns:
+        float: The PSNR in dB.
+
+    Example: ::
+
+        >>> import torch
+        >>> from torchbearer_vae import VAE, reconstruction_psnr
+        >>> psnr = reconstruction_psnr(VAE(), torch.rand(10, 1, 28, 28))  # untrained: about 0.5 everywhere
+        >>> 10 < psnr < 12  # MSE about 1/12
+        True
+    """
+    if not callable(getattr(model, 'encode', None)) or not callable(getattr(model, 'decode', None)):
+        raise TypeError(f'reconstruction_psnr needs a model with encode(x) and decode(z); {type(model).__name__} '
+                        f'lacks one')
+
+    def per_batch(x, labels):
+        mu, _ = posterior(model, x, labels)
+        recon = decoded(model, mu, labels).reshape(x.shape[0], -1).clamp(0, 1)
+        return (recon - x.reshape(x.shape[0], -1)).double().pow(2).mean(1)
+
+    mse = _mean_over(model, data, batch_size, _device_of(model, device), per_batch)
+    return 10 * math.log10(1 / mse) if mse > 0 else math.inf

@@ -16,7 +16,7 @@ from ..callbacks.pictures import ReconstructionSaver, SampleSaver
 from ..checkpoints import load_checkpoint
 from ..data.loaders import TensorLoader
 from ..errors import CheckpointError, CommandError, MissingStateError
-from ..evaluation import importance_weighted_nll, negative_elbo
+from ..evaluation import importance_weighted_nll, negative_elbo, reconstruction_psnr
 from ..model_utils import evaluating, is_conditional
 from ..models import model_from_checkpoint
 from ..records import write_json
@@ -224,7 +224,7 @@ def _duration(seconds: float) -> str:
 
 
 def evaluate(args) -> dict:
-    """``torchbearer-vae evaluate``: negative ELBO and (K > 1) the IWAE negative log-likelihood per image."""
+    """``torchbearer-vae evaluate``: negative ELBO, reconstruction PSNR and (K > 1) the IWAE negative log-likelihood."""
     out, checkpoint, model, device = _start(args, 'evaluation.json', 'json')
     dataset, which, said = _data_for(args, checkpoint, model, out)
     _labels(args, dataset, model, 0)  # a conditional model: refused here if the images have no labels
@@ -236,8 +236,11 @@ def evaluate(args) -> dict:
     with _fitting(args):
         elbo = negative_elbo(model, counted(loader, len(dataset), 'negative ELBO'), generator=generator)
     seconds = time.monotonic() - started
+    with _fitting(args):
+        psnr = reconstruction_psnr(model, loader)
     result = {'checkpoint': os.path.abspath(args.checkpoint), 'split': which, 'images': len(dataset),
-              'negative_elbo_per_image': elbo}
+              'negative_elbo_per_image': elbo, 'reconstruction_psnr_db': psnr}
+    print(f'reconstruction PSNR {psnr:.2f} dB (pixel values in [0, 1], z the posterior mean)', file=sys.stderr)
     if args.importance_samples > 1:
         result['importance_samples'] = args.importance_samples
         # each importance sample decodes every image once more: about one ELBO pass (which also encodes) each
