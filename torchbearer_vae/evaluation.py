@@ -9,7 +9,8 @@ to compute ``log p(x|z)``, looked up in this order:
 2. otherwise ``model.decode(z)`` read according to ``model.likelihood``: ``'bernoulli'`` (the
    default when the model has no such attribute, as the PyTorch example's VAE) for
    probabilities, with each log clamped at -100 like :class:`torch.nn.BCELoss`, or
-   ``'gaussian'`` for means with the fixed standard deviation ``model.sigma`` (default 1).
+   ``'gaussian'`` for means with the standard deviation ``model.sigma`` (default 1; None: calibrated, the
+   optimal one of the images decoded together, as in training).
 
 Either way the term is :func:`~torchbearer_vae.reconstruction_loss`, the formula training uses
 (:class:`~torchbearer_vae.BaseVAE`'s ``log_likelihood`` calls it too).
@@ -109,7 +110,8 @@ def _likelihood_of(model) -> Callable[..., torch.Tensor]:
     if not callable(getattr(model, 'decode', None)):
         raise TypeError(f'the model needs log_likelihood(x, z) or decode(z); {type(model).__name__} has neither')
     likelihood = check_choice('model.likelihood', getattr(model, 'likelihood', 'bernoulli'), LIKELIHOODS)
-    sigma = check_number('model.sigma', getattr(model, 'sigma', 1.0), above=0) if likelihood == 'gaussian' else 1.0
+    sigma = check_number('model.sigma', getattr(model, 'sigma', 1.0), above=0, allow_none=True) \
+        if likelihood == 'gaussian' else 1.0
 
     def log_likelihood(x, z, labels):
         return -reconstruction_loss(decoded(model, z, labels), x, likelihood, sigma=sigma, reduction='none')

@@ -85,7 +85,7 @@ def build_model(options: dict, image_shape: Sequence[int], device: Optional[str]
                            f'model too large to build ({type(error).__name__}); use smaller values') from None
 
 
-def criterion(likelihood: str, sigma: float):
+def criterion(likelihood: str, sigma: Optional[float]):
     """The Trial's criterion: ``-log p(x|z)`` of the run's likelihood, in nats per image (the one formula)."""
     def reconstruction(recon, target):
         return reconstruction_loss(recon, target, likelihood, sigma=sigma, reduction='batchmean')

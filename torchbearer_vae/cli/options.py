@@ -195,9 +195,10 @@ class TrainOptions:
              'digits, idx:DIR with labels, folder:DIR with class subfolders); then sample --label N draws class N')
     likelihood: str = option(
         'bernoulli', choices=LIKELIHOODS, check=partial(check_choice, choices=LIKELIHOODS), implied='bernoulli',
-        help='of the decoder: bernoulli (pixels in [0, 1] as probabilities) or gaussian with a fixed --sigma')
-    sigma: float = option(  # the models' default: pixel values in [0, 1]
-        0.1, type=number(above=0), check=partial(check_number, above=0), implied=0.1,
+        help='of the decoder: bernoulli (pixels in [0, 1] as probabilities) or gaussian (calibrated, or --sigma)')
+    sigma: Optional[float] = option(  # None: calibrated; runs before it was the default stored 0.1
+        None, type=number(above=0), check=partial(check_number, above=0, allow_none=True), implied=0.1,
+        shown="calibrated: each batch's root mean squared error, at least exp(-6)",
         help='standard deviation of --likelihood gaussian, in pixel units of [0, 1]')
     epochs: int = option(10, type=positive_int, run=False, help='total epochs')
     batch_size: int = option(128, type=positive_int, check=_whole, implied=REQUIRED, help='')

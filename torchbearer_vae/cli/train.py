@@ -9,6 +9,7 @@ where it is known which argument named the file.
 import dataclasses
 import os
 import shutil
+import sys
 import threading
 import time
 from typing import List, Optional
@@ -31,6 +32,7 @@ from ..errors import CommandError
 from ..evaluation import negative_elbo
 from ..files import remove_stale_temporaries
 from ..records import MetricsCSV, plot_history, write_json
+from .advice import run_advice
 from .data import (
     absolute,
     check_recorded_data,
@@ -139,6 +141,7 @@ class _Training:
     train_images: int
     val_images: int
     folder: RunFolder
+    steps_per_epoch: int  # optimizer steps of an epoch on this rank
 
 
 def _train(args, processes: Processes, folder: RunFolder) -> dict:
@@ -164,6 +167,8 @@ def _train(args, processes: Processes, folder: RunFolder) -> dict:
             return {}
         seconds = time.time() - started
         summary = _summary(training, history, seconds, processes)
+        summary['advice'] = run_advice(history, steps=len(history) * training.steps_per_epoch,
+                                       batches=training.steps_per_epoch, options=options)
         write_json(os.path.join(out, SUMMARY), summary)
     except (OSError, RuntimeError) as error:
         _wait_for_files()
@@ -174,6 +179,8 @@ def _train(args, processes: Processes, folder: RunFolder) -> dict:
         raise CommandError(message) from None
     print(f'{out}: {len(history)} epochs, validation negative ELBO {summary["val_elbo_per_image"]:.2f} nats per '
           f'image, {seconds:.1f} s' + (f' ({world_size} processes)' if world_size > 1 else ''))
+    for line in summary['advice']:
+        print(f'advice: {line}', file=sys.stderr)
     return summary
 
 
@@ -257,7 +264,7 @@ def _build_training(args, processes: Processes, folder: RunFolder = None):
         trial.with_loader(load_batch_with_labels)
     trial.state[torchbearer.HISTORY] = history  # torchbearer continues from len(history)
     return _Training(trial, guard, model, val_loader, out, options, done, data.image_shape, len(data.train_set),
-                     len(data.val_set), folder)
+                     len(data.val_set), folder, len(train_loader))
 
 
 def _pictures_to_come(callbacks, epochs) -> List[str]:

@@ -1,0 +1,39 @@
+"""What train says at the end of a run that did not learn what it could (too short, collapsed KL), and of one that did:
+nothing."""
+from torchbearer_vae.cli.advice import MIN_STEPS, run_advice
+
+OPTIONS = {'beta': 1.0, 'likelihood': 'gaussian', 'sigma': None, 'batch_size': 128}
+
+
+def history(epochs, active=12.0):
+    return [{'loss': 100.0 - epoch, 'val_loss': 101.0 - epoch, 'val_active_units': active} for epoch in range(epochs)]
+
+
+def test_a_healthy_run_gets_no_advice():
+    assert run_advice(history(10), steps=10 * 120, batches=120, options=OPTIONS) == []
+    assert run_advice(history(10), steps=MIN_STEPS, batches=MIN_STEPS // 10, options=OPTIONS) == []
+
+
+def test_a_run_of_too_few_steps_says_so_and_how_many_epochs_would_do():
+    # The issue's run: 450 training pictures in batches of 128 for 30 epochs, 4 batches an epoch.
+    lines = run_advice(history(30), steps=120, batches=4, options=OPTIONS)
+    assert len(lines) == 1
+    assert 'only 120 optimizer steps (30 epoch(s) of 4 batch(es))' in lines[0]
+    assert f'--epochs {MIN_STEPS // 4}' in lines[0] and 'smaller --batch-size (this run: 128)' in lines[0]
+
+
+def test_a_collapsed_kl_says_so_and_what_to_try_for_the_run_s_likelihood():
+    fixed = dict(OPTIONS, sigma=0.1)
+    line, = run_advice(history(10, active=0), steps=5000, batches=500, options=fixed)
+    assert 'no latent unit is active (val_active_units 0)' in line
+    assert 'a smaller --beta (this run: 1; try 0.25)' in line and 'leaving --sigma out (this run fixed it at 0.1' in line
+    line, = run_advice(history(10, active=0), steps=5000, batches=500, options=dict(OPTIONS, likelihood='bernoulli'))
+    assert '--likelihood gaussian' in line and '--sigma' not in line
+    line, = run_advice(history(10, active=0), steps=5000, batches=500, options=OPTIONS)  # calibrated already
+    assert '--sigma' not in line and '--likelihood' not in line and 'more --epochs' in line
+
+
+def test_a_short_collapsed_run_gets_both_lines_and_a_history_without_the_metric_none():
+    assert len(run_advice(history(2, active=0), steps=20, batches=10, options=OPTIONS)) == 2
+    assert run_advice([{'loss': 1.0}], steps=5000, batches=5000, options=OPTIONS) == []
+    assert run_advice([{'val_active_units': float('nan')}], steps=5000, batches=5000, options=OPTIONS) == []

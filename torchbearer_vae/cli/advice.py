@@ -1,0 +1,66 @@
+"""What ``train`` says at the end of a run that did not learn what it could: too short, or its KL term collapsed.
+
+Both are read from the run's history, once it has ended: :func:`run_advice` returns one line per problem, each
+saying what was seen and what to try, and nothing for a healthy run. ``train`` prints the lines and keeps them in
+``summary.json``.
+
+Internal to the command line (:mod:`torchbearer_vae.cli`).
+"""
+import math
+from typing import List, Optional, Sequence
+
+__all__ = []  # internal: the public entry point is torchbearer_vae.cli.main
+
+#: Optimizer steps below which a run is too short: a VAE trained for fewer has learnt little more than the mean
+#: colours of its images (500 colour pictures of 32x32: 16 dB of PSNR after 120 steps, 22 dB after 1,000).
+MIN_STEPS = 1000
+
+
+def run_advice(history: Sequence[dict], *, steps: int, batches: int, options: dict) -> List[str]:
+    """The lines to print after a run of ``steps`` optimizer steps in all (``batches`` per epoch): none if healthy.
+
+    Args:
+        history: torchbearer's history, one dict of metrics per epoch (``val_active_units`` read from the last).
+        steps: Optimizer steps the whole run took (all its sessions).
+        batches: Optimizer steps per epoch.
+        options: The run's options (``beta``, ``likelihood``, ``sigma``, ``batch_size`` are read).
+    """
+    lines = []
+    if steps < MIN_STEPS:
+        epochs = math.ceil(MIN_STEPS / max(batches, 1))
+        lines.append(f'this run took only {steps:,} optimizer steps ({len(history)} epoch(s) of {batches} '
+                     f'batch(es)): too few for a VAE to learn more than the mean colours of the images (blurred, '
+                     f'grey reconstructions, every sample alike). Train for at least {MIN_STEPS:,} steps: '
+                     f'--epochs {epochs}, or a smaller --batch-size (this run: {options.get("batch_size")}) for more '
+                     f'steps per epoch')
+    active = _last(history, 'val_active_units')
+    if active is not None and active < 1:
+        lines.append(f'no latent unit is active (val_active_units {active:g}): the KL term pulled every posterior '
+                     f'onto the prior, so the decoder ignores z and reconstructs and samples one average picture. '
+                     f'Try {_collapse_fix(options)}')
+    return lines
+
+
+def _last(history: Sequence[dict], key: str) -> Optional[float]:
+    """The last epoch's ``key``, or None if it has none (or it is not a finite number)."""
+    value = history[-1].get(key) if history else None
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _collapse_fix(options: dict) -> str:
+    """What to change for a run whose KL term collapsed, given its options."""
+    fixes = []
+    beta = options.get('beta', 1.0)
+    if beta:
+        fixes.append(f'a smaller --beta (this run: {beta:g}; try {beta / 4:g})')
+    if options.get('likelihood') == 'gaussian' and options.get('sigma') is not None:
+        fixes.append(f'leaving --sigma out (this run fixed it at {options["sigma"]:g}; without it the decoder is '
+                     f'calibrated, its reconstruction term weighed as its errors warrant)')
+    elif options.get('likelihood') == 'bernoulli':
+        fixes.append('--likelihood gaussian for photographs (a calibrated decoder)')
+    fixes.append('more --epochs')
+    return ', '.join(fixes[:-1]) + f' or {fixes[-1]}' if len(fixes) > 1 else fixes[0]
