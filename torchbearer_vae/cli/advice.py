@@ -1,8 +1,9 @@
-"""What ``train`` says at the end of a run that did not learn what it could: too short, or its KL term collapsed.
+"""How long ``train`` trains a small dataset, and what it says at the end of a run that did not learn what it could.
 
-Both are read from the run's history, once it has ended: :func:`run_advice` returns one line per problem, each
-saying what was seen and what to try, and nothing for a healthy run. ``train`` prints the lines and keeps them in
-``summary.json``.
+An epoch of a small training set goes over it several times (:func:`epoch_passes`), so that a run of the default
+epochs is long enough. At the end, :func:`run_advice` reads the run's history for a run too short or whose KL term
+collapsed: one line per problem, saying what was seen and what to try, and nothing for a healthy run. ``train``
+prints the lines and keeps them in ``summary.json``.
 
 Internal to the command line (:mod:`torchbearer_vae.cli`).
 """
@@ -14,6 +15,16 @@ __all__ = []  # internal: the public entry point is torchbearer_vae.cli.main
 #: Optimizer steps below which a run is too short: a VAE trained for fewer has learnt little more than the mean
 #: colours of its images (500 colour pictures of 32x32: 16 dB of PSNR after 120 steps, 22 dB after 1,000).
 MIN_STEPS = 1000
+
+
+#: The fewest optimizer steps of an epoch: a training set of fewer batches is gone over several times an epoch, each
+#: time in a new order, so that the default 10 epochs of a small folder are MIN_STEPS steps.
+EPOCH_STEPS = MIN_STEPS // 10
+
+
+def epoch_passes(batches: int) -> int:
+    """How many times an epoch goes over a training set of ``batches`` batches: enough for EPOCH_STEPS steps."""
+    return max(1, math.ceil(EPOCH_STEPS / max(batches, 1)))
 
 
 def run_advice(history: Sequence[dict], *, steps: int, batches: int, options: dict) -> List[str]:

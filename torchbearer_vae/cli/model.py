@@ -38,14 +38,28 @@ MODELS = {
 
 
 def settle(options: dict, image_shape: Sequence[int]) -> dict:
-    """``options`` with the defaults that depend on the images filled in: ``model`` and ``hidden_dim``."""
+    """``options`` with the defaults that depend on the images filled in: ``model``, ``likelihood``, ``hidden_dim``.
+
+    Colour images get the convolutional model and a Gaussian decoder (calibrated unless ``--sigma``), grey ones the
+    MLP and a Bernoulli decoder (their values are mostly near 0 or 1, as digits are).
+    """
     options = dict(options)
+    colour = len(image_shape) == 3 and image_shape[0] == 3
     if options.get('model') is None:
-        colour = len(image_shape) == 3 and image_shape[0] == 3
         options['model'] = 'conv' if colour and not options.get('conditional') else 'mlp'  # conditional: MLP only
+    if options.get('likelihood') is None:
+        options['likelihood'] = 'gaussian' if colour else 'bernoulli'
+    check_sigma(options)
     if options.get('hidden_dim') is None:
         options['hidden_dim'] = MODELS[options['model']].hidden_dim
     return options
+
+
+def check_sigma(options: dict) -> None:
+    """Refuse ``--sigma`` with a likelihood other than gaussian (it is the Gaussian's standard deviation)."""
+    if options.get('sigma') is not None and options.get('likelihood') not in (None, 'gaussian'):
+        raise CommandError(f'--sigma is the standard deviation of --likelihood gaussian; this run\'s likelihood is '
+                           f'{options["likelihood"]}: add --likelihood gaussian, or leave --sigma out')
 
 
 def check_conditional(options: dict) -> None:

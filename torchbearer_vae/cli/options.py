@@ -21,7 +21,7 @@ from ..checks import check_bool, check_choice, check_int, check_number
 from ..errors import CommandError
 from ..losses import LIKELIHOODS
 from .data import DEFAULT_DATA_DIR, DEFAULT_DATASET, FOLDER, IDX, NAMES, absolute, check_preprocessing
-from .model import MODELS, check_conditional
+from .model import MODELS, check_conditional, check_sigma
 
 __all__ = []  # internal: the public entry point is torchbearer_vae.cli.main
 
@@ -193,8 +193,9 @@ class TrainOptions:
         False, switch=True, check=check_bool, implied=False,
         help='a ConditionalVAE (mlp) given each image\'s class, for labelled data (mnist, fashion-mnist, cifar10, '
              'digits, idx:DIR with labels, folder:DIR with class subfolders); then sample --label N draws class N')
-    likelihood: str = option(
-        'bernoulli', choices=LIKELIHOODS, check=partial(check_choice, choices=LIKELIHOODS), implied='bernoulli',
+    likelihood: Optional[str] = option(  # None: settled from the images (cli.model.settle), then stored
+        None, choices=LIKELIHOODS, check=partial(check_choice, choices=LIKELIHOODS), implied='bernoulli',
+        shown='gaussian for colour images, bernoulli for grey ones',
         help='of the decoder: bernoulli (pixels in [0, 1] as probabilities) or gaussian (calibrated, or --sigma)')
     sigma: Optional[float] = option(  # None: calibrated; runs before it was the default stored 0.1
         None, type=number(above=0), check=partial(check_number, above=0, allow_none=True), implied=0.1,
@@ -319,9 +320,7 @@ def run_options(args, checkpoint: Optional[dict]) -> dict:
     given = absolute({name: getattr(args, name, None) for name in RUN_OPTIONS})
     if checkpoint is None:
         options = absolute({name: DEFAULTS[name] if value is None else value for name, value in given.items()})
-        if given['sigma'] is not None and options['likelihood'] != 'gaussian':
-            raise CommandError(f'--sigma is the standard deviation of --likelihood gaussian; this run\'s likelihood '
-                               f'is {options["likelihood"]}: add --likelihood gaussian, or leave --sigma out')
+        check_sigma(options)  # again once the images settle the likelihood
         check_preprocessing(options['dataset'], options['image_size'], options['channels'])
         check_conditional(options)
         return options

@@ -32,7 +32,7 @@ from ..errors import CommandError
 from ..evaluation import negative_elbo
 from ..files import remove_stale_temporaries
 from ..records import MetricsCSV, plot_history, write_json
-from .advice import run_advice
+from .advice import epoch_passes, run_advice
 from .data import (
     absolute,
     check_recorded_data,
@@ -142,6 +142,7 @@ class _Training:
     val_images: int
     folder: RunFolder
     steps_per_epoch: int  # optimizer steps of an epoch on this rank
+    passes: int  # times an epoch goes over the training images
 
 
 def _train(args, processes: Processes, folder: RunFolder) -> dict:
@@ -211,7 +212,9 @@ def _summary(training: _Training, history: list, seconds: float, processes: Proc
         'val_loss_z_mean_per_image': history[-1].get('val_loss'),
         'val_loss_z_mean_per_image_means': "the Trial's val_loss: the same loss with z = posterior mean (eval mode)",
         'wall_seconds': round(seconds, 3),
-        'train_images_per_second': round(epochs_run * training.train_images / seconds, 1) if epochs_run else None,
+        'passes_per_epoch': training.passes,
+        'train_images_per_second': (round(epochs_run * training.passes * training.train_images / seconds, 1)
+                                    if epochs_run else None),
         'device': str(device), 'processes': processes.world_size, 'versions': environment(),
     }
 
@@ -260,11 +263,14 @@ def _build_training(args, processes: Processes, folder: RunFolder = None):
     trial = Trial(trained, optimizer, loss,
                   metrics=['loss', 'recon', 'kl', 'active_units'], callbacks=callbacks, verbose=0).to(device)
     trial.with_generators(train_generator=train_loader, val_generator=val_loader)
+    passes = epoch_passes(len(train_loader))
+    if passes > 1:  # torchbearer starts the loader again (a new order) when an epoch has more steps than it
+        trial.for_train_steps(passes * len(train_loader))
     if data.num_classes is not None:
         trial.with_loader(load_batch_with_labels)
     trial.state[torchbearer.HISTORY] = history  # torchbearer continues from len(history)
     return _Training(trial, guard, model, val_loader, out, options, done, data.image_shape, len(data.train_set),
-                     len(data.val_set), folder, len(train_loader))
+                     len(data.val_set), folder, passes * len(train_loader), passes)
 
 
 def _pictures_to_come(callbacks, epochs) -> List[str]:
