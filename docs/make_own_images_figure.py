@@ -48,7 +48,7 @@ def run(folder: str, out: str, train_options: List[str]) -> dict:
     """``train`` on ``folder`` into ``out`` with ``train_options``, then ``evaluate``: its JSON."""
     from torchbearer_vae.cli import main as command
 
-    status = command(['train', '--dataset', f'folder:{folder}', '--likelihood', 'gaussian', '--image-size', '32',
+    status = command(['train', '--dataset', f'folder:{folder}', '--image-size', '32',
                       '--seed', '1', '--out', out, *train_options])
     if status:
         raise SystemExit(status)  # the command said why on stderr; the figure is left as it was

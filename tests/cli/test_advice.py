@@ -1,6 +1,6 @@
 """What train says at the end of a run that did not learn what it could (too short, collapsed KL), and of one that did:
 nothing."""
-from torchbearer_vae.cli.advice import MIN_STEPS, run_advice
+from torchbearer_vae.cli.advice import EPOCH_STEPS, MIN_STEPS, epoch_passes, run_advice
 
 OPTIONS = {'beta': 1.0, 'likelihood': 'gaussian', 'sigma': None, 'batch_size': 128}
 
@@ -38,3 +38,11 @@ def test_a_short_collapsed_run_gets_both_lines_and_a_history_without_the_metric_
     assert len(run_advice(history(2, active=0), steps=20, batches=10, options=OPTIONS)) == 2
     assert run_advice([{'loss': 1.0}], steps=5000, batches=5000, options=OPTIONS) == []
     assert run_advice([{'val_active_units': float('nan')}], steps=5000, batches=5000, options=OPTIONS) == []
+
+
+def test_an_epoch_of_a_small_training_set_goes_over_it_as_many_times_as_fit_in_epoch_steps():
+    assert EPOCH_STEPS == 100
+    assert epoch_passes(4) == 25  # 450 pictures in batches of 128: 100 steps an epoch
+    assert epoch_passes(29) == 3  # 3,600: 87 steps
+    assert epoch_passes(71) == 1 and epoch_passes(469) == 1  # MNIST's 9,000 and 60,000 training images: as before
+    assert epoch_passes(1) == 100

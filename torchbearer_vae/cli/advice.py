@@ -17,14 +17,15 @@ __all__ = []  # internal: the public entry point is torchbearer_vae.cli.main
 MIN_STEPS = 1000
 
 
-#: The fewest optimizer steps of an epoch: a training set of fewer batches is gone over several times an epoch, each
-#: time in a new order, so that the default 10 epochs of a small folder are MIN_STEPS steps.
+#: The optimizer steps an epoch of a small training set aims at: one of fewer batches is gone over as many whole times
+#: as fit in this many (each time in a new order), so that the default 10 epochs of a small folder are about
+#: MIN_STEPS steps. A training set of more than half as many batches (MNIST's 10,000 test images) is gone over once.
 EPOCH_STEPS = MIN_STEPS // 10
 
 
 def epoch_passes(batches: int) -> int:
-    """How many times an epoch goes over a training set of ``batches`` batches: enough for EPOCH_STEPS steps."""
-    return max(1, math.ceil(EPOCH_STEPS / max(batches, 1)))
+    """How many times an epoch goes over a training set of ``batches`` batches: as many as fit in EPOCH_STEPS."""
+    return max(1, EPOCH_STEPS // max(batches, 1))
 
 
 def run_advice(history: Sequence[dict], *, steps: int, batches: int, options: dict) -> List[str]:
