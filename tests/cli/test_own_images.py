@@ -62,7 +62,7 @@ def test_a_colour_folder_trains_the_convolutional_vae(colour_run, photos):
     assert (summary['model'], summary['likelihood']) == ('conv', 'gaussian')
     options = summary['options']
     assert options['dataset'] == f'folder:{photos[0]}' and os.path.isabs(options['dataset'][len('folder:'):])
-    assert (options['image_size'], options['channels'], options['sigma']) == (32, 3, 0.1)
+    assert (options['image_size'], options['channels'], options['sigma']) == (32, 3, None)  # calibrated
     model = model_from_checkpoint(load_checkpoint(out / 'checkpoint.pt'))
     assert type(model).__name__ == 'ConvVAE' and model.input_shape == (3, 32, 32) and model.likelihood == 'gaussian'
     # the corrupt file: one warning line naming it, and the run went on
@@ -86,8 +86,9 @@ def test_every_command_reproduces_the_folder_from_another_directory(colour_run, 
     elsewhere.mkdir()
     summary = json.loads((out / 'summary.json').read_text())
     checkpoint = out / 'checkpoint.pt'
+    # the run's seed and batches: the same draws of z as its summary's, and the calibrated decoder's sigma of each
     result = run_cli('evaluate', '--checkpoint', checkpoint, '--importance-samples', 10, '--out', 'e.json',
-                     '--seed', 1, cwd=elsewhere)  # the run's seed: the same draws of z as its summary's
+                     '--seed', 1, '--batch-size', 128, cwd=elsewhere)
     assert result.returncode == 0, result.stderr
     evaluation = json.loads((elsewhere / 'e.json').read_text())
     assert evaluation['split'] == 'val' and evaluation['images'] == summary['val_images']  # not the training images
@@ -240,3 +241,45 @@ def test_a_fifo_in_the_folder_is_skipped_by_every_command_with_one_warning(tmp_p
                     ['evaluate', '--out', tmp_path / 'e.json']):
         result = run_cli(command[0], '--checkpoint', tmp_path / 'run' / 'checkpoint.pt', *command[1:], timeout=300)
         assert result.returncode == 0 and warning in result.stderr, result.stderr
+
+
+def write_random_crops(root, count, size, seed=0):
+    """``count`` random ``size`` x ``size`` crops of scikit-learn's two photographs, in turn, as PNG files."""
+    from sklearn.datasets import load_sample_images
+
+    photos, generator = load_sample_images().images, np.random.default_rng(seed)
+    root.mkdir(parents=True)
+    for index in range(count):
+        photo = photos[index % 2]
+        top, left = (int(generator.integers(0, extent - size + 1)) for extent in photo.shape[:2])
+        Image.fromarray(photo[top:top + size, left:left + size]).save(root / f'{index:04d}.png')
+
+
+@pytest.mark.slow
+def test_a_small_folder_of_colour_crops_trains_with_the_defaults_to_recognisable_reconstructions(tmp_path):
+    """The issue's small folder, reduced: 300 crops of 32x32 seen at 16x16, the command's defaults (10 epochs).
+
+    Before, its 270 training pictures made 3 batches an epoch: 30 optimizer steps, every reconstruction the mean
+    colour (PSNR_BEFORE dB with the fixed --sigma 0.1, measured). Now an epoch goes over them 33 times."""
+    folder, out = tmp_path / 'crops', tmp_path / 'run'
+    write_random_crops(folder, 300, 32)
+    result = run_cli('train', '--dataset', f'folder:{folder}', '--image-size', 16, '--out', out, '--quiet')
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((out / 'summary.json').read_text())
+    assert (summary['likelihood'], summary['options']['sigma'], summary['passes_per_epoch']) == ('gaussian', None, 33)
+    assert summary['advice'] == [] and 'advice:' not in result.stderr  # a healthy run says nothing
+    result = run_cli('evaluate', '--checkpoint', out / 'checkpoint.pt', '--importance-samples', 1)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)['reconstruction_psnr_db'] > PSNR_BOUND
+
+
+@pytest.mark.slow
+def test_a_run_too_short_says_so_at_the_end_with_what_to_try(tmp_path):
+    folder, out = tmp_path / 'crops', tmp_path / 'run'
+    write_random_crops(folder, 300, 32)
+    result = run_cli('train', '--dataset', f'folder:{folder}', '--image-size', 16, '--epochs', 2, '--out', out,
+                     '--quiet')
+    assert result.returncode == 0, result.stderr
+    assert 'advice: this run took only 198 optimizer steps (2 epoch(s) of 99 batch(es))' in result.stderr
+    assert '--epochs 6' in result.stderr
+    assert json.loads((out / 'summary.json').read_text())['advice'][0].startswith('this run took only 198')
