@@ -8,7 +8,7 @@ The folder is cut from the two photographs bundled with scikit-learn (``load_sam
 427x640 each) into a temporary folder: ``--crops`` (default 500) random 64x64 crops, or with
 ``--patches`` 4,000 random 32x32 patches, alternately from each photograph, seeded, as PNG files
 (``0000.png`` ...), as a user's folder of pictures would be. Then ``torchbearer-vae train
---dataset folder:DIR --likelihood gaussian --image-size 32`` runs on it (through
+--dataset folder:DIR --image-size 32`` runs on it with the command's defaults (through
 ``torchbearer_vae.cli.main``, the seed fixed), ``torchbearer-vae evaluate`` measures the
 reconstruction PSNR on the run's validation split (``--val-fraction``, the images it did not train
 on), and the reconstruction picture the run wrote after its last epoch is copied to

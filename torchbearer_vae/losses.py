@@ -282,7 +282,8 @@ def reconstruction_loss(recon: torch.Tensor, target: torch.Tensor, likelihood: s
     elif sigma is None:
         per_value = _calibrated_gaussian(recon, target)
     else:
-        sigma = check_number('sigma', sigma, above=0)
+        check_number('sigma', sigma, above=0)
+        sigma = float(sigma)
         per_value = 0.5 * ((target - recon) / sigma).pow(2) + 0.5 * (_LOG_2PI + 2 * math.log(sigma))
     per_image = per_value.reshape(per_value.shape[0], -1).sum(1)
     if reduction == 'none':

@@ -259,8 +259,8 @@ def write_random_crops(root, count, size, seed=0):
 def test_a_small_folder_of_colour_crops_trains_with_the_defaults_to_recognisable_reconstructions(tmp_path):
     """The issue's small folder, reduced: 300 crops of 32x32 seen at 16x16, the command's defaults (10 epochs).
 
-    Before, its 270 training pictures made 3 batches an epoch: 30 optimizer steps, every reconstruction the mean
-    colour (PSNR_BEFORE dB with the fixed --sigma 0.1, measured). Now an epoch goes over them 33 times."""
+    Before, its 270 training pictures made 3 batches an epoch: 30 optimizer steps, every reconstruction about the
+    mean colour (14.3 dB with the fixed --sigma 0.1, measured). Now an epoch goes over them 33 times: 19.6 dB."""
     folder, out = tmp_path / 'crops', tmp_path / 'run'
     write_random_crops(folder, 300, 32)
     result = run_cli('train', '--dataset', f'folder:{folder}', '--image-size', 16, '--out', out, '--quiet')
@@ -270,7 +270,7 @@ def test_a_small_folder_of_colour_crops_trains_with_the_defaults_to_recognisable
     assert summary['advice'] == [] and 'advice:' not in result.stderr  # a healthy run says nothing
     result = run_cli('evaluate', '--checkpoint', out / 'checkpoint.pt', '--importance-samples', 1)
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)['reconstruction_psnr_db'] > PSNR_BOUND
+    assert json.loads(result.stdout)['reconstruction_psnr_db'] > 17  # the old defaults: 14.3 dB
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ prints the lines and keeps them in ``summary.json``.
 Internal to the command line (:mod:`torchbearer_vae.cli`).
 """
 import math
-from typing import List, Optional, Sequence
+from typing import Any, List, Optional, Sequence
 
 __all__ = []  # internal: the public entry point is torchbearer_vae.cli.main
 
@@ -56,12 +56,12 @@ def run_advice(history: Sequence[dict], *, steps: int, batches: int, options: di
 
 def _last(history: Sequence[dict], key: str) -> Optional[float]:
     """The last epoch's ``key``, or None if it has none (or it is not a finite number)."""
-    value = history[-1].get(key) if history else None
+    value: Any = history[-1].get(key) if history else None
     try:
-        value = float(value)
+        number = float(value)
     except (TypeError, ValueError):
         return None
-    return value if math.isfinite(value) else None
+    return number if math.isfinite(number) else None
 
 
 def _collapse_fix(options: dict) -> str:

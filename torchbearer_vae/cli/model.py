@@ -47,9 +47,9 @@ def settle(options: dict, image_shape: Sequence[int]) -> dict:
     colour = len(image_shape) == 3 and image_shape[0] == 3
     if options.get('model') is None:
         options['model'] = 'conv' if colour and not options.get('conditional') else 'mlp'  # conditional: MLP only
-    if options.get('likelihood') is None:
+    if options.get('likelihood') is None:  # a new run's (a checkpoint's options hold theirs, and sigma 0.1 for any)
         options['likelihood'] = 'gaussian' if colour else 'bernoulli'
-    check_sigma(options)
+        check_sigma(options)
     if options.get('hidden_dim') is None:
         options['hidden_dim'] = MODELS[options['model']].hidden_dim
     return options
