@@ -2,7 +2,7 @@
 nothing."""
 from torchbearer_vae.cli.advice import EPOCH_STEPS, MIN_STEPS, epoch_passes, run_advice
 
-OPTIONS = {'beta': 1.0, 'likelihood': 'gaussian', 'sigma': None, 'batch_size': 128}
+OPTIONS = {'beta': 1.0, 'likelihood': 'gaussian', 'sigma': 'calibrated', 'batch_size': 128}
 
 
 def history(epochs, active=12.0):
@@ -27,7 +27,7 @@ def test_a_collapsed_kl_says_so_and_what_to_try_for_the_run_s_likelihood():
     line, = run_advice(history(10, active=0), steps=5000, batches=500, options=fixed)
     assert 'no latent unit is active (val_active_units 0)' in line
     assert 'a smaller --beta (this run: 1; try 0.25)' in line
-    assert 'leaving --sigma out (this run fixed it at 0.1' in line
+    assert '--sigma calibrated or a smaller --sigma (this run: 0.1' in line
     line, = run_advice(history(10, active=0), steps=5000, batches=500, options=dict(OPTIONS, likelihood='bernoulli'))
     assert '--likelihood gaussian' in line and '--sigma' not in line
     line, = run_advice(history(10, active=0), steps=5000, batches=500, options=OPTIONS)  # calibrated already

@@ -62,7 +62,7 @@ def test_a_colour_folder_trains_the_convolutional_vae(colour_run, photos):
     assert (summary['model'], summary['likelihood']) == ('conv', 'gaussian')
     options = summary['options']
     assert options['dataset'] == f'folder:{photos[0]}' and os.path.isabs(options['dataset'][len('folder:'):])
-    assert (options['image_size'], options['channels'], options['sigma']) == (32, 3, None)  # calibrated
+    assert (options['image_size'], options['channels'], options['sigma']) == (32, 3, 0.1)
     model = model_from_checkpoint(load_checkpoint(out / 'checkpoint.pt'))
     assert type(model).__name__ == 'ConvVAE' and model.input_shape == (3, 32, 32) and model.likelihood == 'gaussian'
     # the corrupt file: one warning line naming it, and the run went on
@@ -86,7 +86,7 @@ def test_every_command_reproduces_the_folder_from_another_directory(colour_run, 
     elsewhere.mkdir()
     summary = json.loads((out / 'summary.json').read_text())
     checkpoint = out / 'checkpoint.pt'
-    # the run's seed and batches: the same draws of z as its summary's, and the calibrated decoder's sigma of each
+    # the run's seed and batches: the same draws of z as its summary's (and a calibrated decoder's sigma of each)
     result = run_cli('evaluate', '--checkpoint', checkpoint, '--importance-samples', 10, '--out', 'e.json',
                      '--seed', 1, '--batch-size', 128, cwd=elsewhere)
     assert result.returncode == 0, result.stderr
@@ -165,6 +165,7 @@ def test_cifar10_offline_is_one_line_saying_what_to_do(tmp_path, capsys, monkeyp
     (['--dataset', 'digits', '--image-size', '32'], '--image-size apply to --dataset folder:DIR'),
     (['--dataset', 'digits', '--channels', '3'], '--channels apply to --dataset folder:DIR'),
     (['--dataset', 'digits', '--sigma', '0.2'], 'add --likelihood gaussian'),
+    (['--dataset', 'digits', '--likelihood', 'bernoulli', '--sigma', 'calibrated'], 'add --likelihood gaussian'),
 ])
 def test_options_that_do_not_apply_are_refused_before_any_work(args, message, tmp_path, capsys):
     assert main(['train', *args, '--out', str(tmp_path / 'run')]) == 2
@@ -177,7 +178,8 @@ def test_options_that_do_not_apply_are_refused_before_any_work(args, message, tm
     (['--channels', '2'], "--channels: must be 1 (grey) or 3 (colour), got '2'"),
     (['--model', 'resnet'], "invalid choice: 'resnet'"),
     (['--likelihood', 'poisson'], "invalid choice: 'poisson'"),
-    (['--sigma', '0'], "must be a finite number > 0, got '0'"),
+    (['--sigma', '0'], "must be a finite number > 0 or calibrated, got '0'"),
+    (['--sigma', 'learned'], "must be a finite number > 0 or calibrated, got 'learned'"),
     (['--dataset', 'folder:'], "unknown dataset 'folder:'"),
 ])
 def test_bad_new_options_are_usage_errors(args, message, capsys):
@@ -266,7 +268,7 @@ def test_a_small_folder_of_colour_crops_trains_with_the_defaults_to_recognisable
     result = run_cli('train', '--dataset', f'folder:{folder}', '--image-size', 16, '--out', out, '--quiet')
     assert result.returncode == 0, result.stderr
     summary = json.loads((out / 'summary.json').read_text())
-    assert (summary['likelihood'], summary['options']['sigma'], summary['passes_per_epoch']) == ('gaussian', None, 33)
+    assert (summary['likelihood'], summary['options']['sigma'], summary['passes_per_epoch']) == ('gaussian', 0.1, 33)
     assert summary['advice'] == [] and 'advice:' not in result.stderr  # a healthy run says nothing
     result = run_cli('evaluate', '--checkpoint', out / 'checkpoint.pt', '--importance-samples', 1)
     assert result.returncode == 0, result.stderr
@@ -283,3 +285,14 @@ def test_a_run_too_short_says_so_at_the_end_with_what_to_try(tmp_path):
     assert 'advice: this run took only 198 optimizer steps (2 epoch(s) of 99 batch(es))' in result.stderr
     assert '--epochs 6' in result.stderr
     assert json.loads((out / 'summary.json').read_text())['advice'][0].startswith('this run took only 198')
+
+
+def test_sigma_calibrated_trains_the_calibrated_decoder_and_its_checkpoint_rebuilds_it(tmp_path):
+    out = tmp_path / 'run'
+    assert main(['train', '--dataset', 'digits', '--likelihood', 'gaussian', '--sigma', 'calibrated', '--epochs', '1',
+                 '--hidden-dim', '16', '--out', str(out), '--quiet']) == 0
+    checkpoint = load_checkpoint(out / 'checkpoint.pt')
+    assert checkpoint['options']['sigma'] == 'calibrated'
+    assert model_from_checkpoint(checkpoint).sigma is None  # the models' calibrated decoder
+    assert main(['train', '--dataset', 'digits', '--sigma', '0.2', '--epochs', '1', '--out', str(out), '--resume',
+                 '--quiet']) == 2  # --resume keeps the run's

@@ -70,9 +70,9 @@ def _collapse_fix(options: dict) -> str:
     beta = options.get('beta', 1.0)
     if beta:
         fixes.append(f'a smaller --beta (this run: {beta:g}; try {beta / 4:g})')
-    if options.get('likelihood') == 'gaussian' and options.get('sigma') is not None:
-        fixes.append(f'leaving --sigma out (this run fixed it at {options["sigma"]:g}; without it the decoder is '
-                     f'calibrated, its reconstruction term weighed as its errors warrant)')
+    if options.get('likelihood') == 'gaussian' and isinstance(options.get('sigma'), (int, float)):
+        fixes.append(f'--sigma calibrated or a smaller --sigma (this run: {options["sigma"]:g}; calibrated, the '
+                     f'reconstruction term is weighed as the decoder\'s errors warrant)')
     elif options.get('likelihood') == 'bernoulli':
         fixes.append('--likelihood gaussian for photographs (a calibrated decoder)')
     fixes.append('more --epochs')

@@ -15,13 +15,13 @@ Internal to the command line (:mod:`torchbearer_vae.cli`); every refusal is a :c
 import argparse
 import dataclasses
 from functools import partial
-from typing import Optional
+from typing import Optional, Union
 
 from ..checks import check_bool, check_choice, check_int, check_number
 from ..errors import CommandError
 from ..losses import LIKELIHOODS
 from .data import DEFAULT_DATA_DIR, DEFAULT_DATASET, FOLDER, IDX, NAMES, absolute, check_preprocessing
-from .model import MODELS, check_conditional, check_sigma
+from .model import CALIBRATED, MODELS, SIGMA, check_conditional, check_sigma
 
 __all__ = []  # internal: the public entry point is torchbearer_vae.cli.main
 
@@ -63,6 +63,16 @@ def number(**bounds):
                 'a number'
             raise argparse.ArgumentTypeError(f'must be {wanted}, got {text!r}') from None
     return parse
+
+
+def sigma_value(text: str) -> Union[float, str]:
+    """``--sigma``: a number > 0, or ``calibrated``."""
+    if text == CALIBRATED:
+        return CALIBRATED
+    try:
+        return number(above=0)(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f'must be a finite number > 0 or {CALIBRATED}, got {text!r}') from None
 
 
 def class_index(text: str) -> int:
@@ -110,6 +120,11 @@ def _check_seed(name: str, value) -> None:
     """A seed ``--seed`` takes: ``random_seed``'s range, so that torch's generators accept it."""
     if check_int(name, value, minimum=0) >= _SEEDS:
         raise ValueError(f'{name} must be a whole number from 0 to 2**63 - 1, got {value}')
+
+
+def _check_sigma(name: str, value) -> None:
+    if value is not None and value != CALIBRATED:
+        check_number(name, value, above=0)
 
 
 def _check_channels(name: str, value) -> None:
@@ -196,11 +211,11 @@ class TrainOptions:
     likelihood: Optional[str] = option(  # None: settled from the images (cli.model.settle), then stored
         None, choices=LIKELIHOODS, check=partial(check_choice, choices=LIKELIHOODS), implied='bernoulli',
         shown='gaussian for colour images, bernoulli for grey ones',
-        help='of the decoder: bernoulli (pixels in [0, 1] as probabilities) or gaussian (calibrated, or --sigma)')
-    sigma: Optional[float] = option(  # None: calibrated; runs before it was the default stored 0.1
-        None, type=number(above=0), check=partial(check_number, above=0, allow_none=True), implied=0.1,
-        shown="calibrated: each batch's root mean squared error, at least exp(-6)",
-        help='standard deviation of --likelihood gaussian, in pixel units of [0, 1]')
+        help='of the decoder: bernoulli (pixels in [0, 1] as probabilities) or gaussian (standard deviation --sigma)')
+    sigma: Union[float, str, None] = option(  # None: SIGMA, settled with the likelihood (cli.model.settle)
+        None, type=sigma_value, check=_check_sigma, implied=SIGMA, shown=str(SIGMA),
+        help=f'standard deviation of --likelihood gaussian, in pixel units of [0, 1], or {CALIBRATED}: each batch\'s '
+             f'root mean squared error (at least exp(-6))')
     epochs: int = option(10, type=positive_int, run=False, help='total epochs')
     batch_size: int = option(128, type=positive_int, check=_whole, implied=REQUIRED, help='')
     lr: float = option(1e-3, type=number(above=0), check=partial(check_number, above=0), implied=REQUIRED,

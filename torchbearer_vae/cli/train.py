@@ -46,7 +46,7 @@ from .data import (
     split,
 )
 from .limits import check_training_fits
-from .model import build_model, criterion, settle
+from .model import build_model, criterion, decoder_sigma, settle
 from .options import REQUIRED_OPTIONS, check_saved_options, run_options, saved_options
 from .processes import Processes
 from .progress import training_progress
@@ -250,7 +250,7 @@ def _build_training(args, processes: Processes, folder: RunFolder = None):
                           kl_term=kl_term, train_loader=train_loader, rank=rank)
     model.to(device)
     optimizer_to(optimizer, device)
-    loss = criterion(options['likelihood'], options['sigma'])
+    loss = criterion(options['likelihood'], decoder_sigma(options))
     if args.compile:
         model.compile()  # in place: the same module, the same state_dict keys, checkpoints unchanged
         loss = torch.compile(loss)
