@@ -1,8 +1,8 @@
 """Make the figure and the figures of "Train on your own images" from real runs of the command line on photographs.
 
-    python docs/make_own_images_figure.py                  # 500 crops of 64x64, the command's defaults
-    python docs/make_own_images_figure.py --patches        # 4,000 patches of 32x32, --epochs 20
-    python docs/make_own_images_figure.py -- --sigma 0.1   # anything after -- is passed on to train
+    python docs/make_own_images_figure.py                          # 500 crops of 64x64, the command's defaults
+    python docs/make_own_images_figure.py -- --sigma calibrated    # anything after -- is passed on to train
+    python docs/make_own_images_figure.py --patches --no-figure    # 4,000 patches of 32x32, --epochs 20
 
 The folder is cut from the two photographs bundled with scikit-learn (``load_sample_images``,
 427x640 each) into a temporary folder: ``--crops`` (default 500) random 64x64 crops, or with

@@ -84,10 +84,9 @@ class BaseVAE(nn.Module):
     ``D/2 log(2 pi sigma^2)`` per image, so that it is a true negative log-density in nats).
     ``sigma=None`` makes the decoder *calibrated*: ``sigma`` is the batch's optimal one, its root
     mean squared error, at least ``torchbearer_vae.losses.MIN_SIGMA`` (see
-    :func:`~torchbearer_vae.reconstruction_loss`); the command line's default for
-    ``--likelihood gaussian``. There is no per-pixel learned variance on purpose: on data with
-    many exact values (MNIST's black background) it shrinks towards zero and the density grows
-    without bound.
+    :func:`~torchbearer_vae.reconstruction_loss`; the command line's ``--sigma calibrated``). There
+    is no per-pixel learned variance on purpose: on data with many exact values (MNIST's black
+    background) it shrinks towards zero and the density grows without bound.
 
     Args:
         input_shape (int or sequence of int): Shape of one input, e.g. ``(1, 28, 28)`` or ``784``.
