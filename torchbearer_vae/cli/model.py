@@ -10,7 +10,7 @@ images, ``conv`` for colour ones), and recorded so that a resumed run and ``eval
 Internal to the command line (:mod:`torchbearer_vae.cli`); every refusal is a :class:`CommandError`.
 """
 import dataclasses
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 
@@ -52,7 +52,7 @@ MODELS = {
 def settle(options: dict, image_shape: Sequence[int]) -> dict:
     """``options`` with the defaults that depend on the images filled in: ``model``, ``likelihood``, ``hidden_dim``.
 
-    Colour images get the convolutional model and a Gaussian decoder (calibrated unless ``--sigma``), grey ones the
+    Colour images get the convolutional model and a Gaussian decoder (``--sigma``, by default SIGMA), grey ones the
     MLP and a Bernoulli decoder (their values are mostly near 0 or 1, as digits are).
     """
     options = dict(options)
@@ -113,8 +113,8 @@ def build_model(options: dict, image_shape: Sequence[int], device: Optional[str]
                            f'model too large to build ({type(error).__name__}); use smaller values') from None
 
 
-def criterion(likelihood: str, sigma: Optional[float]):
+def criterion(likelihood: str, sigma: Optional[float]) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """The Trial's criterion: ``-log p(x|z)`` of the run's likelihood, in nats per image (the one formula)."""
-    def reconstruction(recon, target):
+    def reconstruction(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return reconstruction_loss(recon, target, likelihood, sigma=sigma, reduction='batchmean')
     return reconstruction

@@ -122,7 +122,8 @@ def _check_seed(name: str, value) -> None:
         raise ValueError(f'{name} must be a whole number from 0 to 2**63 - 1, got {value}')
 
 
-def _check_sigma(name: str, value) -> None:
+def _check_sigma(name: str, value: object) -> None:
+    """A stored ``--sigma``: a number > 0 or ``calibrated`` (None before it is settled)."""
     if value is not None and value != CALIBRATED:
         check_number(name, value, above=0)
 
