@@ -14,11 +14,15 @@ from torchbearer_vae import (
     VAE,
     AutoEncoderDataset,
     BaseVAE,
+    ConvVAE,
     importance_weighted_nll,
     kld,
     kld_loss,
+    model_from_checkpoint,
     negative_elbo,
     reconstruction_loss,
+    reconstruction_psnr,
+    save_checkpoint,
 )
 
 D, LATENT, SIGMA = 6, 3, 0.5
@@ -375,3 +379,48 @@ def test_the_benchmarks_floor_is_the_library_estimate_from_the_same_draws(mnist,
     ours = importance_weighted_nll(model, x, num_samples=7, batch_size=20, chunk_size=2, generator=seeded(3))
     assert floor == pytest.approx(ours, rel=1e-6)
     assert bench_evaluate.floor(model, x, 7, 20, 40, seed=4) != pytest.approx(ours, rel=1e-6)  # other draws
+
+
+def test_reconstruction_psnr_is_the_psnr_of_the_decoded_posterior_means_over_all_values():
+    from stand_ins import ProbeVAE
+
+    x = torch.rand(7, 1, 3, 3, generator=torch.Generator().manual_seed(0))
+    model = ProbeVAE()
+    recon = x[:, :, 0, :].reshape(7, 1, 3, 1).expand(-1, 1, 3, 3)  # row r painted with the top row's value r
+    mse = (recon - x).pow(2).mean().item()
+    assert reconstruction_psnr(model, x, batch_size=3) == pytest.approx(10 * math.log10(1 / mse), rel=1e-6)
+    assert model.modes and all(mode == (False, False) for mode in model.modes)  # eval mode, no gradients
+    assert reconstruction_psnr(model, x[:, :, :1, :1].expand(-1, 1, 3, 3)) == math.inf  # flat images: exact
+
+
+def test_reconstruction_psnr_clamps_a_gaussian_decoder_s_means_to_the_pixel_range():
+    model = BaseVAE.__new__(ConvVAE)  # a ConvVAE whose decoder returns 2.0 everywhere: clamped to 1
+    torch.nn.Module.__init__(model)
+    model.encode = lambda x: (torch.zeros(x.shape[0], 2), torch.zeros(x.shape[0], 2))
+    model.decode = lambda z: torch.full((z.shape[0], 3, 4, 4), 2.0)
+    x = torch.full((5, 3, 4, 4), 0.9)
+    assert reconstruction_psnr(model, x) == pytest.approx(20.0)  # MSE 0.01
+    with pytest.raises(TypeError, match='needs a model with encode'):
+        reconstruction_psnr(nn.Linear(2, 2), x)
+
+
+def test_a_calibrated_decoder_is_what_the_elbo_and_iwae_score_and_a_fixed_sigma_checkpoint_stays_fixed(tmp_path):
+    torch.manual_seed(0)
+    x = torch.rand(8, 3, 8, 8)
+    calibrated = ConvVAE((3, 8, 8), latent_dim=2, hidden_dim=8, channels=(4, 4), likelihood='gaussian', sigma=None)
+    z = torch.randn(8, 2)
+    means = calibrated.decode(z).detach()
+    expected = Normal(means, (x - means).pow(2).mean().sqrt()).log_prob(x).reshape(8, -1).sum(1)
+    torch.testing.assert_close(calibrated.log_likelihood(x, z).detach(), expected)
+    elbo = negative_elbo(calibrated, x, batch_size=8)
+    assert math.isfinite(elbo) and math.isfinite(importance_weighted_nll(calibrated, x, num_samples=4))
+    # A model saved with a fixed sigma (every run before the calibrated decoder) is rebuilt and scored with it.
+    fixed = ConvVAE((3, 8, 8), latent_dim=2, hidden_dim=8, channels=(4, 4), likelihood='gaussian', sigma=0.1)
+    save_checkpoint(tmp_path / 'fixed.pt', fixed)
+    rebuilt = model_from_checkpoint(tmp_path / 'fixed.pt')
+    assert rebuilt.sigma == 0.1
+    means = rebuilt.decode(z).detach()
+    torch.testing.assert_close(rebuilt.log_likelihood(x, z).detach(),
+                               Normal(means, 0.1).log_prob(x).reshape(8, -1).sum(1))
+    save_checkpoint(tmp_path / 'calibrated.pt', calibrated)
+    assert model_from_checkpoint(tmp_path / 'calibrated.pt').sigma is None

@@ -13,7 +13,7 @@ from torch.distributions import Bernoulli, Normal, kl_divergence
 
 import torchbearer_vae
 from torchbearer_vae import kld, reconstruction_loss, vae_loss
-from torchbearer_vae.losses import REDUCTIONS
+from torchbearer_vae.losses import MIN_SIGMA, REDUCTIONS
 
 BOUNDED = dict(deadline=None, database=None, derandomize=True)
 
@@ -145,6 +145,53 @@ def test_reconstruction_loss_is_the_negative_log_likelihood_of_torch_distributio
     # A flattened target is reshaped; the float32 result agrees with the float64 one.
     flat = reconstruction_loss(probabilities.float(), x.float().reshape(batch, -1), reduction=reduction)
     torch.testing.assert_close(flat.double(), reduce(bernoulli, reduction), rtol=1e-4, atol=1e-3)
+
+
+@settings(max_examples=40, **BOUNDED)
+@given(batch=st.integers(1, 5), shape=st.sampled_from([(6,), (1, 3, 4), (3, 2, 2)]), seed=st.integers(0, 2 ** 16),
+       scale=st.floats(0.01, 3.0), reduction=st.sampled_from(REDUCTIONS))
+def test_the_calibrated_gaussian_is_torch_distributions_normal_with_the_batch_optimal_sigma(batch, shape, seed, scale,
+                                                                                           reduction):
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.rand((batch,) + shape, generator=generator, dtype=torch.float64)
+    means = x + scale * torch.randn((batch,) + shape, generator=generator, dtype=torch.float64)
+    optimal = (x - means).pow(2).mean().sqrt()  # sigma*: the root mean squared error of the whole batch
+    expected = -per_image(Normal(means, optimal).log_prob(x))
+    torch.testing.assert_close(reconstruction_loss(means, x, 'gaussian', sigma=None, reduction=reduction),
+                               reduce(expected, reduction))
+    # sigma* maximises the batch's likelihood: any other fixed sigma scores the batch worse.
+    calibrated = reconstruction_loss(means, x, 'gaussian', sigma=None)
+    for factor in (0.5, 0.9, 1.1, 2.0):
+        assert reconstruction_loss(means, x, 'gaussian', sigma=float(optimal) * factor) > calibrated
+
+
+def test_the_calibrated_gaussian_is_finite_for_an_exact_reconstruction_thanks_to_its_floor():
+    x = torch.rand(3, 3, 4, 4, requires_grad=True)
+    loss = reconstruction_loss(x, x.detach(), 'gaussian', sigma=None, reduction='none')
+    floor = -Normal(x.detach(), MIN_SIGMA).log_prob(x.detach()).reshape(3, -1).sum(1)  # sigma at its floor
+    torch.testing.assert_close(loss, floor)
+    assert torch.isfinite(loss).all()
+    loss.sum().backward()
+    assert torch.isfinite(x.grad).all()
+    # Just above the floor and just below it, the value is continuous: the floor takes over smoothly.
+    for error in (MIN_SIGMA * 0.999, MIN_SIGMA * 1.001):
+        near = reconstruction_loss(torch.full((1, 8), error), torch.zeros(1, 8), 'gaussian', sigma=None)
+        fixed = reconstruction_loss(torch.full((1, 8), error), torch.zeros(1, 8), 'gaussian', sigma=MIN_SIGMA)
+        torch.testing.assert_close(near, fixed, rtol=1e-4, atol=1e-4)
+
+
+def test_the_calibrated_gaussian_has_the_gradient_of_the_fixed_optimal_sigma():
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(4, 12, generator=generator, dtype=torch.float64)
+    means = (x + 0.1 * torch.randn(4, 12, generator=generator, dtype=torch.float64)).requires_grad_()
+    reconstruction_loss(means, x, 'gaussian', sigma=None).backward()
+    calibrated, means.grad = means.grad, None
+    optimal = float((x - means.detach()).pow(2).mean().sqrt())
+    reconstruction_loss(means, x, 'gaussian', sigma=optimal).backward()
+    torch.testing.assert_close(calibrated, means.grad)
+    # float16 inputs: sigma* computed in float32, a finite loss.
+    half = reconstruction_loss(means.detach().half(), x.half(), 'gaussian', sigma=None)
+    assert torch.isfinite(half)
 
 
 def test_reconstruction_loss_bernoulli_sum_is_bce_loss_and_stays_finite_at_0_and_1():

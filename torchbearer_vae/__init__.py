@@ -33,7 +33,7 @@ from .data import (
 from .distributed import ReduceMetrics
 from .divergences import divergence, kld_loss
 from .errors import CheckpointError, MissingStateError
-from .evaluation import importance_weighted_nll, negative_elbo
+from .evaluation import importance_weighted_nll, negative_elbo, reconstruction_psnr
 from .losses import bernoulli_mean, kld, reconstruction_loss, vae_loss
 from .metrics import ActiveUnits, KLMetric, ReconstructionMetric
 from .models import VAE, BaseVAE, ConditionalVAE, ConvVAE, model_from_checkpoint
@@ -54,7 +54,7 @@ __all__ = [
     'load_cifar10', 'find_images', 'load_image_folder',
     'TensorLoader', 'load_batch_with_labels',
     'VAE', 'BaseVAE', 'ConvVAE', 'ConditionalVAE',
-    'importance_weighted_nll', 'negative_elbo',
+    'importance_weighted_nll', 'negative_elbo', 'reconstruction_psnr',
     'save_checkpoint', 'load_checkpoint', 'model_from_checkpoint', 'load_model_state', 'Checkpointer',
     'CheckpointError', 'MetricsCSV', 'plot_history', 'write_json',
     'NaNGuard',

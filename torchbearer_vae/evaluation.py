@@ -9,7 +9,8 @@ to compute ``log p(x|z)``, looked up in this order:
 2. otherwise ``model.decode(z)`` read according to ``model.likelihood``: ``'bernoulli'`` (the
    default when the model has no such attribute, as the PyTorch example's VAE) for
    probabilities, with each log clamped at -100 like :class:`torch.nn.BCELoss`, or
-   ``'gaussian'`` for means with the fixed standard deviation ``model.sigma`` (default 1).
+   ``'gaussian'`` for means with the standard deviation ``model.sigma`` (default 1; None: calibrated, the
+   optimal one of the images decoded together, as in training).
 
 Either way the term is :func:`~torchbearer_vae.reconstruction_loss`, the formula training uses
 (:class:`~torchbearer_vae.BaseVAE`'s ``log_likelihood`` calls it too).
@@ -31,6 +32,9 @@ How to report a trained model's likelihood on held-out data::
     elbo = negative_elbo(model, test_set)                            # the training loss per image, z sampled
     nll = importance_weighted_nll(model, test_set, num_samples=100)  # tighter: nll <= elbo in expectation
     print(f'-ELBO {elbo:.1f} nats, IWAE(k=100) NLL {nll:.1f} nats per image')
+
+:func:`reconstruction_psnr` says how close the reconstructions are in the units of image work (dB), whatever
+the likelihood.
 """
 import math
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Tuple, Union
@@ -42,7 +46,7 @@ from .checks import check_choice, check_int, check_number
 from .losses import LIKELIHOODS, kld, reconstruction_loss
 from .model_utils import decoded, evaluating, is_conditional, model_device, posterior
 
-__all__ = ['importance_weighted_nll', 'negative_elbo']
+__all__ = ['importance_weighted_nll', 'negative_elbo', 'reconstruction_psnr']
 
 _LOG_2PI = math.log(2 * math.pi)
 #: Decoded images per forward pass that ``importance_weighted_nll`` aims for by default.
@@ -106,7 +110,8 @@ def _likelihood_of(model: Any) -> Callable[..., torch.Tensor]:
     if not callable(getattr(model, 'decode', None)):
         raise TypeError(f'the model needs log_likelihood(x, z) or decode(z); {type(model).__name__} has neither')
     likelihood = check_choice('model.likelihood', getattr(model, 'likelihood', 'bernoulli'), LIKELIHOODS)
-    sigma = check_number('model.sigma', getattr(model, 'sigma', 1.0), above=0) if likelihood == 'gaussian' else 1.0
+    sigma = check_number('model.sigma', getattr(model, 'sigma', 1.0), above=0, allow_none=True) \
+        if likelihood == 'gaussian' else 1.0
 
     def log_likelihood(x: torch.Tensor, z: torch.Tensor, labels: Optional[torch.Tensor]) -> torch.Tensor:
         return -reconstruction_loss(decoded(model, z, labels), x, likelihood, sigma=sigma, reduction='none')
@@ -257,3 +262,51 @@ def importance_weighted_nll(model: torch.nn.Module, data: Data, *, num_samples: 
         return math.log(k) - total
 
     return _mean_over(model, data, batch_size, on, per_batch)
+
+
+def reconstruction_psnr(model: Any, data: Data, *, batch_size: int = 100,
+                        device: Optional[Union[str, torch.device]] = None) -> float:
+    r"""The peak signal-to-noise ratio of the reconstructions of ``data``, in dB, for pixel values in ``[0, 1]``.
+
+    Each image is encoded, its posterior mean decoded (the decoder's mean: probabilities for a
+    Bernoulli decoder, means for a Gaussian one, clamped to ``[0, 1]`` as a picture shows them),
+    and
+
+    .. math::
+        \mathrm{PSNR} = 10 \log_{10} \frac{1}{\mathrm{MSE}}
+
+    with the mean squared error over every value of every image (not a mean of per-image PSNRs,
+    which a few flat images would dominate). Higher is closer; ``inf`` for exact reconstructions.
+    It does not depend on the likelihood or on ``sigma``, so it compares any two runs on the same
+    images.
+
+    Args:
+        model: A model with ``encode`` and ``decode`` (and the labels for a conditional one, as
+            for :func:`negative_elbo`).
+        data: A tensor of images in ``[0, 1]``, a Dataset of ``(x, ...)`` or ``x``, or an iterable
+            of batches.
+        batch_size (int): Images per batch when ``data`` is a tensor or a Dataset.
+        device (str or torch.device or None): Where to compute; default, the model's device.
+
+    Returns:
+        float: The PSNR in dB.
+
+    Example: ::
+
+        >>> import torch
+        >>> from torchbearer_vae import VAE, reconstruction_psnr
+        >>> psnr = reconstruction_psnr(VAE(), torch.rand(10, 1, 28, 28))  # untrained: about 0.5 everywhere
+        >>> 10 < psnr < 12  # MSE about 1/12
+        True
+    """
+    if not callable(getattr(model, 'encode', None)) or not callable(getattr(model, 'decode', None)):
+        raise TypeError(f'reconstruction_psnr needs a model with encode(x) and decode(z); {type(model).__name__} '
+                        f'lacks one')
+
+    def per_batch(x: torch.Tensor, labels: Optional[torch.Tensor]) -> torch.Tensor:
+        mu, _ = posterior(model, x, labels)
+        recon: torch.Tensor = decoded(model, mu, labels).reshape(x.shape[0], -1).clamp(0, 1)
+        return (recon - x.reshape(x.shape[0], -1)).double().pow(2).mean(1)
+
+    mse = _mean_over(model, data, batch_size, _device_of(model, device), per_batch)
+    return 10 * math.log10(1 / mse) if mse > 0 else math.inf

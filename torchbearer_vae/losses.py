@@ -19,6 +19,11 @@ REDUCTIONS = ('sum', 'batchmean', 'none')
 #: The decoder likelihoods :func:`reconstruction_loss` knows.
 LIKELIHOODS = ('bernoulli', 'gaussian')
 _LOG_2PI = math.log(2 * math.pi)
+_MIN_LOG_SIGMA = -6.0
+#: The smallest standard deviation of a calibrated Gaussian decoder (``sigma=None``), ``exp(-6)``, about 0.0025 in
+#: the units of pixel values in ``[0, 1]`` (two thirds of an 8-bit step), the floor Rybkin et al. use for
+#: stability: an exact reconstruction scores a finite value, and its gradients stay bounded.
+MIN_SIGMA = math.exp(_MIN_LOG_SIGMA)
 
 
 # -- a Bernoulli decoder's probabilities remember their logits --
@@ -195,7 +200,7 @@ def kld_elements(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 
 
 def reconstruction_loss(recon: torch.Tensor, target: torch.Tensor, likelihood: str = 'bernoulli', *,
-                        sigma: float = 1.0, reduction: str = 'sum') -> torch.Tensor:
+                        sigma: Optional[float] = 1.0, reduction: str = 'sum') -> torch.Tensor:
     r"""The reconstruction term ``-log p(target | z)`` in nats: the one formula the whole package uses.
 
     :func:`vae_loss`, :meth:`BaseVAE.reconstruction_loss <torchbearer_vae.BaseVAE.reconstruction_loss>`,
@@ -208,15 +213,27 @@ def reconstruction_loss(recon: torch.Tensor, target: torch.Tensor, likelihood: s
       ``recon`` comes from a :class:`~torchbearer_vae.BaseVAE`'s ``decode`` (or ``forward``),
       it is computed from the decoder's logits instead (``BCEWithLogitsLoss``): the same value
       where the sigmoid does not saturate, the exact one where it does, and faster.
-    * ``'gaussian'``: ``recon`` holds means, the standard deviation is the fixed ``sigma``:
+    * ``'gaussian'``: ``recon`` holds means, every value has the standard deviation ``sigma``:
       :math:`\sum_i \frac{(x_i - \hat x_i)^2}{2\sigma^2} + \frac{D}{2}\log(2\pi\sigma^2)`
-      over the ``D`` values of an image.
+      over the ``D`` values of an image. ``sigma=None`` is the *calibrated* decoder of Rybkin,
+      Daniilidis and Levine (2021, "Simple and Effective VAE Training with Calibrated Decoders"):
+      ``sigma`` is the one that maximises the likelihood of the batch, the root mean squared
+      error :math:`\sigma^* = \sqrt{\mathrm{MSE}}` over every value of every image of
+      ``recon``, but at least ``MIN_SIGMA`` (``exp(-6)``, module constant), so that an exact
+      reconstruction scores a finite value. The batch's term is then
+      :math:`\frac{N}{2}(1 + \log(2\pi\sigma^{*2}))` for its
+      ``N`` values: the reconstruction weighs against the KL term as much as the decoder's error
+      warrants, where a fixed ``sigma`` sets that balance arbitrarily. ``sigma*`` is not
+      differentiated (at its optimum the loss does not change with it: the gradients are those
+      of the fixed ``sigma*``). With ``reduction='none'`` each image's value uses the batch's
+      ``sigma*``, so it depends on the images scored with it.
 
     Args:
         recon (torch.Tensor): The decoder's mean, ``(B, ...)``.
         target (torch.Tensor): The images, with as many values as ``recon`` (reshaped if needed).
         likelihood (str): ``'bernoulli'`` or ``'gaussian'``.
-        sigma (float): The Gaussian's standard deviation, > 0 (ignored for Bernoulli).
+        sigma (float or None): The Gaussian's standard deviation, > 0, in the units of the
+            values; None: calibrated, the batch's optimal one (ignored for Bernoulli).
         reduction (str): ``'sum'`` over the batch, ``'batchmean'`` (per image) or ``'none'``
             (one value per image, shape ``(B,)``).
 
@@ -237,6 +254,11 @@ def reconstruction_loss(recon: torch.Tensor, target: torch.Tensor, likelihood: s
         >>> x = torch.full((2, 4), 0.5)
         >>> reconstruction_loss(x, x, reduction='none')  # 4 values of log(2) nats per image
         tensor([2.7726, 2.7726])
+        >>> recon = torch.tensor([[0.4, 0.6, 0.6, 0.4], [0.6, 0.6, 0.4, 0.4]])  # MSE 0.01: sigma* 0.1
+        >>> reconstruction_loss(recon, x, 'gaussian', sigma=None, reduction='none')
+        tensor([-3.5346, -3.5346])
+        >>> reconstruction_loss(recon, x, 'gaussian', sigma=0.1, reduction='none')  # the same sigma, fixed
+        tensor([-3.5346, -3.5346])
     """
     check_choice('likelihood', likelihood, LIKELIHOODS)
     check_choice('reduction', reduction, REDUCTIONS)
@@ -257,13 +279,25 @@ def reconstruction_loss(recon: torch.Tensor, target: torch.Tensor, likelihood: s
             return total / recon.shape[0] if reduction == 'batchmean' else total
         else:
             per_value = F.binary_cross_entropy(recon, target, reduction='none')
+    elif sigma is None:
+        per_value = _calibrated_gaussian(recon, target)
     else:
-        sigma = check_number('sigma', sigma, above=0)
+        check_number('sigma', sigma, above=0)
+        sigma = float(sigma)
         per_value = 0.5 * ((target - recon) / sigma).pow(2) + 0.5 * (_LOG_2PI + 2 * math.log(sigma))
     per_image = per_value.reshape(per_value.shape[0], -1).sum(1)
     if reduction == 'none':
         return per_image
     return per_image.sum() / (recon.shape[0] if reduction == 'batchmean' else 1)
+
+
+def _calibrated_gaussian(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The Gaussian's ``-log p`` of every value with the batch's optimal standard deviation (at least MIN_SIGMA)."""
+    error = target - recon
+    dtype = torch.promote_types(error.dtype, torch.float32)  # the batch's mean in float32 at least
+    with torch.no_grad():  # log(0) = -inf for an exact reconstruction: the floor makes it finite
+        log_sigma = error.to(dtype).pow(2).mean().log().mul(0.5).clamp(min=_MIN_LOG_SIGMA).to(error.dtype)
+    return 0.5 * (error * torch.exp(-log_sigma)).pow(2) + (log_sigma + 0.5 * _LOG_2PI)
 
 
 def vae_loss(recon: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, target: torch.Tensor, *,

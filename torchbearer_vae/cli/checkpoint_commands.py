@@ -20,7 +20,7 @@ from ..checks import plural
 from ..data.datasets import SizedDataset
 from ..data.loaders import TensorLoader
 from ..errors import CheckpointError, CommandError, MissingStateError
-from ..evaluation import importance_weighted_nll, negative_elbo
+from ..evaluation import importance_weighted_nll, negative_elbo, reconstruction_psnr
 from ..model_utils import evaluating, is_conditional
 from ..models import model_from_checkpoint
 from ..records import write_json
@@ -255,7 +255,7 @@ def _duration(seconds: float) -> str:
 
 
 def evaluate(args: argparse.Namespace) -> dict:
-    """``torchbearer-vae evaluate``: negative ELBO and (K > 1) the IWAE negative log-likelihood per image."""
+    """``torchbearer-vae evaluate``: negative ELBO, reconstruction PSNR and (K > 1) the IWAE negative log-likelihood."""
     out, checkpoint, model, device = _start(args, 'evaluation.json', 'json')
     dataset, which, said = _data_for(args, checkpoint, model, out)
     _labels(args, dataset, model, 0)  # a conditional model: refused here if the images have no labels
@@ -278,6 +278,10 @@ def evaluate(args: argparse.Namespace) -> dict:
             result['iwae_nll_per_image'] = importance_weighted_nll(
                 model, counted(loader, len(dataset), f'IWAE bound, K={args.importance_samples}'),
                 num_samples=args.importance_samples, generator=generator)
+    with _fitting(args):  # one more pass, without draws: how close the reconstructions are, whatever the likelihood
+        result['reconstruction_psnr_db'] = reconstruction_psnr(model, loader)
+    print(f'reconstruction PSNR {result["reconstruction_psnr_db"]:.2f} dB (pixel values in [0, 1], z the posterior '
+          f'mean)', file=sys.stderr)
     print(write_json(out, result), end='')  # the file's JSON: NaN or infinity written as null
     print(f'wrote {out}', file=sys.stderr)  # stdout stays the JSON alone, for a pipe
     return result

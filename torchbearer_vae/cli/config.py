@@ -190,9 +190,9 @@ def config_text(options: Mapping[str, Any], session: Mapping[str, Any]) -> str:
     left_out = set(unused_options(options)) | set(NOT_IN_FILE)
     lines = [f'{name} = {toml_value(values[name])}' for name in FIELDS
              if name not in left_out and values.get(name) is not None]
-    settled = [name for name in ('model', 'hidden_dim') if values.get(name) is None]
+    settled = [name for name in ('model', 'likelihood', 'hidden_dim') if values.get(name) is None]
     if settled:
-        lines.append(f'# {" and ".join(settled)}: settled from the images when the run starts')
+        lines.append(f'# {", ".join(settled)}: settled from the images when the run starts')
     table = [] if options.get('model') is None else [f'class = {toml_value(options["model"])}']
     table += [f'{_key(key)} = {toml_value(value)}' for key, value in (options.get('model_args') or {}).items()]
     return _HEADER + '\n'.join(lines + (['', '[model]'] + table if table else [])) + '\n'

@@ -41,6 +41,18 @@ class ModelChoice:
     about: str
 
 
+#: What ``--sigma`` says for the calibrated Gaussian decoder (``sigma=None`` of the models and reconstruction_loss).
+CALIBRATED = 'calibrated'
+#: ``--sigma``'s default, settled with the likelihood: the fixed standard deviation measured better than the calibrated
+#: one for the default length of a run (docs/own_images.rst), and every run before ``calibrated`` used it.
+SIGMA = 0.1
+
+
+def decoder_sigma(options: dict) -> Optional[float]:
+    """The models' ``sigma`` for the run's ``--sigma``: a number, or None for ``calibrated``."""
+    return None if options['sigma'] == CALIBRATED else options['sigma']
+
+
 #: The models of ``--model``, by the name the command line gives them: its choices, its help and build_model's class.
 MODELS = {
     'mlp': ModelChoice(VAE, hidden_dim=400, about="the PyTorch example's VAE"),
@@ -169,14 +181,30 @@ def import_model_class(path: str, flag: str = '--model') -> type:
 
 
 def settle(options: dict, image_shape: Sequence[int]) -> dict:
-    """``options`` with the defaults that depend on the images filled in: ``model`` and ``hidden_dim``."""
+    """``options`` with the defaults that depend on the images filled in: ``model``, ``likelihood``, ``hidden_dim``.
+
+    Colour images get the convolutional model and a Gaussian decoder (``--sigma``, by default SIGMA), grey ones the
+    MLP and a Bernoulli decoder (their values are mostly near 0 or 1, as digits are).
+    """
     options = dict(options)
+    colour = len(image_shape) == 3 and image_shape[0] == 3
     if options.get('model') is None:
-        colour = len(image_shape) == 3 and image_shape[0] == 3
         options['model'] = 'conv' if colour and not options.get('conditional') else 'mlp'  # conditional: MLP only
+    if options.get('likelihood') is None:  # a new run's (a checkpoint's options hold theirs)
+        options['likelihood'] = 'gaussian' if colour else 'bernoulli'
+        check_sigma(options)
+    if options.get('sigma') is None:  # stored for either likelihood, as it always was
+        options['sigma'] = SIGMA
     if options.get('hidden_dim') is None and not is_own(options['model']):  # the user's class: its own default
         options['hidden_dim'] = MODELS[options['model']].hidden_dim
     return options
+
+
+def check_sigma(options: dict) -> None:
+    """Refuse ``--sigma`` with a likelihood other than gaussian (it is the Gaussian's standard deviation)."""
+    if options.get('sigma') is not None and options.get('likelihood') not in (None, 'gaussian'):
+        raise CommandError(f'--sigma is the standard deviation of --likelihood gaussian; this run\'s likelihood is '
+                           f'{options["likelihood"]}: add --likelihood gaussian, or leave --sigma out')
 
 
 def check_conditional(options: dict) -> None:
@@ -200,7 +228,7 @@ def build_model(options: dict, image_shape: Sequence[int], device: Optional[str]
     if options.get('conditional') and num_classes is None:
         raise ValueError('build_model needs num_classes for a --conditional run (classes_of gives it)')
     config = {'latent_dim': options['latent_dim'], 'hidden_dim': options['hidden_dim'],
-              'likelihood': options['likelihood'], 'sigma': options['sigma']}
+              'likelihood': options['likelihood'], 'sigma': decoder_sigma(options)}
     if config['hidden_dim'] is None:  # the user's class, --hidden-dim not given: its own default
         del config['hidden_dim']
     config.update(options.get('model_args') or {})
@@ -261,7 +289,7 @@ def _build_own(cls: type, options: dict, image_shape: Sequence[int], device: Opt
                            f'images\' shape first, then latent_dim, hidden_dim if --hidden-dim is given, and each '
                            f'--model-arg') from None
     got = (model.likelihood, model.sigma if model.likelihood == 'gaussian' else None)
-    wanted = (options['likelihood'], options['sigma'] if options['likelihood'] == 'gaussian' else None)
+    wanted = (options['likelihood'], decoder_sigma(options) if options['likelihood'] == 'gaussian' else None)
     if got != wanted:
         raise CommandError(f'--model {options["model"]} has the {got[0]} likelihood, the run asks for '
                            f'--likelihood {wanted[0]}: give the class likelihood= and sigma= arguments passed on to '
@@ -269,7 +297,7 @@ def _build_own(cls: type, options: dict, image_shape: Sequence[int], device: Opt
     return model
 
 
-def criterion(likelihood: str, sigma: float) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+def criterion(likelihood: str, sigma: Optional[float]) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """The Trial's criterion: ``-log p(x|z)`` of the run's likelihood, in nats per image (the one formula)."""
     def reconstruction(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return reconstruction_loss(recon, target, likelihood, sigma=sigma, reduction='batchmean')

@@ -16,7 +16,7 @@ import argparse
 import dataclasses
 import os
 from functools import partial
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 from ..checks import check_bool, check_choice, check_int, check_number
 from ..errors import CommandError
@@ -24,10 +24,13 @@ from ..losses import LIKELIHOODS
 from .data import DEFAULT_DATA_DIR, DEFAULT_DATASET, FOLDER, IDX, NAMES, absolute, check_preprocessing
 from .kl import capacity_target, check_kl_options, check_stored, cycles, settle_cycles, unused
 from .model import (
+    CALIBRATED,
     MODELS,
+    SIGMA,
     check_conditional,
     check_model_args,
     check_model_name,
+    check_sigma,
     is_own,
     model_argument,
     model_arguments,
@@ -78,6 +81,16 @@ def number(*, minimum: Optional[float] = None, above: Optional[float] = None, ma
     return parse
 
 
+def sigma_value(text: str) -> Union[float, str]:
+    """``--sigma``: a number > 0, or ``calibrated``."""
+    if text == CALIBRATED:
+        return CALIBRATED
+    try:
+        return number(above=0)(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f'must be a finite number > 0 or {CALIBRATED}, got {text!r}') from None
+
+
 def class_index(text: str) -> int:
     """A class of a conditional model: a whole number >= 0."""
     try:
@@ -126,6 +139,12 @@ def _check_seed(name: str, value: Any) -> None:
     """A seed ``--seed`` takes: ``random_seed``'s range, so that torch's generators accept it."""
     if check_int(name, value, minimum=0) >= _SEEDS:
         raise ValueError(f'{name} must be a whole number from 0 to 2**63 - 1, got {value}')
+
+
+def _check_sigma(name: str, value: object) -> None:
+    """A stored ``--sigma``: a number > 0 or ``calibrated`` (None before it is settled)."""
+    if value is not None and value != CALIBRATED:
+        check_number(name, value, above=0)
 
 
 def _check_channels(name: str, value: Any) -> None:
@@ -217,12 +236,14 @@ class TrainOptions:
         False, switch=True, check=check_bool, implied=False,
         help='a ConditionalVAE (mlp) given each image\'s class, for labelled data (mnist, fashion-mnist, cifar10, '
              'digits, idx:DIR with labels, folder:DIR with class subfolders); then sample --label N draws class N')
-    likelihood: str = option(
-        'bernoulli', choices=LIKELIHOODS, check=partial(check_choice, choices=LIKELIHOODS), implied='bernoulli',
-        help='of the decoder: bernoulli (pixels in [0, 1] as probabilities) or gaussian with a fixed --sigma')
-    sigma: float = option(  # the models' default: pixel values in [0, 1]
-        0.1, type=number(above=0), check=partial(check_number, above=0), implied=0.1,
-        help='standard deviation of --likelihood gaussian, in pixel units of [0, 1]')
+    likelihood: Optional[str] = option(  # None: settled from the images (cli.model.settle), then stored
+        None, choices=LIKELIHOODS, check=partial(check_choice, choices=LIKELIHOODS), implied='bernoulli',
+        shown='gaussian for colour images, bernoulli for grey ones',
+        help='of the decoder: bernoulli (pixels in [0, 1] as probabilities) or gaussian (standard deviation --sigma)')
+    sigma: Union[float, str, None] = option(  # None: SIGMA, settled with the likelihood (cli.model.settle)
+        None, type=sigma_value, check=_check_sigma, implied=SIGMA, shown=str(SIGMA),
+        help=f'standard deviation of --likelihood gaussian, in pixel units of [0, 1], or {CALIBRATED}: each batch\'s '
+             f'root mean squared error (at least exp(-6))')
     epochs: int = option(10, type=positive_int, run=False, help='total epochs')
     batch_size: int = option(128, type=positive_int, check=_whole, implied=REQUIRED, help='')
     lr: float = option(1e-3, type=number(above=0), check=partial(check_number, above=0), implied=REQUIRED,
@@ -374,9 +395,7 @@ def run_options(args: argparse.Namespace, checkpoint: Optional[dict]) -> dict:
     settle_cycles(given, getattr(args, 'epochs', None) or TrainOptions.epochs)
     if checkpoint is None:
         options = absolute({name: DEFAULTS[name] if value is None else value for name, value in given.items()})
-        if given['sigma'] is not None and options['likelihood'] != 'gaussian':
-            raise CommandError(f'--sigma is the standard deviation of --likelihood gaussian; this run\'s likelihood '
-                               f'is {options["likelihood"]}: add --likelihood gaussian, or leave --sigma out')
+        check_sigma(options)  # again once the images settle the likelihood
         check_kl_options(options, given)
         check_preprocessing(options['dataset'], options['image_size'], options['channels'])
         check_conditional(options)
@@ -395,4 +414,4 @@ def run_options(args: argparse.Namespace, checkpoint: Optional[dict]) -> dict:
 
 def unused_options(options: Mapping[str, Any]) -> Tuple[str, ...]:
     """The run options a run does not use (``--sigma`` of a Bernoulli run, ...): its config.toml leaves them out."""
-    return (() if options.get('likelihood') == 'gaussian' else ('sigma',)) + unused(options)
+    return (() if options.get('likelihood') in ('gaussian', None) else ('sigma',)) + unused(options)

@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import os
 import shutil
+import sys
 import threading
 import time
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
@@ -33,6 +34,7 @@ from ..errors import CommandError
 from ..evaluation import negative_elbo
 from ..files import remove_stale_temporaries
 from ..records import MetricsCSV, plot_history, write_json
+from .advice import epoch_passes, run_advice
 from .config import run_folder, session_options, write_config
 from .data import (
     absolute,
@@ -47,7 +49,7 @@ from .data import (
 )
 from .kl import kl_term as build_kl_term
 from .limits import check_training_fits
-from .model import build_model, criterion, settle
+from .model import build_model, criterion, decoder_sigma, settle
 from .options import REQUIRED_OPTIONS, check_saved_options, run_options, saved_options
 from .processes import Processes
 from .progress import training_progress
@@ -153,6 +155,8 @@ class _Training:
     train_images: int
     val_images: int
     folder: RunFolder
+    steps_per_epoch: int  # optimizer steps of an epoch on this rank
+    passes: int  # times an epoch goes over the training images
 
 
 def _train(args: argparse.Namespace, processes: Processes, folder: RunFolder) -> dict:
@@ -178,6 +182,8 @@ def _train(args: argparse.Namespace, processes: Processes, folder: RunFolder) ->
             return {}
         seconds = time.time() - started
         summary = _summary(training, history, seconds, processes)
+        summary['advice'] = run_advice(history, steps=len(history) * training.steps_per_epoch,
+                                       batches=training.steps_per_epoch, options=options)
         write_json(os.path.join(out, SUMMARY), summary)
     except (OSError, RuntimeError) as error:
         _wait_for_files()
@@ -188,6 +194,8 @@ def _train(args: argparse.Namespace, processes: Processes, folder: RunFolder) ->
         raise CommandError(message) from None
     print(f'{out}: {plural(len(history), "epoch")}, validation negative ELBO {summary["val_elbo_per_image"]:.2f} '
           f'nats per image, {seconds:.1f} s' + (f' ({world_size} processes)' if world_size > 1 else ''))
+    for line in summary['advice']:
+        print(f'advice: {line}', file=sys.stderr)
     return summary
 
 
@@ -223,7 +231,9 @@ def _summary(training: _Training, history: list, seconds: float, processes: Proc
         'val_loss_z_mean_per_image': history[-1].get('val_loss'),
         'val_loss_z_mean_per_image_means': "the Trial's val_loss: the same loss with z = posterior mean (eval mode)",
         'wall_seconds': round(seconds, 3),
-        'train_images_per_second': round(epochs_run * training.train_images / seconds, 1) if epochs_run else None,
+        'passes_per_epoch': training.passes,
+        'train_images_per_second': (round(epochs_run * training.passes * training.train_images / seconds, 1)
+                                    if epochs_run else None),
         'device': str(device), 'processes': processes.world_size, 'versions': environment(),
     }
 
@@ -262,7 +272,7 @@ def _build_training(args: argparse.Namespace, processes: Processes,
                           kl_term=kl_term, train_loader=train_loader, rank=rank)
     model.to(device)
     optimizer_to(optimizer, device)
-    loss = criterion(options['likelihood'], options['sigma'])
+    loss = criterion(options['likelihood'], decoder_sigma(options))
     if args.compile:
         model.compile()  # in place: the same module, the same state_dict keys, checkpoints unchanged
         loss = torch.compile(loss)
@@ -275,13 +285,16 @@ def _build_training(args: argparse.Namespace, processes: Processes,
     trial = Trial(trained, optimizer, loss,
                   metrics=['loss', 'recon', 'kl', 'active_units'], callbacks=callbacks, verbose=0).to(device)
     trial.with_generators(train_generator=train_loader, val_generator=val_loader)
+    passes = epoch_passes(len(train_loader))
+    if passes > 1:  # torchbearer starts the loader again (a new order) when an epoch has more steps than it
+        trial.for_train_steps(passes * len(train_loader))
     if data.num_classes is not None:
         trial.with_loader(load_batch_with_labels)
     trial.state[torchbearer.HISTORY] = history  # torchbearer continues from len(history)
     if rank == 0:  # once everything is checked: the resolved configuration, which train --config repeats
         write_config(out, options, session_options(args))
     return _Training(trial, guard, model, val_loader, out, options, done, data.image_shape, len(data.train_set),
-                     len(data.val_set), folder)
+                     len(data.val_set), folder, passes * len(train_loader), passes)
 
 
 def _pictures_to_come(callbacks: List[Any], epochs: Iterable[int]) -> List[str]:

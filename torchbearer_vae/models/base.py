@@ -78,12 +78,15 @@ class BaseVAE(nn.Module):
 
     The likelihood is ``'bernoulli'`` (``decode`` returns probabilities,
     :func:`~torchbearer_vae.bernoulli_mean` of the decoder's logits; ``reconstruction_loss``
-    equals ``BCELoss(reduction='sum')``, computed from the logits) or ``'gaussian'`` with a
-    *fixed* standard deviation ``sigma`` (``decode`` returns the mean, unbounded;
+    equals ``BCELoss(reduction='sum')``, computed from the logits) or ``'gaussian'`` with the
+    standard deviation ``sigma`` (``decode`` returns the mean, unbounded;
     ``reconstruction_loss`` is ``MSELoss(reduction='sum') / (2 sigma^2)`` plus the constant
-    ``D/2 log(2 pi sigma^2)`` per image, so that it is a true negative log-density in nats). The
-    variance is fixed rather than learned on purpose: a learned variance on data with many exact
-    values (MNIST's black background) shrinks towards zero and the density grows without bound.
+    ``D/2 log(2 pi sigma^2)`` per image, so that it is a true negative log-density in nats).
+    ``sigma=None`` makes the decoder *calibrated*: ``sigma`` is the batch's optimal one, its root
+    mean squared error, at least ``torchbearer_vae.losses.MIN_SIGMA`` (see
+    :func:`~torchbearer_vae.reconstruction_loss`; the command line's ``--sigma calibrated``). There
+    is no per-pixel learned variance on purpose: on data with many exact values (MNIST's black
+    background) it shrinks towards zero and the density grows without bound.
 
     Args:
         input_shape (int or sequence of int): Shape of one input, e.g. ``(1, 28, 28)`` or ``784``.
@@ -91,7 +94,8 @@ class BaseVAE(nn.Module):
         use_state (bool): Inside a Trial, store ``mu``/``logvar`` in state and return the
             reconstruction (``True``), or return ``(recon, mu, logvar)`` (``False``).
         likelihood (str): ``'bernoulli'`` or ``'gaussian'``.
-        sigma (float): Standard deviation of the Gaussian likelihood (ignored for Bernoulli).
+        sigma (float or None): Standard deviation of the Gaussian likelihood, or None for the
+            calibrated one (ignored for Bernoulli).
         logvar_clamp (tuple of float or None): ``(low, high)``: :meth:`encode` clamps ``logvar``
             to this range (see the trade-off below); ``None`` (default) leaves it as the
             encoder computes it.
@@ -137,14 +141,14 @@ class BaseVAE(nn.Module):
             type.__setattr__(cls, '__init__', _recording(cls.__dict__['__init__']))
 
     def __init__(self, input_shape: Union[int, Sequence[int]], latent_dim: int, *, use_state: bool = True,
-                 likelihood: str = 'bernoulli', sigma: float = 0.1,
+                 likelihood: str = 'bernoulli', sigma: Optional[float] = 0.1,
                  logvar_clamp: Optional[Tuple[float, float]] = None):
         super().__init__()
         self.input_shape = check_shape('input_shape', input_shape)
         self.latent_dim = check_int('latent_dim', latent_dim, minimum=1)
         self.use_state = check_bool('use_state', use_state)
         self.likelihood = check_choice('likelihood', likelihood, LIKELIHOODS)
-        self.sigma = check_number('sigma', sigma, above=0)
+        self.sigma = check_number('sigma', sigma, above=0, allow_none=True)
         self.logvar_clamp = None if logvar_clamp is None else check_range('logvar_clamp', logvar_clamp)
         self.input_dim = math.prod(self.input_shape)
 

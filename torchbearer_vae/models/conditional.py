@@ -54,7 +54,8 @@ class ConditionalVAE(BaseVAE):
         latent_dim (int): Dimension of ``z``.
         hidden_dim (int): Width of the hidden layer of encoder and decoder.
         likelihood (str): ``'bernoulli'`` or ``'gaussian'``.
-        sigma (float): Fixed standard deviation of the Gaussian likelihood.
+        sigma (float or None): Standard deviation of the Gaussian likelihood; None: calibrated
+            (:class:`BaseVAE`).
         use_state (bool): Inside a Trial, the state way (True) or ``(recon, mu, logvar)`` (False).
         logvar_clamp (tuple of float or None): As for :class:`~torchbearer_vae.VAE`.
 
@@ -71,8 +72,9 @@ class ConditionalVAE(BaseVAE):
     """
 
     def __init__(self, input_shape: Union[int, Sequence[int]] = (1, 28, 28), *, num_classes: int = 10,
-                 latent_dim: int = 20, hidden_dim: int = 400, likelihood: str = 'bernoulli', sigma: float = 0.1,
-                 use_state: bool = True, logvar_clamp: Optional[Tuple[float, float]] = None):
+                 latent_dim: int = 20, hidden_dim: int = 400, likelihood: str = 'bernoulli',
+                 sigma: Optional[float] = 0.1, use_state: bool = True,
+                 logvar_clamp: Optional[Tuple[float, float]] = None):
         super().__init__(input_shape, latent_dim, use_state=use_state, likelihood=likelihood, sigma=sigma,
                          logvar_clamp=logvar_clamp)
         self.num_classes = check_int('num_classes', num_classes, minimum=2)

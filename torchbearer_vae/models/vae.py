@@ -40,7 +40,8 @@ class VAE(BaseVAE):
         use_state (bool): Inside a Trial, store ``mu``/``logvar`` in state and return the
             reconstruction (``True``), or return ``(recon, mu, logvar)`` (``False``).
         likelihood (str): ``'bernoulli'`` (the example's sigmoid output) or ``'gaussian'``.
-        sigma (float): Fixed standard deviation of the Gaussian likelihood.
+        sigma (float or None): Standard deviation of the Gaussian likelihood; None: calibrated
+            (:class:`BaseVAE`).
         logvar_clamp (tuple of float or None): Clamp ``logvar`` to ``(low, high)``, e.g.
             ``(-30, 20)``; ``None`` (default, as in the PyTorch example) does not. See :class:`BaseVAE`
             for the trade-off.
@@ -58,8 +59,8 @@ class VAE(BaseVAE):
     """
 
     def __init__(self, input_shape: Union[int, Sequence[int]] = (1, 28, 28), *, latent_dim: int = 20,
-                 hidden_dim: int = 400, likelihood: str = 'bernoulli', sigma: float = 0.1, use_state: bool = True,
-                 logvar_clamp: Optional[Tuple[float, float]] = None):
+                 hidden_dim: int = 400, likelihood: str = 'bernoulli', sigma: Optional[float] = 0.1,
+                 use_state: bool = True, logvar_clamp: Optional[Tuple[float, float]] = None):
         super().__init__(input_shape, latent_dim, use_state=use_state, likelihood=likelihood, sigma=sigma,
                          logvar_clamp=logvar_clamp)
         self.hidden_dim = check_int('hidden_dim', hidden_dim, minimum=1)
@@ -93,9 +94,10 @@ class ConvVAE(BaseVAE):
       probabilities; criterion ``torch.nn.BCELoss(reduction='sum')`` or, identically,
       ``model.reconstruction_loss``; PyTorch way: :func:`~torchbearer_vae.vae_loss`.
     * ``likelihood='gaussian'``: ``decode`` returns unbounded means, the standard deviation is
-      the fixed ``sigma``; criterion ``model.reconstruction_loss`` (summed Gaussian negative
-      log-density in nats: ``MSELoss(reduction='sum') / (2 sigma^2)`` plus a constant). PyTorch
-      way: ``lambda recon, mu, logvar, x: model.reconstruction_loss(recon, x) + kld(mu, logvar)``.
+      ``sigma`` (None: the batch's optimal one, calibrated); criterion
+      ``model.reconstruction_loss`` (summed Gaussian negative log-density in nats:
+      ``MSELoss(reduction='sum') / (2 sigma^2)`` plus a constant). PyTorch way:
+      ``lambda recon, mu, logvar, x: model.reconstruction_loss(recon, x) + kld(mu, logvar)``.
 
     Args:
         input_shape (sequence of int): ``(C, H, W)``, e.g. ``(1, 28, 28)``, ``(3, 32, 32)``,
@@ -104,7 +106,8 @@ class ConvVAE(BaseVAE):
         hidden_dim (int): Width of the fully connected layer between convolutions and ``z``.
         channels (sequence of int): Channels of the two convolutions.
         likelihood (str): ``'bernoulli'`` or ``'gaussian'``.
-        sigma (float): Fixed standard deviation of the Gaussian likelihood.
+        sigma (float or None): Standard deviation of the Gaussian likelihood; None: calibrated
+            (:class:`BaseVAE`).
         use_state (bool): As for :class:`VAE`.
         logvar_clamp (tuple of float or None): As for :class:`VAE`; default ``None``.
 
@@ -125,7 +128,7 @@ class ConvVAE(BaseVAE):
     """
 
     def __init__(self, input_shape: Sequence[int] = (1, 28, 28), *, latent_dim: int = 20, hidden_dim: int = 256,
-                 channels: Sequence[int] = (32, 64), likelihood: str = 'bernoulli', sigma: float = 0.1,
+                 channels: Sequence[int] = (32, 64), likelihood: str = 'bernoulli', sigma: Optional[float] = 0.1,
                  use_state: bool = True, logvar_clamp: Optional[Tuple[float, float]] = None):
         check_shape('input_shape', input_shape, ndim=3, example='(3, 32, 32): channels, height, width')
         super().__init__(input_shape, latent_dim, use_state=use_state, likelihood=likelihood, sigma=sigma,
