@@ -46,8 +46,8 @@ def run_advice(history: Sequence[dict], *, steps: int, batches: int, options: di
         lines.append(f'this run took only {plural(steps, "optimizer step")} ({plural(len(history), "epoch")} of '
                      f'{plural(batches, "batch", "batches")}): too few for a VAE to learn more than the mean colours '
                      f'of the images (blurred, grey reconstructions, every sample alike). Train for at least '
-                     f'{MIN_STEPS:,} steps: --epochs {epochs}, or a smaller --batch-size (this run: {options.get("batch_size")}) for more '
-                     f'steps per epoch')
+                     f'{MIN_STEPS:,} steps: --epochs {epochs}, or a smaller --batch-size (this run: '
+                     f'{options.get("batch_size")}) for more steps per epoch')
     active = _last(history, 'val_active_units')
     if active is not None and active < 1:
         lines.append(f'no latent unit is active (val_active_units {active:g}): the KL term pulled every posterior '
