@@ -52,6 +52,8 @@ def test_print_config_prints_the_resolved_options_which_read_back_the_same(capsy
     assert config['dataset'] == 'digits' and config['out'] == str(tmp_path / 'run') and config['seed'] == 1
     assert config['model'] == {'class': 'conv', 'channels': [8, 16]}
     assert 'sigma' not in config and 'kl_cycle_ratio' not in config and 'resume' not in config  # unused, or actions
+    assert 'likelihood' not in config and '# likelihood, hidden_dim: settled from the images' in text  # said so
+    assert printed(capsys, '--dataset', 'digits', '--sigma', 'calibrated')[1]['sigma'] == 'calibrated'  # kept
     path = tmp_path / 'run.toml'
     path.write_text(text)
     assert printed(capsys, '--config', path)[0] == text  # read back: the same configuration
@@ -155,6 +157,7 @@ def test_a_run_writes_its_config_and_the_config_repeats_the_run_exactly(tmp_path
     config = tomllib.loads((first / CONFIG).read_text())
     assert config['seed'] == 7 and config['kl_cycles'] == '2:2' and config['out'] == str(first)
     assert config['model'] == {'class': 'mlp'} and config['hidden_dim'] == 16  # settled from the images
+    assert config['likelihood'] == 'bernoulli' and 'sigma' not in config  # grey digits: bernoulli, no sigma
     assert main(['train', '--config', str(first / CONFIG), '--out', str(second)]) == 0
     assert_same_run(first, second)
     assert (second / CONFIG).read_text() == (first / CONFIG).read_text().replace(str(first), str(second))
