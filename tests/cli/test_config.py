@@ -162,6 +162,7 @@ def test_a_run_writes_its_config_and_the_config_repeats_the_run_exactly(tmp_path
     assert_same_run(first, second)
     assert (second / CONFIG).read_text() == (first / CONFIG).read_text().replace(str(first), str(second))
     # --out in the file: the run-folder rules apply (x holds a run)
+    capsys.readouterr()  # the runs' own lines (a run this short is told so at its end)
     assert main(['train', '--config', str(first / CONFIG)]) == 2
     assert 'already holds a run (checkpoint.pt); pass --resume' in error_line(capsys)
 
@@ -175,6 +176,7 @@ def test_resume_with_a_config_compares_its_options_as_flags(tmp_path, capsys):
     assert main(['train', '--config', str(copy), '--resume']) == 0  # its out, its options: continued
     assert torch.load(out / 'checkpoint.pt', weights_only=True)['epoch'] == 2
     copy.write_text((out / CONFIG).read_text().replace('latent_dim = 2', 'latent_dim = 3'))
+    capsys.readouterr()
     assert main(['train', '--config', str(copy), '--resume', '--epochs', '3']) == 2
     assert '--latent-dim 3 (the run used 2)' in error_line(capsys)
 
