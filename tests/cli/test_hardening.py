@@ -366,6 +366,38 @@ def test_9_ctrl_c_before_the_first_checkpoint_does_not_suggest_resume(mnist_dir,
     assert not (out / 'checkpoint.pt').exists() and not (out / LOCK).exists()
 
 
+@pytest.mark.parametrize('where', ['optimizer', 'batch'])
+def test_9_a_ctrl_c_that_a_library_swallows_still_stops_the_run(where, tmp_path, capsys, monkeypatch):
+    """torch imports torch._dynamo when the first optimizer is made, under a bare except that catches a Ctrl-C."""
+    def swallow_a_ctrl_c():
+        try:
+            signal.raise_signal(signal.SIGINT)
+        except KeyboardInterrupt:
+            pass  # what the library does
+    if where == 'optimizer':
+        made = torch.optim.Adam.__init__
+
+        def adam(self, *args, **kwargs):
+            swallow_a_ctrl_c()
+            made(self, *args, **kwargs)
+        monkeypatch.setattr(torch.optim.Adam, '__init__', adam)
+    else:
+        forward = VAE.forward
+
+        def first_batch(self, *args, **kwargs):
+            monkeypatch.setattr(VAE, 'forward', forward)  # once
+            swallow_a_ctrl_c()
+            return forward(self, *args, **kwargs)
+        monkeypatch.setattr(VAE, 'forward', first_batch)
+    from torchbearer_vae.cli import main
+    out = tmp_path / 'run'
+    assert main(['train', '--dataset', 'digits', '--limit', '300', '--out', str(out), *SMALL[2:]]) == 130
+    err = capsys.readouterr().err.strip()
+    assert err.startswith('torchbearer-vae train: interrupted; files written so far are complete') and '\n' not in err
+    assert not (out / 'checkpoint.pt').exists()  # stopped before the first epoch's end, not trained on
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handlers restored
+
+
 @pytest.mark.slow
 @posix
 def test_9_sigterm_exits_143_with_the_checkpoint_intact_and_resumable(mnist_dir, tmp_path):

@@ -14,18 +14,15 @@ import difflib
 import re
 import signal
 import sys
-from types import FrameType
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..compat import environment
 from ..errors import CheckpointError, CommandError
+from .interrupts import Interruptions, check_interrupted
 from .model import model_name
 from .options import add_option, add_train_arguments, class_index, positive_int
 
 __all__ = ['main', 'build_parser', 'CommandError']
-
-# What signal.signal takes and returns: a function, SIG_DFL or SIG_IGN (an int), or None (no Python handler).
-_Handler = Union[Callable[[int, Optional[FrameType]], Any], int, signal.Handlers, None]
 
 
 def build_parser(config: Optional[Dict[str, Any]] = None) -> argparse.ArgumentParser:
@@ -229,32 +226,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return _fail(args.command, str(error))
         if args.print_config:
             return 0
-    received: List[int] = []
-
-    # SIGTERM stops the command as Ctrl-C does: files whole, one line
-    def terminate(signum: int, frame: Optional[FrameType]) -> None:
-        received.append(signum)
-        raise KeyboardInterrupt
-
-    previous = _handle(signal.SIGTERM, terminate)
-    try:
-        from . import checkpoint_commands, train  # the heavy imports (torchvision, the Trial) only for work to do
-        getattr(train if args.command == 'train' else checkpoint_commands, args.command)(args)
-    except (CommandError, CheckpointError) as error:
-        return _fail(args.command, str(error))
-    except OSError as error:  # a file the command could not read or write
-        where = f': {error.filename}' if error.filename else ''
-        return _fail(args.command, f'{error.strerror or error}{where}')
-    except MemoryError:
-        return _fail(args.command, 'out of memory; use smaller sizes (--batch-size, --hidden-dim, --image-size, '
-                                   '--num-images)')
-    except KeyboardInterrupt as interruption:
-        advice = f'; {interruption}' if str(interruption) else ''
-        print(f'torchbearer-vae {args.command}: {"terminated" if received else "interrupted"}; files written so '
-              f'far are complete{advice}', file=sys.stderr)
-        return 128 + (received[0] if received else signal.SIGINT)
-    finally:
-        _handle(signal.SIGTERM, previous)
+    with Interruptions() as interruptions:
+        try:
+            from . import checkpoint_commands, train  # the heavy imports (torchvision, the Trial) only for work to do
+            check_interrupted()  # a Ctrl-C during the imports
+            getattr(train if args.command == 'train' else checkpoint_commands, args.command)(args)
+        except (CommandError, CheckpointError) as error:
+            return _fail(args.command, str(error))
+        except OSError as error:  # a file the command could not read or write
+            where = f': {error.filename}' if error.filename else ''
+            return _fail(args.command, f'{error.strerror or error}{where}')
+        except MemoryError:
+            return _fail(args.command, 'out of memory; use smaller sizes (--batch-size, --hidden-dim, --image-size, '
+                                       '--num-images)')
+        except KeyboardInterrupt as interruption:
+            signum = interruptions.signum
+            advice = f'; {interruption}' if str(interruption) else ''
+            print(f'torchbearer-vae {args.command}: {"terminated" if signum == signal.SIGTERM else "interrupted"}; '
+                  f'files written so far are complete{advice}', file=sys.stderr)
+            return 128 + signum
     return 0
 
 
@@ -266,14 +256,6 @@ def _configured(argv: Optional[Sequence[str]], args: argparse.Namespace) -> argp
     if args.print_config:
         print(print_config(args), end='')
     return args
-
-
-def _handle(signum: int, handler: _Handler) -> _Handler:
-    """Install a signal handler where Python allows it (the main thread); returns the previous one."""
-    try:
-        return signal.signal(signum, handler)
-    except (ValueError, TypeError):  # not the main thread, or no previous Python handler to restore
-        return handler
 
 
 def _fail(command: str, message: str) -> int:

@@ -47,6 +47,7 @@ from .data import (
     shown,
     split,
 )
+from .interrupts import InterruptCheck, check_interrupted
 from .kl import kl_term as build_kl_term
 from .limits import check_training_fits
 from .model import build_model, criterion, decoder_sigma, settle
@@ -174,6 +175,7 @@ def _train(args: argparse.Namespace, processes: Processes, folder: RunFolder) ->
     trial, guard, model, out, options = training.trial, training.guard, training.model, training.out, training.options
     started = time.time()
     try:
+        check_interrupted()  # a Ctrl-C while the run was built (torch imports parts of itself lazily)
         trial.run(epochs=args.epochs)
         history = trial.state[torchbearer.HISTORY]
         if guard.message is not None:
@@ -410,6 +412,7 @@ def _callbacks(args: argparse.Namespace, out: str, data: _RunData, processes: Pr
             picture.with_handler(writer.picture(tag))
     callbacks = [
         ReduceMetrics(),  # first: the epoch's metrics are the means over the ranks before anything reads them
+        InterruptCheck(),  # a Ctrl-C a library swallowed stops the run at the next batch
         kl_term,
         guard,
         *pictures,
