@@ -259,7 +259,7 @@ def importance_weighted_nll(model: torch.nn.Module, data: Data, *, num_samples: 
                                                                                                         count)
             log_w = (log_px + log_prior - log_q).double()
             total = torch.logaddexp(total, torch.logsumexp(log_w, dim=0))
-        return math.log(k) - total
+        return -(total - math.log(k))  # Tensor - float: a Tensor to mypy with every supported torch
 
     return _mean_over(model, data, batch_size, on, per_batch)
 
