@@ -25,9 +25,14 @@ posix = pytest.mark.skipif(not hasattr(signal, 'SIGKILL'), reason='needs POSIX s
 
 
 
+def in_a_terminal():
+    """A child's Ctrl-C as in a terminal: a suite started in the background passes its children Ctrl-C ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_cli(*args, **kwargs):
     return subprocess.Popen(COMMAND + [str(a) for a in args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, **kwargs)
+                            text=True, preexec_fn=in_a_terminal if os.name == 'posix' else None, **kwargs)
 
 
 def one_error_line(result, *expected, status=2):
@@ -350,7 +355,8 @@ def test_9_ctrl_c_before_the_first_checkpoint_does_not_suggest_resume(mnist_dir,
             'from torchbearer_vae.cli import main\n'
             'threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()\n'  # during start-up
             f'sys.exit(main(["train", "--dataset", "idx:{mnist_dir}", "--epochs", "1", "--quiet", "--out", "{out}"]))')
-    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120,
+                            preexec_fn=in_a_terminal)
     err = one_error_line(result, 'interrupted', status=130)
     assert '--resume' not in err and not out.exists()
 
@@ -390,12 +396,34 @@ def test_9_a_ctrl_c_that_a_library_swallows_still_stops_the_run(where, tmp_path,
             return forward(self, *args, **kwargs)
         monkeypatch.setattr(VAE, 'forward', first_batch)
     from torchbearer_vae.cli import main
-    out = tmp_path / 'run'
-    assert main(['train', '--dataset', 'digits', '--limit', '300', '--out', str(out), *SMALL[2:]]) == 130
+    out, before = tmp_path / 'run', signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal
+    try:
+        assert main(['train', '--dataset', 'digits', '--limit', '300', '--out', str(out), *SMALL[2:]]) == 130
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handlers restored
+    finally:
+        signal.signal(signal.SIGINT, before)
     err = capsys.readouterr().err.strip()
     assert err.startswith('torchbearer-vae train: interrupted; files written so far are complete') and '\n' not in err
     assert not (out / 'checkpoint.pt').exists()  # stopped before the first epoch's end, not trained on
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handlers restored
+
+
+@posix
+def test_9_a_ctrl_c_ignored_when_the_command_starts_stays_ignored(tmp_path):
+    """A job a shell starts in the background ignores Ctrl-C (SIG_IGN): the command keeps it so."""
+    out = tmp_path / 'run'
+    code = ('import signal, sys\n'
+            'from torchbearer_vae.cli import main\n'
+            'signal.signal(signal.SIGINT, signal.SIG_IGN)\n'
+            'import torch\n'
+            'made = torch.optim.Adam.__init__\n'
+            'def adam(self, *args, **kwargs):\n'
+            '    signal.raise_signal(signal.SIGINT)\n'  # ignored: nothing happens
+            '    made(self, *args, **kwargs)\n'
+            'torch.optim.Adam.__init__ = adam\n'
+            f'sys.exit(main(["train", "--dataset", "digits", "--limit", "300", "--out", "{out}", *{SMALL[2:]!r}]))')
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert (out / 'checkpoint.pt').exists()
 
 
 @pytest.mark.slow

@@ -26,7 +26,9 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 class Interruptions:
     """While in its ``with`` block: Ctrl-C and SIGTERM raise ``KeyboardInterrupt`` and are recorded in ``received``.
 
-    The handlers are installed where Python allows it (the main thread) and the previous ones restored at the end.
+    The handlers are installed where Python allows it (the main thread), except for a signal that is ignored
+    (``SIG_IGN``, as a shell leaves Ctrl-C for a job it starts in the background), and the previous ones are
+    restored at the end.
     """
 
     _active: Optional['Interruptions'] = None
@@ -36,7 +38,9 @@ class Interruptions:
         self._previous: Dict[int, _Handler] = {}
 
     def __enter__(self) -> 'Interruptions':
-        self._previous = {signum: _handle(signum, self._interrupt) for signum in SIGNALS}
+        # A signal the command was started ignoring (Ctrl-C of a job a shell put in the background) stays ignored.
+        self._previous = {signum: _handle(signum, self._interrupt) for signum in SIGNALS
+                          if signal.getsignal(signum) is not signal.SIG_IGN}
         Interruptions._active = self
         return self
 
