@@ -46,6 +46,20 @@ def test_every_dependency_has_a_lower_bound_and_oldest_pins_exactly_it():
     assert oldest_pins() == bounds  # tox -e oldest runs on exactly the versions the package claims to support
 
 
+def test_the_readmes_oldest_row_is_what_tox_e_oldest_pins():
+    """The README's Compatibility table states the versions the oldest run used: requirements/oldest.txt's."""
+    readme = (ROOT / 'README.md').read_text(encoding='utf-8')
+    header, = [line for line in readme.splitlines() if line.startswith('| environment |')]
+    row, = [line for line in readme.splitlines() if line.startswith('| `tox -e oldest` |')]
+    cells = [[cell.strip() for cell in line.split('|')[1:-1]] for line in (header, row)]
+    stated = dict(zip(*cells))
+    pins = oldest_pins()
+    for name in ('torch', 'torchvision', 'torchbearer', 'numpy', 'Pillow', 'tqdm', 'matplotlib'):
+        assert Version(stated[name]) == pins[name], name
+    lowest = re.fullmatch(r'>=(3\.\d+)', setup_cfg()['options']['python_requires']).group(1)
+    assert stated['Python'] == lowest and stated['tests'] == 'all'
+
+
 def test_the_python_classifiers_run_from_the_lowest_claimed_python_to_3_13():
     metadata = setup_cfg()['metadata']
     lowest = re.fullmatch(r'>=3\.(\d+)', setup_cfg()['options']['python_requires']).group(1)
