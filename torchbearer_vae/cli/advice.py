@@ -11,6 +11,7 @@ import math
 from typing import Any, List, Optional, Sequence
 
 from ..checks import plural
+from .kl import SCHEDULES
 
 __all__ = []  # internal: the public entry point is torchbearer_vae.cli.main
 
@@ -77,7 +78,7 @@ def _collapse_fix(options: dict) -> str:
                      f'reconstruction term is weighed as the decoder\'s errors warrant)')
     elif options.get('likelihood') == 'bernoulli':
         fixes.append('--likelihood gaussian for photographs (a calibrated decoder)')
-    if not any(options.get(name) for name in ('kl_warmup', 'kl_cycles', 'kl_capacity', 'free_bits')):
+    if not any(options.get(name) for name in SCHEDULES + ('free_bits',)):
         fixes.append('a KL warm-up (--kl-warmup 5) or free bits (--free-bits 0.5)')
     fixes.append('more --epochs')
     return ', '.join(fixes[:-1]) + f' or {fixes[-1]}' if len(fixes) > 1 else fixes[0]
