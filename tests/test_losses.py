@@ -16,6 +16,9 @@ from torchbearer_vae import kld, reconstruction_loss, vae_loss
 from torchbearer_vae.losses import MIN_SIGMA, REDUCTIONS
 
 BOUNDED = dict(deadline=None, database=None, derandomize=True)
+# A batch of images of a few shapes (flat, grey, colour), seeded: what the likelihood tests draw.
+IMAGES = dict(batch=st.integers(1, 5), shape=st.sampled_from([(6,), (1, 3, 4), (3, 2, 2)]),
+              seed=st.integers(0, 2 ** 16))
 
 
 def reference_kl(mu, logvar):
@@ -127,8 +130,7 @@ def reduce(per_image_nll, reduction):
 
 
 @settings(max_examples=60, **BOUNDED)
-@given(batch=st.integers(1, 5), shape=st.sampled_from([(6,), (1, 3, 4), (3, 2, 2)]), seed=st.integers(0, 2 ** 16),
-       sigma=st.floats(0.05, 5.0), reduction=st.sampled_from(REDUCTIONS))
+@given(**IMAGES, sigma=st.floats(0.05, 5.0), reduction=st.sampled_from(REDUCTIONS))
 def test_reconstruction_loss_is_the_negative_log_likelihood_of_torch_distributions(batch, shape, seed, sigma,
                                                                                   reduction):
     generator = torch.Generator().manual_seed(seed)
@@ -148,8 +150,7 @@ def test_reconstruction_loss_is_the_negative_log_likelihood_of_torch_distributio
 
 
 @settings(max_examples=40, **BOUNDED)
-@given(batch=st.integers(1, 5), shape=st.sampled_from([(6,), (1, 3, 4), (3, 2, 2)]), seed=st.integers(0, 2 ** 16),
-       scale=st.floats(0.01, 3.0), reduction=st.sampled_from(REDUCTIONS))
+@given(**IMAGES, scale=st.floats(0.01, 3.0), reduction=st.sampled_from(REDUCTIONS))
 def test_the_calibrated_gaussian_is_torch_distributions_normal_with_the_batch_optimal_sigma(batch, shape, seed, scale,
                                                                                            reduction):
     generator = torch.Generator().manual_seed(seed)
