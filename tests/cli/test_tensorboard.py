@@ -54,3 +54,19 @@ def test_each_epochs_metrics_and_the_pictures_are_written(tmp_path):
            [round(float(row['val_loss']), 3) for row in rows]
     assert sorted(images) == ['reconstruction', 'samples']
     assert sorted(images['reconstruction']) == [0, 1, 2] and sorted(images['samples']) == [0, 1, 2]
+
+
+@pytest.mark.slow
+def test_a_resumed_run_started_in_the_same_second_adds_a_file_instead_of_replacing_one(tmp_path, monkeypatch):
+    import types
+
+    from tensorboardX import event_file_writer
+    # tensorboardX names a file by the second it was opened in: every writer here opens in the same second
+    monkeypatch.setattr(event_file_writer, 'time', types.SimpleNamespace(time=lambda: 1_800_000_000.0))
+    out = tmp_path / 'run'
+    assert main(['train', *TINY, '--epochs', '1', '--tensorboard', '--out', str(out), '--quiet']) == 0
+    assert main(['train', '--resume', '--epochs', '2', '--tensorboard', '--out', str(out), '--quiet']) == 0
+    assert len(list((out / 'tensorboard').glob('events.out.tfevents.*'))) == 2
+    steps = [event.step for event in events(out / 'tensorboard') for value in event.summary.value
+             if value.tag == 'epoch/val_loss']
+    assert sorted(steps) == [0, 1]
