@@ -154,15 +154,18 @@ def test_a_run_option_must_say_what_an_older_checkpoint_means():
 
 def test_the_model_and_likelihood_choices_come_from_their_one_definitions():
     parser = argparse.ArgumentParser()
-    model, likelihood, hidden_dim = (add_option(parser, name) for name in ('model', 'likelihood', 'hidden_dim'))
+    model, likelihood, latent_dim, hidden_dim = (add_option(parser, name)
+                                                 for name in ('model', 'likelihood', 'latent_dim', 'hidden_dim'))
     assert model.metavar == '{' + ','.join(MODELS) + ',module:Class}' and tuple(likelihood.choices) == LIKELIHOODS
     for name, choice in MODELS.items():
-        assert f'{choice.hidden_dim} ({name})' in hidden_dim.help and f'{name}: {choice.about}' in model.help
+        assert f'{name}: {choice.about}' in model.help and f'{choice.latent_dim} ({name})' in latent_dim.help
+        assert (f'{choice.hidden_dim} ({name})' in hidden_dim.help) == (choice.hidden_dim is not None), name
         assert parse(['train', '--model', name]).model == name
         options = {'model': name, 'latent_dim': 2, 'hidden_dim': choice.hidden_dim, 'likelihood': 'bernoulli',
                    'sigma': 0.1}
         built = build_model(options, (1, 8, 8), 'meta')
-        assert type(built) is choice.model_class and built.hidden_dim == choice.hidden_dim
+        assert type(built) is choice.model_class and getattr(built, 'hidden_dim', None) == choice.hidden_dim
+        assert getattr(built, choice.latent_argument) == 2  # --latent-dim: latent_dim, or the values per position
 
 
 def test_picture_names_are_the_image_files_a_folder_reads_but_pgm(tmp_path):

@@ -25,7 +25,7 @@ from typing import Any, Dict, Mapping
 from ..errors import CommandError
 from ..files import atomic_write, file_kind
 from .data import run_name
-from .model import OWN_ARGUMENTS, check_model_args
+from .model import MODELS, OWN_ARGUMENTS, check_model_args
 from .options import FIELDS, run_options, unused_options
 
 if sys.version_info >= (3, 11):
@@ -190,7 +190,9 @@ def config_text(options: Mapping[str, Any], session: Mapping[str, Any]) -> str:
     left_out = set(unused_options(options)) | set(NOT_IN_FILE)
     lines = [f'{name} = {toml_value(values[name])}' for name in FIELDS
              if name not in left_out and values.get(name) is not None]
-    settled = [name for name in ('model', 'likelihood', 'hidden_dim') if values.get(name) is None]
+    no_hidden = values.get('model') in MODELS and MODELS[values['model']].hidden_dim is None  # no such layer
+    settled = [name for name in ('model', 'likelihood', 'latent_dim', 'hidden_dim') if values.get(name) is None and
+               not (name == 'hidden_dim' and no_hidden)]
     if settled:
         lines.append(f'# {", ".join(settled)}: settled from the images when the run starts')
     table = [] if options.get('model') is None else [f'class = {toml_value(options["model"])}']

@@ -1,14 +1,15 @@
 """The model of a ``torchbearer-vae`` run, built from the run's options and the shape of its images.
 
 ``--model mlp`` is :class:`~torchbearer_vae.VAE` (the PyTorch example's), ``--model conv`` is
-:class:`~torchbearer_vae.ConvVAE`, ``--conditional`` the MLP :class:`~torchbearer_vae.ConditionalVAE`;
+:class:`~torchbearer_vae.ConvVAE`, ``--model spatial`` is :class:`~torchbearer_vae.SpatialVAE`, ``--conditional``
+the MLP :class:`~torchbearer_vae.ConditionalVAE`;
 ``--likelihood`` and ``--sigma`` choose the decoder's likelihood. Another model for ``--model`` is one more
 entry of ``MODELS``: the choices, the help and the default width follow from it. ``--model module:Class`` is the
 user's own :class:`~torchbearer_vae.BaseVAE` subclass, imported because the user named it (a class path found in
 a checkpoint is never imported by itself); ``--model-arg`` and the config file's ``[model]`` table give its
 constructor more arguments.
 Options a run left to their default are settled here once the images are known (``mlp`` for grey
-images, ``conv`` for colour ones), and recorded so that a resumed run and ``evaluate`` use the same.
+images, ``spatial`` for colour ones), and recorded so that a resumed run and ``evaluate`` use the same.
 
 Internal to the command line (:mod:`torchbearer_vae.cli`); every refusal is a :class:`CommandError`.
 """
@@ -28,23 +29,31 @@ from ..errors import CommandError
 from ..losses import reconstruction_loss
 from ..models.base import BaseVAE
 from ..models.conditional import ConditionalVAE
-from ..models.vae import VAE, ConvVAE
+from ..models.vae import VAE, ConvVAE, SpatialVAE
 
 __all__ = []  # internal: the public entry point is torchbearer_vae.cli.main
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelChoice:
-    """A model ``--model`` names: its class, its own default width (``--hidden-dim``) and what ``--help`` says of it."""
+    """A model ``--model`` names: its class, its own defaults and what ``--help`` says of it.
+
+    ``--latent-dim`` gives the constructor's ``latent_argument`` (``latent_dim``, or a fully convolutional model's
+    ``latent_channels``: its values per position), ``--hidden-dim`` its ``hidden_dim``; ``hidden_dim=None``: the model
+    has no fully connected layer, and ``--hidden-dim`` is refused.
+    """
     model_class: type
-    hidden_dim: int
+    hidden_dim: Optional[int]
     about: str
+    latent_dim: int = 20
+    latent_argument: str = 'latent_dim'
 
 
 #: What ``--sigma`` says for the calibrated Gaussian decoder (``sigma=None`` of the models and reconstruction_loss).
 CALIBRATED = 'calibrated'
-#: ``--sigma``'s default, settled with the likelihood: the fixed standard deviation measured better than the calibrated
-#: one for the default length of a run (docs/own_images.rst), and every run before ``calibrated`` used it.
+#: What a checkpoint written before ``--sigma calibrated`` existed used, and what a Bernoulli run stores for
+#: ``--sigma`` (unused). A Gaussian run's default is CALIBRATED, settled with the likelihood: it measured better on
+#: the colour default model (docs/own_images.rst).
 SIGMA = 0.1
 
 
@@ -57,6 +66,9 @@ def decoder_sigma(options: dict) -> Optional[float]:
 MODELS = {
     'mlp': ModelChoice(VAE, hidden_dim=400, about="the PyTorch example's VAE"),
     'conv': ModelChoice(ConvVAE, hidden_dim=256, about='ConvVAE, height and width multiples of 4'),
+    'spatial': ModelChoice(SpatialVAE, hidden_dim=None, latent_dim=4, latent_argument='latent_channels',
+                           about='SpatialVAE, fully convolutional: --latent-dim values at each position of a map of '
+                                 'a quarter of the height and width, height and width multiples of 4'),
 }
 
 
@@ -121,8 +133,10 @@ def model_argument(text: str) -> Tuple[str, Any]:
     return key, value
 
 
-#: The arguments the command passes itself (from --latent-dim, ...): not model arguments.
-OWN_ARGUMENTS = ('input_shape', 'latent_dim', 'hidden_dim', 'likelihood', 'sigma', 'num_classes')
+#: The arguments the command passes itself (from --latent-dim, ...): not model arguments; the flag giving each.
+OWN_ARGUMENTS = {'input_shape': '--image-size (the images\' shape)', 'latent_dim': '--latent-dim',
+                 'latent_channels': '--latent-dim', 'hidden_dim': '--hidden-dim', 'likelihood': '--likelihood',
+                 'sigma': '--sigma', 'num_classes': '--conditional (the data\'s classes)'}
 
 
 def check_model_args(name: str, value: Any) -> None:
@@ -147,8 +161,7 @@ def model_arguments(pairs: Any, flag: str = '--model-arg') -> Optional[Dict[str,
     taken = [key for key in arguments if key in OWN_ARGUMENTS]
     if taken:
         raise CommandError(f'{flag} {taken[0]}=... is an argument the command passes itself: use '
-                           f'--{taken[0].replace("_", "-")}' + ('' if taken[0] != 'input_shape' else
-                                                                 ' (the images\' shape)'))
+                           f'{OWN_ARGUMENTS[taken[0]]}')
     return arguments
 
 
@@ -181,22 +194,32 @@ def import_model_class(path: str, flag: str = '--model') -> type:
 
 
 def settle(options: dict, image_shape: Sequence[int]) -> dict:
-    """``options`` with the defaults that depend on the images filled in: ``model``, ``likelihood``, ``hidden_dim``.
+    """``options`` with the defaults that depend on the images filled in: ``model``, ``likelihood``, ``sigma``,
+    ``latent_dim``, ``hidden_dim``.
 
-    Colour images get the convolutional model and a Gaussian decoder (``--sigma``, by default SIGMA), grey ones the
-    MLP and a Bernoulli decoder (their values are mostly near 0 or 1, as digits are).
+    Colour images get the fully convolutional model and a calibrated Gaussian decoder, grey ones the MLP and a
+    Bernoulli decoder (their values are mostly near 0 or 1, as digits are). CommandError for ``--hidden-dim`` with a
+    model that has no fully connected layer.
     """
     options = dict(options)
     colour = len(image_shape) == 3 and image_shape[0] == 3
     if options.get('model') is None:
-        options['model'] = 'conv' if colour and not options.get('conditional') else 'mlp'  # conditional: MLP only
+        options['model'] = 'spatial' if colour and not options.get('conditional') else 'mlp'  # conditional: MLP only
     if options.get('likelihood') is None:  # a new run's (a checkpoint's options hold theirs)
         options['likelihood'] = 'gaussian' if colour else 'bernoulli'
         check_sigma(options)
     if options.get('sigma') is None:  # stored for either likelihood, as it always was
-        options['sigma'] = SIGMA
-    if options.get('hidden_dim') is None and not is_own(options['model']):  # the user's class: its own default
-        options['hidden_dim'] = MODELS[options['model']].hidden_dim
+        options['sigma'] = CALIBRATED if options['likelihood'] == 'gaussian' else SIGMA
+    choice = None if is_own(options['model']) else MODELS[options['model']]
+    if options.get('latent_dim') is None:
+        options['latent_dim'] = MODELS['mlp'].latent_dim if choice is None else choice.latent_dim
+    if choice is not None and choice.hidden_dim is None and options.get('hidden_dim') is not None:
+        raise CommandError(f'--hidden-dim is the width of the fully connected layer of --model mlp and conv; '
+                           f'--model {options["model"]}{" (the default for colour images)" if colour else ""} has '
+                           f'none: leave --hidden-dim out (its convolutions\' channels are --model-arg '
+                           f'"channels=[32, 64]"), or pass --model conv')
+    if options.get('hidden_dim') is None and choice is not None:  # the user's class: its own default
+        options['hidden_dim'] = choice.hidden_dim
     return options
 
 
@@ -227,9 +250,10 @@ def build_model(options: dict, image_shape: Sequence[int], device: Optional[str]
     name = options['model']
     if options.get('conditional') and num_classes is None:
         raise ValueError('build_model needs num_classes for a --conditional run (classes_of gives it)')
-    config = {'latent_dim': options['latent_dim'], 'hidden_dim': options['hidden_dim'],
+    latent_argument = 'latent_dim' if is_own(name) else MODELS[name].latent_argument
+    config = {latent_argument: options['latent_dim'], 'hidden_dim': options['hidden_dim'],
               'likelihood': options['likelihood'], 'sigma': decoder_sigma(options)}
-    if config['hidden_dim'] is None:  # the user's class, --hidden-dim not given: its own default
+    if config['hidden_dim'] is None:  # the user's class, --hidden-dim not given: its own default; or no such layer
         del config['hidden_dim']
     config.update(options.get('model_args') or {})
     if is_own(name):
@@ -245,11 +269,13 @@ def build_model(options: dict, image_shape: Sequence[int], device: Optional[str]
             raise CommandError(f'--model {name} does not take the --model-arg given: {error}') from None
         raise _too_large(options) from None
     except ValueError as error:
-        if name == 'conv' and len(image_shape) == 3 and (image_shape[1] % 4 or image_shape[2] % 4):
-            raise CommandError(f'--model conv needs images whose height and width are multiples of 4, but --dataset '
-                               f'{options["dataset"] or "mnist"} has {"x".join(map(str, image_shape))}; pass '
-                               f'--image-size 32 (or another multiple of 4) with --dataset folder:DIR, or use '
-                               f'--model mlp') from None
+        channels = (options.get('model_args') or {}).get('channels', _default(SpatialVAE, 'channels'))
+        multiple = {'conv': 4, 'spatial': 2 ** len(channels) if isinstance(channels, (list, tuple)) else None}.get(name)
+        if multiple and len(image_shape) == 3 and (image_shape[1] % multiple or image_shape[2] % multiple):
+            raise CommandError(f'--model {name} needs images whose height and width are multiples of {multiple}, '
+                               f'but --dataset {options["dataset"] or "mnist"} has {"x".join(map(str, image_shape))}; '
+                               f'pass --image-size 32 (or another multiple of {multiple}) with --dataset folder:DIR, '
+                               f'or use --model mlp') from None
         raise CommandError(f'--model {name}: {error}') from None
     except (RuntimeError, OverflowError, MemoryError) as error:  # too large for PyTorch to describe
         raise _too_large(options, type(error).__name__) from None
@@ -258,6 +284,11 @@ def build_model(options: dict, image_shape: Sequence[int], device: Optional[str]
 def _too_large(options: dict, error: str = 'TypeError') -> CommandError:
     return CommandError(f'--hidden-dim {options["hidden_dim"]} and --latent-dim {options["latent_dim"]} make a '
                         f'model too large to build ({error}); use smaller values')
+
+
+def _default(cls: type, name: str) -> Any:
+    """The default of ``cls``'s constructor argument ``name``."""
+    return inspect.signature(cls).parameters[name].default
 
 
 def _accepts(cls: type, name: str) -> bool:

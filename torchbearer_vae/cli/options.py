@@ -226,7 +226,7 @@ class TrainOptions:
         help='folder:DIR: 1 (grey) or 3 (colour; RGBA and palette images converted)')
     model: Optional[str] = option(
         None, type=model_name, metavar='{' + ','.join(MODELS) + ',module:Class}', check=check_model_name,
-        implied='mlp', shown='mlp for grey images, conv for colour ones', help=model_help())
+        implied='mlp', shown='mlp for grey images, spatial for colour ones', help=model_help())
     model_args: Optional[Dict[str, Any]] = option(
         None, type=model_argument, metavar='KEY=VALUE', check=check_model_args, implied=None, flag='--model-arg',
         append=True,
@@ -240,18 +240,23 @@ class TrainOptions:
         None, choices=LIKELIHOODS, check=partial(check_choice, choices=LIKELIHOODS), implied='bernoulli',
         shown='gaussian for colour images, bernoulli for grey ones',
         help='of the decoder: bernoulli (pixels in [0, 1] as probabilities) or gaussian (standard deviation --sigma)')
-    sigma: Union[float, str, None] = option(  # None: SIGMA, settled with the likelihood (cli.model.settle)
-        None, type=sigma_value, check=_check_sigma, implied=SIGMA, shown=str(SIGMA),
+    sigma: Union[float, str, None] = option(  # None: settled with the likelihood (cli.model.settle)
+        None, type=sigma_value, check=_check_sigma, implied=SIGMA, shown=CALIBRATED,
         help=f'standard deviation of --likelihood gaussian, in pixel units of [0, 1], or {CALIBRATED}: each batch\'s '
              f'root mean squared error (at least exp(-6))')
     epochs: int = option(10, type=positive_int, run=False, help='total epochs')
     batch_size: int = option(128, type=positive_int, check=_whole, implied=REQUIRED, help='')
     lr: float = option(1e-3, type=number(above=0), check=partial(check_number, above=0), implied=REQUIRED,
                        help='Adam learning rate')
-    latent_dim: int = option(20, type=positive_int, check=_whole, implied=REQUIRED, help='')
+    latent_dim: Optional[int] = option(  # None: the model's own, settled and stored once the model is known
+        None, type=positive_int, check=_whole_or_none, implied=REQUIRED,
+        help='values of the latent code (spatial: at each position of its map)',
+        shown=', '.join(f'{choice.latent_dim} ({name})' for name, choice in MODELS.items()))
     hidden_dim: Optional[int] = option(  # None: the model's own width, settled and stored once the model is known
-        None, type=positive_int, check=_whole_or_none, implied=REQUIRED, help='',
-        shown=', '.join(f'{choice.hidden_dim} ({name})' for name, choice in MODELS.items()))
+        None, type=positive_int, check=_whole_or_none, implied=REQUIRED,
+        help='width of the fully connected layers (' + ', '.join(name for name, choice in MODELS.items()
+                                                          if choice.hidden_dim) + ')',
+        shown=', '.join(f'{choice.hidden_dim} ({name})' for name, choice in MODELS.items() if choice.hidden_dim))
     beta: float = option(1.0, type=number(minimum=0), check=partial(check_number, minimum=0), implied=REQUIRED,
                          help='KL weight (the weight the KL schedules rise to)')
     kl_warmup: Optional[float] = option(

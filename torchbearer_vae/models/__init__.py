@@ -6,6 +6,6 @@ rebuilds it from a checkpoint.
 from .base import BaseVAE
 from .conditional import ConditionalVAE
 from .rebuild import model_from_checkpoint
-from .vae import VAE, ConvVAE
+from .vae import VAE, ConvVAE, SpatialVAE
 
-__all__ = ['BaseVAE', 'VAE', 'ConvVAE', 'ConditionalVAE', 'model_from_checkpoint']
+__all__ = ['BaseVAE', 'VAE', 'ConvVAE', 'SpatialVAE', 'ConditionalVAE', 'model_from_checkpoint']
