@@ -1,7 +1,7 @@
 """Make the figure and the figures of "Train on your own images" from real runs of the command line on photographs.
 
     python docs/make_own_images_figure.py                          # 500 crops of 64x64, the command's defaults
-    python docs/make_own_images_figure.py -- --sigma calibrated    # anything after -- is passed on to train
+    python docs/make_own_images_figure.py -- --model conv          # anything after -- is passed on to train
     python docs/make_own_images_figure.py --patches --no-figure    # 4,000 patches of 32x32, --epochs 20
 
 The folder is cut from the two photographs bundled with scikit-learn (``load_sample_images``,
@@ -11,8 +11,9 @@ The folder is cut from the two photographs bundled with scikit-learn (``load_sam
 --dataset folder:DIR --image-size 32`` runs on it with the command's defaults (through
 ``torchbearer_vae.cli.main``, the seed fixed), ``torchbearer-vae evaluate`` measures the
 reconstruction PSNR on the run's validation split (``--val-fraction``, the images it did not train
-on), and the reconstruction picture the run wrote after its last epoch is copied to
-``docs/_static/own_images.png`` (unless ``--no-figure``): nothing is drawn by hand.
+on), and the reconstruction and samples pictures the run wrote after its last epoch are copied to
+``docs/_static/own_images.png`` and ``own_images_samples.png`` (unless ``--no-figure``): nothing
+is drawn by hand.
 """
 import argparse
 import glob
@@ -24,7 +25,9 @@ import tempfile
 from typing import List, Optional
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-TARGET = os.path.join(HERE, '_static', 'own_images.png')
+#: Where the last reconstruction and samples pictures of the run are copied (the figures of the page).
+TARGETS = {'reconstruction': os.path.join(HERE, '_static', 'own_images.png'),
+           'samples': os.path.join(HERE, '_static', 'own_images_samples.png')}
 
 
 def random_crops(root: str, count: int, size: int, *, seed: int = 0) -> int:
@@ -74,10 +77,11 @@ def main(argv: Optional[List[str]] = None) -> None:
         folder, out = os.path.join(work, 'photos'), os.path.join(work, 'run')
         random_crops(folder, count, size)
         result = run(folder, out, train_options)
-        last = max(glob.glob(os.path.join(out, 'reconstruction_*.png')),
-                   key=lambda path: int(path.rsplit('_', 1)[1].split('.')[0]))
         if not args.no_figure:
-            shutil.copyfile(last, TARGET)
+            for picture, target in TARGETS.items():
+                last = max(glob.glob(os.path.join(out, f'{picture}_*.png')),
+                           key=lambda path: int(path.rsplit('_', 1)[1].split('.')[0]))
+                shutil.copyfile(last, target)
     print(f'{count} images of {size}x{size}, train {" ".join(train_options) or "(defaults)"}: reconstruction PSNR '
           f'{result["reconstruction_psnr_db"]:.2f} dB on {result["images"]} validation images')
 

@@ -163,6 +163,7 @@ def test_5_training_sizes_that_cannot_fit_are_refused_before_allocating(args, na
 @pytest.mark.parametrize('args, named', [
     (['--model', 'conv', '--hidden-dim', 10 ** 9], '--hidden-dim 1000000000'),
     (['--model', 'conv', '--latent-dim', 10 ** 10], '--latent-dim 10000000000'),
+    (['--model', 'spatial', '--latent-dim', 10 ** 9], '--latent-dim 1000000000'),  # values at each position
 ])
 def test_5_convolutional_sizes_that_cannot_fit_are_refused_before_allocating(args, named, tmp_path):
     started = time.monotonic()

@@ -65,9 +65,11 @@ def check_training_fits(model: Any, batch_size: int, images: int, device: torch.
 
 
 def _sizes(model: torch.nn.Module) -> str:
-    """``--hidden-dim H, --latent-dim L`` of ``model``, each one it has (the user's model may have no width)."""
-    return 'with ' + ', '.join(f'--{name.replace("_", "-")} {getattr(model, name)}'
-                               for name in ('hidden_dim', 'latent_dim') if hasattr(model, name))
+    """``--hidden-dim H, --latent-dim L`` of ``model``, each one it has (the user's model may have no width); a fully
+    convolutional model's ``--latent-dim`` is its ``latent_channels``."""
+    sizes = {'--hidden-dim': getattr(model, 'hidden_dim', None),
+             '--latent-dim': getattr(model, 'latent_channels', getattr(model, 'latent_dim', None))}
+    return 'with ' + ', '.join(f'{flag} {value}' for flag, value in sizes.items() if value is not None)
 
 
 def check_pictures_fit(count: int, model: Any, device: torch.device, rows: int = 1) -> None:
