@@ -72,3 +72,16 @@ def fake_cifar10(monkeypatch):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope='session', autouse=True)
+def _cache_dir(tmp_path_factory):
+    """The cache of decoded folders in the session's temporary folder, for the tests and the commands they run, never
+    the user's own (the variable is inherited by every process a test starts)."""
+    previous = os.environ.get(torchbearer_vae.CACHE_ENV)
+    os.environ[torchbearer_vae.CACHE_ENV] = str(tmp_path_factory.mktemp('cache'))
+    yield
+    if previous is None:
+        del os.environ[torchbearer_vae.CACHE_ENV]
+    else:
+        os.environ[torchbearer_vae.CACHE_ENV] = previous

@@ -17,10 +17,12 @@ from .callbacks import (
 )
 from .checkpoints import Checkpointer, load_checkpoint, load_model_state, save_checkpoint
 from .data import (
+    CACHE_ENV,
     AutoEncoderDataset,
     IDXDataset,
     ImageDataset,
     TensorLoader,
+    default_cache_dir,
     find_images,
     load_batch_with_labels,
     load_cifar10,
@@ -51,7 +53,7 @@ __all__ = [
     'ReconstructionSaver', 'SampleSaver', 'LatentTraversal', 'Interpolation', 'PictureSaver', 'MakeGrid',
     'LatentScatter', 'LatentManifold', 'KLPerDimension',
     'AutoEncoderDataset', 'train_val_split', 'read_idx', 'ImageDataset', 'IDXDataset', 'load_mnist', 'load_digits',
-    'load_cifar10', 'find_images', 'load_image_folder',
+    'load_cifar10', 'find_images', 'load_image_folder', 'default_cache_dir', 'CACHE_ENV',
     'TensorLoader', 'load_batch_with_labels',
     'VAE', 'BaseVAE', 'ConvVAE', 'SpatialVAE', 'ConditionalVAE',
     'importance_weighted_nll', 'negative_elbo', 'reconstruction_psnr',

@@ -330,3 +330,32 @@ def test_sigma_calibrated_trains_the_calibrated_decoder_and_its_checkpoint_rebui
     assert model_from_checkpoint(checkpoint).sigma is None  # the models' calibrated decoder
     assert main(['train', '--dataset', 'digits', '--sigma', '0.2', '--epochs', '1', '--out', str(out), '--resume',
                  '--quiet']) == 2  # --resume keeps the run's
+
+
+def test_a_folder_is_decoded_once_then_read_from_the_cache_by_every_command(tmp_path, capsys, monkeypatch):
+    from torchbearer_vae.data import folders
+    images = tmp_path / 'images'
+    images.mkdir()
+    for index in range(40):
+        Image.new('RGB', (12, 12), (index * 6, 255 - index * 6, 90)).save(images / f'{index:02d}.png')
+    decoded = []
+    real = folders._Decoder.decode
+    monkeypatch.setattr(folders._Decoder, 'decode', lambda self, path: decoded.append(path) or real(self, path))
+    cache = tmp_path / 'cache'
+    train = ['train', '--dataset', f'folder:{images}', '--image-size', '8', '--epochs', '1', '--cache-dir',
+             str(cache)]
+    assert main([*train, '--out', str(tmp_path / 'run')]) == 0
+    assert len(decoded) == 40 and f"in the cache '{cache}', memory-mapped" in capsys.readouterr().err
+    decoded.clear()
+    assert main([*train, '--out', str(tmp_path / 'again'), '--quiet']) == 0
+    assert main(['evaluate', '--checkpoint', str(tmp_path / 'run' / 'checkpoint.pt'), '--importance-samples', '1',
+                 '--cache-dir', str(cache)]) == 0
+    assert decoded == []  # the second run and evaluate read the cache
+    again = json.loads((tmp_path / 'again' / 'summary.json').read_text())
+    first = json.loads((tmp_path / 'run' / 'summary.json').read_text())
+    assert again['val_elbo_per_image'] == first['val_elbo_per_image']  # the same images, the same run
+    monkeypatch.setenv('TORCHBEARER_VAE_CACHE', str(tmp_path / 'default'))
+    assert main([*train[:-2], '--no-cache', '--out', str(tmp_path / 'uncached'), '--quiet']) == 0
+    assert len(decoded) == 40 and not (tmp_path / 'default').exists()  # --no-cache: decoded, nothing kept
+    assert main([*train[:-2], '--out', str(tmp_path / 'default-run'), '--quiet']) == 0
+    assert len(os.listdir(tmp_path / 'default')) == 2  # the variable names the default cache folder

@@ -24,7 +24,17 @@ from ..evaluation import importance_weighted_nll, negative_elbo, reconstruction_
 from ..model_utils import evaluating, is_conditional
 from ..models import model_from_checkpoint
 from ..records import write_json
-from .data import absolute, check_recorded_data, image, is_folder, load_dataset, shown, split, unreadable
+from .data import (
+    absolute,
+    cache_folder,
+    check_recorded_data,
+    image,
+    is_folder,
+    load_dataset,
+    shown,
+    split,
+    unreadable,
+)
 from .limits import check_evaluation_fits, check_picture_opens, check_pictures_fit
 from .model import import_model_class, is_own
 from .options import REQUIRED_OPTIONS, check_saved_options, saved_options
@@ -125,13 +135,14 @@ def _data_for(args: argparse.Namespace, checkpoint: Dict[str, Any], model: Any,
     check_outside_data(out, name if isinstance(name, str) else None)
     dataset: Any  # an ImageDataset, or a split or Subset of it (typed Dataset by torch, which has no __len__)
     if which == 'all':
-        dataset = load_dataset(name, data_dir, args.limit, verbose=False, **preprocessing)
+        dataset = load_dataset(name, data_dir, args.limit, verbose=False, cache_dir=cache_folder(args), **preprocessing)
     else:
         if not all(key in (checkpoint.get('options') or {}) for key in REQUIRED_OPTIONS):
             raise CommandError(f'--split {which} needs a checkpoint written by torchbearer-vae train, which '
                                f'records how its data was split; use --split all')
         # --dataset/--data-dir say where the run's data is now (an older checkpoint kept a relative path)
-        dataset = load_dataset(name, data_dir, options['limit'], verbose=False, **preprocessing)
+        dataset = load_dataset(name, data_dir, options['limit'], verbose=False, cache_dir=cache_folder(args),
+                               **preprocessing)
         expected = checkpoint.get('dataset_images')
         if isinstance(expected, int) and len(dataset) != expected:
             raise CommandError(f'--split {which} is a split of the run\'s {expected} images, but --dataset '

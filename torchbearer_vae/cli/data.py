@@ -7,6 +7,7 @@ The run's options record folders as absolute paths, so every command finds the d
 
 Internal to the command line (:mod:`torchbearer_vae.cli`); every problem is a :class:`CommandError`.
 """
+import argparse
 import hashlib
 import math
 import os
@@ -19,6 +20,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..checks import plural
+from ..data.cache import default_cache_dir
 from ..data.datasets import (
     IDXDataset,
     ImageDataset,
@@ -75,7 +77,8 @@ def check_preprocessing(name: Optional[str], image_size: Optional[int], channels
 def load_dataset(name: Optional[str], data_dir: Optional[str], limit: Optional[int] = None, *,
                  image_size: Optional[int] = None, channels: Optional[int] = None,
                  verbose: bool = True, download: bool = True,
-                 check_shape: Optional[Callable[[Tuple[int, int, int], int], None]] = None) -> ImageDataset:
+                 check_shape: Optional[Callable[[Tuple[int, int, int], int], None]] = None,
+                 cache_dir: Optional[str] = None) -> ImageDataset:
     """The images of ``--dataset`` (an :class:`ImageDataset`), the first ``limit`` of them if given.
 
     IDX files (mnist, fashion-mnist, idx:DIR) are read only as far as ``limit``, and a folder opens
@@ -84,6 +87,7 @@ def load_dataset(name: Optional[str], data_dir: Optional[str], limit: Optional[i
     (and one per file skipped as unreadable, instead of Python's two-line warning). ``download=False``:
     mnist, fashion-mnist and cifar10 are read only if ``data_dir`` has them (for data a checkpoint names).
     ``check_shape(shape, count)``: a folder's check before any image is decoded (``load_image_folder``'s ``check``).
+    ``cache_dir``: where a folder's decoded images are kept and read from (:func:`cache_folder`); None: nowhere.
 
     Raises:
         CommandError: naming ``--dataset`` and what is wrong with its files (missing, truncated, not IDX,
@@ -99,7 +103,7 @@ def load_dataset(name: Optional[str], data_dir: Optional[str], limit: Optional[i
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter('always', UserWarning)
-            dataset = _read(name, data_dir, limit, image_size, channels, download, check_shape)
+            dataset = _read(name, data_dir, limit, image_size, channels, download, check_shape, cache_dir)
     except (RuntimeError, OSError, EOFError, zlib.error, ValueError) as error:  # EOFError, BadGzipFile: a cut gzip
         hint = _hint(name)
         if not download and hint:  # the library's "pass download=True" is not the command line's advice
@@ -119,12 +123,15 @@ def load_dataset(name: Optional[str], data_dir: Optional[str], limit: Optional[i
     if verbose and is_folder(name):
         data = dataset.data
         print(f'--dataset {name}: {plural(len(data), "image")} of {"x".join(map(str, data.shape[1:]))} '
-              f'({math.prod(data.shape) / 2 ** 20:.3g} MiB in memory)', file=sys.stderr)
+              f'({math.prod(data.shape) / 2 ** 20:.3g} MiB '
+              f'{"in memory" if cache_dir is None else "in the cache " + repr(cache_dir) + ", memory-mapped"})',
+              file=sys.stderr)
     return dataset
 
 
 def _read(name: Optional[str], data_dir: str, limit: Optional[int], image_size: Optional[int], channels: Optional[int],
-          download: bool, check_shape: Optional[Callable[[Tuple[int, int, int], int], None]]) -> ImageDataset:
+          download: bool, check_shape: Optional[Callable[[Tuple[int, int, int], int], None]],
+          cache_dir: Optional[str]) -> ImageDataset:
     if name is None or name in ('mnist', 'fashion-mnist'):
         return load_mnist(data_dir, train=True, fashion=name == 'fashion-mnist', limit=limit, download=download)
     if name == 'cifar10':
@@ -133,8 +140,15 @@ def _read(name: Optional[str], data_dir: str, limit: Optional[int], image_size: 
         return load_digits()
     if name is not None and is_folder(name):
         return load_image_folder(name[len(FOLDER):], image_size=image_size, channels=channels, limit=limit,
-                                 check=check_shape)
+                                 check=check_shape, cache_dir=cache_dir)
     return IDXDataset.from_folder(name[len(IDX):], limit=limit)
+
+
+def cache_folder(args: argparse.Namespace) -> Optional[str]:
+    """Where a command keeps a folder's decoded images: --cache-dir, else the default folder; None for --no-cache."""
+    if getattr(args, 'no_cache', False):
+        return None
+    return getattr(args, 'cache_dir', None) or default_cache_dir()
 
 
 def _hint(name: Optional[str]) -> str:
@@ -196,7 +210,11 @@ def images_digest(dataset: Any) -> Optional[str]:
     data = getattr(dataset, 'data', None)
     if not isinstance(data, torch.Tensor):
         return None
-    return hashlib.sha256(data.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
+    flat = data.detach().cpu().contiguous().reshape(-1).numpy()
+    digest = hashlib.sha256()
+    for start in range(0, flat.size, 1 << 24):  # a chunk at a time: a memory-mapped cache stays on disk
+        digest.update(flat[start:start + (1 << 24)].data)
+    return digest.hexdigest()
 
 
 def image(item: Any) -> Any:

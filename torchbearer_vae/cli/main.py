@@ -194,6 +194,8 @@ def _data_options(command: argparse.ArgumentParser) -> None:
     add_option(command, 'dataset', shown="the run's")
     add_option(command, 'data_dir')
     add_option(command, 'limit')
+    add_option(command, 'cache_dir')
+    add_option(command, 'no_cache')
     command.add_argument('--split', choices=('all', 'train', 'val'), default=None,
                          help="all of --dataset, or the run's own training/validation split (default: val, the "
                               "images the model was not trained on; all if --dataset names other data)")

@@ -19,6 +19,7 @@ from functools import partial
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 from ..checks import check_bool, check_choice, check_int, check_number
+from ..data.cache import CACHE_ENV, default_cache_dir
 from ..errors import CommandError
 from ..losses import LIKELIHOODS
 from .data import DEFAULT_DATA_DIR, DEFAULT_DATASET, FOLDER, IDX, NAMES, absolute, check_preprocessing
@@ -279,6 +280,12 @@ class TrainOptions:
                                  implied=REQUIRED, help='')
     seed: int = option(1, type=random_seed, check=_check_seed, implied=REQUIRED, help='')
     device: str = option('auto', choices=('auto', 'cpu', 'cuda'), run=False, help='auto picks cuda when available')
+    cache_dir: Optional[str] = option(
+        None, run=False, metavar='DIR', shown=f'${CACHE_ENV}, else the user cache folder ({default_cache_dir()})',
+        help='folder:DIR: keep the decoded images in a file in this folder, and read them from there next time '
+             '(the same folder decoded the same way, its files unchanged), memory-mapped')
+    no_cache: bool = option(False, switch=True, run=False,
+                            help='folder:DIR: decode the images into memory, and keep nothing in the cache folder')
     out: Optional[str] = option(None, run=False, shown='runs/DATASET', help='output folder')
     resume: bool = option(False, switch=True, run=False, help='continue the run in --out from its checkpoint.pt')
     quiet: bool = option(False, switch=True, run=False,

@@ -38,6 +38,7 @@ from .advice import epoch_passes, run_advice
 from .config import run_folder, session_options, write_config
 from .data import (
     absolute,
+    cache_folder,
     check_recorded_data,
     files_digest,
     image,
@@ -336,7 +337,7 @@ def _read_data(args: argparse.Namespace, processes: Processes, options: dict) ->
                                        remedy='put the run\'s data back there, or start a new run without --resume')
     dataset = load_dataset(options['dataset'], options['data_dir'], options['limit'], image_size=options['image_size'],
                            channels=options['channels'], verbose=not (args.quiet or processes.rank), download=download,
-                           check_shape=_model_fits_check(options, processes))
+                           check_shape=_model_fits_check(options, processes), cache_dir=cache_folder(args))
     if not processes.local_rank:
         processes.barrier()
     num_classes = classes_of(dataset, options)

@@ -1,11 +1,12 @@
-"""A folder of image files as an in-memory :class:`~torchbearer_vae.ImageDataset`: :func:`load_image_folder`.
+"""A folder of image files as an :class:`~torchbearer_vae.ImageDataset` of decoded images: :func:`load_image_folder`.
 
 The files are decoded once, with Pillow, into one ``uint8`` tensor ``(N, C, H, W)``, so that
-:class:`~torchbearer_vae.TensorLoader` serves batches with no per-item work. A folder too large
-for that is refused before anything is decoded, with the figure and the options that make it fit
-(``limit``, ``image_size``), rather than streamed: a folder that fits in memory trains at the
-speed of MNIST, and one that does not is better read by a ``DataLoader`` over torchvision's
-``ImageFolder`` with workers.
+:class:`~torchbearer_vae.TensorLoader` serves batches with no per-item work. In memory, a folder
+too large for it is refused before anything is decoded, with the figure and the options that make
+it fit (``limit``, ``image_size``). With a cache folder (``cache_dir``, :mod:`.cache`) the images
+are decoded into a file there instead, and read back memory-mapped by every later load of the same
+folder, decoded the same way, with no file decoded again: a folder larger than the memory then
+trains at the disk's speed.
 """
 import math
 import os
@@ -21,6 +22,7 @@ import torch
 from ..checks import check_int, check_path, describe
 from ..files import PathLike, file_kind
 from ..memory import available_memory
+from .cache import FolderCache
 from .images import ImageDataset
 
 if TYPE_CHECKING:  # Pillow is imported where images are decoded: `import torchbearer_vae` stays light
@@ -224,14 +226,16 @@ def _check_fits(count: int, shape: Tuple[int, ...], root: str) -> None:
 
 
 def _check_headers(headers: List[_Header], paths: List[str], count: int, image_size: Optional[int],
-                   channels: Optional[int], root: str, *, allocated: bool) -> Optional[Tuple[int, int, int]]:
+                   channels: Optional[int], root: str, *, allocated: bool,
+                   store: Optional[FolderCache] = None) -> Optional[Tuple[int, int, int]]:
     """Refuse, before any is decoded, images whose headers say they would not fit in memory or differ in size.
 
     Returns the ``(C, H, W)`` the images will have (None without headers).
 
     ``headers`` are ``(index, (width, height, bytes to decode, grey))``. Unless the ``count`` images are
     ``allocated`` already, their memory (uint8, at the size the headers give) is checked first; then the
-    largest image's decoding, on top of it.
+    largest image's decoding, on top of it. With a ``store`` the images go to its file: its disk space is
+    checked instead, and only the largest image's decoding against the memory.
     """
     if not headers:
         return None
@@ -244,7 +248,9 @@ def _check_headers(headers: List[_Header], paths: List[str], count: int, image_s
     shape: Tuple[int, int, int] = (channels or (1 if all(grey for _, (_, _, _, grey) in headers) else 3),
                                    int(size[0]), int(size[1]))
     kept = 0
-    if not allocated:
+    if not allocated and store is not None:
+        store.check_space(count * math.prod(shape))
+    elif not allocated:
         _check_fits(count, shape, root)
         kept = count * math.prod(shape)
     index, (width, height, cost, _) = max(headers, key=lambda header: header[1][2])
@@ -279,7 +285,8 @@ def _progress_bar(progress: Union[bool, Callable[[int, int], Any], None],
 
 def load_image_folder(root: PathLike, *, image_size: Optional[int] = None, channels: Optional[int] = None,
                       limit: Optional[int] = None, progress: Union[bool, Callable, None] = None,
-                      check: Optional[Callable[[Tuple[int, int, int], int], None]] = None) -> ImageDataset:
+                      check: Optional[Callable[[Tuple[int, int, int], int], None]] = None,
+                      cache_dir: Optional[PathLike] = None) -> ImageDataset:
     """Decode every image file under a folder into an in-memory :class:`~torchbearer_vae.ImageDataset`.
 
     Files are found and labelled by :func:`find_images` (recursively, sorted; a folder of class
@@ -300,6 +307,15 @@ def load_image_folder(root: PathLike, *, image_size: Optional[int] = None, chann
     folder whose images would need more than half the available memory (held, plus the largest
     one while it is decoded at full size) is refused before any is decoded, saying how much they need.
 
+    With ``cache_dir`` (e.g. :func:`~torchbearer_vae.default_cache_dir`), the images are decoded
+    into a file in that folder rather than into memory (refused only if the disk has not the room),
+    and the dataset's ``data`` maps that file: pages are read as batches need them, and the system
+    keeps them in memory as far as it has room. The next load of the same folder, decoded the same
+    way, reads that file instead of decoding: if the folder still lists the same files with the same
+    sizes and modification times, and the file's bytes have the digest written with them; otherwise
+    (an image edited, added or removed; the cache cut short, damaged or edited) the folder is decoded
+    again and the cache replaced, never trusted, a damaged cache saying so in a warning.
+
     Args:
         root (str or PathLike): The folder.
         image_size (int or None): Resize and crop every image to this square size, in pixels.
@@ -312,6 +328,10 @@ def load_image_folder(root: PathLike, *, image_size: Optional[int] = None, chann
         check (callable or None): Called as ``check(shape, count)`` with the ``(C, H, W)`` the images
             will have and how many will be decoded, known from their headers, before any is decoded:
             raise in it to stop early (the command line refuses a model that would not fit there).
+            Called the same way when the images come from the cache.
+        cache_dir (str, PathLike or None): A folder to keep the decoded images in, and to read them
+            from next time (created if needed; if it cannot be written, a warning says so and the
+            images are decoded into memory). None: decode into memory, keep nothing.
 
     Returns:
         ImageDataset: ``data`` ``uint8`` ``(N, C, H, W)``; ``targets`` the labels (class indices)
@@ -349,21 +369,49 @@ def load_image_folder(root: PathLike, *, image_size: Optional[int] = None, chann
     wanted = len(paths) if limit is None else min(limit, len(paths))
     if image_size is not None:  # the first resize alone could be too large: check one image before decoding any
         _check_fits(1, (channels or 3, image_size, image_size), root)
-    update, close = _progress_bar(progress, wanted)
-    try:
-        data, read, skipped = _decode_all(paths, decode, wanted, root, update, check)
-    finally:
-        close()
-    if skipped:
-        first, error = skipped[0]
-        warnings.warn(f'skipped {len(skipped)} unreadable image file{"s" * (len(skipped) > 1)} of '
-                      f'{len(read) + len(skipped)} in {root!r}, the first {first!r} ({type(error).__name__}: {error})',
-                      stacklevel=2)
+    store = None if cache_dir is None else _cache(cache_dir, root, paths,
+                                                  {'image_size': image_size, 'channels': channels, 'limit': limit})
+    found = None if store is None else store.load()
+    if found is not None:
+        data, read, reasons = found
+        if check is not None:
+            check(tuple(data.shape[1:]), len(read))
+    else:
+        update, close = _progress_bar(progress, wanted)
+        try:
+            data, read, skipped = _decode_all(paths, decode, wanted, root, update, check, store)
+            if store is not None:
+                data = store.commit(data, read, skipped)
+            elif len(read) < len(data):
+                data = data[:len(read)].copy()
+        finally:
+            close()
+            if store is not None:
+                store.discard()
+        reasons = [(path, f'{type(error).__name__}: {error}') for path, error in skipped]
+    if reasons:
+        first, reason = reasons[0]
+        warnings.warn(f'skipped {len(reasons)} unreadable image file{"s" * (len(reasons) > 1)} of '
+                      f'{len(read) + len(reasons)} in {root!r}, the first {first!r} ({reason})', stacklevel=2)
     targets = None if labels is None else [labels[index] for index in read]
     dataset = ImageDataset(torch.from_numpy(data), targets, channels_last=False)
     dataset.classes = classes
     dataset.paths = [paths[index] for index in read]
     return dataset
+
+
+def _cache(cache_dir: PathLike, root: str, paths: List[str], settings: dict) -> Optional[FolderCache]:
+    """The folder's cache entry in ``cache_dir``, or None (with a warning) if that folder cannot be written."""
+    folder = os.fspath(check_path('cache_dir', cache_dir))
+    try:
+        os.makedirs(folder, exist_ok=True)
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise PermissionError('not writable')
+    except OSError as error:
+        warnings.warn(f'cannot keep the decoded images of {root!r} in the cache folder {folder!r} '
+                      f'({type(error).__name__}: {error}): decoding them into memory', stacklevel=3)
+        return None
+    return FolderCache(folder, root, paths, settings)
 
 
 def _headers(paths: List[str], start: int, wanted: int, decode: _Decoder,
@@ -382,12 +430,14 @@ def _headers(paths: List[str], start: int, wanted: int, decode: _Decoder,
 
 
 def _decode_all(paths: List[str], decode: _Decoder, wanted: int, root: str, update: Callable[[int, int], Any],
-                check: Optional[Callable[[Tuple[int, int, int], int], None]] = None
-                ) -> Tuple[np.ndarray, List[int], List[Tuple[str, Exception]]]:
+                check: Optional[Callable[[Tuple[int, int, int], int], None]] = None,
+                store: Optional[FolderCache] = None) -> Tuple[np.ndarray, List[int], List[Tuple[str, Exception]]]:
     """Decode files in order until ``wanted`` are read: ``(data (N, C, H, W), indices read, [(path, error)])``.
 
     Every file's header is read, and the memory they need checked, before the first is decoded; a
     file that then fails to decode is replaced (with ``limit``) by the next ones, checked the same way.
+    ``data`` has ``wanted`` rows, the first ``len(read)`` of them decoded; with a ``store`` it is a memory map
+    of the store's file (its disk space checked instead of the memory).
     """
     data: Optional[np.ndarray] = None
     read: List[int] = []
@@ -396,7 +446,7 @@ def _decode_all(paths: List[str], decode: _Decoder, wanted: int, root: str, upda
     while len(read) < wanted and start < len(paths):
         headers, start = _headers(paths, start, wanted - len(read), decode, skipped)
         shape = _check_headers(headers, paths, wanted, decode.image_size, decode.channels, root,
-                               allocated=data is not None)
+                               allocated=data is not None, store=store)
         if check is not None and data is None and shape is not None:
             check(shape, wanted)
         for index, _ in headers:
@@ -406,8 +456,8 @@ def _decode_all(paths: List[str], decode: _Decoder, wanted: int, root: str, upda
                 skipped.append((path, array))
             else:
                 if data is None:  # the first readable image gives the size: check the memory needed, once
-                    data = _allocate(array, wanted, root)
-                data = _place(data, len(read), array, paths[read[0]] if read else path, path, root)
+                    data = _allocate(array, wanted, root, store)
+                data = _place(data, len(read), array, paths[read[0]] if read else path, path, root, store)
                 read.append(index)
             if (index + 1) % _CHUNK == 0 or len(read) == wanted or index + 1 == len(paths):
                 shown = (index + 1, min(len(paths), wanted + len(skipped)))  # one more file per file skipped
@@ -421,22 +471,32 @@ def _decode_all(paths: List[str], decode: _Decoder, wanted: int, root: str, upda
         first, error = skipped[0]
         raise ValueError(f'none of the {len(skipped)} image files in {root!r} could be read; the first, {first!r}: '
                          f'{type(error).__name__}: {error}')
-    return (data if len(read) == len(data) else data[:len(read)].copy()), read, skipped
+    return data, read, skipped
 
 
-def _allocate(first: np.ndarray, count: int, root: str) -> np.ndarray:
+def _allocate(first: np.ndarray, count: int, root: str, store: Optional[FolderCache] = None) -> np.ndarray:
     shape = (1,) + first.shape if first.ndim == 2 else (first.shape[2],) + first.shape[:2]
+    if store is not None:
+        store.check_space(count * math.prod(shape))
+        return store.allocate((count,) + shape)
     _check_fits(count, shape, root)
     return np.empty((count,) + shape, dtype=np.uint8)
 
 
-def _place(data: np.ndarray, row: int, array: np.ndarray, first: str, path: str, root: str) -> np.ndarray:
+def _place(data: np.ndarray, row: int, array: np.ndarray, first: str, path: str, root: str,
+           store: Optional[FolderCache] = None) -> np.ndarray:
     """Write ``array`` (of ``path``) into ``data[row]``; a first colour image among grey ones makes every image RGB."""
     if array.shape[:2] != data.shape[2:]:
         raise _different_sizes(root, data.shape[:1:-1], first, array.shape[1::-1], path)
     if array.ndim == 3 and data.shape[1] == 1:  # channels=None and the first colour image: grey ones become RGB
-        _check_fits(len(data), (3,) + data.shape[2:], root)
-        data = np.repeat(data, 3, axis=1)
+        if store is not None:
+            store.check_space(len(data) * 3 * math.prod(data.shape[2:]))
+            colour = store.allocate((len(data), 3) + data.shape[2:])
+            colour[:] = data  # the grey channel into each of the three
+            data = colour
+        else:
+            _check_fits(len(data), (3,) + data.shape[2:], root)
+            data = np.repeat(data, 3, axis=1)
     if array.ndim == 2:
         data[row] = array  # broadcast: grey into every channel, for grey images among colour ones
     else:
