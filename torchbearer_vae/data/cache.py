@@ -161,7 +161,8 @@ class FolderCache:
         asked, made, shape = self.channels, described.get('channels'), described.get('shape')
         return asked == made or (made is None and isinstance(shape, list) and len(shape) == 4 and shape[1] == asked)
 
-    def _damaged(self, why: str) -> None:
+    def _damaged(self, why: str) -> Optional[Tuple[np.ndarray, List[int], List[Tuple[str, str]]]]:
+        """Warn that the entry is damaged (``why``): None, the entry is not used."""
         warnings.warn(f'the cache of the decoded images of {self.root!r} in {self.folder!r} is damaged ({why}): '
                       f'decoding the folder again, and replacing it', stacklevel=4)
         return None
@@ -188,15 +189,15 @@ class FolderCache:
         """Make ``data`` (from :meth:`allocate`; its first ``len(read)`` images) the entry; returns them, mapped
         read-only (copy-on-write) from the entry's file."""
         count = len(read)
-        source = data.filename if isinstance(data, np.memmap) else None
+        if not isinstance(data, np.memmap) or data.filename not in self._temporary:
+            raise ValueError('commit takes the array allocate returned')
+        source = data.filename
         data.flush()
         digest = _digest(data[:count])
         shape = (count,) + tuple(data.shape[1:])
         del data
         name = f'{self.key}.{digest}.u8'
         final = os.path.join(self.folder, name)
-        if source is None or source not in self._temporary:
-            raise ValueError('commit takes the array allocate returned')
         os.truncate(source, math.prod(shape))  # images skipped under limit leave rows unused at the end
         os.replace(source, final)
         described = {'format': _FORMAT, 'root': self.root, 'settings': self.settings, 'channels': self.channels,
