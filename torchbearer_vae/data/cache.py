@@ -79,12 +79,14 @@ def _digest(data: np.ndarray) -> str:
 def _listing(root: str, paths: Sequence[str]) -> str:
     """A digest of the folder's files as found: each one's path below ``root``, size, modification time and kind."""
     digest = hashlib.blake2b(digest_size=16)
+    prefix = os.path.join(root, '')
     for path in paths:
+        name = path[len(prefix):] if path.startswith(prefix) else os.path.relpath(path, root)  # relpath is slow
         try:
             info = os.stat(path)
-            entry = f'{os.path.relpath(path, root)}\0{info.st_size}\0{info.st_mtime_ns}\0{stat.S_IFMT(info.st_mode)}'
+            entry = f'{name}\0{info.st_size}\0{info.st_mtime_ns}\0{stat.S_IFMT(info.st_mode)}'
         except OSError as error:  # unreadable now: still part of what the folder holds
-            entry = f'{os.path.relpath(path, root)}\0{type(error).__name__}'
+            entry = f'{name}\0{type(error).__name__}'
         digest.update(entry.encode('utf-8', 'surrogateescape') + b'\n')
     return digest.hexdigest()
 
