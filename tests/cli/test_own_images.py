@@ -143,7 +143,7 @@ def test_cifar10_trains_the_fully_convolutional_vae_by_default(fake_cifar10, tmp
     fake_cifar10(str(tmp_path / 'data'), images, rng.integers(0, 2, 120))
     out = tmp_path / 'run'
     assert main(['train', '--dataset', 'cifar10', '--data-dir', str(tmp_path / 'data'), '--epochs', '1',
-                 '--latent-dim', '2', '--out', str(out), '--quiet']) == 0
+                 '--latent-dim', '2', '--model-arg', 'channels=[4, 8]', '--out', str(out), '--quiet']) == 0
     summary = json.loads((out / 'summary.json').read_text())
     assert summary['image_shape'] == [3, 32, 32] and summary['model'] == 'spatial'  # colour: fully convolutional
     assert summary['options']['sigma'] == 'calibrated' and summary['options']['hidden_dim'] is None
@@ -332,6 +332,7 @@ def test_sigma_calibrated_trains_the_calibrated_decoder_and_its_checkpoint_rebui
                  '--quiet']) == 2  # --resume keeps the run's
 
 
+@pytest.mark.slow
 def test_a_folder_is_decoded_once_then_read_from_the_cache_by_every_command(tmp_path, capsys, monkeypatch):
     from torchbearer_vae.data import folders
     images = tmp_path / 'images'
