@@ -191,3 +191,24 @@ def test_channels_asked_for_are_served_by_an_entry_that_made_them_and_by_no_othe
     grey, _ = load(root, cache, image_size=16, channels=1)
     assert grey.data.shape[1] == 1 and len(decoded) == 30  # not the colour entry
     assert torch.equal(grey.data, load_image_folder(root, image_size=16, channels=1).data)
+
+
+def _load_in_a_process(arguments):
+    root, cache = arguments
+    import warnings
+
+    from torchbearer_vae import load_image_folder
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        return load_image_folder(root, image_size=16, cache_dir=cache).data.sum().item()
+
+
+@pytest.mark.slow
+def test_processes_building_the_same_entry_at_once_each_get_the_images_and_leave_one_entry(folder):
+    import multiprocessing
+    root, cache = folder
+    expected = load_image_folder(root, image_size=16).data.sum().item()
+    with multiprocessing.get_context('spawn').Pool(3) as pool:  # as the ranks of a distributed run may
+        sums = pool.map(_load_in_a_process, [(str(root), str(cache))] * 3)
+    assert sums == [expected] * 3
+    assert sorted(name.rsplit('.', 1)[1] for name in os.listdir(cache)) == ['json', 'u8']  # no temporary file left
