@@ -53,7 +53,7 @@ def test_print_config_prints_the_resolved_options_which_read_back_the_same(capsy
     assert config['model'] == {'class': 'conv', 'channels': [8, 16]}
     assert 'sigma' not in config and 'kl_cycle_ratio' not in config and 'resume' not in config  # unused, or actions
     assert 'likelihood' not in config  # settled from the images, and said so:
-    assert '# likelihood, latent_dim, hidden_dim: settled from the images' in text
+    assert '# channels, likelihood, sigma, latent_dim, hidden_dim: settled from the images' in text
     assert printed(capsys, '--dataset', 'digits', '--sigma', 'calibrated')[1]['sigma'] == 'calibrated'  # kept
     path = tmp_path / 'run.toml'
     path.write_text(text)

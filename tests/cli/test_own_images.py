@@ -198,6 +198,8 @@ def test_bad_new_options_are_usage_errors(args, message, capsys):
     (['--hidden-dim', '64'], '--model spatial (the default for colour images) has none: leave --hidden-dim out'),
     (['--model', 'spatial', '--model-arg', 'latent_channels=8'], 'latent_channels=... is an argument the command '
                                                                  'passes itself: use --latent-dim'),
+    (['--model-arg', 'chanels=[64]'], "unexpected keyword argument 'chanels'; did you mean channels?"),
+    (['--model', 'conv', '--model-arg', 'zzz=1'], "'zzz'; it takes channels, use_state, logvar_clamp"),
 ])
 def test_what_the_fully_convolutional_model_does_not_take_is_one_line_before_any_work(args, message, tmp_path,
                                                                                       capsys):

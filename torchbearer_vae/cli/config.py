@@ -191,8 +191,9 @@ def config_text(options: Mapping[str, Any], session: Mapping[str, Any]) -> str:
     lines = [f'{name} = {toml_value(values[name])}' for name in FIELDS
              if name not in left_out and values.get(name) is not None]
     no_hidden = values.get('model') in MODELS and MODELS[values['model']].hidden_dim is None  # no such layer
-    settled = [name for name in ('model', 'likelihood', 'latent_dim', 'hidden_dim') if values.get(name) is None and
-               not (name == 'hidden_dim' and no_hidden)]
+    settled = [name for name in ('model', 'channels', 'likelihood', 'sigma', 'latent_dim', 'hidden_dim')
+               if values.get(name) is None and (name == 'model' or name not in left_out) and
+               not (name == 'hidden_dim' and no_hidden)]  # the model is the [model] table's
     if settled:
         lines.append(f'# {", ".join(settled)}: settled from the images when the run starts')
     table = [] if options.get('model') is None else [f'class = {toml_value(options["model"])}']

@@ -16,6 +16,7 @@ Internal to the command line (:mod:`torchbearer_vae.cli`); every refusal is a :c
 import argparse
 import ast
 import dataclasses
+import difflib
 import importlib
 import inspect
 import os
@@ -266,7 +267,8 @@ def build_model(options: dict, image_shape: Sequence[int], device: Optional[str]
             return model
     except TypeError as error:
         if options.get('model_args') and 'argument' in str(error):
-            raise CommandError(f'--model {name} does not take the --model-arg given: {error}') from None
+            raise CommandError(f'--model {name} does not take the --model-arg given: {error}'
+                               f'{_closest(MODELS[name].model_class, options["model_args"])}') from None
         raise _too_large(options) from None
     except ValueError as error:
         channels = (options.get('model_args') or {}).get('channels', _default(SpatialVAE, 'channels'))
@@ -284,6 +286,16 @@ def build_model(options: dict, image_shape: Sequence[int], device: Optional[str]
 def _too_large(options: dict, error: str = 'TypeError') -> CommandError:
     return CommandError(f'--hidden-dim {options["hidden_dim"]} and --latent-dim {options["latent_dim"]} make a '
                         f'model too large to build ({error}); use smaller values')
+
+
+def _closest(cls: type, arguments: Dict[str, Any]) -> str:
+    """``; did you mean ...?`` for the first of ``arguments`` that ``cls``'s constructor does not take, else ''."""
+    taken = [name for name in inspect.signature(cls).parameters if name not in OWN_ARGUMENTS and name != 'self']
+    for key in arguments:
+        if key not in taken:
+            close = difflib.get_close_matches(key, taken, n=1)
+            return f'; did you mean {close[0]}?' if close else f'; it takes {", ".join(taken)}'
+    return ''
 
 
 def _default(cls: type, name: str) -> Any:
