@@ -14,6 +14,8 @@ from PIL import Image
 from torchbearer_vae import CACHE_ENV, TensorLoader, default_cache_dir, load_image_folder
 from torchbearer_vae.data import folders
 
+pytestmark = pytest.mark.filterwarnings('ignore:skipped 1 unreadable image file')  # the corrupt file, said each time
+
 
 @pytest.fixture(scope='module')
 def photos():
