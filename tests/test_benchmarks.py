@@ -104,4 +104,33 @@ def test_a_ratio_without_a_target_says_so(monkeypatch):
 
     assert bench_training.ratio_line('ours/Trial', 1.234, rounds=[1.1, 1.3]) == \
         'ratio ours/Trial = 1.23 (rounds 1.10-1.30)   (no target)'
-    assert bench_training.ratio_line('ours/floor', 1.05).endswith('target <= 1.10   met')
+    assert bench_training.ratio_line('ours/same job', 1.06).endswith('target <= 1.05   MISSED')
+    assert bench_training.ratio_line('ours/floor', 1.05).endswith('(no target)')  # compared with the same job now
+
+
+@pytest.mark.slow
+def test_the_same_job_floor_writes_what_the_command_writes_and_trains_like_the_floor(mnist_dir, tmp_path,
+                                                                                     monkeypatch):
+    """(6)'s ``same job`` row: the floor loop that also writes, every epoch, a checkpoint (by a rename), the two grids
+    and a CSV line, and checks the loss; its model learns as the floor's does (within 5% after 2 epochs)."""
+    import csv
+
+    from PIL import Image
+    monkeypatch.syspath_prepend(BENCHMARKS)
+    import bench_training
+
+    losses, floor_losses = [], []
+    data = bench_training.FloorData(mnist_dir, 128, 0)
+    run, floor = bench_training.same_job_epochs(data, str(tmp_path), losses), bench_training.floor_epochs(data,
+                                                                                                       floor_losses)
+    for _ in range(2):
+        assert next(run) > 0 and next(floor) > 0
+    assert sorted(os.listdir(tmp_path)) == ['checkpoint.pt', 'metrics.csv', 'reconstruction_001.png',
+                                            'reconstruction_002.png', 'samples_001.png', 'samples_002.png']
+    saved = torch.load(tmp_path / 'checkpoint.pt', weights_only=True)
+    assert saved['epoch'] == 2 and set(saved) == {'model', 'optimizer', 'epoch'}
+    with open(tmp_path / 'metrics.csv') as file:
+        rows = list(csv.DictReader(file))
+    assert [row['epoch'] for row in rows] == ['1', '2'] and float(rows[1]['val_loss']) == pytest.approx(losses[1])
+    assert Image.open(tmp_path / 'samples_002.png').size == (8 * 30 + 2, 8 * 30 + 2)  # 64 images of 28 + padding
+    assert losses[1] < 175 and abs(losses[1] - floor_losses[1]) < 0.05 * floor_losses[1]
