@@ -214,3 +214,31 @@ def test_processes_building_the_same_entry_at_once_each_get_the_images_and_leave
         sums = pool.map(_load_in_a_process, [(str(root), str(cache))] * 3)
     assert sums == [expected] * 3
     assert sorted(name.rsplit('.', 1)[1] for name in os.listdir(cache)) == ['json', 'u8']  # no temporary file left
+
+
+@pytest.mark.parametrize('damage', ['fifo', 'huge'])
+def test_a_description_that_is_not_a_small_regular_file_is_not_read(damage, folder, decoded):
+    root, cache = folder
+    load(root, cache, image_size=16)
+    description, _ = _entry(cache)
+    description.unlink()
+    if damage == 'fifo':
+        os.mkfifo(description)  # opening it to read would wait for a writer forever
+    else:
+        description.write_bytes(b' ' * (2 << 20))
+    decoded.clear()
+    again, said = load(root, cache, image_size=16)
+    assert any('is not a regular file of a description' in line for line in said) and len(decoded) == 30
+    assert description.is_file()  # replaced by a real description
+
+
+def test_a_full_disk_while_the_cache_is_written_is_an_error_and_leaves_no_file(folder, decoded, monkeypatch):
+    import errno
+    root, cache = folder
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, 'No space left on device')
+    monkeypatch.setattr(os, 'posix_fallocate', full)
+    with pytest.raises(OSError, match='No space left'):
+        load_image_folder(root, image_size=16, cache_dir=cache)
+    assert os.listdir(cache) == []  # the temporary file removed

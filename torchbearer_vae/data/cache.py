@@ -36,6 +36,7 @@ __all__ = ['CACHE_ENV', 'default_cache_dir']
 CACHE_ENV = 'TORCHBEARER_VAE_CACHE'
 _FORMAT = 1  # of the description; another one is not read
 _CHUNK = 1 << 24  # bytes hashed at a time
+_MAX_DESCRIPTION = 1 << 20  # bytes of a description, besides 64 a file (its index, a skipped file's path and reason)
 _DATA_NAME = re.compile(r'[0-9a-f]{32}\.[0-9a-f]{32}\.u8\Z')
 
 
@@ -118,10 +119,17 @@ class FolderCache:
         """The images of a valid entry, memory-mapped (copy-on-write), the indices read and the files skipped
         (``(path, reason)``); None without a usable entry (a damaged one is reported in one warning)."""
         try:
-            with open(self.description, encoding='utf-8') as file:
-                described = json.load(file)
+            info = os.stat(self.description)
         except FileNotFoundError:
             return None
+        except OSError as error:
+            return self._damaged(f'its description cannot be read ({type(error).__name__})')
+        # a FIFO would block the read, a huge file fill the memory: a description is a small regular file
+        if not stat.S_ISREG(info.st_mode) or info.st_size > _MAX_DESCRIPTION + 64 * len(self.paths):
+            return self._damaged('its description is not a regular file of a description\'s size')
+        try:
+            with open(self.description, encoding='utf-8') as file:
+                described = json.load(file)
         except (OSError, ValueError) as error:
             return self._damaged(f'its description cannot be read ({type(error).__name__})')
         try:
@@ -185,7 +193,13 @@ class FolderCache:
         os.makedirs(self.folder, exist_ok=True)
         path = os.path.join(self.folder, f'.{self.key}.{uuid.uuid4().hex}.tmp')
         self._temporary.append(path)
-        return np.memmap(path, dtype=np.uint8, mode='w+', shape=shape)
+        size = math.prod(shape)
+        with open(path, 'wb') as file:  # the disk space reserved now: a full disk is an OSError here, not a
+            if hasattr(os, 'posix_fallocate'):  # SIGBUS when a page of the map is written later
+                os.posix_fallocate(file.fileno(), 0, size)
+            else:
+                file.truncate(size)
+        return np.memmap(path, dtype=np.uint8, mode='r+', shape=shape)
 
     def commit(self, data: np.ndarray, read: Sequence[int], skipped: Sequence[Tuple[str, Exception]]) -> np.ndarray:
         """Make ``data`` (from :meth:`allocate`; its first ``len(read)`` images) the entry; returns them, mapped
