@@ -219,6 +219,22 @@ def validation_loss(model, x_val, size):
 
 # Each method is a generator that trains one epoch per next() and yields its seconds, so that the
 # methods can take turns epoch by epoch: a burst of load on the machine hits all of them alike.
+def train_epoch(model, optimizer, x_train, size, generator, loss_of):
+    """One epoch of the floor's loop over ``x_train`` in batches of ``size`` (a new order from ``generator``), the
+    loss ``loss_of(model, recon, x, mu, logvar)``; returns the summed training loss."""
+    model.train()
+    train_loss, perm = 0.0, torch.randperm(len(x_train), generator=generator)
+    for i in range(0, len(x_train), size):
+        x = x_train[perm[i:i + size]]
+        optimizer.zero_grad()
+        recon, mu, logvar = model(x)
+        loss = loss_of(model, recon, x, mu, logvar)
+        loss.backward()
+        optimizer.step()
+        train_loss += loss.item()
+    return train_loss
+
+
 def floor_epochs(setup, losses=None):
     """The floor loop (1); appends each epoch's validation loss per image to ``losses`` if given."""
     model, optimizer = setup.model(use_state=False)
@@ -226,16 +242,8 @@ def floor_epochs(setup, losses=None):
     x_train, x_val, size = setup.train_x, setup.val_x, setup.batch_size
     while True:
         start = time.perf_counter()
-        model.train()
-        train_loss, perm = 0.0, torch.randperm(len(x_train), generator=generator)
-        for i in range(0, len(x_train), size):
-            x = x_train[perm[i:i + size]]
-            optimizer.zero_grad()
-            recon, mu, logvar = model(x)
-            loss = example_loss(recon, x, mu, logvar)
-            loss.backward()
-            optimizer.step()
-            train_loss += loss.item()
+        train_epoch(model, optimizer, x_train, size, generator,
+                    lambda model, recon, x, mu, logvar: example_loss(recon, x, mu, logvar))
         test_loss = validation_loss(model, x_val, size)
         if losses is not None:
             losses.append(test_loss)
@@ -257,20 +265,14 @@ def same_job_epochs(setup, out, losses=None):
     checkpoint, metrics = os.path.join(out, 'checkpoint.pt'), os.path.join(out, 'metrics.csv')
     with open(metrics, 'w') as file:
         file.write('epoch,loss,val_loss\n')
+    def library_loss(model, recon, x, mu, logvar):  # from the decoder's logits, summed
+        return model.reconstruction_loss(recon, x) + kld(mu, logvar)
+
     epoch = 0
     while True:
         start = time.perf_counter()
         epoch += 1
-        model.train()
-        train_loss, perm = 0.0, torch.randperm(len(x_train), generator=generator)
-        for i in range(0, len(x_train), size):
-            x = x_train[perm[i:i + size]]
-            optimizer.zero_grad()
-            recon, mu, logvar = model(x)
-            loss = model.reconstruction_loss(recon, x) + kld(mu, logvar)  # from the logits, summed
-            loss.backward()
-            optimizer.step()
-            train_loss += loss.item()
+        train_loss = train_epoch(model, optimizer, x_train, size, generator, library_loss)
         if not math.isfinite(train_loss):
             raise FloatingPointError(f'the loss is {train_loss} in epoch {epoch}')
         model.eval()
@@ -279,7 +281,7 @@ def same_job_epochs(setup, out, losses=None):
             for i in range(0, len(x_val), size):
                 x = x_val[i:i + size]
                 recon, mu, logvar = model(x)
-                val_loss += (model.reconstruction_loss(recon, x) + kld(mu, logvar)).item()
+                val_loss += library_loss(model, recon, x, mu, logvar).item()
             recon = model(x_val[:8])[0]
             save_image(torch.cat([x_val[:8], recon]), os.path.join(out, f'reconstruction_{epoch:03d}.png'), nrow=8)
             save_image(model.sample(64), os.path.join(out, f'samples_{epoch:03d}.png'), nrow=8)
