@@ -62,12 +62,22 @@ import torchbearer
 from torch.utils.data import DataLoader, Subset
 
 import torchbearer_vae
-from torchbearer_vae import VAE, AutoEncoderDataset, ReconstructionSaver, TensorLoader, kld_loss, train_val_split
+from torchbearer_vae import (
+    VAE,
+    AutoEncoderDataset,
+    ConvVAE,
+    ReconstructionSaver,
+    TensorLoader,
+    kld_loss,
+    train_val_split,
+)
 from torchbearer_vae.compat import fused_adam_supported
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'shared', 'data', 'mnist')
 TARGETS = {'(4)/(1)': ('<=', 1.20), '(2)/(4)': ('>=', 2.0), '(4)/(3)': ('<=', 1.05), '(5)/(1)': ('<=', 1.25),
-           'ours/pythae': ('<=', 0.95), 'ours/Lightning': ('<=', 0.80), 'ours/same job': ('<=', 1.05)}
+           'ours/pythae': ('<=', 0.95), 'ours/Lightning': ('<=', 0.80), 'ours/same job': ('<=', 1.05),
+           # the colour workload (--workload colour): compute dominates; ahead of the peers
+           'colour ours/same job': ('<=', 1.03), 'colour ours/pythae': ('<', 1.0), 'colour ours/Lightning': ('<', 1.0)}
 NAMES = {
     1: '(1) floor: bare PyTorch loop, float tensor, x[perm[i:i+128]]',
     2: '(2) PyTorch example: torchvision MNIST, PIL + ToTensor, DataLoader',
@@ -169,6 +179,23 @@ class FloorData:
         return fresh_model(self.seed, use_state)
 
 
+class ColourData:
+    """The colour workload's data for the same-job floor: the patch folder decoded once to uint8 (counted in the
+    process's time), split as the peers split it, and the ConvVAE the command builds for it."""
+
+    def __init__(self, folder, batch_size, seed):
+        self.batch_size, self.seed = batch_size, seed
+        images = peers.decode_patches(folder)
+        train, val = peers.patch_split(len(images))
+        self.train_x, self.val_x = images[train], images[val]
+
+    def model(self, use_state):
+        torch.manual_seed(self.seed)
+        model = ConvVAE((3, peers.PATCH_SIZE, peers.PATCH_SIZE), latent_dim=20, hidden_dim=256, likelihood='gaussian',
+                        sigma=None, use_state=use_state)  # `train --model conv`'s settled options for colour images
+        return model, torch.optim.Adam(model.parameters(), lr=1e-3, **ADAM)
+
+
 class Setup(FloorData):
     """The data every method uses, prepared once."""
 
@@ -219,13 +246,18 @@ def validation_loss(model, x_val, size):
 
 # Each method is a generator that trains one epoch per next() and yields its seconds, so that the
 # methods can take turns epoch by epoch: a burst of load on the machine hits all of them alike.
+def as_float(x):
+    """A batch as the model takes it: uint8 images converted as ``ToTensor`` converts them; float ones as they are."""
+    return x.float().div_(255) if x.dtype == torch.uint8 else x
+
+
 def train_epoch(model, optimizer, x_train, size, generator, loss_of):
     """One epoch of the floor's loop over ``x_train`` in batches of ``size`` (a new order from ``generator``), the
     loss ``loss_of(model, recon, x, mu, logvar)``; returns the summed training loss."""
     model.train()
     train_loss, perm = 0.0, torch.randperm(len(x_train), generator=generator)
     for i in range(0, len(x_train), size):
-        x = x_train[perm[i:i + size]]
+        x = as_float(x_train[perm[i:i + size]])
         optimizer.zero_grad()
         recon, mu, logvar = model(x)
         loss = loss_of(model, recon, x, mu, logvar)
@@ -279,11 +311,12 @@ def same_job_epochs(setup, out, losses=None):
         val_loss = 0.0
         with torch.no_grad():
             for i in range(0, len(x_val), size):
-                x = x_val[i:i + size]
+                x = as_float(x_val[i:i + size])
                 recon, mu, logvar = model(x)
                 val_loss += library_loss(model, recon, x, mu, logvar).item()
-            recon = model(x_val[:8])[0]
-            save_image(torch.cat([x_val[:8], recon]), os.path.join(out, f'reconstruction_{epoch:03d}.png'), nrow=8)
+            shown = as_float(x_val[:8])
+            recon = model.decode(model.encode(shown)[0])  # the decoder's mean, as the command's picture
+            save_image(torch.cat([shown, recon]), os.path.join(out, f'reconstruction_{epoch:03d}.png'), nrow=8)
             save_image(model.sample(64), os.path.join(out, f'samples_{epoch:03d}.png'), nrow=8)
         val_loss /= len(x_val)
         temporary = checkpoint + '.tmp'
@@ -381,7 +414,7 @@ def ratio_line(name, value, *, rounds=None, target=None):
     if (target or name) not in TARGETS:
         return f'ratio {name} = {value:.2f}{spread}   (no target)'
     sense, limit = TARGETS[target or name]
-    met = value <= limit if sense == '<=' else value >= limit
+    met = {'<=': value <= limit, '<': value < limit, '>=': value >= limit}[sense]
     return f'ratio {name} = {value:.2f}{spread}   target {sense} {limit:.2f}   {"met" if met else "MISSED"}'
 
 
@@ -407,9 +440,10 @@ def scale_child(folder, size, epochs, batch_size, seed):
     print(json.dumps({'peak_mb': peak_rss_mb() - start_mb, 'data_mb': images.nbytes / 2 ** 20}))
 
 
-def child_command(args, *mode):
-    """This script run again in a child process, with the parent's data, batch, seed, threads and Adam."""
-    command = [sys.executable, os.path.abspath(__file__), '--data', args.data, '--batch-size', str(args.batch_size),
+def child_command(args, *mode, data=None):
+    """This script run again in a child process, with the parent's data (or ``data``), batch, seed, threads and
+    Adam."""
+    command = [sys.executable, os.path.abspath(__file__), '--data', data or args.data, '--batch-size', str(args.batch_size),
                '--seed', str(args.seed), '--adam', args.adam, *mode]
     return command + (['--threads', str(args.threads)] if args.threads else [])
 
@@ -479,12 +513,14 @@ def floor_child(folder, epochs, batch_size, seed):
     print(json.dumps({'seconds': seconds, 'val_loss': losses[-1]}))
 
 
-def same_job_child(folder, epochs, batch_size, seed):
+def same_job_child(folder, epochs, batch_size, seed, workload='mnist'):
     """The same-job floor for some epochs in a process of its own, writing into a temporary folder; prints as JSON
-    the timed epochs (the first is a warm-up) and the validation loss per image after the last."""
+    the timed epochs (the first is a warm-up) and the validation loss per image after the last. ``folder``: the MNIST
+    IDX files, or for the colour workload the patch folder."""
     losses = []
+    data = ColourData if workload == 'colour' else FloorData
     with tempfile.TemporaryDirectory() as out:
-        run = same_job_epochs(FloorData(folder, batch_size, seed), out, losses)
+        run = same_job_epochs(data(folder, batch_size, seed), out, losses)
         seconds = [next(run) for _ in range(epochs)][1:]
     print(json.dumps({'seconds': seconds, 'val_loss': losses[-1]}))
 
@@ -597,6 +633,36 @@ def peer_methods(args, split):
         'ours --compile': ('ours: torchbearer-vae train --quiet --compile', ours('--compile'), _ours_val_loss),
         'pythae': ('pythae: TrainingPipeline (peers.py)', peer('pythae'), _last_line_json),
         'Lightning': ('Lightning: Trainer (peers.py)', peer('lightning'), _last_line_json)}
+    return methods, _leave_out(methods)
+
+
+def colour_methods(args, folder, cache):
+    """The methods of (6) on the colour workload (the ConvVAE on the patch folder ``folder``), as
+    :func:`peer_methods` gives them; our command keeps its decoded images in ``cache`` (``--cache-dir``), which
+    the warm-up run fills, as a user's first run does."""
+    def ours(*extra):
+        return lambda epochs, out: [sys.executable, '-m', 'torchbearer_vae', 'train', '--dataset', f'folder:{folder}',
+                                    '--model', 'conv', '--epochs', str(epochs), '--out', os.path.join(out, 'run'),
+                                    '--quiet', '--seed', '1', '--cache-dir', cache, *extra]
+
+    def peer(name):
+        script = os.path.abspath(peers.__file__)
+        return lambda epochs, out: [sys.executable, script, f'{name}-conv', '--folder', folder, '--epochs',
+                                    str(epochs), '--out', out, '--seed', str(args.seed), '--adam', args.adam]
+
+    methods = {
+        'same job': ("(1j) floor doing the command's job, whole process", lambda epochs, out: child_command(
+            args, '--same-job-child', str(epochs), '--workload', 'colour', data=folder), _last_line_json),
+        'ours': ('ours: torchbearer-vae train --model conv --quiet', ours(), _ours_val_loss),
+        'ours --compile': ('ours: ... --model conv --quiet --compile', ours('--compile'), _ours_val_loss),
+        'pythae': ('pythae: TrainingPipeline (peers.py)', peer('pythae'), _last_line_json),
+        'Lightning': ('Lightning: Trainer, ImageFolder (peers.py)', peer('lightning'), _last_line_json)}
+    return methods, _leave_out(methods)
+
+
+def _leave_out(methods):
+    """Takes out of ``methods`` what cannot run here (a peer not installed, a command without ``--compile``);
+    returns a line for each."""
     left_out = []
     usage = subprocess.run([sys.executable, '-m', 'torchbearer_vae', 'train', '--help'], capture_output=True, text=True)
     if '--compile' not in usage.stdout:
@@ -607,7 +673,7 @@ def peer_methods(args, split):
         if missing:
             del methods[name]
             left_out.append(missing)
-    return methods, left_out
+    return left_out
 
 
 def run_process(command, val_loss, env):
@@ -647,25 +713,45 @@ def peer_rounds(methods, *, epochs, rounds, env):
 
 
 def peers_measurement(args):
-    """(6): our command against pythae, Lightning and the floor, whole processes, interleaved rounds."""
-    epochs = args.peer_epochs
+    """(6) on ``--workload``'s workloads, one after the other (``all``: MNIST, then colour)."""
+    workloads = ('mnist', 'colour') if args.workload == 'all' else (args.workload,)
+    return [line for workload in workloads for line in workload_measurement(args, workload)]
+
+
+def workload_measurement(args, workload):
+    """(6): our command against pythae, Lightning and the floors, whole processes, interleaved rounds: on MNIST,
+    or (``workload='colour'``) the ConvVAE on 10,000 colour patches."""
+    colour = workload == 'colour'
+    epochs = args.peer_epochs or (5 if colour else 11)
     # torch's threads: the same for every process (the floor child also takes --threads)
     env = dict(os.environ, **({'OMP_NUM_THREADS': str(args.threads)} if args.threads else {}))
     with tempfile.TemporaryDirectory() as folder:
-        split = os.path.join(folder, 'split.pt')
-        peers.write_split(args.data, split)
-        methods, left_out = peer_methods(args, split)
+        if colour:
+            images = os.path.join(folder, 'images')
+            started = time.perf_counter()
+            peers.write_patches(images)
+            written = time.perf_counter() - started
+            methods, left_out = colour_methods(args, images, os.path.join(folder, 'cache'))
+            lines = [f'colour workload: {peers.PATCHES:,} PNG patches {peers.PATCH_SIZE}x{peers.PATCH_SIZE} of '
+                     f"scikit-learn's sample photographs (written in {written:.1f} s), 9,000 train + 1,000 "
+                     f'validation, batch {args.batch_size}; the ConvVAE (`--model conv`)']
+        else:
+            split = os.path.join(folder, 'split.pt')
+            peers.write_split(args.data, split)
+            methods, left_out = peer_methods(args, split)
+            lines = []
         labels = {name: label for name, (label, _, _) in methods.items()}
         seconds, losses, failed = peer_rounds(methods, epochs=epochs, rounds=args.peer_rounds, env=env)
-    lines = [f'(6) whole processes, {args.peer_rounds} rounds, the order rotated every round; per epoch = '
-             f'(t({epochs} epochs) - t(1 epoch)) / {epochs - 1}; ranges over the rounds'] + left_out + failed
+    lines += [f'(6) whole processes, {args.peer_rounds} rounds, the order rotated every round; per epoch = '
+              f'(t({epochs} epochs) - t(1 epoch)) / {epochs - 1}; ranges over the rounds'] + left_out + failed
     per_epoch = {name: [(many - one) / (epochs - 1) for one, many in zip(times[1], times[epochs])]
                  for name, times in seconds.items()}
+    unit = 'loss/image (each library\'s own)' if colour else 'nats/image'
     for name, estimates in per_epoch.items():
         one = seconds[name][1]
         lines.append(f'{labels[name]:<46} {statistics.median(estimates):.3f} s/epoch ({min(estimates):.3f}-'
                      f'{max(estimates):.3f})   1 epoch: {statistics.median(one):.1f} s ({min(one):.1f}-{max(one):.1f})'
-                     f'   validation {losses[name]:.1f} nats/image after {epochs}')
+                     f'   validation {losses[name]:.1f} {unit} after {epochs}')
     for ours in ('ours', 'ours --compile'):
         for other in ('pythae', 'Lightning', 'same job', 'floor', 'Trial'):
             if ours in per_epoch and other in per_epoch:
@@ -675,7 +761,9 @@ def peers_measurement(args):
                 if not ratios:
                     lines.append(f'ratio {ours}/{other}: no round to compute it from (t({epochs}) <= t(1)); run again')
                     continue
-                line = ratio_line(f'{ours}/{other}', statistics.median(ratios), rounds=ratios, target=f'ours/{other}')
+                # the targets are the command's as a user runs it; --compile is reported beside it
+                target = ('colour ' if colour else '') + f'ours/{other}' if ours == 'ours' else 'none'
+                line = ratio_line(f'{ours}/{other}', statistics.median(ratios), rounds=ratios, target=target)
                 lines.append(line + '   per round: ' + ' '.join(f'{ratio:.2f}' for ratio in ratios))
                 if len(ratios) < len(pairs):
                     lines[-1] += f'   ({len(pairs) - len(ratios)} round(s) left out: t({epochs}) <= t(1))'
@@ -698,7 +786,11 @@ def main(argv=None):
     parser.add_argument('--peers', action='store_true', help='also measurement (6): pythae and Lightning (about '
                         '1.5 minutes a round on 2 cores)')
     parser.add_argument('--peers-only', action='store_true', help='only measurement (6)')
-    parser.add_argument('--peer-epochs', type=int, default=11, help='E for measurement (6) (default: 11)')
+    parser.add_argument('--peer-epochs', type=int, default=0, help='E for measurement (6) (default: 11 on MNIST, 5 '
+                        'on the colour workload)')
+    parser.add_argument('--workload', choices=('mnist', 'colour', 'all'), default='mnist',
+                        help="(6)'s workload: the VAE on MNIST (default), the ConvVAE on 10,000 colour patches, or "
+                             "both, one after the other")
     parser.add_argument('--peer-rounds', type=int, default=3, help='rounds of measurement (6) (default: 3)')
     parser.add_argument('--adam', choices=('fused', 'default'), default='fused',
                         help="every method's optimizer: Adam(fused=True), which `torchbearer-vae train` uses "
@@ -711,7 +803,7 @@ def main(argv=None):
     if args.quick:
         args.epochs, args.cli_epochs, args.peer_epochs = 3, 3, 3
         args.repeats, args.cli_rounds, args.peer_rounds = 1, 1, 1
-    if min(args.epochs, args.cli_epochs, args.peer_epochs) < 2 or min(args.repeats, args.cli_rounds,
+    if min(args.epochs, args.cli_epochs, args.peer_epochs or 2) < 2 or min(args.repeats, args.cli_rounds,
                                                                        args.peer_rounds) < 1:
         parser.error('--epochs, --cli-epochs and --peer-epochs must be >= 2 (an epoch is timed against the first), '
                      '--repeats, --cli-rounds and --peer-rounds >= 1')
@@ -726,7 +818,7 @@ def main(argv=None):
     if args.trial_child:
         return trial_child(args.data, args.trial_child, args.batch_size, args.seed)
     if args.same_job_child:
-        return same_job_child(args.data, args.same_job_child, args.batch_size, args.seed)
+        return same_job_child(args.data, args.same_job_child, args.batch_size, args.seed, args.workload)
 
     print(f'torchbearer_vae {torchbearer_vae.__version__}, torch {torch.__version__}, torchbearer '
           f'{torchbearer.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, '
