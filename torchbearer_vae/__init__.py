@@ -38,7 +38,16 @@ from .errors import CheckpointError, MissingStateError
 from .evaluation import importance_weighted_nll, negative_elbo, reconstruction_psnr
 from .losses import bernoulli_mean, kld, reconstruction_loss, vae_loss
 from .metrics import ActiveUnits, KLMetric, ReconstructionMetric
-from .models import VAE, BaseVAE, ConditionalVAE, ConvVAE, SpatialVAE, model_from_checkpoint
+from .models import (
+    VAE,
+    BaseVAE,
+    ConditionalVAE,
+    ConvVAE,
+    QuantizerOutput,
+    SpatialVAE,
+    VectorQuantizer,
+    model_from_checkpoint,
+)
 from .records import MetricsCSV, plot_history, write_json
 from .registry import register
 from .schedules import Schedule, capacity, constant, cyclical, linear_warmup
@@ -56,6 +65,7 @@ __all__ = [
     'load_cifar10', 'find_images', 'load_image_folder', 'default_cache_dir', 'CACHE_ENV',
     'TensorLoader', 'load_batch_with_labels',
     'VAE', 'BaseVAE', 'ConvVAE', 'SpatialVAE', 'ConditionalVAE',
+    'VectorQuantizer', 'QuantizerOutput',
     'importance_weighted_nll', 'negative_elbo', 'reconstruction_psnr',
     'save_checkpoint', 'load_checkpoint', 'model_from_checkpoint', 'load_model_state', 'Checkpointer',
     'CheckpointError', 'MetricsCSV', 'plot_history', 'write_json',
