@@ -48,6 +48,7 @@ from .models import (
     VectorQuantizer,
     model_from_checkpoint,
 )
+from .priors import GaussianMixture
 from .records import MetricsCSV, plot_history, write_json
 from .registry import register
 from .schedules import Schedule, capacity, constant, cyclical, linear_warmup
@@ -65,7 +66,7 @@ __all__ = [
     'load_cifar10', 'find_images', 'load_image_folder', 'default_cache_dir', 'CACHE_ENV',
     'TensorLoader', 'load_batch_with_labels',
     'VAE', 'BaseVAE', 'ConvVAE', 'SpatialVAE', 'ConditionalVAE',
-    'VectorQuantizer', 'QuantizerOutput',
+    'VectorQuantizer', 'QuantizerOutput', 'GaussianMixture',
     'importance_weighted_nll', 'negative_elbo', 'reconstruction_psnr',
     'save_checkpoint', 'load_checkpoint', 'model_from_checkpoint', 'load_model_state', 'Checkpointer',
     'CheckpointError', 'MetricsCSV', 'plot_history', 'write_json',
