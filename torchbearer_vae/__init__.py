@@ -40,6 +40,7 @@ from .losses import bernoulli_mean, kld, reconstruction_loss, vae_loss
 from .metrics import ActiveUnits, KLMetric, ReconstructionMetric
 from .models import (
     VAE,
+    VQVAE,
     BaseVAE,
     ConditionalVAE,
     ConvVAE,
@@ -52,11 +53,11 @@ from .priors import GaussianMixture
 from .records import MetricsCSV, plot_history, write_json
 from .registry import register
 from .schedules import Schedule, capacity, constant, cyclical, linear_warmup
-from .state import GLOBAL_EPOCH, GLOBAL_STEP, KL, LABEL, LOGVAR, MU, RECON
+from .state import GLOBAL_EPOCH, GLOBAL_STEP, KL, LABEL, LOGVAR, MU, RECON, VQ_LOSS
 from .version import __version__
 
 __all__ = [
-    'MU', 'LOGVAR', 'KL', 'RECON', 'GLOBAL_STEP', 'GLOBAL_EPOCH', 'LABEL',
+    'MU', 'LOGVAR', 'KL', 'RECON', 'GLOBAL_STEP', 'GLOBAL_EPOCH', 'LABEL', 'VQ_LOSS',
     'kld', 'reconstruction_loss', 'vae_loss', 'bernoulli_mean', 'divergence', 'kld_loss', 'MissingStateError',
     'Schedule', 'constant', 'linear_warmup', 'cyclical', 'capacity',
     'KLMetric', 'ReconstructionMetric', 'ActiveUnits',
@@ -66,7 +67,7 @@ __all__ = [
     'load_cifar10', 'find_images', 'load_image_folder', 'default_cache_dir', 'CACHE_ENV',
     'TensorLoader', 'load_batch_with_labels',
     'VAE', 'BaseVAE', 'ConvVAE', 'SpatialVAE', 'ConditionalVAE',
-    'VectorQuantizer', 'QuantizerOutput', 'GaussianMixture',
+    'VQVAE', 'VectorQuantizer', 'QuantizerOutput', 'GaussianMixture',
     'importance_weighted_nll', 'negative_elbo', 'reconstruction_psnr',
     'save_checkpoint', 'load_checkpoint', 'model_from_checkpoint', 'load_model_state', 'Checkpointer',
     'CheckpointError', 'MetricsCSV', 'plot_history', 'write_json',

@@ -16,7 +16,7 @@ from typing import Any
 import torchbearer
 from torchbearer.state import StateKey
 
-__all__ = ['MU', 'LOGVAR', 'KL', 'RECON', 'GLOBAL_STEP', 'GLOBAL_EPOCH', 'LABEL']
+__all__ = ['MU', 'LOGVAR', 'KL', 'RECON', 'GLOBAL_STEP', 'GLOBAL_EPOCH', 'LABEL', 'VQ_LOSS']
 
 
 def _plugin_key(name: str, attribute: str) -> StateKey:
@@ -61,6 +61,12 @@ GLOBAL_EPOCH = _plugin_key('global_epoch', 'GLOBAL_EPOCH')
 #: every step by :func:`~torchbearer_vae.load_batch_with_labels` (from ``AutoEncoderDataset(...,
 #: keep_labels=True)`` batches) and read by :class:`~torchbearer_vae.ConditionalVAE` and the pictures.
 LABEL = _plugin_key('label', 'LABEL')
+
+#: The vector quantizer's loss term of the batch, ``(batch,)`` per image (its commitment term, weighted, plus
+#: the codebook term when the codebook learns by gradients), stored by :class:`~torchbearer_vae.VQVAE`'s
+#: forward in the state way; add its sum to the loss with
+#: ``divergence(VQ_LOSS, store_as=None)(lambda loss: loss.sum())`` (:func:`~torchbearer_vae.divergence`).
+VQ_LOSS = _plugin_key('vq_loss', 'VQ_LOSS')
 
 
 def key_name(key: Any) -> str:

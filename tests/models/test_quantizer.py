@@ -203,3 +203,12 @@ def test_bad_inputs_raise_one_clear_line():
         quantizer.lookup(torch.tensor([[0, 4]]))
     with pytest.raises(TypeError, match='lookup needs an integer tensor'):
         quantizer.lookup(torch.zeros(2, 3))
+
+
+def test_nearest_gives_the_indices_of_a_call_without_updating():
+    torch.manual_seed(6)
+    quantizer = VectorQuantizer(16, 3)
+    z = torch.randn(2, 3, 4, 4)
+    indices = quantizer.nearest(z)  # training mode, but no update: still not initialised
+    assert not quantizer.initialised and indices.shape == (2, 4, 4)
+    assert torch.equal(indices, quantizer.eval()(z).indices)

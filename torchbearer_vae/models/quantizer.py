@@ -198,6 +198,21 @@ class VectorQuantizer(nn.Module):
         return QuantizerOutput(output, indices.reshape(z.shape[0], *z.shape[2:]), loss, commitment, codebook,
                                perplexity, (counts > 0).sum())
 
+    def nearest(self, z: torch.Tensor) -> torch.Tensor:
+        """The indices of the codes nearest to ``z``'s vectors, without updating anything (no gradient).
+
+        Args:
+            z (torch.Tensor): ``(B, code_dim, *spatial)`` floating point vectors.
+
+        Returns:
+            torch.Tensor: ``(B, *spatial)`` int64 indices, for :meth:`lookup`.
+        """
+        self._check_input(z)
+        dtype = torch.promote_types(torch.promote_types(z.dtype, self.codebook.dtype), torch.float32)
+        with torch.no_grad(), torch.autocast(z.device.type, enabled=False):
+            flat = z.movedim(1, -1).reshape(-1, self.code_dim).to(dtype)
+            return nearest_codes(flat, self.codebook.to(dtype)).reshape(z.shape[0], *z.shape[2:])
+
     def lookup(self, indices: torch.Tensor) -> torch.Tensor:
         """The codes of ``indices``, with the code dimension at dimension 1, as the quantizer's output has it.
 
