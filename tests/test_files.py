@@ -8,6 +8,7 @@ from torchbearer_vae.files import (
     atomic_write,
     bytes_writer,
     remove_stale_temporaries,
+    wait_for_writers,
 )
 
 
@@ -87,6 +88,35 @@ def test_one_writer_per_run_and_an_idle_writer_holds_no_thread(tmp_path):
     writer.wait()
     assert (tmp_path / 'b.csv').read_bytes() == b'rows'
     assert not [t for t in threading.enumerate() if t.name == 'torchbearer_vae file writer']
+
+
+def test_waiting_for_the_writers_waits_for_their_files_and_not_for_the_processs_other_threads(tmp_path):
+    # torch.compile starts a concurrent.futures pool whose non-daemon workers live until the interpreter exits: the
+    # command once joined every non-daemon thread at its end, and waited 120 s for each of them.
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=1)
+    pool.submit(lambda: None).result()  # its worker stays alive, waiting for work
+    writer, release = BackgroundWriter(), threading.Event()
+
+    def slow(tmp_path_):
+        release.wait(timeout=30)
+        with open(tmp_path_, 'w') as file:
+            file.write('done')
+    writer.write(tmp_path / 'slow.txt', slow)
+    waiter = threading.Thread(target=wait_for_writers, daemon=True)
+    try:
+        waiter.start()
+        waiter.join(timeout=0.3)
+        assert waiter.is_alive()  # the writer's file is not written yet
+        release.set()
+        waiter.join(timeout=30)
+        assert not waiter.is_alive(), 'wait_for_writers waited for a thread that is not a writer'
+        assert (tmp_path / 'slow.txt').read_text() == 'done'
+    finally:
+        release.set()
+        pool.shutdown()
 
 
 def test_a_foreground_write_happens_before_returning_after_the_earlier_writes(tmp_path):

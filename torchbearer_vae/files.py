@@ -5,6 +5,7 @@ import re
 import stat
 import tempfile
 import threading
+import weakref
 from typing import Callable, Dict, Optional, Tuple, Union
 
 import torchbearer
@@ -110,6 +111,22 @@ def bytes_writer(data: Union[bytes, bytearray, memoryview]) -> Callable[[str], N
 _RUN_WRITER = torchbearer.state_key('torchbearer_vae_file_writer')
 
 
+# The writer threads alive in this process (weakly: a finished thread leaves by itself), which wait_for_writers joins.
+_WRITER_THREADS: 'weakref.WeakSet[threading.Thread]' = weakref.WeakSet()
+
+
+def wait_for_writers(timeout: Optional[float] = None) -> None:
+    """Wait until every :class:`BackgroundWriter` of this process has written its files (each thread at most
+    ``timeout`` seconds).
+
+    Only the writers' own threads are joined, never the process's other non-daemon threads (a
+    ``concurrent.futures`` pool, which ``torch.compile`` starts, lives until the interpreter exits).
+    """
+    for thread in list(_WRITER_THREADS):
+        if thread is not threading.current_thread():
+            thread.join(timeout=timeout)
+
+
 class BackgroundWriter:
     """Write files with :func:`atomic_write` in a thread, in the order they were handed over.
 
@@ -157,6 +174,7 @@ class BackgroundWriter:
             self._jobs.put((os.fspath(path), write, id(owner)))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._work, name=self.name)
+                _WRITER_THREADS.add(self._thread)
                 self._thread.start()
 
     def _work(self) -> None:

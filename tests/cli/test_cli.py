@@ -171,6 +171,25 @@ def test_digits_dataset_trains_with_no_files_at_all(tmp_path):
     assert summary['image_shape'] == [1, 8, 8] and summary['train_images'] + summary['val_images'] == 1797
 
 
+@pytest.mark.slow
+def test_the_command_ends_with_its_files_and_does_not_wait_for_other_threads(tmp_path):
+    # torch.compile's worker pool is a concurrent.futures pool: non-daemon threads that live until the interpreter
+    # exits. The command joined every non-daemon thread at its end, so a --compile run of a ConvVAE waited 2 x 120 s.
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=1)
+    pool.submit(lambda: None).result()  # its worker stays alive
+    out = tmp_path / 'digits'
+    try:
+        started = time.monotonic()
+        assert main(['train', '--dataset', 'digits', '--epochs', '1', '--out', str(out), '--quiet']) == 0
+        took = time.monotonic() - started
+    finally:
+        pool.shutdown()
+    assert took < 60, f'the command took {took:.0f} s: it waited for a thread that is not its own'
+    assert (out / 'checkpoint.pt').is_file() and len(list(out.glob('samples_*.png'))) == 1
+
+
 EPOCH_LINE = re.compile(r'^epoch (\d+)/(\d+): train loss (\S+) recon (\S+) kl (\S+) \| val loss (\S+) recon (\S+) '
                         r'kl (\S+) active_units (\d+) \(\d+\.\d s\)$')
 

@@ -11,7 +11,6 @@ import dataclasses
 import os
 import shutil
 import sys
-import threading
 import time
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
@@ -32,7 +31,7 @@ from ..data.loaders import TensorLoader, load_batch_with_labels
 from ..distributed import ReduceMetrics
 from ..errors import CommandError
 from ..evaluation import negative_elbo
-from ..files import remove_stale_temporaries
+from ..files import remove_stale_temporaries, wait_for_writers
 from ..records import MetricsCSV, plot_history, write_json
 from .advice import epoch_passes, run_advice
 from .config import run_folder, session_options, write_config
@@ -108,10 +107,8 @@ def train(args: argparse.Namespace) -> dict:
 
 
 def _wait_for_files() -> None:
-    """Wait for the threads that write the run's files (BackgroundWriter's: the process's non-daemon threads)."""
-    for thread in threading.enumerate():
-        if thread is not threading.current_thread() and not thread.daemon and thread.is_alive():
-            thread.join(timeout=120)
+    """Wait for the threads that write the run's files (BackgroundWriter's; not torch.compile's worker pool)."""
+    wait_for_writers(timeout=120)
 
 
 def _after_interruption(out: str) -> str:
