@@ -33,11 +33,11 @@ from .data import (
     train_val_split,
 )
 from .distributed import ReduceMetrics
-from .divergences import divergence, kld_loss
+from .divergences import codebook_loss, commitment_loss, divergence, kld_loss
 from .errors import CheckpointError, MissingStateError
 from .evaluation import importance_weighted_nll, negative_elbo, reconstruction_psnr
 from .losses import bernoulli_mean, kld, reconstruction_loss, vae_loss
-from .metrics import ActiveUnits, KLMetric, ReconstructionMetric
+from .metrics import ActiveUnits, KLMetric, QuantizerMetric, ReconstructionMetric
 from .models import (
     VAE,
     VQVAE,
@@ -53,14 +53,16 @@ from .priors import GaussianMixture
 from .records import MetricsCSV, plot_history, write_json
 from .registry import register
 from .schedules import Schedule, capacity, constant, cyclical, linear_warmup
-from .state import GLOBAL_EPOCH, GLOBAL_STEP, KL, LABEL, LOGVAR, MU, RECON, VQ_LOSS
+from .state import CODEBOOK, COMMITMENT, GLOBAL_EPOCH, GLOBAL_STEP, KL, LABEL, LOGVAR, MU, PERPLEXITY, RECON, USED_CODES
 from .version import __version__
 
 __all__ = [
-    'MU', 'LOGVAR', 'KL', 'RECON', 'GLOBAL_STEP', 'GLOBAL_EPOCH', 'LABEL', 'VQ_LOSS',
-    'kld', 'reconstruction_loss', 'vae_loss', 'bernoulli_mean', 'divergence', 'kld_loss', 'MissingStateError',
+    'MU', 'LOGVAR', 'KL', 'RECON', 'GLOBAL_STEP', 'GLOBAL_EPOCH', 'LABEL', 'COMMITMENT', 'CODEBOOK',
+    'PERPLEXITY', 'USED_CODES',
+    'kld', 'reconstruction_loss', 'vae_loss', 'bernoulli_mean', 'divergence', 'kld_loss', 'commitment_loss',
+    'codebook_loss', 'MissingStateError',
     'Schedule', 'constant', 'linear_warmup', 'cyclical', 'capacity',
-    'KLMetric', 'ReconstructionMetric', 'ActiveUnits',
+    'KLMetric', 'ReconstructionMetric', 'ActiveUnits', 'QuantizerMetric',
     'ReconstructionSaver', 'SampleSaver', 'LatentTraversal', 'Interpolation', 'PictureSaver', 'MakeGrid',
     'LatentScatter', 'LatentManifold', 'KLPerDimension',
     'AutoEncoderDataset', 'train_val_split', 'read_idx', 'ImageDataset', 'IDXDataset', 'load_mnist', 'load_digits',

@@ -16,7 +16,8 @@ from typing import Any
 import torchbearer
 from torchbearer.state import StateKey
 
-__all__ = ['MU', 'LOGVAR', 'KL', 'RECON', 'GLOBAL_STEP', 'GLOBAL_EPOCH', 'LABEL', 'VQ_LOSS']
+__all__ = ['MU', 'LOGVAR', 'KL', 'RECON', 'GLOBAL_STEP', 'GLOBAL_EPOCH', 'LABEL', 'COMMITMENT', 'CODEBOOK',
+           'PERPLEXITY', 'USED_CODES']
 
 
 def _plugin_key(name: str, attribute: str) -> StateKey:
@@ -62,11 +63,21 @@ GLOBAL_EPOCH = _plugin_key('global_epoch', 'GLOBAL_EPOCH')
 #: keep_labels=True)`` batches) and read by :class:`~torchbearer_vae.ConditionalVAE` and the pictures.
 LABEL = _plugin_key('label', 'LABEL')
 
-#: The vector quantizer's loss term of the batch, ``(batch,)`` per image (its commitment term, weighted, plus
-#: the codebook term when the codebook learns by gradients), stored by :class:`~torchbearer_vae.VQVAE`'s
-#: forward in the state way; add its sum to the loss with
-#: ``divergence(VQ_LOSS, store_as=None)(lambda loss: loss.sum())`` (:func:`~torchbearer_vae.divergence`).
-VQ_LOSS = _plugin_key('vq_loss', 'VQ_LOSS')
+#: A vector quantizer's commitment term of the batch, ``(batch,)``: ``||z - sg(q)||^2`` summed over each image's
+#: values, unweighted; stored by :class:`~torchbearer_vae.VQVAE`'s forward in the state way, added to the loss
+#: (weighted) by :func:`~torchbearer_vae.commitment_loss` and shown by the ``'commitment'`` metric.
+COMMITMENT = _plugin_key('commitment', 'COMMITMENT')
+
+#: A vector quantizer's codebook term of the batch, ``(batch,)``: ``||sg(z) - q||^2`` per image, stored when the
+#: codebook learns by gradients (``update='loss'``) and added to the loss by :func:`~torchbearer_vae.codebook_loss`.
+CODEBOOK = _plugin_key('codebook', 'CODEBOOK')
+
+#: The perplexity of the batch's codes (a detached scalar tensor): ``exp`` of the entropy of their frequencies,
+#: from 1 (one code for everything) to the number of codes; shown by the ``'perplexity'`` metric.
+PERPLEXITY = _plugin_key('perplexity', 'PERPLEXITY')
+
+#: How many codes the batch used (a 0-dim int64 tensor); shown by the ``'used_codes'`` metric.
+USED_CODES = _plugin_key('used_codes', 'USED_CODES')
 
 
 def key_name(key: Any) -> str:

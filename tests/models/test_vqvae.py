@@ -5,11 +5,18 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from torchbearer import Trial
 
+import torchbearer
+
 from torchbearer_vae import (
-    VQ_LOSS,
+    CODEBOOK,
+    COMMITMENT,
+    PERPLEXITY,
+    USED_CODES,
     VQVAE,
+    MissingStateError,
     QuantizerOutput,
-    divergence,
+    codebook_loss,
+    commitment_loss,
     load_checkpoint,
     model_from_checkpoint,
     save_checkpoint,
@@ -27,7 +34,8 @@ def test_forward_both_ways():
     assert recon.min() >= 0 and recon.max() <= 1
     state = {}
     assert model(x.reshape(3, 64), state=state).shape == (3, 64)
-    assert state[VQ_LOSS].shape == (3,)
+    assert state[COMMITMENT].shape == (3,) and CODEBOOK not in state  # EMA: no codebook term
+    assert 1 <= float(state[PERPLEXITY]) <= 8 and 1 <= int(state[USED_CODES]) <= 8
     expected = model.reconstruction_loss(recon, x) + output.loss.sum()
     assert torch.equal(model.loss(recon, output, x), expected)
 
@@ -44,17 +52,54 @@ def test_decode_quantizes_maps_and_flat_codes_alike():
 
 
 @pytest.mark.slow  # about 2 s: a Trial's first run
-def test_a_short_trial_trains_codebook_and_networks():
+@pytest.mark.parametrize('update', ['ema', 'loss'])
+def test_a_trial_adds_the_quantizers_terms_through_the_callbacks_and_shows_its_metrics(update):
     torch.manual_seed(0)
-    model = VQVAE(**SMALL)
+    model = VQVAE(**SMALL, update=update)
     images = (torch.rand(16, 1, 8, 8) > 0.5).float()
     loader = DataLoader(TensorDataset(images, images), batch_size=8)
-    vq_loss = divergence(VQ_LOSS, store_as=None)(lambda loss: loss.sum())
+    callbacks = [commitment_loss(0.25)] + ([codebook_loss()] if update == 'loss' else [])
     trial = Trial(model, torch.optim.Adam(model.parameters(), lr=1e-3), model.reconstruction_loss,
-                  metrics=['loss'], callbacks=[vq_loss], verbose=0).with_generators(loader)
-    history = trial.run(epochs=1)
-    assert all(torch.isfinite(torch.tensor(epoch['loss'])) for epoch in history)
-    assert model.quantizer.initialised and model.quantizer.cluster_size.sum() != model.quantizer.num_codes
+                  metrics=['loss', 'recon', 'commitment', 'perplexity', 'used_codes'], callbacks=callbacks,
+                  verbose=0).with_generators(loader, val_generator=loader)
+    history = trial.run(epochs=2)
+    last = history[-1]
+    assert {'loss', 'recon', 'commitment', 'perplexity', 'used_codes', 'val_loss', 'val_perplexity'} <= set(last)
+    assert 1 <= last['perplexity'] <= 8 and 1 <= last['used_codes'] <= 8 and last['commitment'] > 0
+    # the loss is the reconstruction term plus the weighted quantizer terms, summed over the batch
+    model.eval()
+    with torch.no_grad():
+        recon, output = model(images[:8])
+        expected = (model.reconstruction_loss(recon, images[:8]) + 0.25 * output.commitment.sum()
+                    + (output.codebook.sum() if update == 'loss' else 0))
+        state = {torchbearer.MODEL: model}
+        recon = model(images[:8], state=state)
+        state[torchbearer.LOSS] = model.reconstruction_loss(recon, images[:8])
+        for callback in callbacks:
+            callback.on_criterion_validation(state)
+    assert torch.allclose(state[torchbearer.LOSS], expected)
+    assert model.quantizer.initialised
+
+
+def test_the_quantizer_callbacks_say_what_is_missing():
+    state = {torchbearer.LOSS: torch.tensor(1.0)}
+    with pytest.raises(MissingStateError, match=r"codebook_loss needs state\[torchbearer_vae\.CODEBOOK\].*update='ema'.*leave "
+                                                r"codebook_loss out"):
+        codebook_loss().on_criterion(state)
+    with pytest.raises(MissingStateError, match=r'commitment_loss needs state\[torchbearer_vae\.COMMITMENT\].*VQVAE'):
+        commitment_loss().on_criterion(state)
+    with pytest.raises(ValueError, match="reduction must be one of 'sum', 'batchmean'"):
+        commitment_loss(reduction='none')
+
+
+def test_the_quantizer_metrics_name_what_they_read_when_nothing_stored_it():
+    from torchbearer_vae import QuantizerMetric
+
+    metric = QuantizerMetric('perplexity')
+    with pytest.raises(MissingStateError, match=r"'perplexity' metric reads state\[torchbearer_vae\.PERPLEXITY\].*vector quantizer"):
+        metric.process({})
+    with pytest.raises(ValueError, match="QuantizerMetric's name must be one of"):
+        QuantizerMetric('codes')
 
 
 def test_the_model_is_rebuilt_from_a_checkpoint_by_itself(tmp_path):

@@ -14,7 +14,7 @@ from torch import nn
 
 from ..checks import check_bool, check_choice, check_number, check_shape, describe
 from ..losses import LIKELIHOODS, bernoulli_mean, reconstruction_loss
-from ..state import VQ_LOSS
+from ..state import CODEBOOK, COMMITMENT, PERPLEXITY, USED_CODES
 from .base import record_config
 from .quantizer import QuantizerOutput, VectorQuantizer
 
@@ -38,9 +38,13 @@ class VQVAE(nn.Module):
     commitment term, plus the codebook term for ``update='loss'``), both summed over the batch:
 
     * **the state way** (inside a Trial, ``use_state=True``): ``forward`` returns the
-      reconstruction and stores the quantizer's per-image term in ``state[VQ_LOSS]``; the
-      criterion is ``model.reconstruction_loss`` and the callback
-      ``divergence(VQ_LOSS, store_as=None)(lambda loss: loss.sum())`` adds the quantizer's term.
+      reconstruction and stores the quantizer's unweighted per-image terms in
+      ``state[COMMITMENT]`` (and ``state[CODEBOOK]`` for ``update='loss'``), its batch's
+      ``state[PERPLEXITY]`` and ``state[USED_CODES]``; the criterion is ``model.reconstruction_loss``,
+      the callback :func:`~torchbearer_vae.commitment_loss` adds the commitment term with its weight
+      (``beta``, which may be a schedule; the model's ``commitment_weight`` is the PyTorch way's), and
+      :func:`~torchbearer_vae.codebook_loss` the codebook term for ``update='loss'``. The metrics
+      ``'commitment'``, ``'perplexity'`` and ``'used_codes'`` show them.
     * **the PyTorch way**: ``forward`` returns ``(recon, output)``, ``output`` the
       :class:`~torchbearer_vae.QuantizerOutput`; :meth:`loss` ``(recon, output, target)`` is the criterion.
 
@@ -181,13 +185,16 @@ class VQVAE(nn.Module):
 
         Returns:
             The reconstruction, shaped like ``x``, when ``state`` is given and ``use_state`` is
-            true (the quantizer's per-image term goes to ``state[VQ_LOSS]``); otherwise
+            true (the quantizer's terms go to state, see the class documentation); otherwise
             ``(recon, output)``, ``output`` the :class:`~torchbearer_vae.QuantizerOutput`.
         """
         output = self.quantizer(self.encode(x))
         recon = self._decoded(output.quantized).reshape(x.shape)
         if state is not None and self.use_state:
-            state[VQ_LOSS] = output.loss
+            state[COMMITMENT], state[PERPLEXITY], state[USED_CODES] = (output.commitment, output.perplexity,
+                                                                       output.used_codes)
+            if output.codebook is not None:
+                state[CODEBOOK] = output.codebook
             return recon
         return recon, output
 
