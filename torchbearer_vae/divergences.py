@@ -312,7 +312,7 @@ def _quantizer_term(name: str, key: StateKey, beta: Beta, reduction: str, missin
 
 
 def commitment_loss(beta: Beta = 0.25, *, reduction: str = 'sum', key: StateKey = COMMITMENT) -> Callback:
-    r"""The commitment term of a VQ-VAE, *the torchbearer state way*: ``beta * ||z - sg(q)||^2``, via :func:`divergence`.
+    r"""A VQ-VAE's commitment term, *the torchbearer state way*: ``beta * ||z - sg(q)||^2``, via :func:`divergence`.
 
     Reads ``state[COMMITMENT]``, the per-image commitment term that
     :class:`~torchbearer_vae.VQVAE` (or any model with a :class:`~torchbearer_vae.VectorQuantizer`)
@@ -345,12 +345,12 @@ def commitment_loss(beta: Beta = 0.25, *, reduction: str = 'sum', key: StateKey 
         ...                           callbacks=[commitment_loss(0.25)])
     """
     return _quantizer_term('commitment_loss', key, beta, reduction,
-                           'the model must store its quantizer\'s commitment term there in forward (torchbearer_vae.VQVAE '
+                           "the model must store its quantizer's commitment term there in forward (torchbearer_vae.VQVAE "
                            'does with use_state=True; a model of your own: state[COMMITMENT] = output.commitment)')
 
 
 def codebook_loss(beta: Beta = 1.0, *, reduction: str = 'sum', key: StateKey = CODEBOOK) -> Callback:
-    r"""The codebook term of a VQ-VAE whose codes learn by gradients: ``beta * ||sg(z) - q||^2``, via :func:`divergence`.
+    r"""A VQ-VAE's codebook term, for codes learning by gradients: ``beta * ||sg(z) - q||^2``, via :func:`divergence`.
 
     For a :class:`~torchbearer_vae.VectorQuantizer` with ``update='loss'``, whose forward stores the
     per-image term in ``state[CODEBOOK]``: its gradient moves each chosen code towards the

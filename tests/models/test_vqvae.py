@@ -1,11 +1,10 @@
 """The VQ-VAE: both ways of calling it, its loss in a real Trial, decoding codes, and its rebuild from a checkpoint."""
 import pytest
 import torch
+import torchbearer
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from torchbearer import Trial
-
-import torchbearer
 
 from torchbearer_vae import (
     CODEBOOK,
