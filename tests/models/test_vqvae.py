@@ -82,8 +82,8 @@ def test_a_trial_adds_the_quantizers_terms_through_the_callbacks_and_shows_its_m
 
 def test_the_quantizer_callbacks_say_what_is_missing():
     state = {torchbearer.LOSS: torch.tensor(1.0)}
-    with pytest.raises(MissingStateError, match=r"codebook_loss needs state\[torchbearer_vae\.CODEBOOK\].*update='ema'.*leave "
-                                                r"codebook_loss out"):
+    with pytest.raises(MissingStateError, match=r"codebook_loss needs state\[torchbearer_vae\.CODEBOOK\]"
+                                                r".*update='ema'.*leave codebook_loss out"):
         codebook_loss().on_criterion(state)
     with pytest.raises(MissingStateError, match=r'commitment_loss needs state\[torchbearer_vae\.COMMITMENT\].*VQVAE'):
         commitment_loss().on_criterion(state)
@@ -95,7 +95,8 @@ def test_the_quantizer_metrics_name_what_they_read_when_nothing_stored_it():
     from torchbearer_vae import QuantizerMetric
 
     metric = QuantizerMetric('perplexity')
-    with pytest.raises(MissingStateError, match=r"'perplexity' metric reads state\[torchbearer_vae\.PERPLEXITY\].*vector quantizer"):
+    with pytest.raises(MissingStateError, match=r"'perplexity' metric reads "
+                                                r"state\[torchbearer_vae\.PERPLEXITY\].*vector quantizer"):
         metric.process({})
     with pytest.raises(ValueError, match="QuantizerMetric's name must be one of"):
         QuantizerMetric('codes')
