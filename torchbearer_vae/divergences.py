@@ -345,8 +345,9 @@ def commitment_loss(beta: Beta = 0.25, *, reduction: str = 'sum', key: StateKey 
         ...                           callbacks=[commitment_loss(0.25)])
     """
     return _quantizer_term('commitment_loss', key, beta, reduction,
-                           "the model must store its quantizer's commitment term there in forward (torchbearer_vae.VQVAE "
-                           'does with use_state=True; a model of your own: state[COMMITMENT] = output.commitment)')
+                           "the model must store its quantizer's commitment term there in forward "
+                           '(torchbearer_vae.VQVAE does with use_state=True; a model of your own: '
+                           'state[COMMITMENT] = output.commitment)')
 
 
 def codebook_loss(beta: Beta = 1.0, *, reduction: str = 'sum', key: StateKey = CODEBOOK) -> Callback:
