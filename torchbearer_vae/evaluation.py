@@ -37,7 +37,7 @@ How to report a trained model's likelihood on held-out data::
 the likelihood.
 """
 import math
-from typing import Any, Callable, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import torch
 
