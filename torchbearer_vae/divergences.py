@@ -16,9 +16,9 @@ from .checks import check_choice, check_int, check_number, describe
 from .errors import MissingStateError
 from .losses import REDUCTIONS, kld_elements
 from .schedules import Schedule
-from .state import GLOBAL_EPOCH, GLOBAL_STEP, KL, LOGVAR, MU, RECON, key_name
+from .state import CODEBOOK, COMMITMENT, GLOBAL_EPOCH, GLOBAL_STEP, KL, LOGVAR, MU, RECON, key_name
 
-__all__ = ['divergence', 'kld_loss']
+__all__ = ['divergence', 'kld_loss', 'commitment_loss', 'codebook_loss']
 
 #: The type of a KL weight. A number, or a function of torchbearer's state returning one (a
 #: :class:`~torchbearer_vae.Schedule`, for annealing).
@@ -79,6 +79,7 @@ class _DivergenceCallback(Callback):
                  store_as: Optional[StateKey]) -> None:
         self.name, self.keys, self.beta, self.store_as = name, keys, beta, store_as
         self._compute = compute
+        self.missing_hint: Optional[str] = None  # what the error says when a key is missing, if not the default
         self.step = 0
         self.epoch = 0
 
@@ -120,10 +121,10 @@ class _DivergenceCallback(Callback):
             values = [state[key] for key in self.keys]
         except KeyError as error:
             missing = key_name(error.args[0])
-            raise MissingStateError(
+            raise MissingStateError(self.missing_hint or (
                 f'{self.name} needs state[{missing}], but it is not in state. The model must accept a `state` '
                 f'argument in forward and store it there on every call, e.g. `state[{missing}] = ...` (with '
-                f'torchbearer_vae.VAE, keep use_state=True).') from None
+                f'torchbearer_vae.VAE, keep use_state=True).')) from None
         objective, value, count = self._compute(*values)
         if self.store_as is not None:
             state[self.store_as] = value.detach()
@@ -292,3 +293,86 @@ def kld_loss(beta: Beta = 1.0, *, reduction: str = 'sum', mu: StateKey = MU, log
 
     # named 'kld_loss' so that errors say 'kld_loss needs ...'; the same callback class as @divergence
     return _DivergenceCallback('kld_loss', (mu, logvar), compute, beta, KL)
+
+
+def _quantizer_term(name: str, key: StateKey, beta: Beta, reduction: str, missing: str) -> Callback:
+    """A vector quantizer's per-image term ``state[key]`` (``(batch,)``), reduced, added to the loss by
+    :func:`divergence`; ``missing``: the error's words when the model stored no such term."""
+    check_choice('reduction', reduction, ('sum', 'batchmean'))
+
+    _state_key('key', key)
+
+    def compute(per_image: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, int]:
+        value = per_image.sum() if reduction == 'sum' else per_image.mean()
+        return value, value, 1
+
+    callback = _DivergenceCallback(name, (key,), compute, _weight(beta), None)
+    callback.missing_hint = f'{name} needs state[{key_name(key)}], but it is not in state: {missing}'
+    return callback
+
+
+def commitment_loss(beta: Beta = 0.25, *, reduction: str = 'sum', key: StateKey = COMMITMENT) -> Callback:
+    r"""A VQ-VAE's commitment term, *the torchbearer state way*: ``beta * ||z - sg(q)||^2``, via :func:`divergence`.
+
+    Reads ``state[COMMITMENT]``, the per-image commitment term that
+    :class:`~torchbearer_vae.VQVAE` (or any model with a :class:`~torchbearer_vae.VectorQuantizer`)
+    stores in its forward, and adds ``beta`` times its sum (or mean) to the loss in training and
+    validation. Its gradient pulls the encoder's outputs towards their codes (van den Oord et al.
+    2017 use ``beta = 0.25``). Like :func:`kld_loss`, ``beta`` may be a schedule, the callback's
+    ``state_dict()`` holds its position, and the first divergence callback of a step records the
+    criterion's output for the ``'recon'`` metric; the ``'commitment'`` metric shows the
+    unweighted term. The codebook itself learns by moving averages (the default), or, for a
+    quantizer with ``update='loss'``, through :func:`codebook_loss`, which must then be added too.
+
+    Args:
+        beta (float or callable): The commitment weight: a number >= 0, a
+            :class:`~torchbearer_vae.Schedule` or a function ``beta(state)``.
+        reduction (str): ``'sum'`` (pairs with a summed reconstruction criterion such as
+            ``model.reconstruction_loss``) or ``'batchmean'`` (per image).
+        key (StateKey): Where the model stores the per-image commitment term.
+
+    Returns:
+        Callback: A torchbearer callback to pass in ``Trial(..., callbacks=[...])``.
+
+    Example: ::
+
+        >>> import torch
+        >>> import torchbearer
+        >>> from torchbearer_vae import VQVAE, commitment_loss
+        >>> model = VQVAE(num_codes=64, code_dim=16)
+        >>> trial = torchbearer.Trial(model, torch.optim.Adam(model.parameters()), model.reconstruction_loss,
+        ...                           metrics=['loss', 'recon', 'commitment', 'perplexity'],
+        ...                           callbacks=[commitment_loss(0.25)])
+    """
+    return _quantizer_term('commitment_loss', key, beta, reduction,
+                           "the model must store its quantizer's commitment term there in forward "
+                           '(torchbearer_vae.VQVAE does with use_state=True; a model of your own: '
+                           'state[COMMITMENT] = output.commitment)')
+
+
+def codebook_loss(beta: Beta = 1.0, *, reduction: str = 'sum', key: StateKey = CODEBOOK) -> Callback:
+    r"""A VQ-VAE's codebook term, for codes learning by gradients: ``beta * ||sg(z) - q||^2``, via :func:`divergence`.
+
+    For a :class:`~torchbearer_vae.VectorQuantizer` with ``update='loss'``, whose forward stores the
+    per-image term in ``state[CODEBOOK]``: its gradient moves each chosen code towards the
+    encoder's outputs. With the default ``update='ema'`` the codes learn by moving averages and
+    there is no codebook term: this callback then raises a
+    :class:`~torchbearer_vae.MissingStateError` at the first step, saying so.
+
+    Args:
+        beta (float or callable): The weight (the paper's is 1), a number >= 0 or a schedule.
+        reduction (str): ``'sum'`` or ``'batchmean'``, as for :func:`commitment_loss`.
+        key (StateKey): Where the model stores the per-image codebook term.
+
+    Returns:
+        Callback: A torchbearer callback.
+
+    Example: ::
+
+        >>> from torchbearer_vae import VQVAE, codebook_loss, commitment_loss
+        >>> model = VQVAE(num_codes=64, code_dim=16, update='loss')
+        >>> callbacks = [commitment_loss(0.25), codebook_loss()]
+    """
+    return _quantizer_term('codebook_loss', key, beta, reduction,
+                           'only a quantizer with update=\'loss\' has a codebook term. With the default update=\'ema\' '
+                           'the codes learn by moving averages: leave codebook_loss out')

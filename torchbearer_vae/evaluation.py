@@ -37,67 +37,19 @@ How to report a trained model's likelihood on held-out data::
 the likelihood.
 """
 import math
-from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import torch
-from torch.utils.data import DataLoader, Dataset
 
 from .checks import check_choice, check_int, check_number
 from .losses import LIKELIHOODS, kld, reconstruction_loss
-from .model_utils import decoded, evaluating, is_conditional, model_device, posterior
+from .model_utils import Data, data_batches, decoded, evaluating, is_conditional, model_device, posterior
 
 __all__ = ['importance_weighted_nll', 'negative_elbo', 'reconstruction_psnr']
 
 _LOG_2PI = math.log(2 * math.pi)
 #: Decoded images per forward pass that ``importance_weighted_nll`` aims for by default.
 _DEFAULT_PASS_SIZE = 1024
-
-Data = Union[torch.Tensor, Dataset, Iterable]
-
-
-def _labels_of(batch: Any, x: torch.Tensor) -> Optional[torch.Tensor]:
-    """The labels of a batch: ``(x, target, label)``'s third, or ``(x, label)``'s second if it is one per image."""
-    if not isinstance(batch, (tuple, list)):
-        return None
-    candidate = batch[2] if len(batch) >= 3 else batch[1] if len(batch) == 2 else None
-    if isinstance(candidate, torch.Tensor) and candidate.dim() in (1, 2) and candidate.shape[0] == x.shape[0] and (
-            candidate.dim() == 1 or candidate.is_floating_point()) and candidate.shape != x.shape:
-        return candidate
-    return None
-
-
-def _first(batch: Any, conditional: bool, model: Any) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-    x = batch[0] if isinstance(batch, (tuple, list)) and batch else batch
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f'data must yield tensors or (x, ...) tuples of tensors, got a {type(x).__name__}')
-    if not conditional:
-        return x, None
-    labels = _labels_of(batch, x)
-    if labels is None:
-        raise ValueError(f'{type(model).__name__} is conditional (num_classes={model.num_classes}): the data must '
-                         f'carry the labels, as batches (x, target, label) or (x, label); e.g. '
-                         f'AutoEncoderDataset(dataset, keep_labels=True), or the labelled dataset itself')
-    return x, labels
-
-
-def _batches(data: Data, batch_size: int, model: Any) -> Iterator[Tuple[torch.Tensor, Optional[torch.Tensor]]]:
-    conditional = is_conditional(model)
-    if isinstance(data, torch.Tensor):
-        if data.dim() < 2:
-            raise ValueError(f'a tensor of images needs a batch dimension, got shape {tuple(data.shape)}')
-        for x in data.split(batch_size):
-            yield _first(x, conditional, model)
-        return
-    if isinstance(data, Dataset):
-        data = DataLoader(data, batch_size=batch_size)
-    try:
-        iterator = iter(data)
-    except TypeError:
-        raise TypeError(f'data must be a tensor, a Dataset or an iterable of batches, got a '
-                        f'{type(data).__name__}') from None
-    for batch in iterator:
-        yield _first(batch, conditional, model)
-
 
 def _likelihood_of(model: Any) -> Callable[..., torch.Tensor]:
     """``log p(x|z)`` per image for ``model``, as ``(x, z, labels)`` (see the module docstring for the protocol)."""
@@ -134,7 +86,7 @@ def _mean_over(model: Any, data: Data, batch_size: int, device: torch.device,
     check_int('batch_size', batch_size, minimum=1)
     total, count = torch.zeros((), dtype=torch.float64, device=device), 0
     with evaluating(model):
-        for x, labels in _batches(data, batch_size, model):
+        for x, labels in data_batches(data, batch_size, model):
             if x.shape[0] == 0:
                 continue
             total += per_batch(x.to(device), None if labels is None else labels.to(device)).double().sum()

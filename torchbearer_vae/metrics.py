@@ -43,9 +43,9 @@ from torchbearer.state import StateKey
 
 from .checks import check_number
 from .errors import MissingStateError
-from .state import KL, MU, RECON, key_name
+from .state import COMMITMENT, KL, MU, PERPLEXITY, RECON, USED_CODES, key_name
 
-__all__ = ['KLMetric', 'ReconstructionMetric', 'ActiveUnits']
+__all__ = ['KLMetric', 'ReconstructionMetric', 'ActiveUnits', 'QuantizerMetric']
 
 
 
@@ -53,6 +53,10 @@ def _read(state: dict, key: Any, metric: str) -> Any:
     try:
         return state[key]
     except KeyError:
+        if key in (COMMITMENT, PERPLEXITY, USED_CODES):
+            raise MissingStateError(
+                f"the '{metric}' metric reads state[{key_name(key)}], which a model with a vector quantizer "
+                f"stores in its forward (torchbearer_vae.VQVAE with use_state=True); this model stored none") from None
         raise MissingStateError(
             f"the '{metric}' metric reads state[{key_name(key)}], which no callback stored. "
             f"Add a kld_loss() (or @divergence) callback and let the model store MU and LOGVAR in state "
@@ -247,3 +251,47 @@ class ActiveUnits(Metric):
         average = self._sum / self._count
         variance = self._sum_of_squares / self._count - average.pow(2)
         return int((variance > self.threshold).sum().item())
+
+
+_QUANTIZER_KEYS = {'commitment': COMMITMENT, 'perplexity': PERPLEXITY, 'used_codes': USED_CODES}
+
+
+@_decorated(running_mean, mean)  # like 'loss': a running mean in training, the epoch mean
+class QuantizerMetric(Metric):
+    """A vector quantizer's metric: ``'commitment'``, ``'perplexity'`` or ``'used_codes'``.
+
+    The values :class:`~torchbearer_vae.VQVAE` stores in state at every step (the state way):
+
+    - ``commitment``: the unweighted commitment term of the batch, ``state[COMMITMENT]`` summed
+      over its images (what :func:`~torchbearer_vae.commitment_loss` weights, with its default
+      ``reduction='sum'``);
+    - ``perplexity``: ``state[PERPLEXITY]``, ``exp`` of the entropy of the batch's code
+      frequencies; a codebook that collapsed onto a few codes has a perplexity near their number;
+    - ``used_codes``: ``state[USED_CODES]``, how many codes the batch used.
+
+    A running mean in training (``running_perplexity``) and the epoch mean (``perplexity``,
+    ``val_perplexity``), like torchbearer's ``'loss'``. The names work in ``Trial(metrics=[...])``.
+
+    Args:
+        name (str): ``'commitment'``, ``'perplexity'`` or ``'used_codes'``.
+
+    Example: ::
+
+        >>> import torch
+        >>> import torchbearer
+        >>> from torchbearer_vae import VQVAE, commitment_loss
+        >>> model = VQVAE(num_codes=64, code_dim=16)
+        >>> trial = torchbearer.Trial(model, torch.optim.Adam(model.parameters()), model.reconstruction_loss,
+        ...                           metrics=['loss', 'commitment', 'perplexity', 'used_codes'],
+        ...                           callbacks=[commitment_loss()])
+    """
+
+    def __init__(self, name: str = 'perplexity'):
+        if name not in _QUANTIZER_KEYS:
+            raise ValueError(f"QuantizerMetric's name must be one of {sorted(_QUANTIZER_KEYS)}, got {name!r}")
+        super().__init__(name)
+        self.key = _QUANTIZER_KEYS[name]
+
+    def process(self, *args: Any) -> Any:
+        value = _read(args[0], self.key, self.name)
+        return value.detach().sum().float() if self.name == 'commitment' else value.detach().float()

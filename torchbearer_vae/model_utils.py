@@ -4,9 +4,10 @@ A model here is any ``nn.Module`` with ``encode(x) -> (mu, logvar)`` and ``decod
 one (an int ``num_classes``) takes the labels too, ``encode(x, labels)`` and ``decode(z, labels)``.
 """
 import contextlib
-from typing import Any, Iterator, Optional, Tuple
+from typing import Any, Iterable, Iterator, Optional, Tuple, Union
 
 import torch
+from torch.utils.data import DataLoader, Dataset
 
 from .checks import describe
 
@@ -70,3 +71,53 @@ def posterior(model: Any, x: torch.Tensor, labels: Optional[torch.Tensor] = None
 def decoded(model: Any, z: torch.Tensor, labels: Optional[torch.Tensor] = None) -> Any:
     """``model.decode(z)``; a conditional model is given ``labels``, another model ignores them."""
     return model.decode(z, labels) if labels is not None and is_conditional(model) else model.decode(z)
+
+
+#: What the evaluation and the prior fitting read: a tensor of images, a Dataset, or an iterable of batches.
+Data = Union[torch.Tensor, Dataset, Iterable]
+
+
+def _labels_of(batch: Any, x: torch.Tensor) -> Optional[torch.Tensor]:
+    """The labels of a batch: ``(x, target, label)``'s third, or ``(x, label)``'s second if it is one per image."""
+    if not isinstance(batch, (tuple, list)):
+        return None
+    candidate = batch[2] if len(batch) >= 3 else batch[1] if len(batch) == 2 else None
+    if isinstance(candidate, torch.Tensor) and candidate.dim() in (1, 2) and candidate.shape[0] == x.shape[0] and (
+            candidate.dim() == 1 or candidate.is_floating_point()) and candidate.shape != x.shape:
+        return candidate
+    return None
+
+
+def _first(batch: Any, conditional: bool, model: Any) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    x = batch[0] if isinstance(batch, (tuple, list)) and batch else batch
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f'data must yield tensors or (x, ...) tuples of tensors, got a {type(x).__name__}')
+    if not conditional:
+        return x, None
+    labels = _labels_of(batch, x)
+    if labels is None:
+        raise ValueError(f'{type(model).__name__} is conditional (num_classes={model.num_classes}): the data must '
+                         f'carry the labels, as batches (x, target, label) or (x, label); e.g. '
+                         f'AutoEncoderDataset(dataset, keep_labels=True), or the labelled dataset itself')
+    return x, labels
+
+
+def data_batches(data: Data, batch_size: int, model: Any) -> Iterator[Tuple[torch.Tensor, Optional[torch.Tensor]]]:
+    """``(x, labels)`` batches of ``data`` (a tensor of images, a Dataset, an iterable of batches); ``labels`` is
+    None unless the model is conditional, which needs them."""
+    conditional = is_conditional(model)
+    if isinstance(data, torch.Tensor):
+        if data.dim() < 2:
+            raise ValueError(f'a tensor of images needs a batch dimension, got shape {tuple(data.shape)}')
+        for x in data.split(batch_size):
+            yield _first(x, conditional, model)
+        return
+    if isinstance(data, Dataset):
+        data = DataLoader(data, batch_size=batch_size)
+    try:
+        iterator = iter(data)
+    except TypeError:
+        raise TypeError(f'data must be a tensor, a Dataset or an iterable of batches, got a '
+                        f'{type(data).__name__}') from None
+    for batch in iterator:
+        yield _first(batch, conditional, model)

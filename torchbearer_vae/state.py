@@ -16,7 +16,8 @@ from typing import Any
 import torchbearer
 from torchbearer.state import StateKey
 
-__all__ = ['MU', 'LOGVAR', 'KL', 'RECON', 'GLOBAL_STEP', 'GLOBAL_EPOCH', 'LABEL']
+__all__ = ['MU', 'LOGVAR', 'KL', 'RECON', 'GLOBAL_STEP', 'GLOBAL_EPOCH', 'LABEL', 'COMMITMENT', 'CODEBOOK',
+           'PERPLEXITY', 'USED_CODES']
 
 
 def _plugin_key(name: str, attribute: str) -> StateKey:
@@ -61,6 +62,22 @@ GLOBAL_EPOCH = _plugin_key('global_epoch', 'GLOBAL_EPOCH')
 #: every step by :func:`~torchbearer_vae.load_batch_with_labels` (from ``AutoEncoderDataset(...,
 #: keep_labels=True)`` batches) and read by :class:`~torchbearer_vae.ConditionalVAE` and the pictures.
 LABEL = _plugin_key('label', 'LABEL')
+
+#: A vector quantizer's commitment term of the batch, ``(batch,)``: ``||z - sg(q)||^2`` summed over each image's
+#: values, unweighted; stored by :class:`~torchbearer_vae.VQVAE`'s forward in the state way, added to the loss
+#: (weighted) by :func:`~torchbearer_vae.commitment_loss` and shown by the ``'commitment'`` metric.
+COMMITMENT = _plugin_key('commitment', 'COMMITMENT')
+
+#: A vector quantizer's codebook term of the batch, ``(batch,)``: ``||sg(z) - q||^2`` per image, stored when the
+#: codebook learns by gradients (``update='loss'``) and added to the loss by :func:`~torchbearer_vae.codebook_loss`.
+CODEBOOK = _plugin_key('codebook', 'CODEBOOK')
+
+#: The perplexity of the batch's codes (a detached scalar tensor): ``exp`` of the entropy of their frequencies,
+#: from 1 (one code for everything) to the number of codes; shown by the ``'perplexity'`` metric.
+PERPLEXITY = _plugin_key('perplexity', 'PERPLEXITY')
+
+#: How many codes the batch used (a 0-dim int64 tensor); shown by the ``'used_codes'`` metric.
+USED_CODES = _plugin_key('used_codes', 'USED_CODES')
 
 
 def key_name(key: Any) -> str:

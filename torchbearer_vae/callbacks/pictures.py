@@ -19,16 +19,18 @@ grid elsewhere too, and ``.save(model, ...)`` draws outside a Trial (e.g. from a
 """
 
 import warnings
-from typing import Any, Callable, Iterable, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterable, Optional, Sequence, Tuple, Union
 
 import torch
 import torchbearer
 from torchbearer.state import StateKey
 
-from ..checks import check_int, check_range
+from ..checks import check_int, check_range, describe
 from ..distributed import unwrap_model
 from ..files import PathLike
 from ..model_utils import evaluating, is_conditional, model_device
+from ..models.latent_prior import CategoricalPrior
+from ..priors import GaussianMixture
 from ..state import LABEL
 from .imaging import as_images, check_fits, check_grid_opens, check_inputs, image_batch, model_shape, tile
 from .picture_saver import FromInputs, PictureSaver
@@ -175,6 +177,11 @@ class SampleSaver(PictureSaver):
     column: what changes down a column is the class, what changes along a row is the style.
     With ``label`` it draws ``num_images`` images of that one class instead.
 
+    With ``prior`` (a prior fitted to the model's codes by :func:`~torchbearer_vae.fit_latent_prior`)
+    the fixed draws come from that prior instead of ``N(0, I)``: a plain autoencoder or a VQ-VAE,
+    which have no ``N(0, I)`` prior, then give samples, and a VAE's come from where its decoder was
+    trained.
+
     Args:
         folder (str or PathLike or None): Folder to write into.
         filename (str): File name template with ``{epoch}``.
@@ -189,6 +196,8 @@ class SampleSaver(PictureSaver):
             for a decoder that outputs logits.
         label (int or None): For a conditional model, the one class to draw; refused at the start
             for a model without labels or without that class.
+        prior (GaussianMixture or CategoricalPrior or None): Where the draws come from; None:
+            ``N(0, I)``. Its draws must have the model's ``latent_dim`` (checked at the start).
 
     Example: ::
 
@@ -202,10 +211,14 @@ class SampleSaver(PictureSaver):
     def __init__(self, folder: Optional[PathLike] = 'results', filename: str = 'samples_{epoch}.png', *,
                  num_images: int = 64, nrow: int = 8, seed: int = 0, normalize: bool = False,
                  image_shape: Optional[Sequence[int]] = None, output_transform: Transform = None,
-                 label: Optional[int] = None):
+                 label: Optional[int] = None, prior: Optional[Union[GaussianMixture, CategoricalPrior]] = None):
         check_int('num_images', num_images, minimum=1)
         check_int('seed', seed, minimum=0)
         self.label = check_int('label', label, minimum=0, allow_none=True)
+        if prior is not None and not isinstance(prior, (GaussianMixture, CategoricalPrior)):
+            raise TypeError(f'prior must be a GaussianMixture or a CategoricalPrior (fit_latent_prior gives one), '
+                            f'got {describe(prior)}')
+        self.prior = prior
         super().__init__(folder, filename, nrow=nrow, normalize=normalize, image_shape=image_shape,
                          output_transform=output_transform)
         self.num_images, self.seed = num_images, seed  # images drawn, none collected
@@ -221,6 +234,12 @@ class SampleSaver(PictureSaver):
         latent_dim = getattr(model, 'latent_dim', None)
         if callable(getattr(model, 'decode', None)) and latent_dim is not None:
             check_int('model.latent_dim', latent_dim, minimum=1)
+            if self.prior is not None and self.prior.dim != latent_dim:
+                raise ValueError(f'SampleSaver(prior=...) draws codes of {self.prior.dim} values, but '
+                                 f'{type(model).__name__} has latent_dim={latent_dim}: fit the prior to this model')
+        elif self.prior is not None:
+            raise TypeError(f'SampleSaver(prior=...) decodes its draws with decode(z) and latent_dim, but '
+                            f'{type(model).__name__} lacks one of them')
         elif not callable(getattr(model, 'sample', None)):
             raise TypeError(f'SampleSaver needs a model with decode(z) and latent_dim, or sample(n), but '
                             f'{type(model).__name__} has neither')
@@ -254,7 +273,8 @@ class SampleSaver(PictureSaver):
         """
         if self._noise is None or self._noise.shape[1] != latent_dim:
             generator = torch.Generator().manual_seed(self.seed)
-            self._noise = torch.randn(self.num_images, latent_dim, generator=generator)
+            self._noise = (torch.randn(self.num_images, latent_dim, generator=generator) if self.prior is None
+                           else self.prior.sample(self.num_images, generator=generator).float().cpu())
         return self._noise
 
     def draw(self, model: Any, state: dict) -> Optional[torch.Tensor]:

@@ -21,7 +21,7 @@ from ..state import LOGVAR, MU
 __all__ = ['BaseVAE']
 
 
-def _recording(init: Callable[..., None]) -> Callable[..., None]:
+def record_config(init: Callable[..., None]) -> Callable[..., None]:
     """Wrap a subclass's ``__init__`` so that the instance remembers the keyword arguments it was built with.
 
     Only the ``__init__`` of the class being instantiated records (not the ones it reaches through
@@ -138,7 +138,7 @@ class BaseVAE(nn.Module):
         super().__init_subclass__(**kwargs)
         if '__init__' in cls.__dict__:
             # type.__setattr__: replacing a method is what this hook is for, which mypy refuses as an assignment
-            type.__setattr__(cls, '__init__', _recording(cls.__dict__['__init__']))
+            type.__setattr__(cls, '__init__', record_config(cls.__dict__['__init__']))
 
     def __init__(self, input_shape: Union[int, Sequence[int]], latent_dim: int, *, use_state: bool = True,
                  likelihood: str = 'bernoulli', sigma: Optional[float] = 0.1,

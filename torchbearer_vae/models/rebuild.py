@@ -12,6 +12,7 @@ from ..checkpoints import class_path, load_checkpoint, load_model_state
 from ..errors import CheckpointError
 from ..files import PathLike
 from .base import BaseVAE
+from .vqvae import VQVAE
 
 __all__ = ['model_from_checkpoint']
 
@@ -67,8 +68,8 @@ def model_from_checkpoint(checkpoint: Union[PathLike, Dict[str, Any]], model_cla
 
 
 def _package_models() -> Dict[str, type]:
-    """The BaseVAE subclasses this package defines (walked, not imported by name), by their class path."""
-    found, todo = [], [BaseVAE]
+    """The BaseVAE and VQVAE subclasses this package defines (walked, not imported by name), by their class path."""
+    found, todo = [], [BaseVAE, VQVAE]
     while todo:
         cls = todo.pop()
         found.append(cls)
