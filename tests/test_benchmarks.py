@@ -134,3 +134,72 @@ def test_the_same_job_floor_writes_what_the_command_writes_and_trains_like_the_f
     assert [row['epoch'] for row in rows] == ['1', '2'] and float(rows[1]['val_loss']) == pytest.approx(losses[1])
     assert Image.open(tmp_path / 'samples_002.png').size == (8 * 30 + 2, 8 * 30 + 2)  # 64 images of 28 + padding
     assert losses[1] < 175 and abs(losses[1] - floor_losses[1]) < 0.05 * floor_losses[1]
+
+
+def test_the_colour_peers_build_the_commands_convvae_layer_for_layer(peers):
+    """The colour workload's 'same model in each': the peers' ConvVAE layers, made in ConvVAE's order, start from
+    the same weights for the same seed, and compute the same function."""
+    from torchbearer_vae import ConvVAE
+
+    torch.manual_seed(3)
+    ours = ConvVAE((3, 32, 32), latent_dim=20, hidden_dim=256, likelihood='gaussian', sigma=None, use_state=False)
+    torch.manual_seed(3)
+    encoder, fc_mu, fc_logvar, decoder = peers.conv_layers()
+    theirs = [p for module in (encoder, fc_mu, fc_logvar, decoder) for p in module.parameters()]
+    assert [tuple(p.shape) for p in ours.parameters()] == [tuple(p.shape) for p in theirs]
+    assert all(torch.equal(a, b) for a, b in zip(ours.parameters(), theirs))
+    x = torch.rand(4, 3, 32, 32)
+    mu, logvar = ours.eval().encode(x)
+    hidden = encoder(x)
+    assert torch.allclose(mu, fc_mu(hidden)) and torch.allclose(logvar, fc_logvar(hidden))
+    assert torch.allclose(ours.decode(mu), decoder(mu))
+
+
+def test_the_colour_patches_are_written_once_and_read_back_in_order(peers, tmp_path):
+    peers.write_patches(tmp_path / 'images', count=12, size=8, seed=1)
+    files = peers.patch_files(tmp_path / 'images')
+    assert [os.path.basename(path) for path in files] == [f'{index:05d}.png' for index in range(12)]
+    images = peers.decode_patches(tmp_path / 'images')
+    assert images.shape == (12, 3, 8, 8) and images.dtype == torch.uint8 and images.float().std() > 0
+    from sklearn.datasets import load_sample_images
+    first = torch.from_numpy(load_sample_images().images[0])  # patch 0 is cut from the first photograph
+    assert any(torch.equal(images[0].permute(1, 2, 0), first[top:top + 8, left:left + 8])
+               for top in range(first.shape[0] - 7) for left in range(first.shape[1] - 7))
+    train, val = peers.patch_split(12)
+    assert len(train) == 11 and len(val) == 1 and sorted(torch.cat([train, val]).tolist()) == list(range(12))
+
+
+@pytest.mark.slow
+def test_the_colour_same_job_floor_trains_the_convvae_from_the_decoded_patches(peers, tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(BENCHMARKS)
+    import bench_training
+
+    peers.write_patches(tmp_path / 'images', count=300)
+    data = bench_training.ColourData(str(tmp_path / 'images'), 64, 0)
+    assert data.train_x.shape == (270, 3, 32, 32) and data.train_x.dtype == torch.uint8
+    losses = []
+    run = bench_training.same_job_epochs(data, str(tmp_path), losses)
+    assert next(run) > 0 and next(run) > 0
+    assert losses[1] < losses[0]  # it learns: the calibrated Gaussian's loss falls
+    assert {'checkpoint.pt', 'metrics.csv', 'samples_002.png', 'reconstruction_002.png'} <= set(os.listdir(tmp_path))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('program, module', [('pythae-conv', 'pythae'), ('lightning-conv', 'lightning')])
+def test_each_colour_peer_trains_the_convvae(peers, tmp_path, program, module):
+    """A colour peer reads the patch folder its documented way and trains: its validation loss (half the summed
+    squared error + KL, per image) falls below what the untrained model gives."""
+    pytest.importorskip(module)
+    peers.write_patches(tmp_path / 'images', count=600)
+    done = subprocess.run([sys.executable, PEERS, program, '--folder', str(tmp_path / 'images'), '--epochs', '2',
+                           '--out', str(tmp_path / program)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    val_loss = json.loads(done.stdout.strip().splitlines()[-1])['val_loss']
+    torch.manual_seed(0)
+    encoder, fc_mu, fc_logvar, decoder = peers.conv_layers()
+    x = peers.decode_patches(tmp_path / 'images').float().div(255)[:128]
+    with torch.no_grad():
+        hidden = encoder(x)
+        mu, logvar = fc_mu(hidden), fc_logvar(hidden)
+        untrained = float(peers.gaussian_loss(decoder(mu), mu, logvar, x=x)) / len(x)
+    assert 0 < val_loss < 0.5 * untrained
