@@ -174,6 +174,27 @@ def test_a_nan_output_is_caught_before_bce_raises(images):
     assert history == [] and len(warned) == 1
 
 
+def test_without_the_output_check_a_nan_output_is_caught_at_its_loss_before_the_update(images):
+    # The command line's setting: the package's VAE scores its Bernoulli loss from the logits, so a NaN output gives
+    # a NaN loss (no BCELoss to raise), which the loss check of the same step catches before the optimizer step.
+    def runaway_logvar(state):
+        state[torchbearer.MODEL].fc22.bias.data.fill_(400.0)
+
+    model = small_vae()
+    before = WeightsBefore(0, 2)
+    guard = NaNGuard(output=False, warn=False)
+    history, _ = run(model, images, [kld_loss(), Hook('on_sample', 0, 2, runaway_logvar), before, guard],
+                     criterion=model.reconstruction_loss)
+    assert guard.stopped_at is not None and guard.stopped_at['phase'] == 'training'
+    assert (guard.stopped_at['epoch'], guard.stopped_at['batch']) == (0, 2)
+    assert guard.stopped_at['term'] in ('recon', 'kl', 'recon and kl')  # the loss's terms, not the output
+    assert_one_line(guard.message, 'the loss is', 'logvar reached 400')
+    after = weights(model)
+    changed = [name for name in after if not torch.equal(after[name], before.weights[name])]
+    assert changed == [], changed  # the weights as that step found them (the fault included): no update
+    assert history == []
+
+
 def test_non_finite_inputs_are_blamed_on_the_data(images):
     bad = images.clone()
     bad[70, 0, 5, 5] = math.nan  # in the third batch of 32
@@ -286,11 +307,13 @@ def test_the_advice_is_the_library_s_by_default_and_a_program_can_give_its_own(i
 def test_options_are_keyword_only_and_checked():
     parameters = list(inspect.signature(NaNGuard.__init__).parameters.values())[1:]
     assert parameters and all(p.kind is p.KEYWORD_ONLY for p in parameters)
-    guard = NaNGuard(gradients=False, validation=False, warn=False)
-    assert (guard.gradients, guard.validation, guard.warn, guard.advice) == (False, False, False, None)
+    guard = NaNGuard(gradients=False, validation=False, warn=False, output=False)
+    assert (guard.gradients, guard.validation, guard.warn, guard.advice, guard.output) == (False, False, False, None,
+                                                                                           False)
+    assert repr(guard) == 'NaNGuard(gradients=False, validation=False, warn=False, output=False)'
     assert repr(NaNGuard(advice='lower --lr')) == "NaNGuard(gradients=True, validation=True, warn=True, " \
                                                   "advice='lower --lr')"
-    for name in ('gradients', 'validation', 'warn'):
+    for name in ('gradients', 'validation', 'warn', 'output'):
         with pytest.raises(TypeError, match=f'{name} must be True or False, got 1'):
             NaNGuard(**{name: 1})
     with pytest.raises(TypeError, match='advice must be a str'):

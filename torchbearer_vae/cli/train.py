@@ -50,7 +50,7 @@ from .data import (
 from .interrupts import InterruptCheck, check_interrupted
 from .kl import kl_term as build_kl_term
 from .limits import check_training_fits
-from .model import build_model, criterion, decoder_sigma, settle
+from .model import build_model, criterion, decoder_sigma, is_own, settle
 from .options import REQUIRED_OPTIONS, check_saved_options, run_options, saved_options
 from .processes import Processes
 from .progress import training_progress
@@ -396,9 +396,14 @@ def _callbacks(args: argparse.Namespace, out: str, data: _RunData, processes: Pr
 
     # Its message becomes the command's error (in _train). One process checks no gradients: that costs ~1.5% of an epoch
     # and only protects the weights in memory, which this command discards on a NaN (the checkpoint holds whole good
-    # epochs either way; a bad update shows as a non-finite output at the next step). Under DDP the gradient check
+    # epochs either way; a bad update shows as a non-finite loss at the next step). Under DDP the gradient check
     # is what makes every rank stop at the same step (the all-reduce spreads a NaN), so there it stays on.
-    guard = NaNGuard(gradients=world_size > 1, warn=False, advice='')
+    # The output is not checked before the criterion when a NaN output can only give a NaN loss, which the loss check
+    # of the same step catches (2% of an MNIST epoch): the package's models, whose Bernoulli loss is scored from the
+    # logits. Under --compile, or with the user's own class, the loss may be scored from probabilities as BCELoss
+    # does, which raises on NaN: there the output is checked first.
+    guard = NaNGuard(gradients=world_size > 1, warn=False, advice='',
+                     output=bool(args.compile) or is_own(options['model']))
     pictures = [ReconstructionSaver(folder=out, filename=picture_file('reconstruction', args.epochs)),
                 SampleSaver(folder=out, filename=picture_file('samples', args.epochs), num_images=64,
                             seed=options['seed'])]
