@@ -44,8 +44,6 @@ class GaussianMixture:
 
     Attributes:
         covariance (str): ``'full'`` or ``'diag'``, from the shape of ``covariances``.
-        components (int): ``K``.
-        dim (int): ``D``.
         converged (bool or None): Whether :meth:`fit` stopped by its tolerance (None unless fitted).
         iterations (int or None): The EM iterations of the fit that was kept (None unless fitted).
         log_likelihood (float or None): The fitted mixture's mean log-density of the data, in nats

@@ -63,16 +63,16 @@ GLOBAL_EPOCH = _plugin_key('global_epoch', 'GLOBAL_EPOCH')
 #: keep_labels=True)`` batches) and read by :class:`~torchbearer_vae.ConditionalVAE` and the pictures.
 LABEL = _plugin_key('label', 'LABEL')
 
-#: A vector quantizer's commitment term of the batch, ``(batch,)``: ``||z - sg(q)||^2`` summed over each image's
+#: A vector quantizer's commitment term of the batch, ``(batch,)``, ``||z - sg(q)||^2`` summed over each image's
 #: values, unweighted; stored by :class:`~torchbearer_vae.VQVAE`'s forward in the state way, added to the loss
 #: (weighted) by :func:`~torchbearer_vae.commitment_loss` and shown by the ``'commitment'`` metric.
 COMMITMENT = _plugin_key('commitment', 'COMMITMENT')
 
-#: A vector quantizer's codebook term of the batch, ``(batch,)``: ``||sg(z) - q||^2`` per image, stored when the
+#: A vector quantizer's codebook term of the batch, ``(batch,)``, ``||sg(z) - q||^2`` per image, stored when the
 #: codebook learns by gradients (``update='loss'``) and added to the loss by :func:`~torchbearer_vae.codebook_loss`.
 CODEBOOK = _plugin_key('codebook', 'CODEBOOK')
 
-#: The perplexity of the batch's codes (a detached scalar tensor): ``exp`` of the entropy of their frequencies,
+#: The perplexity of the batch's codes (a detached scalar tensor), ``exp`` of the entropy of their frequencies,
 #: from 1 (one code for everything) to the number of codes; shown by the ``'perplexity'`` metric.
 PERPLEXITY = _plugin_key('perplexity', 'PERPLEXITY')
 

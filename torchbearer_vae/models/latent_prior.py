@@ -78,7 +78,7 @@ class CategoricalPrior:
 
     @property
     def dim(self) -> int:
-        """The length of a drawn code: ``D * H * W``, the model's ``latent_dim``."""
+        """The length of a drawn code, ``D * H * W``, the model's ``latent_dim``."""
         return math.prod(self.latent_shape)
 
     @classmethod
@@ -190,7 +190,7 @@ def fit_latent_prior(model: Any, data: Data, *, components: int = 10, covariance
         covariance (str): ``'full'`` or ``'diag'``.
         batch_size (int): Images encoded at a time, for a tensor or a Dataset.
         generator (torch.Generator or None): For a reproducible fit.
-        **options: More options of :meth:`GaussianMixture.fit <torchbearer_vae.GaussianMixture.fit>`
+        **options: More options of :meth:`GaussianMixture.fit <torchbearer_vae.priors.GaussianMixture.fit>`
             (``reg_covar``, ``tol``, ``max_iter``, ``n_init``) or, for a VQ-VAE, of
             :meth:`CategoricalPrior.fit` (``smoothing``).
 
@@ -255,7 +255,9 @@ def latent_prior_from_state_dict(state: Dict[str, Any]) -> _Prior:
         got = repr(state.get('kind')) if isinstance(state, dict) else describe(state)
         raise CheckpointError(f"a saved latent prior has a 'kind' of {', '.join(map(repr, _KINDS))}, got {got}")
     rest = {key: value for key, value in state.items() if key != 'kind'}
-    return _KINDS[state['kind']].from_state_dict(rest)
+    if state['kind'] == 'categorical':
+        return CategoricalPrior.from_state_dict(rest)
+    return GaussianMixture.from_state_dict(rest)
 
 
 def latent_prior_state_dict(prior: _Prior) -> Dict[str, Any]:

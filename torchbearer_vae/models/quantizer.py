@@ -25,20 +25,21 @@ INITS = ('data', 'uniform')
 class QuantizerOutput(NamedTuple):
     """What a call of :class:`VectorQuantizer` returns; the loss terms are per image, summed over its values.
 
-    Attributes:
-        quantized (torch.Tensor): The nearest codes, shaped like the input, with straight-through
-            gradients: its value is the codes', its gradient goes to the input unchanged.
-        indices (torch.Tensor): The chosen codes' indices, ``(B, *spatial)`` int64 (``(B,)`` for a
-            ``(B, D)`` input).
-        loss (torch.Tensor): ``(B,)``, what the quantizer adds to the model's loss:
-            ``commitment_weight * commitment``, plus ``codebook`` for ``update='loss'``.
-        commitment (torch.Tensor): ``(B,)``, ``||z - sg(q)||^2`` summed over each image's values
-            (unweighted); its gradient pulls the encoder towards its codes.
-        codebook (torch.Tensor or None): ``(B,)``, ``||sg(z) - q||^2`` likewise, whose gradient
-            moves the codes (``update='loss'``); None for ``update='ema'``.
-        perplexity (torch.Tensor): ``exp`` of the entropy of the batch's code frequencies, a
-            detached scalar: from 1 (one code for everything) to ``num_codes`` (all used evenly).
-        used_codes (torch.Tensor): How many codes the batch used, a 0-dim int64 tensor.
+    Its fields:
+
+    * ``quantized`` (torch.Tensor): The nearest codes, shaped like the input, with straight-through
+      gradients: its value is the codes', its gradient goes to the input unchanged.
+    * ``indices`` (torch.Tensor): The chosen codes' indices, ``(B, *spatial)`` int64 (``(B,)`` for a
+      ``(B, D)`` input).
+    * ``loss`` (torch.Tensor): ``(B,)``, what the quantizer adds to the model's loss:
+      ``commitment_weight * commitment``, plus ``codebook`` for ``update='loss'``.
+    * ``commitment`` (torch.Tensor): ``(B,)``, ``||z - sg(q)||^2`` summed over each image's values
+      (unweighted); its gradient pulls the encoder towards its codes.
+    * ``codebook`` (torch.Tensor or None): ``(B,)``, ``||sg(z) - q||^2`` likewise, whose gradient
+      moves the codes (``update='loss'``); None for ``update='ema'``.
+    * ``perplexity`` (torch.Tensor): ``exp`` of the entropy of the batch's code frequencies, a
+      detached scalar: from 1 (one code for everything) to ``num_codes`` (all used evenly).
+    * ``used_codes`` (torch.Tensor): How many codes the batch used, a 0-dim int64 tensor.
     """
 
     quantized: torch.Tensor
