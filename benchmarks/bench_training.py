@@ -443,7 +443,8 @@ def scale_child(folder, size, epochs, batch_size, seed):
 def child_command(args, *mode, data=None):
     """This script run again in a child process, with the parent's data (or ``data``), batch, seed, threads and
     Adam."""
-    command = [sys.executable, os.path.abspath(__file__), '--data', data or args.data, '--batch-size', str(args.batch_size),
+    command = [sys.executable, os.path.abspath(__file__), '--data', data or args.data,
+               '--batch-size', str(args.batch_size),
                '--seed', str(args.seed), '--adam', args.adam, *mode]
     return command + (['--threads', str(args.threads)] if args.threads else [])
 
