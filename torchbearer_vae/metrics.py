@@ -277,13 +277,10 @@ class QuantizerMetric(Metric):
 
     Example: ::
 
-        >>> import torch
-        >>> import torchbearer
-        >>> from torchbearer_vae import VQVAE, commitment_loss
-        >>> model = VQVAE(num_codes=64, code_dim=16)
-        >>> trial = torchbearer.Trial(model, torch.optim.Adam(model.parameters()), model.reconstruction_loss,
-        ...                           metrics=['loss', 'commitment', 'perplexity', 'used_codes'],
-        ...                           callbacks=[commitment_loss()])
+        >>> from torchbearer_vae import QuantizerMetric
+        >>> metrics = ['loss', 'commitment', 'perplexity', 'used_codes']  # Trial(..., metrics=metrics)
+        >>> QuantizerMetric('used_codes').name  # the same, as an object
+        'used_codes'
     """
 
     def __init__(self, name: str = 'perplexity'):

@@ -5,10 +5,8 @@ A subclass supplies two networks through the public hooks :meth:`BaseVAE.forward
 reparameterisation, sampling, the decoder's likelihood and the configuration a checkpoint
 needs to rebuild it) comes from the base.
 """
-import functools
-import inspect
 import math
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -17,39 +15,9 @@ from ..checks import check_bool, check_choice, check_int, check_number, check_ra
 from ..losses import LIKELIHOODS, bernoulli_mean, reconstruction_loss
 from ..model_utils import model_device
 from ..state import LOGVAR, MU
+from .recorded import record_config
 
 __all__ = ['BaseVAE']
-
-
-def record_config(init: Callable[..., None]) -> Callable[..., None]:
-    """Wrap a subclass's ``__init__`` so that the instance remembers the keyword arguments it was built with.
-
-    Only the ``__init__`` of the class being instantiated records (not the ones it reaches through
-    ``super().__init__``), with the defaults filled in, so ``type(model)(**model.config)`` builds
-    the same network.
-    """
-    signature = inspect.signature(init)
-
-    @functools.wraps(init)
-    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        init(self, *args, **kwargs)
-        if type(self).__init__ is not __init__ or '_init_config' in self.__dict__:
-            return
-        bound = signature.bind(self, *args, **kwargs)
-        bound.apply_defaults()
-        config: Dict[str, Any] = {}
-        for name, parameter in list(signature.parameters.items())[1:]:
-            value = bound.arguments.get(name)
-            if parameter.kind is parameter.VAR_KEYWORD:
-                config.update(value or {})
-            elif parameter.kind is parameter.VAR_POSITIONAL:
-                if value:  # cannot be passed back by keyword
-                    self.__dict__['_init_config'] = None
-                    return
-            else:
-                config[name] = value
-        self.__dict__['_init_config'] = config
-    return __init__
 
 
 class BaseVAE(nn.Module):

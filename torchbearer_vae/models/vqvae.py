@@ -15,8 +15,8 @@ from torch import nn
 from ..checks import check_bool, check_choice, check_number, check_shape, describe
 from ..losses import LIKELIHOODS, bernoulli_mean, reconstruction_loss
 from ..state import CODEBOOK, COMMITMENT, PERPLEXITY, USED_CODES
-from .base import record_config
 from .quantizer import QuantizerOutput, VectorQuantizer
+from .recorded import record_config
 
 __all__ = ['VQVAE']
 
