@@ -29,8 +29,8 @@ pytestmark = pytest.mark.slow
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DOCS = ROOT / 'docs'
 EXAMPLES = DOCS / 'examples'
-PAGES = ('index', 'tutorial', 'autoencoders', 'beyond', 'extending', 'latent', 'own_images', 'command_line',
-         'distributed', 'layout', 'api', 'changelog')
+PAGES = ('index', 'tutorial', 'autoencoders', 'beyond', 'extending', 'latent', 'latent_spaces', 'own_images',
+         'command_line', 'distributed', 'layout', 'api', 'changelog')
 # Any attempt to fetch something (an intersphinx inventory, a remote image) fails, as it would offline.
 OFFLINE = {'http_proxy': 'http://127.0.0.1:9', 'https_proxy': 'http://127.0.0.1:9',
            'HTTP_PROXY': 'http://127.0.0.1:9', 'HTTPS_PROXY': 'http://127.0.0.1:9', 'no_proxy': '', 'NO_PROXY': ''}
@@ -81,11 +81,16 @@ def html(builds):
 
 # -- the example scripts, on a small slice of the real MNIST --
 
-def load_example(name):
-    spec = importlib.util.spec_from_file_location(f'docs_example_{name}', EXAMPLES / f'{name}.py')
+def load_example(name, folder=EXAMPLES):
+    spec = importlib.util.spec_from_file_location(f'docs_example_{name}', folder / f'{name}.py')
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def load_script(name):
+    """A figure script of docs/ (``make_*.py``)."""
+    return load_example(name, DOCS)
 
 
 def picture(path):
@@ -139,6 +144,32 @@ def test_conv_autoencoder_on_colour_images(tmp_path):
     grid = picture(tmp_path / 'reconstruction_0.png')
     assert grid.shape == (2 + 2 * 34, 2 + 8 * 34, 3)  # 8 colour 32x32 images above their reconstructions
     assert np.abs(grid[..., 0] - grid[..., 2]).mean() > 10  # in colour, not grey
+
+
+def test_vqvae_example_trains_and_samples_from_its_fitted_prior(mnist_dir, tmp_path):
+    history = load_example('vqvae').main(['--data-dir', mnist_dir, '--limit', '600', '--epochs', '2', '--results',
+                                          str(tmp_path), '--verbose', '0'])
+    assert history[1]['val_recon'] < history[0]['val_recon'] and history[-1]['used_codes'] > 1
+    grid = picture(tmp_path / 'reconstruction_1.png')
+    assert grid.shape == (62, 242, 3)
+    samples = picture(tmp_path / 'samples.png')[..., 0]
+    assert samples.shape == (2 + 8 * 30, 2 + 8 * 30) and samples.std() > 10  # 64 decoded draws, not blank
+
+
+def test_the_figure_scripts_of_other_latent_spaces_run_and_measure(mnist_dir, tmp_path, capsys):
+    distances = load_script('make_latent_priors_figure').main(
+        ['--data-dir', mnist_dir, '--epochs', '1', '--images', '200', '--out', str(tmp_path / 'priors.png')])
+    out = capsys.readouterr().out
+    assert '| VAE, fitted prior |' in out and 'VAE fitted / VAE N(0, I) = ' in out
+    assert distances['autoencoder, fitted prior'] < distances['autoencoder, N(0, I)']  # even after one epoch
+    assert picture(tmp_path / 'priors.png').shape == (2 + 4 * 30, 2 + 10 * 30, 3)
+    measured = load_script('make_vqvae_figure').main(
+        ['--data-dir', mnist_dir, '--epochs', '1', '--limit', '1000', '--out', str(tmp_path)])
+    out = capsys.readouterr().out
+    assert '| VQVAE |' in out and 'VQVAE / ConvVAE reconstruction term = ' in out
+    assert 1 <= measured['perplexity'] <= measured['used'] <= 512
+    assert picture(tmp_path / 'vqvae.png').shape == (2 + 4 * 30, 2 + 10 * 30, 3)
+    assert picture(tmp_path / 'vqvae_codes.png').shape[:2] == (260, 700)
 
 
 def readme_snippet(title):
@@ -201,6 +232,9 @@ def test_tutorial_code_is_the_example_scripts_code(html):
     for script, name in (('autoencoder', 'AutoEncoder'), ('autoencoder', 'make_loaders'),
                          ('conv_autoencoder', 'ConvAutoEncoder'), ('conv_autoencoder', 'colour_images')):
         assert top_level_source(EXAMPLES / f'{script}.py', name) in text, (script, name)
+    text = html_text(html / 'latent_spaces.html')
+    for name in ('make_trial', 'sample_from_fitted_prior'):
+        assert top_level_source(EXAMPLES / 'vqvae.py', name) in text, name
     for page in DOCS.glob('*.rst'):
         assert ':lines:' not in page.read_text(), f'{page.name}: use :pyobject: or :start-after:/:end-before:'
 

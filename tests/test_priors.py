@@ -90,6 +90,18 @@ def test_the_draws_follow_the_mixture(covariance):
                           else torch.diag(covariances[0]), atol=0.1)
 
 
+@pytest.mark.parametrize('covariance', ['full', 'diag'])
+def test_the_moments_are_those_of_torchs_mixture(covariance):
+    covariances = COVARIANCES if covariance == 'full' else COVARIANCES.diagonal(dim1=1, dim2=2)
+    prior = GaussianMixture(WEIGHTS, MEANS, covariances)
+    mean, covariance_matrix = prior.moments()
+    reference = _torch_mixture(prior)
+    assert torch.allclose(mean, reference.mean)
+    assert torch.allclose(covariance_matrix.diagonal(), reference.variance)  # torch gives the variances only
+    draws = prior.sample(200000, generator=torch.Generator().manual_seed(3)).double()
+    assert torch.allclose(covariance_matrix, torch.cov(draws.T), rtol=0.03, atol=0.05)
+
+
 def test_the_prior_round_trips_through_a_weights_only_file(tmp_path):
     prior = GaussianMixture.fit(_draw(COVARIANCES, n=600), components=3, generator=torch.Generator().manual_seed(8))
     torch.save({'prior': prior.state_dict()}, tmp_path / 'checkpoint.pt')

@@ -35,7 +35,7 @@ from .data import (
 from .distributed import ReduceMetrics
 from .divergences import codebook_loss, commitment_loss, divergence, kld_loss
 from .errors import CheckpointError, MissingStateError
-from .evaluation import importance_weighted_nll, negative_elbo, reconstruction_psnr
+from .evaluation import importance_weighted_nll, negative_elbo, reconstruction_psnr, reconstruction_term
 from .losses import bernoulli_mean, kld, reconstruction_loss, vae_loss
 from .metrics import ActiveUnits, KLMetric, QuantizerMetric, ReconstructionMetric
 from .models import (
@@ -75,7 +75,7 @@ __all__ = [
     'VAE', 'BaseVAE', 'ConvVAE', 'SpatialVAE', 'ConditionalVAE',
     'VQVAE', 'VectorQuantizer', 'QuantizerOutput', 'GaussianMixture', 'CategoricalPrior', 'fit_latent_prior',
     'latent_prior_state_dict', 'latent_prior_from_state_dict',
-    'importance_weighted_nll', 'negative_elbo', 'reconstruction_psnr',
+    'importance_weighted_nll', 'negative_elbo', 'reconstruction_psnr', 'reconstruction_term',
     'save_checkpoint', 'load_checkpoint', 'model_from_checkpoint', 'load_model_state', 'Checkpointer',
     'CheckpointError', 'MetricsCSV', 'plot_history', 'write_json',
     'NaNGuard',

@@ -295,9 +295,11 @@ def kld_loss(beta: Beta = 1.0, *, reduction: str = 'sum', mu: StateKey = MU, log
     return _DivergenceCallback('kld_loss', (mu, logvar), compute, beta, KL)
 
 
-def _quantizer_term(name: str, key: StateKey, beta: Beta, reduction: str, missing: str) -> Callback:
+def _quantizer_term(name: str, key: StateKey, beta: Beta, reduction: str, missing: str,
+                    store: bool = False) -> Callback:
     """A vector quantizer's per-image term ``state[key]`` (``(batch,)``), reduced, added to the loss by
-    :func:`divergence`; ``missing``: the error's words when the model stored no such term."""
+    :func:`divergence`; ``missing``: the error's words when the model stored no such term. ``store``: the reduced,
+    unweighted term replaces the per-image one in ``state[key]``, for its metric (as ``kld_loss`` stores the KL)."""
     check_choice('reduction', reduction, ('sum', 'batchmean'))
 
     _state_key('key', key)
@@ -306,7 +308,7 @@ def _quantizer_term(name: str, key: StateKey, beta: Beta, reduction: str, missin
         value = per_image.sum() if reduction == 'sum' else per_image.mean()
         return value, value, 1
 
-    callback = _DivergenceCallback(name, (key,), compute, _weight(beta), None)
+    callback = _DivergenceCallback(name, (key,), compute, _weight(beta), key if store else None)
     callback.missing_hint = f'{name} needs state[{key_name(key)}], but it is not in state: {missing}'
     return callback
 
@@ -320,9 +322,10 @@ def commitment_loss(beta: Beta = 0.25, *, reduction: str = 'sum', key: StateKey 
     validation. Its gradient pulls the encoder's outputs towards their codes (van den Oord et al.
     2017 use ``beta = 0.25``). Like :func:`kld_loss`, ``beta`` may be a schedule, the callback's
     ``state_dict()`` holds its position, and the first divergence callback of a step records the
-    criterion's output for the ``'recon'`` metric; the ``'commitment'`` metric shows the
-    unweighted term. The codebook itself learns by moving averages (the default), or, for a
-    quantizer with ``update='loss'``, through :func:`codebook_loss`, which must then be added too.
+    criterion's output for the ``'recon'`` metric; the reduced, unweighted term replaces the
+    per-image one in ``state[COMMITMENT]``, which the ``'commitment'`` metric shows. The codebook
+    itself learns by moving averages (the default), or, for a quantizer with ``update='loss'``,
+    through :func:`codebook_loss`, which must then be added too.
 
     Args:
         beta (float or callable): The commitment weight: a number >= 0, a
@@ -347,7 +350,7 @@ def commitment_loss(beta: Beta = 0.25, *, reduction: str = 'sum', key: StateKey 
     return _quantizer_term('commitment_loss', key, beta, reduction,
                            "the model must store its quantizer's commitment term there in forward "
                            '(torchbearer_vae.VQVAE does with use_state=True; a model of your own: '
-                           'state[COMMITMENT] = output.commitment)')
+                           'state[COMMITMENT] = output.commitment)', store=True)
 
 
 def codebook_loss(beta: Beta = 1.0, *, reduction: str = 'sum', key: StateKey = CODEBOOK) -> Callback:

@@ -43,9 +43,19 @@ import torch
 
 from .checks import check_choice, check_int, check_number
 from .losses import LIKELIHOODS, kld, reconstruction_loss
-from .model_utils import Data, data_batches, decoded, evaluating, is_conditional, model_device, posterior
+from .model_utils import (
+    Data,
+    data_batches,
+    decoded,
+    evaluating,
+    is_conditional,
+    latent_code,
+    model_device,
+    posterior,
+    require_methods,
+)
 
-__all__ = ['importance_weighted_nll', 'negative_elbo', 'reconstruction_psnr']
+__all__ = ['importance_weighted_nll', 'negative_elbo', 'reconstruction_psnr', 'reconstruction_term']
 
 _LOG_2PI = math.log(2 * math.pi)
 #: Decoded images per forward pass that ``importance_weighted_nll`` aims for by default.
@@ -251,14 +261,49 @@ def reconstruction_psnr(model: Any, data: Data, *, batch_size: int = 100,
         >>> 10 < psnr < 12  # MSE about 1/12
         True
     """
-    if not callable(getattr(model, 'encode', None)) or not callable(getattr(model, 'decode', None)):
-        raise TypeError(f'reconstruction_psnr needs a model with encode(x) and decode(z); {type(model).__name__} '
-                        f'lacks one')
+    require_methods(model, 'reconstruction_psnr', 'encode', 'decode')
 
     def per_batch(x: torch.Tensor, labels: Optional[torch.Tensor]) -> torch.Tensor:
-        mu, _ = posterior(model, x, labels)
-        recon: torch.Tensor = decoded(model, mu, labels).reshape(x.shape[0], -1).clamp(0, 1)
-        return (recon - x.reshape(x.shape[0], -1)).double().pow(2).mean(1)
+        recon: torch.Tensor = decoded(model, latent_code(model, x, labels), labels)
+        return (recon.reshape(x.shape[0], -1).clamp(0, 1) - x.reshape(x.shape[0], -1)).double().pow(2).mean(1)
 
     mse = _mean_over(model, data, batch_size, _device_of(model, device), per_batch)
     return 10 * math.log10(1 / mse) if mse > 0 else math.inf
+
+
+def reconstruction_term(model: Any, data: Data, *, batch_size: int = 100,
+                        device: Optional[Union[str, torch.device]] = None) -> float:
+    r"""The reconstruction term :math:`-\log p(x \mid z)` in nats per image, ``z`` each image's deterministic code.
+
+    The code is the posterior mean of a VAE (``encode`` returns ``(mu, logvar)``), or what ``encode``
+    returns for another autoencoder: a plain or denoising one's code, a
+    :class:`~torchbearer_vae.VQVAE`'s map (quantized by its ``decode``). The term is
+    :func:`~torchbearer_vae.reconstruction_loss` of the model's likelihood, as in training (through
+    ``model.log_likelihood`` when the model has one), averaged over the images. For a VAE it is the
+    reconstruction part of a Trial's ``val_loss`` (eval mode, ``z = mu``); for a VQ-VAE, whose other terms
+    train the codebook and say nothing of the images, it is the number to compare models by.
+
+    Args:
+        model: A model with ``encode`` and ``log_likelihood`` or ``decode`` (module docstring).
+        data: A tensor of images, a Dataset of ``(x, ...)`` or ``x``, or an iterable of batches.
+        batch_size (int): Images per batch when ``data`` is a tensor or a Dataset.
+        device (str or torch.device or None): Where to compute; default, the model's device.
+
+    Returns:
+        float: The mean of ``-log p(x|z)`` over the images, in nats.
+
+    Example: ::
+
+        >>> import torch
+        >>> from torchbearer_vae import VQVAE, reconstruction_term
+        >>> x = torch.rand(10, 1, 28, 28).round()
+        >>> term = reconstruction_term(VQVAE(num_codes=16, code_dim=4), x)  # untrained: about log 2 per pixel
+        >>> 500 < term < 600
+        True
+    """
+    log_likelihood = _likelihood_of(model)
+
+    def per_batch(x: torch.Tensor, labels: Optional[torch.Tensor]) -> torch.Tensor:
+        return -log_likelihood(x, latent_code(model, x, labels), labels)
+
+    return _mean_over(model, data, batch_size, _device_of(model, device), per_batch)

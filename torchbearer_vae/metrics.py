@@ -262,9 +262,11 @@ class QuantizerMetric(Metric):
 
     The values :class:`~torchbearer_vae.VQVAE` stores in state at every step (the state way):
 
-    - ``commitment``: the unweighted commitment term of the batch, ``state[COMMITMENT]`` summed
-      over its images (what :func:`~torchbearer_vae.commitment_loss` weights, with its default
-      ``reduction='sum'``);
+    - ``commitment``: the unweighted commitment term of the batch, as
+      :func:`~torchbearer_vae.commitment_loss` reduced it before weighting it (it stores it back in
+      ``state[COMMITMENT]``, as :func:`~torchbearer_vae.kld_loss` stores the KL): summed over the
+      images with its default ``reduction='sum'``, their mean with ``'batchmean'``; without that
+      callback, the sum of the per-image terms the model stored;
     - ``perplexity``: ``state[PERPLEXITY]``, ``exp`` of the entropy of the batch's code
       frequencies; a codebook that collapsed onto a few codes has a perplexity near their number;
     - ``used_codes``: ``state[USED_CODES]``, how many codes the batch used.
@@ -291,4 +293,5 @@ class QuantizerMetric(Metric):
 
     def process(self, *args: Any) -> Any:
         value = _read(args[0], self.key, self.name)
-        return value.detach().sum().float() if self.name == 'commitment' else value.detach().float()
+        return value.detach().sum().float() if self.name == 'commitment' else value.detach().float()  # one value,
+        # or the model's per-image terms

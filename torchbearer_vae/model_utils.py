@@ -57,7 +57,15 @@ def posterior(model: Any, x: torch.Tensor, labels: Optional[torch.Tensor] = None
         TypeError: if ``model.encode`` does not return a pair.
         ValueError: if ``mu`` and ``logvar`` are not both ``(batch, latent_dim)`` for this batch.
     """
-    encoded = model.encode(x, labels) if labels is not None and is_conditional(model) else model.encode(x)
+    return _pair(_encoded(model, x, labels), x)
+
+
+def _encoded(model: Any, x: torch.Tensor, labels: Optional[torch.Tensor]) -> Any:
+    return model.encode(x, labels) if labels is not None and is_conditional(model) else model.encode(x)
+
+
+def _pair(encoded: Any, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``encode``'s ``(mu, logvar)`` for the batch ``x``, checked (see :func:`posterior`)."""
     if not isinstance(encoded, (tuple, list)) or len(encoded) < 2:
         raise TypeError(f'model.encode(x) must return (mu, logvar), got {describe(encoded)}')
     mu, logvar = encoded[0], encoded[1]
@@ -66,6 +74,25 @@ def posterior(model: Any, x: torch.Tensor, labels: Optional[torch.Tensor] = None
         raise ValueError(f'model.encode(x) must return mu and logvar of shape (batch, latent_dim), got '
                          f'{describe(mu)} and {describe(logvar)} for a batch of {x.shape[0]}')
     return mu, logvar
+
+
+def latent_code(model: Any, x: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """The deterministic code of each image, ``(batch, ...)``: the posterior mean of a VAE (``encode`` returns
+    ``(mu, logvar)``), else what ``encode`` returns (a plain autoencoder's code, a VQ-VAE's map before quantization).
+
+    A conditional model is given ``labels``; another model ignores them.
+
+    Raises:
+        TypeError: if ``model.encode`` returns neither a pair nor a float tensor of ``(batch, ...)``.
+    """
+    encoded = _encoded(model, x, labels)
+    if isinstance(encoded, (tuple, list)):
+        return _pair(encoded, x)[0]
+    if not isinstance(encoded, torch.Tensor) or not encoded.is_floating_point() or encoded.dim() < 2 \
+            or encoded.shape[0] != x.shape[0]:
+        raise TypeError(f'model.encode(x) must return the codes (batch, ...) or (mu, logvar), got {describe(encoded)} '
+                        f'for a batch of {x.shape[0]}')
+    return encoded
 
 
 def decoded(model: Any, z: torch.Tensor, labels: Optional[torch.Tensor] = None) -> Any:

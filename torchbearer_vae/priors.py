@@ -101,6 +101,27 @@ class GaussianMixture:
         """``D``, the dimension of a point."""
         return int(self.means.shape[1])
 
+    def moments(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        r"""The mixture's mean ``(D,)`` and covariance matrix ``(D, D)``, in float64.
+
+        .. math::
+            m = \sum_k \pi_k \mu_k, \qquad
+            C = \sum_k \pi_k \big(\Sigma_k + (\mu_k - m)(\mu_k - m)^\top\big)
+
+        Example: ::
+
+            >>> import torch
+            >>> from torchbearer_vae import GaussianMixture
+            >>> prior = GaussianMixture(torch.tensor([0.5, 0.5]), torch.tensor([[-1.0], [1.0]]), torch.ones(2, 1))
+            >>> prior.moments()
+            (tensor([0.], dtype=torch.float64), tensor([[2.]], dtype=torch.float64))
+        """
+        mean = self.weights @ self.means
+        within = self.covariances if self.covariance == 'full' else torch.diag_embed(self.covariances)
+        spread = self.means - mean
+        covariance = (self.weights[:, None, None] * (within + spread[:, :, None] * spread[:, None, :])).sum(0)
+        return mean, covariance
+
     @classmethod
     def fit(cls, data: torch.Tensor, components: int = 10, *, covariance: str = 'full', reg_covar: float = 1e-6,
             tol: float = 1e-3, max_iter: int = 100, n_init: int = 1,

@@ -18,7 +18,9 @@ from torchbearer_vae import (
     LABEL,
     VAE,
     AutoEncoderDataset,
+    CategoricalPrior,
     ConditionalVAE,
+    GaussianMixture,
     Interpolation,
     KLPerDimension,
     LatentManifold,
@@ -203,6 +205,39 @@ def test_latent_manifold_spans_the_two_directions_at_normal_quantiles(tmp_path, 
     expected = torch.sigmoid(quantiles).mul(255).round().numpy()
     assert np.abs(left - expected[None, :]).max() <= 1  # the first direction grows left to right, in every row
     assert np.abs(right - expected[::-1, None]).max() <= 1  # the second grows upwards, in every column
+
+
+@pytest.mark.parametrize('latent_dim, dims', [(2, (0, 1)), (6, (4, 2))])
+def test_latent_manifold_with_a_prior_spans_its_principal_directions_around_its_mean(tmp_path, latent_dim, dims):
+    # two components at +-1 along dims[0] (variance 3 each: 4 in all, a standard deviation of 2), both at 0.4 along
+    # dims[1] (standard deviation 0.5), nearly nothing elsewhere
+    means, variances = torch.zeros(2, latent_dim), torch.full((2, latent_dim), 1e-4)
+    means[:, dims[0]], means[:, dims[1]] = torch.tensor([1.0, -1.0]), 0.4
+    variances[:, dims[0]], variances[:, dims[1]] = 3.0, 0.25
+    prior = GaussianMixture(torch.tensor([0.5, 0.5]), means, variances)
+    trial = Trial(Known(latent_dim, dims), None, zero_loss, verbose=0,
+                  callbacks=[LatentManifold(tmp_path, num_steps=5, num_images=0, prior=prior)])
+    images = torch.rand(4, 1, 4, 8)
+    trial.with_generators(val_generator=DataLoader(TensorDataset(images, images), batch_size=4)).run(1)
+    grid = read_png(tmp_path / 'manifold_0.png')[..., 0].astype(float)
+    tiles = [[grid[PAD + r * 6:PAD + r * 6 + 4, PAD + c * 10:PAD + c * 10 + 8] for c in range(5)] for r in range(5)]
+    quantiles = torch.distributions.Normal(0.0, 1.0).icdf((torch.arange(5) + 0.5) / 5)
+    left = np.array([[tile[:, :4].mean() for tile in row] for row in tiles])
+    right = np.array([[tile[:, 4:].mean() for tile in row] for row in tiles])
+    assert np.abs(left - torch.sigmoid(2 * quantiles).mul(255).round().numpy()[None, :]).max() <= 1
+    assert np.abs(right - torch.sigmoid(0.4 + 0.5 * quantiles).mul(255).round().numpy()[::-1, None]).max() <= 1
+
+
+def test_latent_manifold_refuses_a_prior_it_cannot_walk(tmp_path):
+    codes = CategoricalPrior(torch.full((4, 3), 1 / 3), torch.rand(3, 2), (2, 2, 2))
+    with pytest.raises(TypeError, match='walks two directions of a continuous latent: it takes a GaussianMixture'):
+        LatentManifold(tmp_path, prior=codes)
+    with pytest.raises(ValueError, match='at least 2 dimensions'):
+        LatentManifold(tmp_path, prior=GaussianMixture(torch.ones(1), torch.zeros(1, 1), torch.ones(1, 1)))
+    prior = GaussianMixture(torch.ones(1), torch.zeros(1, 3), torch.ones(1, 3))
+    trial = Trial(Known(4, (0, 1)), None, zero_loss, callbacks=[LatentManifold(tmp_path, prior=prior)], verbose=0)
+    with pytest.raises(ValueError, match='walks a prior of 3 values, but Known has latent_dim=4'):
+        trial.with_generators(val_generator=DataLoader(TensorDataset(torch.rand(4, 1, 4, 8)), batch_size=4)).run(1)
 
 
 def test_latent_manifold_refuses_a_larger_latent_without_inputs(tmp_path):

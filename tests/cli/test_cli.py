@@ -155,7 +155,7 @@ def test_sample_reconstruct_and_evaluate(trained, mnist_dir, tmp_path):
         recon = model.decode(model.encode(x)[0]).clamp(0, 1)
     direct = 10 * math.log10(1 / (recon - x).pow(2).mean().item())
     assert evaluation['reconstruction_psnr_db'] == pytest.approx(direct, abs=1e-3)
-    assert f'reconstruction PSNR {direct:.2f} dB' in result.stderr
+    assert f'PSNR {direct:.2f} dB' in result.stderr
     result = run_cli('evaluate', '--checkpoint', checkpoint, '--out', tmp_path / 'val.json')
     assert result.returncode == 0, result.stderr
     evaluation = json.loads((tmp_path / 'val.json').read_text())

@@ -52,10 +52,14 @@ GIVEN = {
     'kl_cycle_ratio': ('0.25', 0.25),
     'kl_capacity': ('25:10', '25:10'),
     'free_bits': ('0.5', 0.5),
+    'codebook_size': ('32', 32),
+    'code_dim': ('8', 8),
 }
 # The options of GIVEN that cannot all go together in one new run (one schedule at most; a capacity replaces beta
 # and free bits): a new run of every option leaves these out.
 EXCLUSIVE = ('kl_warmup', 'kl_capacity')
+# The options of GIVEN of a model with a codebook (--model vqvae), which has no --latent-dim and no KL term.
+QUANTIZED = ('codebook_size', 'code_dim')
 
 
 def flag(name):
@@ -107,15 +111,17 @@ def test_a_new_run_takes_the_defaults_and_every_option_given():
     defaults = run_options(parse(['train']), None)
     assert list(defaults) == list(RUN_OPTIONS)
     assert defaults == {**DEFAULTS, 'data_dir': os.path.abspath(DEFAULTS['data_dir'])}
-    together = [name for name in RUN_OPTIONS if name not in EXCLUSIVE]
+    together = [name for name in RUN_OPTIONS if name not in EXCLUSIVE + QUANTIZED]
     options = run_options(parse(given_args(*together)), None)
     assert options == {name: stored if name in together else DEFAULTS[name] for name, (_, stored) in GIVEN.items()}
     for name in EXCLUSIVE:  # each alone
         assert run_options(parse(given_args(name)), None)[name] == GIVEN[name][1]
+    quantized = run_options(parse(given_args(*QUANTIZED) + ['--model', 'vqvae']), None)
+    assert {name: quantized[name] for name in QUANTIZED} == {name: GIVEN[name][1] for name in QUANTIZED}
 
 
 def test_the_stored_options_round_trip_through_the_checkpoint():
-    together = [name for name in RUN_OPTIONS if name not in EXCLUSIVE]
+    together = [name for name in RUN_OPTIONS if name not in EXCLUSIVE + QUANTIZED]
     options = run_options(parse(given_args(*together)), None)
     checkpoint = {'options': options}
     assert saved_options(checkpoint) == options
@@ -136,7 +142,8 @@ def test_a_checkpoint_without_the_later_options_reads_their_implied_values():
     assert IMPLIED == {'model': 'mlp', 'likelihood': 'bernoulli', 'sigma': 0.1, 'image_size': None,
                        'channels': None, 'conditional': False, 'model_args': None, 'kl_warmup': None,
                        'kl_cycles': None, 'kl_cycle_ratio': 0.5, 'kl_capacity': None,
-                       'free_bits': 0.0}  # what runs before each option used
+                       'free_bits': 0.0, 'codebook_size': None, 'code_dim': None}  # what runs before each
+    # option used
     old = {name: value for name, value in run_options(parse(['train']), None).items() if name in REQUIRED_OPTIONS}
     old['hidden_dim'] = 400  # settled before it was stored
     options = saved_options({'options': old})
@@ -158,14 +165,18 @@ def test_the_model_and_likelihood_choices_come_from_their_one_definitions():
                                                  for name in ('model', 'likelihood', 'latent_dim', 'hidden_dim'))
     assert model.metavar == '{' + ','.join(MODELS) + ',module:Class}' and tuple(likelihood.choices) == LIKELIHOODS
     for name, choice in MODELS.items():
-        assert f'{name}: {choice.about}' in model.help and f'{choice.latent_dim} ({name})' in latent_dim.help
+        assert f'{name}: {choice.about}' in model.help
+        assert f'{choice.latent_dim} ({name})' in latent_dim.help or choice.latent_dim is None
         assert (f'{choice.hidden_dim} ({name})' in hidden_dim.help) == (choice.hidden_dim is not None), name
         assert parse(['train', '--model', name]).model == name
         options = {'model': name, 'latent_dim': 2, 'hidden_dim': choice.hidden_dim, 'likelihood': 'bernoulli',
-                   'sigma': 0.1}
+                   'sigma': 0.1, 'codebook_size': 5, 'code_dim': 3}
         built = build_model(options, (1, 8, 8), 'meta')
         assert type(built) is choice.model_class and getattr(built, 'hidden_dim', None) == choice.hidden_dim
-        assert getattr(built, choice.latent_argument) == 2  # --latent-dim: latent_dim, or the values per position
+        if choice.latent_argument is None:  # a codebook: --codebook-size codes of --code-dim values
+            assert (built.quantizer.num_codes, built.quantizer.code_dim) == (5, 3)
+        else:  # --latent-dim: latent_dim, or the values per position
+            assert getattr(built, choice.latent_argument) == 2
 
 
 def test_picture_names_are_the_image_files_a_folder_reads_but_pgm(tmp_path):

@@ -182,7 +182,7 @@ def test_options_that_do_not_apply_are_refused_before_any_work(args, message, tm
 
 @pytest.mark.parametrize('args, message', [
     (['--channels', '2'], "--channels: must be 1 (grey) or 3 (colour), got '2'"),
-    (['--model', 'resnet'], "must be mlp, conv, spatial or module:Class"),
+    (['--model', 'resnet'], "must be mlp, conv, spatial, vqvae or module:Class"),
     (['--likelihood', 'poisson'], "invalid choice: 'poisson'"),
     (['--sigma', '0'], "must be a finite number > 0 or calibrated, got '0'"),
     (['--sigma', 'learned'], "must be a finite number > 0 or calibrated, got 'learned'"),

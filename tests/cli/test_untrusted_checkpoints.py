@@ -89,7 +89,7 @@ def test_every_command_refuses_zero_stride_weights_before_building_the_model(tmp
     ({'val_fraction': 1.5}, 'val_fraction must be a finite number > 0 and < 1'),
     ({'seed': 2 ** 80}, 'seed must be a whole number from 0 to 2**63 - 1, got 1208925819614629174706176'),
     ({'image_size': -3}, 'image_size must be an int >= 1'),
-    ({'model': 'transformer'}, "model must be mlp, conv, spatial or module:Class"),
+    ({'model': 'transformer'}, "model must be mlp, conv, spatial, vqvae or module:Class"),
 ])
 def test_every_command_refuses_an_option_the_command_line_would_refuse(tmp_path, capsys, command, change, message):
     checkpoint = write_run(tmp_path / 'run', options={**run_options(), **change})

@@ -16,17 +16,18 @@ components of the posterior means, computed with :func:`torch.linalg.svd`. The c
 with matplotlib (``pip install matplotlib``) on its Agg canvas, without pyplot; each chart makes
 its figure at its first drawing and draws on it again at the next ones.
 """
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 import torchbearer
 from torchbearer.state import StateKey
 
-from ..checks import check_int, check_number
+from ..checks import check_int, check_number, describe
 from ..distributed import unwrap_model
 from ..files import PathLike
 from ..model_utils import is_conditional, model_device, posterior, require_methods
+from ..priors import GaussianMixture
 from ..state import LABEL
 from .picture_saver import PictureSaver
 
@@ -129,7 +130,11 @@ def _principal_directions(mu: torch.Tensor) -> torch.Tensor:
     if mu.shape[1] <= 2:
         return torch.eye(mu.shape[1], 2).T if mu.shape[1] == 2 else torch.ones(1, 1)
     _, _, vh = torch.linalg.svd(mu - mu.mean(0), full_matrices=False)
-    directions: torch.Tensor = vh[:2]
+    return _signed(vh[:2])
+
+
+def _signed(directions: torch.Tensor) -> torch.Tensor:
+    """``directions`` (one per row), each signed so that its largest component is positive."""
     signs = directions.gather(1, directions.abs().argmax(1, keepdim=True)).sign()
     return directions * signs
 
@@ -260,6 +265,13 @@ class LatentManifold(PictureSaver):
     validation images (unit vectors, so the prior along each is ``N(0, 1)`` too; the other
     coordinates stay 0, the prior's mean). A conditional model decodes with the class ``label``.
 
+    With ``prior`` (a :class:`~torchbearer_vae.GaussianMixture` fitted to the model's codes by
+    :func:`~torchbearer_vae.fit_latent_prior`), the grid is spread as that prior is instead:
+    ``z = m + a s_1 d_1 + b s_2 d_2`` around its mean ``m``, along the two principal directions of
+    its covariance, ``s_1, s_2`` its standard deviations along them (see
+    :meth:`~torchbearer_vae.GaussianMixture.moments`); no validation images are needed. A plain
+    autoencoder, which has no ``N(0, I)``, gets its manifold this way.
+
     Args:
         folder (str or PathLike or None): Folder to write into.
         filename (str): File name template with ``{epoch}``.
@@ -268,6 +280,12 @@ class LatentManifold(PictureSaver):
             0 for a 2-D latent, which needs none (then it draws at the end of each training phase).
         key (StateKey): Where the inputs are in state.
         label (int): The class a conditional model decodes with.
+        prior (GaussianMixture or None): The prior the grid is spread as; None: ``N(0, I)``.
+
+    Raises:
+        TypeError: ``prior`` is not a GaussianMixture (a VQ-VAE's categorical prior has no
+            continuous directions to walk).
+        ValueError: ``prior`` has fewer than 2 dimensions.
 
     Example: ::
 
@@ -278,9 +296,17 @@ class LatentManifold(PictureSaver):
     _default_name = 'manifold'
 
     def __init__(self, folder: Optional[PathLike] = 'results', filename: str = 'manifold_{epoch}.png', *,
-                 num_steps: int = 15, num_images: int = 2000, key: StateKey = torchbearer.X, label: int = 0):
+                 num_steps: int = 15, num_images: int = 2000, key: StateKey = torchbearer.X, label: int = 0,
+                 prior: Optional[GaussianMixture] = None):
         self.num_steps = check_int('num_steps', num_steps, minimum=2)
         self.label = check_int('label', label, minimum=0)
+        if prior is not None and not isinstance(prior, GaussianMixture):
+            raise TypeError(f'LatentManifold(prior=...) walks two directions of a continuous latent: it takes a '
+                            f'GaussianMixture (fit_latent_prior of a VAE or an autoencoder), got {describe(prior)}; '
+                            f'draw a VQ-VAE with SampleSaver(prior=...)')
+        if prior is not None and prior.dim < 2:
+            raise ValueError(f'LatentManifold(prior=...) needs a prior of at least 2 dimensions, got {prior.dim}')
+        self.prior = prior
         super().__init__(folder, filename, key=key, num_images=check_int('num_images', num_images, minimum=0),
                          nrow=num_steps)
 
@@ -290,20 +316,29 @@ class LatentManifold(PictureSaver):
         model = unwrap_model(state[torchbearer.MODEL])
         require_methods(model, type(self).__name__, 'decode')
         latent_dim = getattr(model, 'latent_dim', None)
-        if self.num_images == 0 and latent_dim is not None and latent_dim != 2:
+        if self.prior is not None and latent_dim is not None and self.prior.dim != latent_dim:
+            raise ValueError(f'LatentManifold(prior=...) walks a prior of {self.prior.dim} values, but '
+                             f'{type(model).__name__} has latent_dim={latent_dim}: fit the prior to this model')
+        if self.num_images == 0 and latent_dim is not None and latent_dim != 2 and self.prior is None:
             raise ValueError(f'LatentManifold(num_images=0) needs a 2-D latent; the model has latent_dim={latent_dim}: '
                              f'give num_images > 0 so that the principal directions can be found')
 
     def draw(self, model: Any, state: dict) -> torch.Tensor:
         """The decoded grid, ``num_steps`` per row, the second direction growing upwards."""
-        if self.key in state and self.num_images:
+        centre: Union[torch.Tensor, float] = 0.0
+        if self.prior is not None:  # its principal directions, each scaled by its standard deviation
+            mean, covariance = self.prior.moments()
+            values, vectors = torch.linalg.eigh(covariance.cpu())  # ascending
+            directions = (_signed(vectors[:, [-1, -2]].T) * values[[-1, -2]].clamp(min=0).sqrt()[:, None]).float()
+            centre = mean.cpu().float()
+        elif self.key in state and self.num_images:
             mu, _ = _encode(model, state[self.key], state.get(LABEL))
             directions = _principal_directions(mu)
         else:
             directions = torch.eye(2)
         quantiles = torch.distributions.Normal(0.0, 1.0).icdf((torch.arange(self.num_steps) + 0.5) / self.num_steps)
         b, a = torch.meshgrid(quantiles.flip(0), quantiles, indexing='ij')  # top row: the largest b
-        z = a.reshape(-1, 1) * directions[0] + b.reshape(-1, 1) * directions[1]
+        z = centre + a.reshape(-1, 1) * directions[0] + b.reshape(-1, 1) * directions[1]
         labels = None
         if is_conditional(model):
             if self.label >= model.num_classes:

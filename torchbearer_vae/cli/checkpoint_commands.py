@@ -20,7 +20,7 @@ from ..checks import plural
 from ..data.datasets import SizedDataset
 from ..data.loaders import TensorLoader
 from ..errors import CheckpointError, CommandError, MissingStateError
-from ..evaluation import importance_weighted_nll, negative_elbo, reconstruction_psnr
+from ..evaluation import importance_weighted_nll, negative_elbo, reconstruction_psnr, reconstruction_term
 from ..model_utils import evaluating, is_conditional
 from ..models import model_from_checkpoint
 from ..records import write_json
@@ -38,6 +38,7 @@ from .data import (
 from .limits import check_evaluation_fits, check_picture_opens, check_pictures_fit
 from .model import import_model_class, is_own
 from .options import REQUIRED_OPTIONS, check_saved_options, saved_options
+from .prior import has_codebook, run_prior
 from .processes import pick_device
 from .progress import counted
 from .run_folder import check_outside_data, output_file
@@ -215,6 +216,7 @@ def sample(args: argparse.Namespace) -> None:
     default_name = 'samples.png' if args.label is None else f'samples_label{args.label}.png'
     out, checkpoint, model, device = _start(args, default_name, 'image')
     _check_label(args, model)
+    prior = run_prior(checkpoint, model, args.checkpoint, args.prior)
     rows = max(1, round(args.num_images ** 0.5))
     if is_conditional(model) and args.label is None:  # one row per class, --num-images in all (about)
         columns = math.ceil(args.num_images / model.num_classes)
@@ -228,11 +230,12 @@ def sample(args: argparse.Namespace) -> None:
         return
     check_pictures_fit(args.num_images, model, device)
     check_picture_opens(args.num_images, rows, model)
-    saver = SampleSaver(*_template(out), num_images=args.num_images, nrow=rows, seed=args.seed, label=args.label)
+    saver = SampleSaver(*_template(out), num_images=args.num_images, nrow=rows, seed=args.seed, label=args.label,
+                        prior=prior)
     with _fitting(args):
         path = saver.save(model)
-    print(f'wrote {plural(args.num_images, "sample")}{"" if args.label is None else f" of class {args.label}"} to '
-          f'{path}')
+    print(f'wrote {plural(args.num_images, "sample")}{"" if args.label is None else f" of class {args.label}"}'
+          f'{"" if prior is None else " from the fitted prior"} to {path}')
 
 
 def reconstruct(args: argparse.Namespace) -> None:
@@ -266,8 +269,14 @@ def _duration(seconds: float) -> str:
 
 
 def evaluate(args: argparse.Namespace) -> dict:
-    """``torchbearer-vae evaluate``: negative ELBO, reconstruction PSNR and (K > 1) the IWAE negative log-likelihood."""
+    """``torchbearer-vae evaluate``: negative ELBO, (K > 1) the IWAE negative log-likelihood, the reconstruction term
+    and PSNR; a VQ-VAE's reconstruction term and PSNR (it has no ELBO)."""
     out, checkpoint, model, device = _start(args, 'evaluation.json', 'json')
+    quantized = has_codebook(model)
+    if quantized and args.importance_samples > 1:
+        raise CommandError(f'--importance-samples estimates -log p(x) through a Gaussian posterior; the model in '
+                           f'{args.checkpoint} is a {type(model).__name__}, which has none: leave it out (evaluate '
+                           f'reports its reconstruction term and PSNR)')
     dataset, which, said = _data_for(args, checkpoint, model, out)
     _labels(args, dataset, model, 0)  # a conditional model: refused here if the images have no labels
     check_evaluation_fits(args.batch_size, len(dataset), args.importance_samples, model, device)
@@ -275,11 +284,12 @@ def evaluate(args: argparse.Namespace) -> dict:
     loader = TensorLoader(dataset, batch_size=args.batch_size, device=device)
     generator = torch.Generator(device=device).manual_seed(args.seed)
     started = time.monotonic()
-    with _fitting(args):
-        elbo = negative_elbo(model, counted(loader, len(dataset), 'negative ELBO'), generator=generator)
+    result: Dict[str, Any] = {'checkpoint': os.path.abspath(args.checkpoint), 'split': which, 'images': len(dataset)}
+    if not quantized:
+        with _fitting(args):
+            result['negative_elbo_per_image'] = negative_elbo(model, counted(loader, len(dataset), 'negative ELBO'),
+                                                              generator=generator)
     seconds = time.monotonic() - started
-    result = {'checkpoint': os.path.abspath(args.checkpoint), 'split': which, 'images': len(dataset),
-              'negative_elbo_per_image': elbo}
     if args.importance_samples > 1:
         result['importance_samples'] = args.importance_samples
         # each importance sample decodes every image once more: about one ELBO pass (which also encodes) each
@@ -289,10 +299,13 @@ def evaluate(args: argparse.Namespace) -> dict:
             result['iwae_nll_per_image'] = importance_weighted_nll(
                 model, counted(loader, len(dataset), f'IWAE bound, K={args.importance_samples}'),
                 num_samples=args.importance_samples, generator=generator)
-    with _fitting(args):  # one more pass, without draws: how close the reconstructions are, whatever the likelihood
+    with _fitting(args):  # without draws: -log p(x|z) at each image's code, and how close the reconstructions are
+        result['reconstruction_term_per_image'] = reconstruction_term(
+            model, counted(loader, len(dataset), 'reconstruction term', quiet=not quantized))
         result['reconstruction_psnr_db'] = reconstruction_psnr(model, loader)
-    print(f'reconstruction PSNR {result["reconstruction_psnr_db"]:.2f} dB (pixel values in [0, 1], z the posterior '
-          f'mean)', file=sys.stderr)
+    code = 'the codes' if quantized else 'the posterior mean'
+    print(f'reconstruction term {result["reconstruction_term_per_image"]:.2f} nats per image, PSNR '
+          f'{result["reconstruction_psnr_db"]:.2f} dB (pixel values in [0, 1]; z {code})', file=sys.stderr)
     print(write_json(out, result), end='')  # the file's JSON: NaN or infinity written as null
     print(f'wrote {out}', file=sys.stderr)  # stdout stays the JSON alone, for a pipe
     return result

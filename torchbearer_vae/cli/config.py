@@ -25,7 +25,7 @@ from typing import Any, Dict, Mapping
 from ..errors import CommandError
 from ..files import atomic_write, file_kind
 from .data import run_name
-from .model import MODELS, OWN_ARGUMENTS, check_model_args
+from .model import CODEBOOK_ARGUMENTS, MODELS, OWN_ARGUMENTS, check_model_args
 from .options import FIELDS, run_options, unused_options
 
 if sys.version_info >= (3, 11):
@@ -191,7 +191,8 @@ def config_text(options: Mapping[str, Any], session: Mapping[str, Any]) -> str:
     lines = [f'{name} = {toml_value(values[name])}' for name in FIELDS
              if name not in left_out and values.get(name) is not None]
     no_hidden = values.get('model') in MODELS and MODELS[values['model']].hidden_dim is None  # no such layer
-    settled = [name for name in ('model', 'channels', 'likelihood', 'sigma', 'latent_dim', 'hidden_dim')
+    settled = [name for name in ('model', 'channels', 'likelihood', 'sigma', 'latent_dim', 'hidden_dim',
+                                 *CODEBOOK_ARGUMENTS)
                if values.get(name) is None and (name == 'model' or name not in left_out) and
                not (name == 'hidden_dim' and no_hidden)]  # the model is the [model] table's
     if settled:

@@ -1,6 +1,6 @@
 """The KL term of a ``torchbearer-vae train`` run: ``--beta``, a schedule (``--kl-warmup``, ``--kl-cycles``,
 ``--kl-capacity``) and ``--free-bits``, built from the library's :mod:`~torchbearer_vae.schedules` and
-:func:`~torchbearer_vae.kld_loss`.
+:func:`~torchbearer_vae.kld_loss`; a VQ-VAE's terms instead (:func:`latent_terms`).
 
 The schedules' lengths are given in epochs (fractions allowed) and run in training steps: ``EPOCHS`` epochs are
 ``round(EPOCHS * steps per epoch)`` steps, so beta rises smoothly within an epoch. The position is the KL
@@ -14,13 +14,14 @@ Internal to the command line (:mod:`torchbearer_vae.cli`); every refusal is a :c
 """
 import argparse
 import math
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from torchbearer.callbacks import Callback
 
 from ..checks import check_number
-from ..divergences import kld_loss
+from ..divergences import codebook_loss, commitment_loss, kld_loss
 from ..errors import CommandError
+from ..models.quantizer import VectorQuantizer
 from ..schedules import Schedule, capacity, cyclical, linear_warmup
 
 __all__ = []  # internal: the public entry point is torchbearer_vae.cli.main
@@ -149,6 +150,20 @@ def kl_term(options: Dict[str, Any], steps_per_epoch: int) -> Callback:
     chosen = schedule(options, steps_per_epoch)
     return kld_loss(beta=options['beta'] if chosen is None else chosen, reduction='batchmean',
                     free_bits=options.get('free_bits') or 0.0)
+
+
+def latent_terms(options: Dict[str, Any], model: Any, steps_per_epoch: int) -> List[Callback]:
+    """The callbacks adding the latent space's terms to the loss, the first the one whose state the checkpoint keeps.
+
+    A Gaussian VAE's: :func:`kl_term`. A model with a vector quantizer (``--model vqvae``): its commitment term,
+    weighted by the quantizer's ``commitment_weight`` (``--model-arg commitment_weight=...``), and its codebook term
+    when the codebook learns by its loss (``--model-arg update=loss``); in nats per image, as the criterion.
+    """
+    quantizer = getattr(model, 'quantizer', None)
+    if not isinstance(quantizer, VectorQuantizer):
+        return [kl_term(options, steps_per_epoch)]
+    terms = [commitment_loss(beta=quantizer.commitment_weight, reduction='batchmean')]
+    return terms + ([codebook_loss(reduction='batchmean')] if quantizer.update == 'loss' else [])
 
 
 def _flag(name: str) -> str:

@@ -21,6 +21,7 @@ from ..errors import CheckpointError, CommandError
 from .interrupts import Interruptions, check_interrupted
 from .model import model_name
 from .options import add_option, add_train_arguments, class_index, positive_int
+from .prior import PRIORS
 
 __all__ = ['main', 'build_parser', 'CommandError']
 
@@ -103,12 +104,14 @@ def _arguments(given: Sequence[str]) -> str:
 
 def _add_train(commands: Any) -> argparse.ArgumentParser:
     train: argparse.ArgumentParser = commands.add_parser(
-        'train', help='train a VAE (mlp or conv) on a dataset or your own images',
+        'train', help='train a VAE (or a VQ-VAE) on a dataset or your own images',
         description='Train a VAE with torchbearer on a dataset or a folder of your own images. Writes '
                     'reconstruction_001.png, samples_001.png, ... (one per epoch, counted from 1 as the log counts), '
                     'kl_dims_010.png (and latent_010.png for labelled data; every 10 epochs and at the last), '
                     'metrics.csv, loss.png, checkpoint.pt and summary.json into --out, and config.toml, the resolved '
-                    'configuration: train --config runs/x/config.toml --out runs/y repeats the run.')
+                    'configuration: train --config runs/x/config.toml --out runs/y repeats the run. At the last epoch '
+                    'a prior is fitted to the codes of the training images and kept in checkpoint.pt (sample --prior '
+                    'fitted). --model vqvae writes the reconstructions only: it has no N(0, I) prior and no KL term.')
     train.add_argument('--config', metavar='FILE', default=None,
                        help='a TOML file of these options (batch_size = 64, a [model] table for the model\'s class '
                             'and arguments); flags given here override it')
@@ -121,9 +124,11 @@ def _add_train(commands: Any) -> argparse.ArgumentParser:
 def _add_sample(commands: Any) -> None:
     sample = commands.add_parser(
         'sample', help='decode draws from the prior of a trained model',
-        description='Decode draws from the prior N(0, I) of a trained model into a grid of images: samples.png '
-                    'beside the checkpoint (samples_labelN.png with --label N), or --out. A conditional model '
-                    'draws one row per class, or class N only with --label N.')
+        description='Decode draws from the prior of a trained model into a grid of images: samples.png beside the '
+                    'checkpoint (samples_labelN.png with --label N), or --out. The prior is a VAE\'s N(0, I), or '
+                    'with --prior fitted the one train fitted to the codes of its training images at its last epoch '
+                    '(a Gaussian mixture; for --model vqvae, the default and only prior, each position\'s code '
+                    'frequencies). A conditional model draws one row per class, or class N only with --label N.')
     _checkpoint_option(sample)
     _num_images_option(sample, 64)
     sample.add_argument('--out', default=None, help='image file, or a folder for samples.png (samples_labelN.png '
@@ -132,6 +137,9 @@ def _add_sample(commands: Any) -> None:
     sample.add_argument('--label', type=class_index, default=None, metavar='N',
                         help='a conditional model (train --conditional): draw class N only (default: one row per '
                              'class)')
+    sample.add_argument('--prior', choices=PRIORS, default=None,
+                        help='normal: N(0, I); fitted: the prior train fitted to the codes of the training images, '
+                             'often sharper samples (default: normal, fitted for --model vqvae)')
     add_option(sample, 'seed', default=0)
     add_option(sample, 'device')
     _model_option(sample)
@@ -155,9 +163,11 @@ def _add_reconstruct(commands: Any) -> None:
 
 def _add_evaluate(commands: Any) -> None:
     evaluate = commands.add_parser(
-        'evaluate', help='the ELBO and importance-weighted NLL on a dataset',
-        description="Estimate how well a trained model explains images, in nats per image: the negative ELBO, and "
-                    "with --importance-samples K > 1 the importance-weighted (IWAE) bound on -log p(x). Prints the "
+        'evaluate', help='the ELBO, importance-weighted NLL and reconstruction term on a dataset',
+        description="Estimate how well a trained model explains images, in nats per image: the negative ELBO, "
+                    "with --importance-samples K > 1 the importance-weighted (IWAE) bound on -log p(x), and the "
+                    "reconstruction term -log p(x|z) with z each image's code, with the reconstructions' PSNR "
+                    "(--model vqvae: these two; it has no ELBO). Prints the "
                     "JSON and writes it to evaluation.json beside the checkpoint, or --out. The images are the "
                     "run's validation images unless --split or --dataset says otherwise.")
     _checkpoint_option(evaluate)

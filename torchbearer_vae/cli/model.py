@@ -1,7 +1,8 @@
 """The model of a ``torchbearer-vae`` run, built from the run's options and the shape of its images.
 
 ``--model mlp`` is :class:`~torchbearer_vae.VAE` (the PyTorch example's), ``--model conv`` is
-:class:`~torchbearer_vae.ConvVAE`, ``--model spatial`` is :class:`~torchbearer_vae.SpatialVAE`, ``--conditional``
+:class:`~torchbearer_vae.ConvVAE`, ``--model spatial`` is :class:`~torchbearer_vae.SpatialVAE`, ``--model vqvae``
+:class:`~torchbearer_vae.VQVAE` (a codebook, ``--codebook-size`` and ``--code-dim``, and no KL term), ``--conditional``
 the MLP :class:`~torchbearer_vae.ConditionalVAE`;
 ``--likelihood`` and ``--sigma`` choose the decoder's likelihood. Another model for ``--model`` is one more
 entry of ``MODELS``: the choices, the help and the default width follow from it. ``--model module:Class`` is the
@@ -22,7 +23,7 @@ import inspect
 import os
 import re
 import sys
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import torch
 
@@ -31,6 +32,7 @@ from ..losses import reconstruction_loss
 from ..models.base import BaseVAE
 from ..models.conditional import ConditionalVAE
 from ..models.vae import VAE, ConvVAE, SpatialVAE
+from ..models.vqvae import VQVAE
 
 __all__ = []  # internal: the public entry point is torchbearer_vae.cli.main
 
@@ -41,13 +43,14 @@ class ModelChoice:
 
     ``--latent-dim`` gives the constructor's ``latent_argument`` (``latent_dim``, or a fully convolutional model's
     ``latent_channels``: its values per position), ``--hidden-dim`` its ``hidden_dim``; ``hidden_dim=None``: the model
-    has no fully connected layer, and ``--hidden-dim`` is refused.
+    has no fully connected layer, and ``--hidden-dim`` is refused. ``latent_argument=None``: a model with a codebook
+    (``--codebook-size`` codes of ``--code-dim`` values, :data:`CODEBOOK_ARGUMENTS`) instead of ``--latent-dim``.
     """
     model_class: type
     hidden_dim: Optional[int]
     about: str
-    latent_dim: int = 20
-    latent_argument: str = 'latent_dim'
+    latent_dim: Optional[int] = 20
+    latent_argument: Optional[str] = 'latent_dim'
 
 
 #: What ``--sigma`` says for the calibrated Gaussian decoder (``sigma=None`` of the models and reconstruction_loss).
@@ -70,7 +73,50 @@ MODELS = {
     'spatial': ModelChoice(SpatialVAE, hidden_dim=None, latent_dim=4, latent_argument='latent_channels',
                            about='SpatialVAE, fully convolutional: --latent-dim values at each position of a map of '
                                  'a quarter of the height and width, height and width multiples of 4'),
+    'vqvae': ModelChoice(VQVAE, hidden_dim=None, latent_dim=None, latent_argument=None,
+                         about='VQVAE: each position of a map of a quarter of the height and width is one of '
+                               '--codebook-size codes of --code-dim values, height and width multiples of 4'),
 }
+
+#: The options of a model with a codebook (``latent_argument=None``), and the constructor argument each gives.
+CODEBOOK_ARGUMENTS = {'codebook_size': 'num_codes', 'code_dim': 'code_dim'}
+#: VQVAE's defaults, what ``--codebook-size`` and ``--code-dim`` default to.
+CODEBOOK_SIZE = inspect.signature(VQVAE).parameters['num_codes'].default
+CODE_DIM = inspect.signature(VQVAE).parameters['code_dim'].default
+#: The options of a Gaussian VAE's KL term, which a model with a codebook does not have.
+_KL_OPTIONS = ('beta', 'kl_warmup', 'kl_cycles', 'kl_capacity', 'free_bits')
+
+
+def is_quantized(options: Mapping[str, Any]) -> bool:
+    """Whether the run's ``--model`` is one of :data:`MODELS` with a codebook (vqvae) rather than a Gaussian VAE."""
+    choice = MODELS.get(str(options.get('model')))
+    return choice is not None and choice.latent_argument is None
+
+
+def check_codebook_options(options: dict, given: dict) -> None:
+    """Refuse (CommandError) a new run's options that do not go with its model's latent space; ``given``: what was
+    typed.
+
+    A model with a codebook takes ``--codebook-size`` and ``--code-dim``, and has no ``--latent-dim`` and no KL term;
+    another takes neither of the two.
+    """
+    def flag(name: str) -> str:
+        return '--' + name.replace('_', '-')
+    typed = [name for name in CODEBOOK_ARGUMENTS if given.get(name) is not None]
+    if not is_quantized(options):
+        if typed:
+            raise CommandError(f'{flag(typed[0])} is of --model vqvae\'s codebook; this run\'s --model '
+                               f'{options.get("model") or "(default)"} has none: add --model vqvae, or leave '
+                               f'{flag(typed[0])} out')
+        return
+    if given.get('latent_dim') is not None:
+        raise CommandError(f'--model {options["model"]} has no --latent-dim: its latent map holds --code-dim values at '
+                           f'each position (default {CODE_DIM}); leave --latent-dim out')
+    kl = [name for name in _KL_OPTIONS if given.get(name)]
+    if kl:
+        raise CommandError(f'{flag(kl[0])} is of a Gaussian VAE\'s KL term; --model {options["model"]} has none (its '
+                           f'commitment term\'s weight is --model-arg commitment_weight=0.25): leave {flag(kl[0])} '
+                           f'out')
 
 
 _CLASS_PATH = re.compile(r'[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*\Z')
@@ -214,6 +260,9 @@ def settle(options: dict, image_shape: Sequence[int]) -> dict:
     choice = None if is_own(options['model']) else MODELS[options['model']]
     if options.get('latent_dim') is None:
         options['latent_dim'] = MODELS['mlp'].latent_dim if choice is None else choice.latent_dim
+    if is_quantized(options):
+        options['codebook_size'] = options.get('codebook_size') or CODEBOOK_SIZE
+        options['code_dim'] = options.get('code_dim') or CODE_DIM
     if choice is not None and choice.hidden_dim is None and options.get('hidden_dim') is not None:
         raise CommandError(f'--hidden-dim is the width of the fully connected layer of --model mlp and conv; '
                            f'--model {options["model"]}{" (the default for colour images)" if colour else ""} has '
@@ -242,7 +291,8 @@ def build_model(options: dict, image_shape: Sequence[int], device: Optional[str]
                 num_classes: Optional[int] = None) -> torch.nn.Module:
     """The run's model for images of ``image_shape`` (on ``device``; ``'meta'`` allocates nothing).
 
-    A ``--conditional`` run's model is a :class:`~torchbearer_vae.ConditionalVAE` of ``num_classes`` classes.
+    A ``--conditional`` run's model is a :class:`~torchbearer_vae.ConditionalVAE` of ``num_classes`` classes, a
+    ``--model vqvae`` run's a :class:`~torchbearer_vae.VQVAE` of ``--codebook-size`` codes of ``--code-dim`` values.
 
     Raises:
         CommandError: for sizes the model refuses (conv: height and width not multiples of 4) or too
@@ -252,8 +302,16 @@ def build_model(options: dict, image_shape: Sequence[int], device: Optional[str]
     if options.get('conditional') and num_classes is None:
         raise ValueError('build_model needs num_classes for a --conditional run (classes_of gives it)')
     latent_argument = 'latent_dim' if is_own(name) else MODELS[name].latent_argument
-    config = {latent_argument: options['latent_dim'], 'hidden_dim': options['hidden_dim'],
-              'likelihood': options['likelihood'], 'sigma': decoder_sigma(options)}
+    config = {latent_argument: options['latent_dim']} if latent_argument is not None else {
+        argument: options[option] for option, argument in CODEBOOK_ARGUMENTS.items()}  # a codebook
+    config.update({'hidden_dim': options['hidden_dim'], 'likelihood': options['likelihood'],
+                   'sigma': decoder_sigma(options)})
+    if latent_argument is None:
+        passed = {argument: '--' + option.replace('_', '-') for option, argument in CODEBOOK_ARGUMENTS.items()}
+        taken = [key for key in options.get('model_args') or {} if key in passed]
+        if taken:
+            raise CommandError(f'--model-arg {taken[0]}=... is an argument the command passes itself: use '
+                               f'{passed[taken[0]]}')
     if config['hidden_dim'] is None:  # the user's class, --hidden-dim not given: its own default; or no such layer
         del config['hidden_dim']
     config.update(options.get('model_args') or {})
@@ -271,8 +329,10 @@ def build_model(options: dict, image_shape: Sequence[int], device: Optional[str]
                                f'{_closest(MODELS[name].model_class, options["model_args"])}') from None
         raise _too_large(options) from None
     except ValueError as error:
-        channels = (options.get('model_args') or {}).get('channels', _default(SpatialVAE, 'channels'))
-        multiple = {'conv': 4, 'spatial': 2 ** len(channels) if isinstance(channels, (list, tuple)) else None}.get(name)
+        model_class = MODELS[name].model_class
+        channels = (options.get('model_args') or {}).get('channels', _default(model_class, 'channels')
+                                                          if _accepts(model_class, 'channels') else None)
+        multiple = 4 if name == 'conv' else 2 ** len(channels) if isinstance(channels, (list, tuple)) else None
         if multiple and len(image_shape) == 3 and (image_shape[1] % multiple or image_shape[2] % multiple):
             raise CommandError(f'--model {name} needs images whose height and width are multiples of {multiple}, '
                                f'but --dataset {options["dataset"] or "mnist"} has {"x".join(map(str, image_shape))}; '

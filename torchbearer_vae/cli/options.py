@@ -23,16 +23,21 @@ from ..data.cache import CACHE_ENV, default_cache_dir
 from ..errors import CommandError
 from ..losses import LIKELIHOODS
 from .data import DEFAULT_DATA_DIR, DEFAULT_DATASET, FOLDER, IDX, NAMES, absolute, check_preprocessing
-from .kl import capacity_target, check_kl_options, check_stored, cycles, settle_cycles, unused
+from .kl import SCHEDULES, capacity_target, check_kl_options, check_stored, cycles, settle_cycles, unused
 from .model import (
     CALIBRATED,
+    CODE_DIM,
+    CODEBOOK_ARGUMENTS,
+    CODEBOOK_SIZE,
     MODELS,
     SIGMA,
+    check_codebook_options,
     check_conditional,
     check_model_args,
     check_model_name,
     check_sigma,
     is_own,
+    is_quantized,
     model_argument,
     model_arguments,
     model_help,
@@ -252,12 +257,18 @@ class TrainOptions:
     latent_dim: Optional[int] = option(  # None: the model's own, settled and stored once the model is known
         None, type=positive_int, check=_whole_or_none, implied=REQUIRED,
         help='values of the latent code (spatial: at each position of its map)',
-        shown=', '.join(f'{choice.latent_dim} ({name})' for name, choice in MODELS.items()))
+        shown=', '.join(f'{choice.latent_dim} ({name})' for name, choice in MODELS.items() if choice.latent_dim))
     hidden_dim: Optional[int] = option(  # None: the model's own width, settled and stored once the model is known
         None, type=positive_int, check=_whole_or_none, implied=REQUIRED,
         help='width of the fully connected layers (' + ', '.join(name for name, choice in MODELS.items()
                                                           if choice.hidden_dim) + ')',
         shown=', '.join(f'{choice.hidden_dim} ({name})' for name, choice in MODELS.items() if choice.hidden_dim))
+    codebook_size: Optional[int] = option(  # None: another model's, or settled to VQVAE's default
+        None, type=positive_int, metavar='K', check=_whole_or_none, implied=None, shown=f'{CODEBOOK_SIZE} (vqvae)',
+        help='vqvae: codes in the codebook')
+    code_dim: Optional[int] = option(
+        None, type=positive_int, metavar='D', check=_whole_or_none, implied=None, shown=f'{CODE_DIM} (vqvae)',
+        help='vqvae: values of each code, and of the latent map at each of its positions')
     beta: float = option(1.0, type=number(minimum=0), check=partial(check_number, minimum=0), implied=REQUIRED,
                          help='KL weight (the weight the KL schedules rise to)')
     kl_warmup: Optional[float] = option(
@@ -411,6 +422,7 @@ def run_options(args: argparse.Namespace, checkpoint: Optional[dict]) -> dict:
         check_kl_options(options, given)
         check_preprocessing(options['dataset'], options['image_size'], options['channels'])
         check_conditional(options)
+        check_codebook_options(options, given)
         return options
     saved = absolute(saved_options(checkpoint))
     conflicts = [f'{flag_of(name)} {value} (the run used {saved[name]})'
@@ -426,4 +438,8 @@ def run_options(args: argparse.Namespace, checkpoint: Optional[dict]) -> dict:
 
 def unused_options(options: Mapping[str, Any]) -> Tuple[str, ...]:
     """The run options a run does not use (``--sigma`` of a Bernoulli run, ...): its config.toml leaves them out."""
-    return (() if options.get('likelihood') in ('gaussian', None) else ('sigma',)) + unused(options)
+    if is_quantized(options):  # a codebook instead of a Gaussian latent and its KL term
+        return ('latent_dim', 'beta', 'free_bits', *SCHEDULES, 'kl_cycle_ratio') + \
+            (() if options.get('likelihood') in ('gaussian', None) else ('sigma',))
+    return (() if options.get('likelihood') in ('gaussian', None) else ('sigma',)) + unused(options) + \
+        tuple(CODEBOOK_ARGUMENTS)

@@ -371,7 +371,8 @@ def _written_here(path: str, kind: str) -> bool:
     """Whether the command wrote ``path``: a picture with the package's mark, or the JSON of an evaluation."""
     if kind == 'json':  # evaluate's record: its own keys (see checkpoint_commands.evaluate)
         data = _json(path)
-        return isinstance(data, dict) and {'checkpoint', 'negative_elbo_per_image'} <= set(data)
+        return isinstance(data, dict) and {'checkpoint', 'reconstruction_psnr_db'} <= set(data) and (
+            'negative_elbo_per_image' in data or 'reconstruction_term_per_image' in data)
     return written_by_package(path)
 
 

@@ -30,7 +30,7 @@ from ..data.datasets import AutoEncoderDataset, ImageDataset
 from ..data.loaders import TensorLoader, load_batch_with_labels
 from ..distributed import ReduceMetrics
 from ..errors import CommandError
-from ..evaluation import negative_elbo
+from ..evaluation import negative_elbo, reconstruction_term
 from ..files import remove_stale_temporaries, wait_for_writers
 from ..records import MetricsCSV, plot_history, write_json
 from .advice import epoch_passes, run_advice
@@ -48,10 +48,11 @@ from .data import (
     split,
 )
 from .interrupts import InterruptCheck, check_interrupted
-from .kl import kl_term as build_kl_term
+from .kl import latent_terms
 from .limits import check_training_fits
-from .model import build_model, criterion, decoder_sigma, is_own, settle
+from .model import build_model, criterion, decoder_sigma, is_own, is_quantized, settle
 from .options import REQUIRED_OPTIONS, check_saved_options, run_options, saved_options
+from .prior import PRIOR, fit_run_prior
 from .processes import Processes
 from .progress import training_progress
 from .resume import check_resumable, check_same_data, optimizer_to, restore
@@ -192,8 +193,10 @@ def _train(args: argparse.Namespace, processes: Processes, folder: RunFolder) ->
         if message is None:
             raise
         raise CommandError(message) from None
-    print(f'{out}: {plural(len(history), "epoch")}, validation negative ELBO {summary["val_elbo_per_image"]:.2f} '
-          f'nats per image, {seconds:.1f} s' + (f' ({world_size} processes)' if world_size > 1 else ''))
+    figure = (f'validation reconstruction term {summary["val_recon_per_image"]:.2f}' if is_quantized(options) else
+              f'validation negative ELBO {summary["val_elbo_per_image"]:.2f}')
+    print(f'{out}: {plural(len(history), "epoch")}, {figure} nats per image, {seconds:.1f} s'
+          + (f' ({world_size} processes)' if world_size > 1 else ''))
     for line in summary['advice']:
         print(f'advice: {line}', file=sys.stderr)
     return summary
@@ -214,20 +217,27 @@ def _epochs(count: int) -> str:
 
 def _summary(training: _Training, history: list, seconds: float, processes: Processes) -> dict:
     out, options, device = training.out, training.options, processes.device
-    plotted = plot_history(history, os.path.join(out, 'loss.png'), metrics=('loss', 'recon', 'kl'))
+    quantized = is_quantized(options)
+    plotted = plot_history(history, os.path.join(out, 'loss.png'),
+                           metrics=('loss', 'recon', 'commitment' if quantized else 'kl'))
     if not plotted:
         print('loss.png skipped: matplotlib is not installed (pip install matplotlib)')
-    generator = torch.Generator(device=device).manual_seed(options['seed'])
-    val_elbo = negative_elbo(training.model, training.val_loader, generator=generator)
+    if quantized:  # no ELBO: the commitment term trains the codebook and says nothing of the images
+        figures = {'val_recon_per_image': reconstruction_term(training.model, training.val_loader),
+                   'val_recon_per_image_means': f'the reconstruction term ({options["likelihood"]} -log p(x|z)) in '
+                                                f'nats per validation image, z the image\'s codes'}
+    else:
+        generator = torch.Generator(device=device).manual_seed(options['seed'])
+        figures = {'val_elbo_per_image': negative_elbo(training.model, training.val_loader, generator=generator),
+                   'val_elbo_per_image_means': f'negative ELBO ({options["likelihood"]} -log p(x|z) + KL) in nats per '
+                                               f'validation image, z sampled as in training'}
     epochs_run = len(history) - training.done
     return {
         'dataset': shown(options['dataset']), 'image_shape': list(training.image_shape), 'model': options['model'],
         'likelihood': options['likelihood'],
         'train_images': training.train_images, 'val_images': training.val_images, 'epochs': len(history),
         'epochs_this_session': epochs_run, 'options': options,
-        'val_elbo_per_image': val_elbo,
-        'val_elbo_per_image_means': f'negative ELBO ({options["likelihood"]} -log p(x|z) + KL) in nats per validation '
-                                    f'image, z sampled as in training',
+        **figures,
         'val_loss_z_mean_per_image': history[-1].get('val_loss'),
         'val_loss_z_mean_per_image_means': "the Trial's val_loss: the same loss with z = posterior mean (eval mode)",
         'wall_seconds': round(seconds, 3),
@@ -265,11 +275,11 @@ def _build_training(args: argparse.Namespace, processes: Processes,
                         dataset=shown(options['dataset']))
     model, optimizer = _model_and_optimizer(data, processes)
     train_loader, val_loader = _loaders(data, processes)
-    kl_term = build_kl_term(options, steps_per_epoch=len(train_loader))
+    terms = latent_terms(options, model, steps_per_epoch=len(train_loader))
     history = []
     if checkpoint is not None:  # the state of every piece that changes as training goes on
         history = restore(checkpoint, os.path.join(out, CHECKPOINT), model=model, optimizer=optimizer,
-                          kl_term=kl_term, train_loader=train_loader, rank=rank)
+                          kl_term=terms[0], train_loader=train_loader, rank=rank)
     model.to(device)
     optimizer_to(optimizer, device)
     loss = criterion(options['likelihood'], decoder_sigma(options))
@@ -279,11 +289,11 @@ def _build_training(args: argparse.Namespace, processes: Processes,
     # No device_ids, even on a GPU: with them DDP copies forward's keyword arguments to the device, and
     # torchbearer's state is one (the model would store MU and LOGVAR in a copy). The model is there already.
     trained = DistributedDataParallel(model) if world_size > 1 else model
-    callbacks, guard = _callbacks(args, out, data, processes, kl_term=kl_term, train_loader=train_loader)
+    callbacks, guard = _callbacks(args, out, data, processes, terms=terms, train_loader=train_loader, model=model)
     if checkpoint is not None and rank == 0:  # the user's files in the run's folder are kept
         folder.check_own_pictures(_pictures_to_come(callbacks, range(done, args.epochs)))
-    trial = Trial(trained, optimizer, loss,
-                  metrics=['loss', 'recon', 'kl', 'active_units'], callbacks=callbacks, verbose=0).to(device)
+    trial = Trial(trained, optimizer, loss, metrics=list(_metrics(options)), callbacks=callbacks,
+                  verbose=0).to(device)
     trial.with_generators(train_generator=train_loader, val_generator=val_loader)
     passes = epoch_passes(len(train_loader))
     if passes > 1:  # torchbearer starts the loader again (a new order) when an epoch has more steps than it
@@ -381,17 +391,29 @@ def _loaders(data: _RunData, processes: Processes) -> Tuple[TensorLoader, Tensor
     return train_loader, val_loader
 
 
-def _callbacks(args: argparse.Namespace, out: str, data: _RunData, processes: Processes, *, kl_term: Callback,
-               train_loader: TensorLoader) -> Tuple[List[Callback], NaNGuard]:
+def _metrics(options: dict) -> Tuple[str, ...]:
+    """The Trial's metrics: a Gaussian VAE's terms and active units, or a VQ-VAE's commitment term and code use."""
+    if is_quantized(options):
+        return 'loss', 'recon', 'commitment', 'perplexity', 'used_codes'
+    return 'loss', 'recon', 'kl', 'active_units'
+
+
+def _callbacks(args: argparse.Namespace, out: str, data: _RunData, processes: Processes, *, terms: List[Callback],
+               train_loader: TensorLoader, model: torch.nn.Module) -> Tuple[List[Callback], NaNGuard]:
     """``(callbacks, guard)``: the Trial's callbacks in their order, and the NaNGuard among them."""
     options, world_size = data.options, processes.world_size
 
     def resumable(state: dict) -> Dict[str, Any]:
         rng_state = torch.get_rng_state()
-        saved = {'options': options, 'kl_term': kl_term.state_dict(), 'train_loader': train_loader.state_dict(),
+        saved = {'options': options, 'kl_term': terms[0].state_dict(), 'train_loader': train_loader.state_dict(),
                  'rng_state': rng_state, 'dataset_images': len(data.dataset), **data.digests}
         if world_size > 1:  # Checkpointer calls this on every rank, before rank 0 writes
             saved['rng_states'] = processes.gather(rng_state)
+        if processes.rank == 0 and len(state[torchbearer.HISTORY]) >= args.epochs:  # the run's last checkpoint
+            prior = fit_run_prior(model, TensorLoader(data.train_set, batch_size=500, device=processes.device),
+                                  options['seed'])
+            if prior is not None:
+                saved[PRIOR] = prior
         return saved
 
     # Its message becomes the command's error (in _train). One process checks no gradients: that costs ~1.5% of an epoch
@@ -404,9 +426,13 @@ def _callbacks(args: argparse.Namespace, out: str, data: _RunData, processes: Pr
     # does, which raises on NaN: there the output is checked first.
     guard = NaNGuard(gradients=world_size > 1, warn=False, advice='',
                      output=bool(args.compile) or is_own(options['model']))
-    pictures = [ReconstructionSaver(folder=out, filename=picture_file('reconstruction', args.epochs)),
-                SampleSaver(folder=out, filename=picture_file('samples', args.epochs), num_images=64,
-                            seed=options['seed'])]
+    quantized = is_quantized(options)  # no N(0, I) to sample and no (mu, logvar) to chart: the codes' prior is
+    # fitted at the end (prior.py)
+    pictures: List[PictureSaver] = [ReconstructionSaver(folder=out, filename=picture_file('reconstruction',
+                                                                                         args.epochs))]
+    if not quantized:
+        pictures.append(SampleSaver(folder=out, filename=picture_file('samples', args.epochs), num_images=64,
+                                    seed=options['seed']))
     for picture in pictures:
         picture.number_epochs_from(FIRST_EPOCH)
     board = [run_board(out)] if getattr(args, 'tensorboard', False) and processes.rank == 0 else []
@@ -416,11 +442,11 @@ def _callbacks(args: argparse.Namespace, out: str, data: _RunData, processes: Pr
     callbacks = [
         ReduceMetrics(),  # first: the epoch's metrics are the means over the ranks before anything reads them
         InterruptCheck(),  # a Ctrl-C a library swallowed stops the run at the next batch
-        kl_term,
+        *terms,
         guard,
         *pictures,
-        *latent_pictures(out, labelled=data.num_classes is not None, epochs=args.epochs, num_images=LATENT_IMAGES,
-                         class_names=data.class_names),
+        *([] if quantized else latent_pictures(out, labelled=data.num_classes is not None, epochs=args.epochs,
+                                               num_images=LATENT_IMAGES, class_names=data.class_names)),
         *board,
         Checkpointer(os.path.join(out, CHECKPOINT), extra=resumable),
         MetricsCSV(os.path.join(out, METRICS)),

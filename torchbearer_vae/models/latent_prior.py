@@ -16,7 +16,7 @@ import torch
 
 from ..checks import check_int, check_number, check_shape, describe
 from ..errors import CheckpointError
-from ..model_utils import Data, data_batches, evaluating, is_conditional, model_device, require_methods
+from ..model_utils import Data, data_batches, evaluating, is_conditional, latent_code, model_device, require_methods
 from ..priors import GaussianMixture
 from .quantizer import VectorQuantizer
 
@@ -151,16 +151,11 @@ def _quantizer(model: Any) -> Optional[VectorQuantizer]:
 
 
 def _codes(model: Any, x: torch.Tensor) -> torch.Tensor:
-    """The deterministic code of each image: the posterior mean of a VAE, the code of another autoencoder, the
-    code indices of a VQ-VAE."""
-    encoded = model.encode(x)
+    """The deterministic code of each image, flat: the posterior mean of a VAE, the code of another autoencoder;
+    the code indices of a VQ-VAE."""
+    code = latent_code(model, x)
     quantizer = _quantizer(model)
-    if quantizer is not None:
-        return quantizer.nearest(encoded)
-    code = encoded[0] if isinstance(encoded, (tuple, list)) else encoded
-    if not isinstance(code, torch.Tensor) or not code.is_floating_point() or code.shape[0] != x.shape[0]:
-        raise TypeError(f'model.encode(x) must return the codes (batch, ...) or (mu, logvar), got {describe(code)}')
-    return code.reshape(code.shape[0], -1)
+    return quantizer.nearest(code) if quantizer is not None else code.reshape(code.shape[0], -1)
 
 
 def fit_latent_prior(model: Any, data: Data, *, components: int = 10, covariance: str = 'full',
