@@ -67,7 +67,9 @@ def _encoded(model: Any, x: torch.Tensor, labels: Optional[torch.Tensor]) -> Any
 def _pair(encoded: Any, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """``encode``'s ``(mu, logvar)`` for the batch ``x``, checked (see :func:`posterior`)."""
     if not isinstance(encoded, (tuple, list)) or len(encoded) < 2:
-        raise TypeError(f'model.encode(x) must return (mu, logvar), got {describe(encoded)}')
+        raise TypeError(f'model.encode(x) must return (mu, logvar), a Gaussian posterior, got {describe(encoded)}: '
+                        f'this is for VAEs (a VQ-VAE or a plain autoencoder has no posterior to sample, chart or '
+                        f'score)')
     mu, logvar = encoded[0], encoded[1]
     if (not isinstance(mu, torch.Tensor) or not isinstance(logvar, torch.Tensor) or mu.dim() != 2
             or mu.shape != logvar.shape or mu.shape[0] != x.shape[0]):

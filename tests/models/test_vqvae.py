@@ -12,12 +12,16 @@ from torchbearer_vae import (
     PERPLEXITY,
     USED_CODES,
     VQVAE,
+    KLPerDimension,
     MissingStateError,
     QuantizerOutput,
+    SampleSaver,
     codebook_loss,
     commitment_loss,
+    importance_weighted_nll,
     load_checkpoint,
     model_from_checkpoint,
+    negative_elbo,
     save_checkpoint,
 )
 
@@ -100,6 +104,28 @@ def test_the_quantizer_metrics_name_what_they_read_when_nothing_stored_it():
         metric.process({})
     with pytest.raises(ValueError, match="QuantizerMetric's name must be one of"):
         QuantizerMetric('codes')
+
+
+def test_what_needs_a_gaussian_posterior_or_n01_says_so_before_training_or_in_one_line(tmp_path):
+    model, images = VQVAE(**SMALL), torch.rand(16, 1, 8, 8)
+    trained = []
+
+    class Steps(torchbearer.callbacks.Callback):
+        def on_step_training(self, state):
+            trained.append(1)
+
+    trial = Trial(model, torch.optim.Adam(model.parameters()), model.reconstruction_loss, verbose=0,
+                  callbacks=[commitment_loss(), SampleSaver(tmp_path), Steps()])
+    trial.with_generators(DataLoader(TensorDataset(images, images), 8), DataLoader(TensorDataset(images, images), 8))
+    with pytest.raises(TypeError, match=r'VQVAE has a codebook and no N\(0, I\) prior: after training, give it '
+                                        r'prior=fit_latent_prior'):
+        trial.run(1)
+    assert trained == []  # refused before the first step
+    for needs_posterior in (lambda: negative_elbo(model, images), lambda: importance_weighted_nll(model, images),
+                            lambda: KLPerDimension(tmp_path).draw(model, {torchbearer.X: images})):
+        with pytest.raises(TypeError, match=r'must return \(mu, logvar\), a Gaussian posterior, got .* this is for '
+                                            r'VAEs \(a VQ-VAE or a plain autoencoder has no posterior'):
+            needs_posterior()
 
 
 def test_the_model_is_rebuilt_from_a_checkpoint_by_itself(tmp_path):

@@ -30,6 +30,7 @@ from ..distributed import unwrap_model
 from ..files import PathLike
 from ..model_utils import evaluating, is_conditional, model_device
 from ..models.latent_prior import CategoricalPrior
+from ..models.quantizer import VectorQuantizer
 from ..priors import GaussianMixture
 from ..state import LABEL
 from .imaging import as_images, check_fits, check_grid_opens, check_inputs, image_batch, model_shape, tile
@@ -234,6 +235,10 @@ class SampleSaver(PictureSaver):
         latent_dim = getattr(model, 'latent_dim', None)
         if callable(getattr(model, 'decode', None)) and latent_dim is not None:
             check_int('model.latent_dim', latent_dim, minimum=1)
+            if self.prior is None and isinstance(getattr(model, 'quantizer', None), VectorQuantizer):
+                raise TypeError(f'SampleSaver draws from N(0, I) by default, but {type(model).__name__} has a codebook '
+                                f'and no N(0, I) prior: after training, give it prior=fit_latent_prior(model, '
+                                f'train_data)')
             if self.prior is not None and self.prior.dim != latent_dim:
                 raise ValueError(f'SampleSaver(prior=...) draws codes of {self.prior.dim} values, but '
                                  f'{type(model).__name__} has latent_dim={latent_dim}: fit the prior to this model')
