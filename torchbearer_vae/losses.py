@@ -279,25 +279,31 @@ def reconstruction_loss(recon: torch.Tensor, target: torch.Tensor, likelihood: s
             return total / recon.shape[0] if reduction == 'batchmean' else total
         else:
             per_value = F.binary_cross_entropy(recon, target, reduction='none')
-    elif sigma is None:
-        per_value = _calibrated_gaussian(recon, target)
+        per_image = per_value.reshape(per_value.shape[0], -1).sum(1)
     else:
-        check_number('sigma', sigma, above=0)
-        sigma = float(sigma)
-        per_value = 0.5 * ((target - recon) / sigma).pow(2) + 0.5 * (_LOG_2PI + 2 * math.log(sigma))
-    per_image = per_value.reshape(per_value.shape[0], -1).sum(1)
+        per_image = _gaussian(recon, target, None if sigma is None else check_number('sigma', sigma, above=0))
     if reduction == 'none':
         return per_image
     return per_image.sum() / (recon.shape[0] if reduction == 'batchmean' else 1)
 
 
-def _calibrated_gaussian(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """The Gaussian's ``-log p`` of every value with the batch's optimal standard deviation (at least MIN_SIGMA)."""
-    error = target - recon
-    dtype = torch.promote_types(error.dtype, torch.float32)  # the batch's mean in float32 at least
-    with torch.no_grad():  # log(0) = -inf for an exact reconstruction: the floor makes it finite
-        log_sigma = error.to(dtype).pow(2).mean().log().mul(0.5).clamp(min=_MIN_LOG_SIGMA).to(error.dtype)
-    return 0.5 * (error * torch.exp(-log_sigma)).pow(2) + (log_sigma + 0.5 * _LOG_2PI)
+def _gaussian(recon: torch.Tensor, target: torch.Tensor, sigma: Optional[float]) -> torch.Tensor:
+    """Each image's Gaussian ``-log p``, standard deviation ``sigma`` (None: the batch's optimal one, at least
+    MIN_SIGMA), from its summed squared error: ``sum e^2 / (2 sigma^2) + D (log sigma + log(2 pi) / 2)``.
+
+    One fused squared error and one sum per image, in float32 at least (an image of many half-precision values does
+    not overflow); the per-value form costs several passes over the images, forward and backward.
+    """
+    dtype = torch.promote_types(recon.dtype, torch.float32)
+    squared = F.mse_loss(recon, target, reduction='none').reshape(recon.shape[0], -1).sum(1, dtype=dtype)
+    values = recon[0].numel() if recon.shape[0] else 0
+    if sigma is None:
+        with torch.no_grad():  # log(0) = -inf for an exact reconstruction: the floor makes it finite
+            log_sigma = (squared.sum() / recon.numel()).log().mul(0.5).clamp(min=_MIN_LOG_SIGMA)
+        per_image = 0.5 * squared * torch.exp(-2 * log_sigma) + values * (log_sigma + 0.5 * _LOG_2PI)
+    else:
+        per_image = 0.5 * squared / sigma ** 2 + values * (math.log(sigma) + 0.5 * _LOG_2PI)
+    return per_image.to(recon.dtype)
 
 
 def vae_loss(recon: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, target: torch.Tensor, *,
