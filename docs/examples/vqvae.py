@@ -6,7 +6,7 @@ training, ``fit_latent_prior`` fits a categorical prior to the codes of the trai
 ``SampleSaver`` draws from it. Run it as it is::
 
     python vqvae.py                                       # downloads MNIST into ./data
-    python vqvae.py --data-dir ../shared/data/mnist --epochs 1 --limit 2000   # local IDX files
+    python vqvae.py --data-dir ../shared/data/mnist --epochs 5   # local IDX files (a few minutes on a CPU)
 
 Reconstructions are written to ``results/reconstruction_{epoch}.png``, the samples to
 ``results/samples.png``.

@@ -13,6 +13,7 @@ from torchbearer_vae import (
     CategoricalPrior,
     GaussianMixture,
     latent_prior_from_state_dict,
+    latent_prior_state_dict,
     load_checkpoint,
     model_from_checkpoint,
     reconstruction_term,
@@ -133,6 +134,11 @@ def test_a_vqvae_run_resumes_exactly(mnist_dir, tmp_path):
     (['--model', 'conv', '--code-dim', '8'], "--code-dim is of --model vqvae's codebook; this run's --model conv"),
     (['--model', 'vqvae', '--model-arg', 'channels=[8, 8, 8]'], '--model vqvae needs images whose height and width '
                                                                  'are multiples of 8'),
+    (['--model', 'vqvae', '--model-arg', 'decay=x'], "--model vqvae: decay must be a finite number > 0 and < 1, got "
+                                                     "'x' (a --model-arg value)"),
+    (['--model', 'conv', '--model-arg', 'channels=abc'], '--model conv: '),
+    (['--model', 'vqvae', '--codebook-size', '1000000000000'], '--codebook-size 1000000000000 and --code-dim 64 make '
+                                                                'a model too large to build'),
 ])
 def test_options_that_do_not_go_with_the_latent_space_are_refused_in_one_line(args, expected, mnist_dir, tmp_path,
                                                                                 capsys):
@@ -185,6 +191,16 @@ def test_evaluate_reports_a_vae_reconstruction_term_below_its_negative_elbo(vae_
     assert 0 < result['reconstruction_term_per_image'] < result['negative_elbo_per_image']
     first = mnist.data[:300].float().div(255).unsqueeze(1)
     assert result['reconstruction_term_per_image'] == pytest.approx(reconstruction_term(model, first), rel=1e-5)
+
+
+def test_sample_refuses_a_saved_prior_that_does_not_fit_the_model(tmp_path, capsys):
+    path = tmp_path / 'vq.pt'
+    prior = GaussianMixture(torch.ones(1), torch.zeros(1, 3), torch.ones(1, 3))  # 3 values, not the model's 16
+    save_checkpoint(str(path), VQVAE((1, 8, 8), num_codes=8, code_dim=4), latent_prior=latent_prior_state_dict(prior))
+    assert main(['sample', '--checkpoint', str(path), '--out', str(tmp_path / 's.png')]) == 2
+    line = error_line(capsys)
+    assert "the fitted prior in " in line and "draws codes of 3 values, but its model's codes have 16" in line
+    assert not (tmp_path / 's.png').exists()
 
 
 def test_sample_without_a_fitted_prior_says_why_in_one_line(tmp_path, capsys):

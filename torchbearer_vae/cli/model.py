@@ -327,6 +327,8 @@ def build_model(options: dict, image_shape: Sequence[int], device: Optional[str]
         if options.get('model_args') and 'argument' in str(error):
             raise CommandError(f'--model {name} does not take the --model-arg given: {error}'
                                f'{_closest(MODELS[name].model_class, options["model_args"])}') from None
+        if options.get('model_args'):  # a value of the wrong type, which the constructor's checks name
+            raise CommandError(f'--model {name}: {" ".join(str(error).split())} (a --model-arg value)') from None
         raise _too_large(options) from None
     except ValueError as error:
         model_class = MODELS[name].model_class
@@ -344,8 +346,9 @@ def build_model(options: dict, image_shape: Sequence[int], device: Optional[str]
 
 
 def _too_large(options: dict, error: str = 'TypeError') -> CommandError:
-    return CommandError(f'--hidden-dim {options["hidden_dim"]} and --latent-dim {options["latent_dim"]} make a '
-                        f'model too large to build ({error}); use smaller values')
+    sizes = (f'--codebook-size {options["codebook_size"]} and --code-dim {options["code_dim"]}' if is_quantized(options)
+             else f'--hidden-dim {options["hidden_dim"]} and --latent-dim {options["latent_dim"]}')
+    return CommandError(f'{sizes} make a model too large to build ({error}); use smaller values')
 
 
 def _closest(cls: type, arguments: Dict[str, Any]) -> str:

@@ -65,6 +65,11 @@ def run_prior(checkpoint: Dict[str, Any], model: Any, path: str, wanted: Optiona
                            f'trained; finish the run (train --resume), or fit one with torchbearer_vae.'
                            f'fit_latent_prior' + ('' if has_codebook(model) else '; or use --prior normal'))
     try:
-        return latent_prior_from_state_dict(checkpoint[PRIOR])
+        prior = latent_prior_from_state_dict(checkpoint[PRIOR])
     except CheckpointError as error:
         raise CommandError(f'{path}: {error}; use the checkpoint of a run') from None
+    latent_dim = getattr(model, 'latent_dim', None)
+    if latent_dim is not None and prior.dim != latent_dim:
+        raise CommandError(f'the fitted prior in {path} draws codes of {prior.dim} values, but its model\'s codes have '
+                           f'{latent_dim}: the file was changed since train wrote it; use the checkpoint of a run')
+    return prior
