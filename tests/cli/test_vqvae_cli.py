@@ -162,6 +162,7 @@ def vae_run(mnist_dir, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow  # trains a VAE for 3 epochs
 def test_a_vae_run_keeps_a_gaussian_mixture_fitted_to_its_posterior_means(vae_run, mnist):
     checkpoint = load_checkpoint(vae_run / 'checkpoint.pt')
     prior = latent_prior_from_state_dict(checkpoint['latent_prior'])
@@ -174,6 +175,7 @@ def test_a_vae_run_keeps_a_gaussian_mixture_fitted_to_its_posterior_means(vae_ru
     assert prior.log_prob(codes).mean() > normal + 5
 
 
+@pytest.mark.slow  # trains a VAE for 3 epochs
 def test_sample_draws_a_vae_from_n01_by_default_and_from_its_fitted_prior_when_asked(vae_run, capsys):
     checkpoint = str(vae_run / 'checkpoint.pt')
     assert main(['sample', '--checkpoint', checkpoint, '--out', str(vae_run / 'normal.png')]) == 0
@@ -184,6 +186,7 @@ def test_sample_draws_a_vae_from_n01_by_default_and_from_its_fitted_prior_when_a
     assert normal.shape == fitted.shape and not np.array_equal(normal, fitted)
 
 
+@pytest.mark.slow  # trains a VAE for 3 epochs
 def test_evaluate_reports_a_vae_reconstruction_term_below_its_negative_elbo(vae_run, mnist, capsys):
     assert main(['evaluate', '--checkpoint', str(vae_run / 'checkpoint.pt'), '--split', 'all', '--limit', '300']) == 0
     result = json.loads(capsys.readouterr().out)
