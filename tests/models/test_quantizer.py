@@ -212,3 +212,14 @@ def test_nearest_gives_the_indices_of_a_call_without_updating():
     indices = quantizer.nearest(z)  # training mode, but no update: still not initialised
     assert not quantizer.initialised and indices.shape == (2, 4, 4)
     assert torch.equal(indices, quantizer.eval()(z).indices)
+
+
+def test_of_finds_a_models_quantizer_and_nothing_else():
+    from torchbearer_vae import VAE, VQVAE
+
+    model = VQVAE((1, 8, 8), num_codes=8, code_dim=4, channels=(4, 8))
+    assert VectorQuantizer.of(model) is model.quantizer
+    assert VectorQuantizer.of(VAE()) is None and VectorQuantizer.of(object()) is None
+    plain = torch.nn.Module()
+    plain.quantizer = torch.nn.Linear(2, 2)  # a `quantizer` that is not one
+    assert VectorQuantizer.of(plain) is None

@@ -235,7 +235,7 @@ class SampleSaver(PictureSaver):
         latent_dim = getattr(model, 'latent_dim', None)
         if callable(getattr(model, 'decode', None)) and latent_dim is not None:
             check_int('model.latent_dim', latent_dim, minimum=1)
-            if self.prior is None and isinstance(getattr(model, 'quantizer', None), VectorQuantizer):
+            if self.prior is None and VectorQuantizer.of(model) is not None:
                 raise TypeError(f'SampleSaver draws from N(0, I) by default, but {type(model).__name__} has a codebook '
                                 f'and no N(0, I) prior: after training, give it prior=fit_latent_prior(model, '
                                 f'train_data)')

@@ -23,6 +23,7 @@ from ..divergences import codebook_loss, commitment_loss, kld_loss
 from ..errors import CommandError
 from ..models.quantizer import VectorQuantizer
 from ..schedules import Schedule, capacity, cyclical, linear_warmup
+from .model import flag
 
 __all__ = []  # internal: the public entry point is torchbearer_vae.cli.main
 
@@ -98,7 +99,7 @@ def check_kl_options(options: Dict[str, Any], given: Dict[str, Any]) -> None:
     """Refuse (CommandError) the KL options of a new run that cannot go together; ``given``: what was typed."""
     chosen = [name for name in SCHEDULES if options.get(name) is not None]
     if len(chosen) > 1:
-        raise CommandError(f'{" and ".join(_flag(name) for name in chosen)} are each a schedule of the KL term: '
+        raise CommandError(f'{" and ".join(flag(name) for name in chosen)} are each a schedule of the KL term: '
                            f'give one of them')
     if given.get('kl_cycle_ratio') is not None and options.get('kl_cycles') is None:
         raise CommandError('--kl-cycle-ratio is the rising part of each cycle of --kl-cycles: add --kl-cycles N, '
@@ -159,12 +160,9 @@ def latent_terms(options: Dict[str, Any], model: Any, steps_per_epoch: int) -> L
     weighted by the quantizer's ``commitment_weight`` (``--model-arg commitment_weight=...``), and its codebook term
     when the codebook learns by its loss (``--model-arg update=loss``); in nats per image, as the criterion.
     """
-    quantizer = getattr(model, 'quantizer', None)
-    if not isinstance(quantizer, VectorQuantizer):
+    quantizer = VectorQuantizer.of(model)
+    if quantizer is None:
         return [kl_term(options, steps_per_epoch)]
     terms = [commitment_loss(beta=quantizer.commitment_weight, reduction='batchmean')]
     return terms + ([codebook_loss(reduction='batchmean')] if quantizer.update == 'loss' else [])
 
-
-def _flag(name: str) -> str:
-    return '--' + name.replace('_', '-')

@@ -87,6 +87,11 @@ CODE_DIM = inspect.signature(VQVAE).parameters['code_dim'].default
 _KL_OPTIONS = ('beta', 'kl_warmup', 'kl_cycles', 'kl_capacity', 'free_bits')
 
 
+def flag(name: str) -> str:
+    """The command-line flag of the option ``name``: ``--code-dim`` for ``code_dim``."""
+    return '--' + name.replace('_', '-')
+
+
 def is_quantized(options: Mapping[str, Any]) -> bool:
     """Whether the run's ``--model`` is one of :data:`MODELS` with a codebook (vqvae) rather than a Gaussian VAE."""
     choice = MODELS.get(str(options.get('model')))
@@ -100,8 +105,6 @@ def check_codebook_options(options: dict, given: dict) -> None:
     A model with a codebook takes ``--codebook-size`` and ``--code-dim``, and has no ``--latent-dim`` and no KL term;
     another takes neither of the two.
     """
-    def flag(name: str) -> str:
-        return '--' + name.replace('_', '-')
     typed = [name for name in CODEBOOK_ARGUMENTS if given.get(name) is not None]
     if not is_quantized(options):
         if typed:
@@ -307,7 +310,7 @@ def build_model(options: dict, image_shape: Sequence[int], device: Optional[str]
     config.update({'hidden_dim': options['hidden_dim'], 'likelihood': options['likelihood'],
                    'sigma': decoder_sigma(options)})
     if latent_argument is None:
-        passed = {argument: '--' + option.replace('_', '-') for option, argument in CODEBOOK_ARGUMENTS.items()}
+        passed = {argument: flag(option) for option, argument in CODEBOOK_ARGUMENTS.items()}
         taken = [key for key in options.get('model_args') or {} if key in passed]
         if taken:
             raise CommandError(f'--model-arg {taken[0]}=... is an argument the command passes itself: use '

@@ -36,6 +36,7 @@ from .model import (
     check_model_args,
     check_model_name,
     check_sigma,
+    flag,
     is_own,
     is_quantized,
     model_argument,
@@ -325,7 +326,7 @@ IMPLIED = {name: FIELDS[name].metadata['implied'] for name in RUN_OPTIONS if nam
 
 def flag_of(name: str) -> str:
     """The flag of the option ``name``: ``--batch-size`` for ``batch_size``."""
-    return FIELDS[name].metadata['flag'] or '--' + name.replace('_', '-')
+    return FIELDS[name].metadata['flag'] or flag(name)
 
 
 # -- the parser --

@@ -33,7 +33,7 @@ PRIORS = ('normal', 'fitted')
 
 def has_codebook(model: Any) -> bool:
     """Whether ``model`` is a VQ-VAE (a :class:`~torchbearer_vae.VectorQuantizer` as ``model.quantizer``)."""
-    return isinstance(getattr(model, 'quantizer', None), VectorQuantizer)
+    return VectorQuantizer.of(model) is not None
 
 
 def fit_run_prior(model: Any, data: Data, seed: int) -> Optional[Dict[str, Any]]:

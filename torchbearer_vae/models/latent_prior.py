@@ -145,16 +145,11 @@ class CategoricalPrior:
         return f'CategoricalPrior(latent_shape={self.latent_shape}, codes={self.codebook.shape[0]})'
 
 
-def _quantizer(model: Any) -> Optional[VectorQuantizer]:
-    quantizer = getattr(model, 'quantizer', None)
-    return quantizer if isinstance(quantizer, VectorQuantizer) else None
-
-
 def _codes(model: Any, x: torch.Tensor) -> torch.Tensor:
     """The deterministic code of each image, flat: the posterior mean of a VAE, the code of another autoencoder;
     the code indices of a VQ-VAE."""
     code = latent_code(model, x)
-    quantizer = _quantizer(model)
+    quantizer = VectorQuantizer.of(model)
     return quantizer.nearest(code) if quantizer is not None else code.reshape(code.shape[0], -1)
 
 
@@ -218,7 +213,7 @@ def fit_latent_prior(model: Any, data: Data, *, components: int = 10, covariance
     if not pieces:
         raise ValueError('fit_latent_prior got no images: data is empty')
     codes = torch.cat(pieces)
-    quantizer = _quantizer(model)
+    quantizer = VectorQuantizer.of(model)
     if quantizer is not None:
         latent_shape = getattr(model, 'latent_shape', (quantizer.code_dim,) + tuple(codes.shape[1:]))
         return CategoricalPrior.fit(codes, quantizer.codebook.detach(), latent_shape, **options)

@@ -5,7 +5,7 @@
 codebook learns by exponential moving averages of the vectors each code is chosen for (the
 paper's appendix, and VQ-VAE-2's default), or by gradient descent on a codebook loss term.
 """
-from typing import NamedTuple, Optional
+from typing import Any, NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
@@ -160,6 +160,20 @@ class VectorQuantizer(nn.Module):
             self.codebook = nn.Parameter(codes)
         self.register_buffer('cluster_size', torch.ones(num_codes))
         self.register_buffer('initialised', torch.tensor(self.init == 'uniform'))
+
+    @staticmethod
+    def of(model: Any) -> Optional['VectorQuantizer']:
+        """The quantizer of ``model`` (its ``quantizer`` attribute, as :class:`~torchbearer_vae.VQVAE`'s), or None:
+        what the package's pieces look at to tell a VQ-VAE from a model with a Gaussian or plain latent.
+
+        Example: ::
+
+            >>> from torchbearer_vae import VAE, VQVAE, VectorQuantizer
+            >>> VectorQuantizer.of(VQVAE(num_codes=8, code_dim=4)).num_codes, VectorQuantizer.of(VAE())
+            (8, None)
+        """
+        quantizer = getattr(model, 'quantizer', None)
+        return quantizer if isinstance(quantizer, VectorQuantizer) else None
 
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
         """Quantize ``z``; in training mode, update the codebook (``'ema'``) and restart unused codes.
