@@ -20,6 +20,15 @@ def test_a_run_of_too_few_steps_says_so_and_how_many_epochs_would_do():
     assert len(lines) == 1
     assert 'only 120 optimizer steps (30 epochs of 4 batches)' in lines[0]
     assert f'--epochs {MIN_STEPS // 4}' in lines[0] and 'smaller --batch-size (this run: 128)' in lines[0]
+    assert 'too few for a VAE' in lines[0] and 'every sample alike' in lines[0]
+
+
+def test_a_short_vqvae_run_is_told_of_its_own_symptoms_not_a_vae_s():
+    # a VQ-VAE draws no samples while it trains: its short run shows as grey reconstructions from a few codes
+    lines = run_advice(history(1), steps=71, batches=71, options={'model': 'vqvae', 'batch_size': 128})
+    assert len(lines) == 1
+    assert 'too few for a VQ-VAE' in lines[0] and 'a few codes used' in lines[0]
+    assert 'sample' not in lines[0] and 'a VAE' not in lines[0]
 
 
 def test_a_collapsed_kl_says_so_and_what_to_try_for_the_run_s_likelihood():

@@ -139,6 +139,12 @@ def test_a_vqvae_run_resumes_exactly(mnist_dir, tmp_path):
     (['--model', 'conv', '--model-arg', 'channels=abc'], '--model conv: '),
     (['--model', 'vqvae', '--codebook-size', '1000000000000'], '--codebook-size 1000000000000 and --code-dim 64 make '
                                                                 'a model too large to build'),
+    # built on the meta device, then refused by the memory check, which names the codebook's options
+    (['--model', 'vqvae', '--code-dim', '100000000'], 'training with --codebook-size 512, --code-dim 100000000 and '
+                                                      '--batch-size 128 ('),
+    (['--model', 'vqvae', '--model-arg', 'update=loss', '--model-arg', 'decay=0.9'],
+     "--model-arg decay=... is the decay of the codebook's moving averages (update=ema); with --model-arg "
+     "update=loss the codebook learns by its loss and nothing uses it"),
 ])
 def test_options_that_do_not_go_with_the_latent_space_are_refused_in_one_line(args, expected, mnist_dir, tmp_path,
                                                                                 capsys):

@@ -12,6 +12,7 @@ from typing import Any, List, Optional, Sequence
 
 from ..checks import plural
 from .kl import SCHEDULES
+from .model import is_quantized
 
 __all__ = []  # internal: the public entry point is torchbearer_vae.cli.main
 
@@ -39,14 +40,16 @@ def run_advice(history: Sequence[dict], *, steps: int, batches: int, options: di
         history: torchbearer's history, one dict of metrics per epoch (``val_active_units`` read from the last).
         steps: Optimizer steps the whole run took (all its sessions).
         batches: Optimizer steps per epoch.
-        options: The run's options (``beta``, ``likelihood``, ``sigma``, ``batch_size`` are read).
+        options: The run's options (``model``, ``beta``, ``likelihood``, ``sigma``, ``batch_size`` are read).
     """
     lines = []
     if steps < MIN_STEPS:
         epochs = math.ceil(MIN_STEPS / max(batches, 1))
+        model, symptoms = (('a VQ-VAE', 'a few codes used') if is_quantized(options) else
+                           ('a VAE', 'every sample alike'))
         lines.append(f'this run took only {plural(steps, "optimizer step")} ({plural(len(history), "epoch")} of '
-                     f'{plural(batches, "batch", "batches")}): too few for a VAE to learn more than the mean colours '
-                     f'of the images (blurred, grey reconstructions, every sample alike). Train for at least '
+                     f'{plural(batches, "batch", "batches")}): too few for {model} to learn more than the mean colours '
+                     f'of the images (blurred, grey reconstructions, {symptoms}). Train for at least '
                      f'{MIN_STEPS:,} steps: --epochs {epochs}, or a smaller --batch-size (this run: '
                      f'{options.get("batch_size")}) for more steps per epoch')
     active = _last(history, 'val_active_units')

@@ -13,6 +13,7 @@ import torch
 from ..callbacks.imaging import check_grid_opens, model_shape
 from ..errors import CommandError
 from ..memory import available_memory
+from ..models.quantizer import VectorQuantizer
 
 __all__ = []  # internal: the public entry point is torchbearer_vae.cli.main
 
@@ -66,9 +67,13 @@ def check_training_fits(model: Any, batch_size: int, images: int, device: torch.
 
 def _sizes(model: torch.nn.Module) -> str:
     """``--hidden-dim H, --latent-dim L`` of ``model``, each one it has (the user's model may have no width); a fully
-    convolutional model's ``--latent-dim`` is its ``latent_channels``."""
+    convolutional model's ``--latent-dim`` is its ``latent_channels``; a model with a codebook's sizes are
+    ``--codebook-size K, --code-dim D``."""
+    quantizer = VectorQuantizer.of(model)
     sizes = {'--hidden-dim': getattr(model, 'hidden_dim', None),
              '--latent-dim': getattr(model, 'latent_channels', getattr(model, 'latent_dim', None))}
+    if quantizer is not None:
+        sizes = {'--codebook-size': quantizer.num_codes, '--code-dim': quantizer.code_dim}
     return 'with ' + ', '.join(f'{flag} {value}' for flag, value in sizes.items() if value is not None)
 
 

@@ -315,6 +315,11 @@ def build_model(options: dict, image_shape: Sequence[int], device: Optional[str]
         if taken:
             raise CommandError(f'--model-arg {taken[0]}=... is an argument the command passes itself: use '
                                f'{passed[taken[0]]}')
+        model_args = options.get('model_args') or {}
+        if model_args.get('update') == 'loss' and 'decay' in model_args:
+            raise CommandError('--model-arg decay=... is the decay of the codebook\'s moving averages (update=ema); '
+                               'with --model-arg update=loss the codebook learns by its loss and nothing uses it: '
+                               'leave decay out, or update=loss')
     if config['hidden_dim'] is None:  # the user's class, --hidden-dim not given: its own default; or no such layer
         del config['hidden_dim']
     config.update(options.get('model_args') or {})
