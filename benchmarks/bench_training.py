@@ -36,10 +36,16 @@ ours/pythae, ours/Lightning and ours/floor per round, and ours/Trial against the
 (3) in a process of its own (--trial-child): what our callbacks, metrics and files add to torchbearer's
 loop. A peer that is not installed is skipped with a line (``pip install -e ".[bench]"`` installs both).
 
+Measurement (7), --parts: where the command's epoch goes. Its own Trial (as ``train --quiet`` builds it)
+trains epoch by epoch in turn with the same-job floor in this process, each callback's hooks, torchbearer's
+metric pass and the state copy torchbearer makes for it at every step timed by wrapping them: milliseconds
+per epoch of each, and what is in no hook (the loaders, the step's computation, torchbearer's loop).
+
     python benchmarks/bench_training.py              # the full comparison (about 1 minute on 2 cores)
     python benchmarks/bench_training.py --quick      # a quick look (about 25 s)
     python benchmarks/bench_training.py --cli        # also measurement (5)
     python benchmarks/bench_training.py --peers-only # only measurement (6) (--peers: also; ~1.5 min a round)
+    python benchmarks/bench_training.py --parts      # only measurement (7) (about 30 s)
     python benchmarks/bench_training.py --adam default   # every method with Adam's default loop
 """
 import argparse
@@ -600,6 +606,87 @@ def cli_interleaved(args, rounds=20):
 
 
 
+
+# -- measurement (7), --parts: where the command's epoch goes, part by part, in this process --
+def _timed(spent, label, method):
+    """``method``, adding the seconds each call takes to ``spent[label]``."""
+    @functools.wraps(method)
+    def timed(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return method(*args, **kwargs)
+        finally:
+            spent[label] += time.perf_counter() - start
+    return timed
+
+
+def _part_name(callback):
+    """A callback's name in (7): its class, and the chart a schedule wrapper (OnSomeEpochs) draws."""
+    inner = getattr(callback, 'callback', None)
+    return type(callback).__name__ + (f'({type(inner).__name__})' if inner is not None else '')
+
+
+PER_RUN = 'the per-run hooks (on_start, on_end: waiting for the files), paid once a run'
+
+
+def parts(args, rounds=10):
+    """(7): the command's own Trial (MNIST, as ``train --quiet`` builds it, every callback and file) for ``rounds``
+    epochs after a warm-up, each in turn with an epoch of the same-job floor (1j), in this process; each callback's
+    hooks, torchbearer's metric pass and the copy of the state it makes for it at every step (``State.data``) timed
+    by wrapping them. ``rounds`` epochs after the first include one drawing of the latent charts (every 10 epochs),
+    as the 11-epoch runs of (6) do. An epoch here is a ``run`` call, whose ``on_end`` waits for the files: those
+    per-run hooks are reported apart (a run pays them once). Returns the lines to print."""
+    from collections import Counter
+
+    from torchbearer.state import State
+
+    from torchbearer_vae.cli import train
+    from torchbearer_vae.cli.main import build_parser
+    from torchbearer_vae.cli.processes import Processes
+
+    spent = Counter()
+    copy = State.data
+    with tempfile.TemporaryDirectory() as out:
+        same_job = same_job_epochs(FloorData(args.data, args.batch_size, args.seed), out)
+        command = build_parser().parse_args(['train', '--dataset', f'idx:{args.data}', '--out',
+                                             os.path.join(out, 'run'), '--quiet', '--seed', '1',
+                                             '--epochs', str(rounds + 10)])  # no last epoch (and its prior) in sight
+        processes = Processes(command.device)
+        try:
+            trial = train._build_training(command, processes).trial
+            command_times, floor_times = [], []
+            for epoch in range(1, rounds + 2):
+                if epoch == 2:  # after the warm-up: every hook, the metric pass and the state copy
+                    for callback in trial.state[torchbearer.CALLBACK_LIST].callback_list:
+                        for hook in [name for name in dir(callback) if name.startswith('on_')]:
+                            label = PER_RUN if hook in ('on_init', 'on_start', 'on_end') else _part_name(callback)
+                            setattr(callback, hook, _timed(spent, label, getattr(callback, hook)))
+                    metrics = trial.state[torchbearer.METRIC_LIST]
+                    for method in ('process', 'process_final', 'reset'):
+                        setattr(metrics, method, _timed(spent, "torchbearer's metric pass", getattr(metrics, method)))
+                    State.data = property(_timed(spent, 'State.data (the state copy for the metrics)', copy.fget))
+                floor_times.append(next(same_job))
+                start = time.perf_counter()
+                trial.run(epochs=epoch)  # torchbearer continues: one more epoch
+                command_times.append(time.perf_counter() - start)
+        finally:
+            State.data = copy
+            processes.leave(together=True)
+    pairs = [c / f for c, f in zip(command_times[1:], floor_times[1:])]
+    epoch = statistics.mean(command_times[1:])
+    lines = [f"(7) the command's epoch part by part, in this process: its own Trial {statistics.median(command_times[1:]):.3f} "
+             f"s/epoch against the same-job floor's {statistics.median(floor_times[1:]):.3f} ({rounds} pairs after a "
+             f'warm-up, in turn); ratio {statistics.median(pairs):.2f} (pairs {min(pairs):.2f}-{max(pairs):.2f}); '
+             f'ms per epoch of an epoch of {1000 * epoch:.0f} ms (mean):']
+    per_run = spent.pop(PER_RUN, 0.0)  # here at every run call: one a epoch
+    lines += [f'  {label:<72} {1000 * seconds / rounds:6.1f}' for label, seconds in spent.most_common()]
+    rest = "the rest: the loaders, forward, loss, backward, Adam, torchbearer's loop"
+    lines.append(f'  {rest:<72} {1000 * (epoch - (sum(spent.values()) + per_run) / rounds):6.1f}')
+    lines.append(f'  not in the epoch: {PER_RUN}, here at each of the {rounds} run calls: '
+                 f'{1000 * per_run / rounds:.1f} ms each')
+    return lines
+
+
 # -- measurement (6), --peers: whole processes of our command, the peers and the floor --
 def _last_line_json(done, out):
     return json.loads(done.stdout.strip().splitlines()[-1])['val_loss']
@@ -793,6 +880,8 @@ def main(argv=None):
                         help="(6)'s workload: the VAE on MNIST (default), the ConvVAE on 10,000 colour patches, or "
                              "both, one after the other")
     parser.add_argument('--peer-rounds', type=int, default=3, help='rounds of measurement (6) (default: 3)')
+    parser.add_argument('--parts', action='store_true', help="only measurement (7): the command's epoch part by "
+                        "part, in this process, beside the same-job floor (about 30 s)")
     parser.add_argument('--adam', choices=('fused', 'default'), default='fused',
                         help="every method's optimizer: Adam(fused=True), which `torchbearer-vae train` uses "
                              "(default), or Adam's default per-parameter loop")
@@ -825,6 +914,10 @@ def main(argv=None):
           f'{torchbearer.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, '
           f'load average {os.getloadavg()[0]:.2f}; every method with Adam(lr=1e-3'
           + ''.join(f', {key}={value}' for key, value in ADAM.items()) + ')')
+    if args.parts:
+        for line in parts(args, rounds=3 if args.quick else 10):
+            print(line)
+        return print(f'load average at the end {os.getloadavg()[0]:.2f}')
     if args.peers_only:
         for line in peers_measurement(args):
             print(line)

@@ -108,6 +108,31 @@ def test_a_ratio_without_a_target_says_so(monkeypatch):
     assert bench_training.ratio_line('ours/floor', 1.05).endswith('(no target)')  # compared with the same job now
 
 
+@pytest.mark.slow  # two epochs of the command's Trial and of the same-job floor: 5-10 s
+def test_the_parts_measurement_times_every_callback_of_the_command_and_restores_torchbearer(mnist_dir, monkeypatch):
+    """(7), ``--parts``: a line for each of the command's callbacks (the charts by what they draw), the metric pass and
+    the state copy, each a time that fits in the epoch; torchbearer's ``State.data`` is its own again afterwards."""
+    import argparse
+    import re
+
+    from torchbearer.state import State
+    monkeypatch.syspath_prepend(BENCHMARKS)
+    import bench_training
+
+    copy = State.data
+    lines = bench_training.parts(argparse.Namespace(data=mnist_dir, batch_size=128, seed=0), rounds=1)
+    assert State.data is copy
+    epoch = float(re.search(r'an epoch of (\d+) ms', lines[0]).group(1))
+    times = {line[:74].strip(): float(line[74:]) for line in lines[1:-1]}
+    for part in ('_DivergenceCallback', 'NaNGuard', 'ReconstructionSaver', 'SampleSaver', 'Checkpointer', 'MetricsCSV',
+                 'OnSomeEpochs(KLPerDimension)', "torchbearer's metric pass",
+                 'State.data (the state copy for the metrics)'):
+        assert 0 <= times[part] < epoch, part
+    rest = times.pop("the rest: the loaders, forward, loss, backward, Adam, torchbearer's loop")
+    assert 0 < rest < epoch and sum(times.values()) < epoch
+    assert lines[-1].startswith('  not in the epoch: the per-run hooks')
+
+
 @pytest.mark.slow
 def test_the_same_job_floor_writes_what_the_command_writes_and_trains_like_the_floor(mnist_dir, tmp_path,
                                                                                      monkeypatch):
