@@ -187,7 +187,7 @@ def test_the_colour_patches_are_written_once_and_read_back_in_order(peers, tmp_p
     images = peers.decode_patches(tmp_path / 'images')
     assert images.shape == (12, 3, 8, 8) and images.dtype == torch.uint8 and images.float().std() > 0
     from sklearn.datasets import load_sample_images
-    first = torch.from_numpy(load_sample_images().images[0])  # patch 0 is cut from the first photograph
+    first = torch.from_numpy(load_sample_images().images[0].copy())  # patch 0 is cut from the first photograph
     assert any(torch.equal(images[0].permute(1, 2, 0), first[top:top + 8, left:left + 8])
                for top in range(first.shape[0] - 7) for left in range(first.shape[1] - 7))
     train, val = peers.patch_split(12)
