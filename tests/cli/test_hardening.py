@@ -408,6 +408,7 @@ def test_9_a_ctrl_c_that_a_library_swallows_still_stops_the_run(where, tmp_path,
     assert not (out / 'checkpoint.pt').exists()  # stopped before the first epoch's end, not trained on
 
 
+@pytest.mark.slow  # a whole train process: 5-10 s
 @posix
 def test_9_a_ctrl_c_ignored_when_the_command_starts_stays_ignored(tmp_path):
     """A job a shell starts in the background ignores Ctrl-C (SIG_IGN): the command keeps it so."""
