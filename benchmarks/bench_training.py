@@ -673,18 +673,18 @@ def parts(args, rounds=10):
             State.data = copy
             processes.leave(together=True)
     pairs = [c / f for c, f in zip(command_times[1:], floor_times[1:])]
-    epoch = statistics.mean(command_times[1:])
+    mean_epoch = statistics.mean(command_times[1:])
     command_epoch = statistics.median(command_times[1:])
     floor_epoch = statistics.median(floor_times[1:])
     ratio = statistics.median(pairs)
     lines = [f"(7) the command's epoch part by part, in this process: its own Trial {command_epoch:.3f} s/epoch "
              f"against the same-job floor's {floor_epoch:.3f} ({rounds} pairs after a warm-up, in turn); ratio "
-             f'{ratio:.2f} (pairs {min(pairs):.2f}-{max(pairs):.2f}); ms per epoch of an epoch of {1000 * epoch:.0f} '
-             f'ms (mean):']
+             f'{ratio:.2f} (pairs {min(pairs):.2f}-{max(pairs):.2f}); ms per epoch of an epoch of '
+             f'{1000 * mean_epoch:.0f} ms (mean):']
     per_run = spent.pop(PER_RUN, 0.0)  # here at every run call: one an epoch
     lines += [f'  {label:<72} {1000 * seconds / rounds:6.1f}' for label, seconds in spent.most_common()]
     rest = "the rest: the loaders, forward, loss, backward, Adam, torchbearer's loop"
-    lines.append(f'  {rest:<72} {1000 * (epoch - (sum(spent.values()) + per_run) / rounds):6.1f}')
+    lines.append(f'  {rest:<72} {1000 * (mean_epoch - (sum(spent.values()) + per_run) / rounds):6.1f}')
     lines.append(f'  not in the epoch: {PER_RUN}, here at each of the {rounds} run calls: '
                  f'{1000 * per_run / rounds:.1f} ms each')
     return lines

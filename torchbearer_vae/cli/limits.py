@@ -14,6 +14,7 @@ from ..callbacks.imaging import check_grid_opens, model_shape
 from ..errors import CommandError
 from ..memory import available_memory
 from ..models.quantizer import VectorQuantizer
+from .model import CODEBOOK_ARGUMENTS, flag
 
 __all__ = []  # internal: the public entry point is torchbearer_vae.cli.main
 
@@ -71,9 +72,9 @@ def _sizes(model: torch.nn.Module) -> str:
     ``--codebook-size K, --code-dim D``."""
     quantizer = VectorQuantizer.of(model)
     sizes = {'--hidden-dim': getattr(model, 'hidden_dim', None),
-             '--latent-dim': getattr(model, 'latent_channels', getattr(model, 'latent_dim', None))}
-    if quantizer is not None:
-        sizes = {'--codebook-size': quantizer.num_codes, '--code-dim': quantizer.code_dim}
+             '--latent-dim': getattr(model, 'latent_channels', getattr(model, 'latent_dim', None))
+             } if quantizer is None else {flag(option): getattr(quantizer, argument)
+                                          for option, argument in CODEBOOK_ARGUMENTS.items()}
     return 'with ' + ', '.join(f'{flag} {value}' for flag, value in sizes.items() if value is not None)
 
 

@@ -102,8 +102,8 @@ def check_codebook_options(options: dict, given: dict) -> None:
     """Refuse (CommandError) a new run's options that do not go with its model's latent space; ``given``: what was
     typed.
 
-    A model with a codebook takes ``--codebook-size`` and ``--code-dim``, and has no ``--latent-dim`` and no KL term;
-    another takes neither of the two.
+    A model with a codebook takes ``--codebook-size`` and ``--code-dim``, and has no ``--latent-dim`` and no KL term
+    (nor a ``decay`` for a codebook learned by its loss); another takes neither of the two.
     """
     typed = [name for name in CODEBOOK_ARGUMENTS if given.get(name) is not None]
     if not is_quantized(options):
@@ -120,6 +120,11 @@ def check_codebook_options(options: dict, given: dict) -> None:
         raise CommandError(f'{flag(kl[0])} is of a Gaussian VAE\'s KL term; --model {options["model"]} has none (its '
                            f'commitment term\'s weight is --model-arg commitment_weight=0.25): leave {flag(kl[0])} '
                            f'out')
+    model_args = options.get('model_args') or {}
+    if model_args.get('update') == 'loss' and 'decay' in model_args:
+        raise CommandError('--model-arg decay=... is the decay of the codebook\'s moving averages (update=ema); with '
+                           '--model-arg update=loss the codebook learns by its loss and nothing uses it: leave decay '
+                           'out, or leave update=loss out')
 
 
 _CLASS_PATH = re.compile(r'[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*\Z')
@@ -315,11 +320,6 @@ def build_model(options: dict, image_shape: Sequence[int], device: Optional[str]
         if taken:
             raise CommandError(f'--model-arg {taken[0]}=... is an argument the command passes itself: use '
                                f'{passed[taken[0]]}')
-        model_args = options.get('model_args') or {}
-        if model_args.get('update') == 'loss' and 'decay' in model_args:
-            raise CommandError('--model-arg decay=... is the decay of the codebook\'s moving averages (update=ema); '
-                               'with --model-arg update=loss the codebook learns by its loss and nothing uses it: '
-                               'leave decay out, or update=loss')
     if config['hidden_dim'] is None:  # the user's class, --hidden-dim not given: its own default; or no such layer
         del config['hidden_dim']
     config.update(options.get('model_args') or {})
